@@ -1,0 +1,83 @@
+// Package kubetest starts the envtest control plane (a real kube-apiserver + etcd) the way
+// every rconn test needs it: the Service CIDR inside loopback (envtest's default 10.0.0.0/24 is
+// a private range nothing here may dial), the RedisConnection CRD installed, and the binaries
+// from bin/k8s (hack/envtest-assets.sh, `make envtest`) unless KUBEBUILDER_ASSETS says otherwise.
+package kubetest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+)
+
+// ServiceCIDR is the Service IP range of the test API server: loopback, so a ClusterIP a test
+// dials is always on this machine.
+const ServiceCIDR = "127.1.0.0/16"
+
+// RepoRoot finds the directory holding go.mod, starting from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Scheme has the built-in types and rconn.dev/v1.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := rconnv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// NewEnvironment returns an envtest.Environment configured for rconn; call Start on it and Stop
+// when done.
+func NewEnvironment() (*envtest.Environment, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(root, "bin", "k8s")
+	}
+	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
+		return nil, fmt.Errorf("no kube-apiserver in %s: run `make envtest` (hack/envtest-assets.sh)", assets)
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                Scheme(),
+	}
+	api := env.ControlPlane.GetAPIServer()
+	// The advertise address would otherwise be this host's first non-loopback IP, published as
+	// the endpoint of the "kubernetes" Service. The endpoint reconciler refuses loopback, so it is
+	// off: no test uses that Service.
+	api.Configure().
+		Set("service-cluster-ip-range", ServiceCIDR).
+		Set("advertise-address", "127.0.0.1").
+		Set("endpoint-reconciler-type", "none")
+	return env, nil
+}
