@@ -1,0 +1,109 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Client is a go-redis ClusterClient that dials through the node address map, with TLS per
+// node, ACL credentials, and node-redis option semantics. It is a redis.UniversalClient: pass
+// it to anything that takes one. Topology and health come from its Inspector, which shares the
+// dialer (and so the map).
+type Client struct {
+	*redis.ClusterClient
+	inspector *Inspector
+	o         *resolved
+}
+
+var _ redis.UniversalClient = (*Client)(nil)
+
+// NewClient validates the options and returns a client; it connects lazily (see Connect).
+func NewClient(o Options) (*Client, error) {
+	if o.Standalone {
+		return nil, fmt.Errorf("%w: NewClient is for clusters; use a go-redis Client with NewDialer for a standalone server", ErrInvalidOptions)
+	}
+	r, err := resolve(o)
+	if err != nil {
+		return nil, err
+	}
+	d := r.newDialer()
+	co := &redis.ClusterOptions{
+		Addrs:               r.rootAddrs(),
+		Dialer:              d.DialContext,
+		Username:            r.Defaults.Username,
+		Password:            r.Defaults.Password,
+		CredentialsProvider: r.Defaults.CredentialsProvider,
+		ClientName:          r.Defaults.ClientName,
+		DialTimeout:         r.Defaults.ConnectTimeout,
+		MaxRedirects:        r.MaxCommandRedirections,
+		ReadOnly:            r.UseReplicas,
+		RouteRandomly:       r.UseReplicas,
+		PoolSize:            r.PoolSize,
+		ReadTimeout:         r.ReadTimeout,
+		WriteTimeout:        r.WriteTimeout,
+	}
+	if r.MaxCommandRedirections < 0 {
+		co.MaxRedirects = -1
+	}
+	// Root nodes with their own credentials: go-redis has one credential set per cluster, so the
+	// URL's credentials win when Defaults has none (the common single-user case).
+	if co.Username == "" && co.Password == "" && co.CredentialsProvider == nil {
+		for _, rt := range r.roots {
+			if rt.hasCreds {
+				co.Username, co.Password = rt.username, rt.password
+				break
+			}
+		}
+	}
+	return &Client{ClusterClient: redis.NewClusterClient(co), inspector: newInspector(r, d), o: r}, nil
+}
+
+// Connect discovers the topology and, unless MinimizeConnections, connects to every node the
+// client routes to (masters; and replicas with UseReplicas), so the first command finds them
+// ready. It returns the topology.
+func (c *Client) Connect(ctx context.Context) (*Topology, error) {
+	t, err := c.inspector.Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.o.MinimizeConnections {
+		return t, nil
+	}
+	ping := func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() }
+	if c.o.UseReplicas {
+		err = c.ForEachShard(ctx, ping)
+	} else {
+		err = c.ForEachMaster(ctx, ping)
+	}
+	if err != nil {
+		return t, fmt.Errorf("connecting to cluster nodes: %w", err)
+	}
+	return t, nil
+}
+
+// Inspector returns the client's topology and health inspector.
+func (c *Client) Inspector() *Inspector { return c.inspector }
+
+// Dialer returns the mapping dialer.
+func (c *Client) Dialer() *Dialer { return c.inspector.dialer }
+
+// SetNodeAddressMap atomically replaces the node address map for new connections and retires
+// pooled connections whose mapping changed.
+func (c *Client) SetNodeAddressMap(m NodeAddressMap) { c.inspector.dialer.SetMap(m) }
+
+// SlotMaster returns the go-redis client of the master serving slot, for server commands
+// (node-redis getSlotMaster).
+func (c *Client) SlotMaster(ctx context.Context, slot int) (*redis.Client, error) {
+	if slot < 0 || slot >= SlotCount {
+		return nil, fmt.Errorf("slot %d out of range 0-%d", slot, SlotCount-1)
+	}
+	return c.MasterForKey(ctx, KeyForSlot(slot))
+}
+
+// Close closes the cluster client and the inspector.
+func (c *Client) Close() error {
+	return errors.Join(c.ClusterClient.Close(), c.inspector.Close())
+}

@@ -1,0 +1,216 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// NodeAddressMap maps an announced node address to the address to dial instead (node-redis
+// nodeAddressMap as a function). ok=false means "no entry": the announced address is dialed
+// as it is.
+type NodeAddressMap func(announced Address) (reachable Address, ok bool)
+
+// StaticMap builds a NodeAddressMap from "host:port" -> "host:port" entries (node-redis
+// nodeAddressMap as an object). Every key and value must parse as host:port.
+func StaticMap(entries map[string]string) (NodeAddressMap, error) {
+	m := make(map[Address]Address, len(entries))
+	for k, v := range entries {
+		ka, err := ParseAddress(k)
+		if err != nil {
+			return nil, fmt.Errorf("nodeAddressMap key: %w", err)
+		}
+		va, err := ParseAddress(v)
+		if err != nil {
+			return nil, fmt.Errorf("nodeAddressMap[%q]: %w", k, err)
+		}
+		m[ka] = va
+	}
+	return func(a Address) (Address, bool) {
+		r, ok := m[a]
+		return r, ok
+	}, nil
+}
+
+// DialFunc dials a network address; the layer beneath the address map (net.Dialer by default).
+// Tests pass one that records every address and refuses names it does not know; users behind a
+// SOCKS proxy or port-forward pass their own.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// ErrRetired is returned by the health check of a pooled connection whose node address mapping
+// changed since it was dialed: the pool drops it and dials the new address.
+var ErrRetired = errors.New("connection retired: its node address mapping changed")
+
+// Dialer dials announced node addresses through the node address map, then runs the TLS
+// handshake with the mapped host (or the configured override) as server name. go-redis calls it
+// for root nodes, discovered nodes and MOVED/ASK targets alike.
+type Dialer struct {
+	base           DialFunc
+	tls            *tls.Config
+	serverName     string
+	connectTimeout time.Duration
+
+	mapping atomic.Pointer[NodeAddressMap]
+
+	mu      sync.Mutex
+	targets map[string]*target // announced -> what live connections to it were dialed at
+}
+
+// target is the reachable address connections to one announced address use; retired flips
+// when a new map sends that announced address elsewhere.
+type target struct {
+	reachable string
+	retired   atomic.Bool
+}
+
+// DialerOptions configure NewDialer.
+type DialerOptions struct {
+	// Map is the node address map (nil: none).
+	Map NodeAddressMap
+	// Dial is the base dial function (nil: net.Dialer).
+	Dial DialFunc
+	// TLS enables TLS with this configuration (nil: plaintext). ServerName is set per node.
+	TLS *tls.Config
+	// ServerName overrides the name checked in server certificates (default: the mapped host).
+	ServerName string
+	// ConnectTimeout bounds TCP connect plus TLS handshake (default 5s).
+	ConnectTimeout time.Duration
+}
+
+// NewDialer returns a mapping dialer.
+func NewDialer(o DialerOptions) *Dialer {
+	d := &Dialer{base: o.Dial, tls: o.TLS, serverName: o.ServerName, connectTimeout: o.ConnectTimeout, targets: map[string]*target{}}
+	if d.base == nil {
+		nd := &net.Dialer{KeepAlive: 5 * time.Minute}
+		d.base = nd.DialContext
+	}
+	if d.connectTimeout <= 0 {
+		d.connectTimeout = 5 * time.Second
+	}
+	d.SetMap(o.Map)
+	return d
+}
+
+// Resolve returns the address to dial for an announced "host:port" and whether the map had an
+// entry for it.
+func (d *Dialer) Resolve(announced string) (string, bool) {
+	m := d.mapping.Load()
+	if m == nil || *m == nil {
+		return announced, false
+	}
+	a, err := ParseAddress(announced)
+	if err != nil {
+		return announced, false
+	}
+	r, ok := (*m)(a)
+	if !ok {
+		return announced, false
+	}
+	return r.String(), true
+}
+
+// SetMap atomically replaces the node address map. Pooled connections to announced addresses
+// whose target changed are retired: the pool discards them before their next use and dials
+// the new address; connections whose target did not change stay.
+func (d *Dialer) SetMap(m NodeAddressMap) {
+	d.mapping.Store(&m)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for announced, t := range d.targets {
+		if now, _ := d.Resolve(announced); now != t.reachable {
+			t.retired.Store(true)
+			delete(d.targets, announced)
+		}
+	}
+}
+
+// DialContext dials the node announced at addr. It has go-redis's Dialer signature.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.connectTimeout)
+	defer cancel()
+	d.mu.Lock()
+	reachable, mapped := d.Resolve(addr)
+	t := d.targets[addr]
+	if t == nil || t.reachable != reachable {
+		t = &target{reachable: reachable}
+		d.targets[addr] = t
+	}
+	d.mu.Unlock()
+
+	conn, err := d.base(ctx, network, reachable)
+	if err != nil {
+		return nil, dialError(addr, reachable, mapped, err)
+	}
+	if d.tls != nil {
+		cfg := d.tls.Clone()
+		if d.serverName != "" {
+			cfg.ServerName = d.serverName
+		} else if host, _, err := net.SplitHostPort(reachable); err == nil {
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, Err: fmt.Errorf("TLS handshake (server name %q): %w", cfg.ServerName, err)}
+		}
+		return &mappedConn{Conn: tc, t: t}, nil
+	}
+	return &mappedConn{Conn: conn, t: t}, nil
+}
+
+// DialError says which announced address was dialed at which address, and why it failed.
+type DialError struct {
+	Announced string
+	Dialed    string
+	Mapped    bool
+	Err       error
+}
+
+func (e *DialError) Error() string {
+	switch {
+	case e.Mapped:
+		return fmt.Sprintf("dialing node %s (mapped to %s): %v", e.Announced, e.Dialed, e.Err)
+	default:
+		return fmt.Sprintf("dialing node %s (no nodeAddressMap entry; dialed as announced): %v", e.Announced, e.Err)
+	}
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+func dialError(announced, dialed string, mapped bool, err error) error {
+	return &DialError{Announced: announced, Dialed: dialed, Mapped: mapped, Err: err}
+}
+
+// mappedConn is a pooled connection that knows whether its mapping is still current. go-redis
+// health-checks an idle connection through syscall.Conn before reusing it: a retired one fails
+// that check and is replaced; a live one passes on the plaintext socket's own check.
+type mappedConn struct {
+	net.Conn
+	t *target
+}
+
+func (c *mappedConn) SyscallConn() (syscall.RawConn, error) {
+	if c.t.retired.Load() {
+		return nil, ErrRetired
+	}
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	// TLS: go-redis deliberately skips the socket peek on TLS connections; keep it that way.
+	return noopRawConn{}, nil
+}
+
+// NetConn returns the wrapped connection.
+func (c *mappedConn) NetConn() net.Conn { return c.Conn }
+
+type noopRawConn struct{}
+
+func (noopRawConn) Control(func(fd uintptr)) error           { return nil }
+func (noopRawConn) Read(func(fd uintptr) bool) error         { return nil }
+func (noopRawConn) Write(func(fd uintptr) (done bool)) error { return nil }

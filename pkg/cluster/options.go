@@ -1,0 +1,177 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultMaxCommandRedirections is node-redis's default (go-redis's own is 3).
+const DefaultMaxCommandRedirections = 16
+
+// RootNode is a seed address: URL (redis[s]://[[username][:password]@][host][:port][/db]) or
+// Address. Credentials in a URL apply to connections to that root node only (node-redis); use
+// Defaults for the whole cluster.
+type RootNode struct {
+	URL     string
+	Address Address
+}
+
+// NodeOptions apply to every node connection (node-redis createCluster defaults).
+type NodeOptions struct {
+	Username string
+	Password string
+	// CredentialsProvider, when set, is asked for username and password on every new
+	// connection instead of Username/Password (rotation without restart).
+	CredentialsProvider func() (username, password string)
+	// TLS enables TLS (nil: plaintext unless a root node URL is rediss://, which means TLS with
+	// the system roots). The server name is set per node; a config whose certificates change at
+	// runtime (pkg/tls Reloadable) rotates them for new connections.
+	TLS *tls.Config
+	// TLSServerName overrides the name checked in server certificates (default: the host each
+	// node is dialed at, after mapping).
+	TLSServerName string
+	// ConnectTimeout bounds TCP connect + TLS handshake (default 5s).
+	ConnectTimeout time.Duration
+	// DB is the database (Standalone only; a cluster has only 0).
+	DB int
+	// ClientName is sent with CLIENT SETNAME.
+	ClientName string
+}
+
+// Options configure a cluster Client or Inspector, with node-redis meaning.
+type Options struct {
+	RootNodes []RootNode
+	Defaults  NodeOptions
+	// UseReplicas spreads read-only commands over masters and replicas.
+	UseReplicas bool
+	// MinimizeConnections makes Connect discover the topology only, without connecting to every
+	// node; nodes are connected to when a command needs them.
+	MinimizeConnections bool
+	// MaxCommandRedirections bounds MOVED/ASK redirections per command: 0 means the default
+	// (16), a negative value means none.
+	MaxCommandRedirections int
+	// NodeAddressMap maps announced addresses to reachable ones (StaticMap, or a function).
+	NodeAddressMap NodeAddressMap
+	// Dial is the base dial function beneath the address map (default net.Dialer).
+	Dial DialFunc
+	// Standalone makes an Inspector treat the single root node as a standalone server.
+	Standalone bool
+
+	// PoolSize, ReadTimeout and WriteTimeout pass to go-redis (zero: go-redis defaults).
+	PoolSize     int
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// HealthConcurrency bounds parallel node checks (default 64).
+	HealthConcurrency int
+}
+
+// root is a resolved root node.
+type root struct {
+	addr               string
+	username, password string
+	hasCreds           bool
+}
+
+// resolved is Options after validation.
+type resolved struct {
+	Options
+	roots []root
+	tls   *tls.Config
+}
+
+// ErrInvalidOptions is wrapped by every option validation error.
+var ErrInvalidOptions = errors.New("invalid options")
+
+func resolve(o Options) (*resolved, error) {
+	r := &resolved{Options: o, tls: o.Defaults.TLS}
+	if len(o.RootNodes) == 0 {
+		return nil, fmt.Errorf("%w: no root nodes", ErrInvalidOptions)
+	}
+	if o.Standalone && len(o.RootNodes) != 1 {
+		return nil, fmt.Errorf("%w: Standalone takes exactly one root node, got %d", ErrInvalidOptions, len(o.RootNodes))
+	}
+	if o.Standalone && (o.UseReplicas || o.MinimizeConnections) {
+		return nil, fmt.Errorf("%w: UseReplicas and MinimizeConnections apply to clusters only", ErrInvalidOptions)
+	}
+	if !o.Standalone && o.Defaults.DB != 0 {
+		return nil, fmt.Errorf("%w: a Redis Cluster only has database 0, got %d", ErrInvalidOptions, o.Defaults.DB)
+	}
+	if o.Defaults.DB < 0 {
+		return nil, fmt.Errorf("%w: negative database %d", ErrInvalidOptions, o.Defaults.DB)
+	}
+	if o.Defaults.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative ConnectTimeout", ErrInvalidOptions)
+	}
+	sawTLS, sawPlain := false, false
+	for i, rn := range o.RootNodes {
+		switch {
+		case rn.URL != "" && rn.Address != (Address{}):
+			return nil, fmt.Errorf("%w: rootNodes[%d]: set URL or Address, not both", ErrInvalidOptions, i)
+		case rn.URL != "":
+			u, err := ParseURL(rn.URL)
+			if err != nil {
+				return nil, fmt.Errorf("%w: rootNodes[%d]: %w", ErrInvalidOptions, i, err)
+			}
+			if u.TLS {
+				sawTLS = true
+			} else {
+				sawPlain = true
+			}
+			if !o.Standalone && u.DB != 0 {
+				return nil, fmt.Errorf("%w: rootNodes[%d]: a Redis Cluster only has database 0, the URL selects %d", ErrInvalidOptions, i, u.DB)
+			}
+			if o.Standalone && u.DB != 0 {
+				r.Defaults.DB = u.DB
+			}
+			r.roots = append(r.roots, root{addr: u.Address.String(), username: u.Username, password: u.Password, hasCreds: u.Username != "" || u.Password != ""})
+		default:
+			a := rn.Address
+			if a.Port == 0 {
+				a.Port = DefaultPort
+			}
+			if _, err := ParseAddress(a.String()); err != nil || a.Host == "" {
+				return nil, fmt.Errorf("%w: rootNodes[%d]: %v", ErrInvalidOptions, i, err)
+			}
+			r.roots = append(r.roots, root{addr: a.String()})
+		}
+	}
+	if sawTLS && sawPlain {
+		return nil, fmt.Errorf("%w: rootNodes mix redis:// and rediss://: TLS applies to every node", ErrInvalidOptions)
+	}
+	if sawPlain && o.Defaults.TLS != nil {
+		return nil, fmt.Errorf("%w: Defaults.TLS is set but rootNodes use redis://: use rediss://", ErrInvalidOptions)
+	}
+	if sawTLS && r.tls == nil {
+		r.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if r.Defaults.ConnectTimeout == 0 {
+		r.Defaults.ConnectTimeout = 5 * time.Second
+	}
+	if r.MaxCommandRedirections == 0 {
+		r.MaxCommandRedirections = DefaultMaxCommandRedirections
+	}
+	if r.HealthConcurrency <= 0 {
+		r.HealthConcurrency = 64
+	}
+	return r, nil
+}
+
+func (r *resolved) newDialer() *Dialer {
+	return NewDialer(DialerOptions{
+		Map:            r.NodeAddressMap,
+		Dial:           r.Dial,
+		TLS:            r.tls,
+		ServerName:     r.Defaults.TLSServerName,
+		ConnectTimeout: r.Defaults.ConnectTimeout,
+	})
+}
+
+func (r *resolved) rootAddrs() []string {
+	out := make([]string, len(r.roots))
+	for i, rt := range r.roots {
+		out[i] = rt.addr
+	}
+	return out
+}
