@@ -44,6 +44,8 @@ func NewClient(o Options) (*Client, error) {
 		PoolSize:            r.PoolSize,
 		ReadTimeout:         r.ReadTimeout,
 		WriteTimeout:        r.WriteTimeout,
+
+		MaintNotificationsConfig: noMaintNotifications(),
 	}
 	if r.MaxCommandRedirections < 0 {
 		co.MaxRedirects = -1

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // SlotCount is the number of hash slots in a Redis Cluster.
@@ -166,6 +167,9 @@ func (in *Inspector) client(addr string) (*redis.Client, error) {
 		MaxIdleConns:          1,
 		DisableIdentity:       true,
 		Protocol:              2,
+		// go-redis resolves hostnames through DNS to pick a maintenance-notification endpoint type;
+		// announced names are exactly what must never be resolved here.
+		MaintNotificationsConfig: noMaintNotifications(),
 	}
 	if in.o.Defaults.CredentialsProvider != nil {
 		opts.CredentialsProvider = in.o.Defaults.CredentialsProvider
@@ -505,4 +509,12 @@ func (in *Inspector) checkNode(ctx context.Context, addr string, cluster bool) N
 		}
 	}
 	return h
+}
+
+// noMaintNotifications turns off go-redis's maintenance notifications (Redis Enterprise/Cloud
+// only), whose "auto" mode resolves every hostname-shaped node address through DNS when a
+// client is built: for announced names (pod IPs' names, .invalid in tests) that is a lookup
+// that cannot succeed and must not be made.
+func noMaintNotifications() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Announce says what addresses cluster nodes hand to clients (CLUSTER SHARDS/SLOTS, MOVED, ASK).
@@ -110,6 +111,8 @@ func (c *Cluster) ClusterOptions() *redis.ClusterOptions {
 		},
 		MaxRetries:      -1,
 		DisableIdentity: true,
+
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
 )
@@ -274,6 +275,8 @@ func (s *Server) Options() *redis.Options {
 		MaxRetries:      -1,
 		PoolSize:        4,
 		DisableIdentity: true,
+		// Never let go-redis resolve a name (its maintenance-notification auto mode does).
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	if s.opts.TLS != nil {
 		o.TLSConfig = s.opts.TLS.ClientConfig("")
