@@ -56,6 +56,10 @@ envtest: ## Build/cache the envtest control plane (kube-apiserver from source, e
 test: deps envtest verify-generated vet ## Run every test (envtest + real redis-server).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
+.PHONY: bench
+bench: deps ## Run the benchmarks (ours vs plain go-redis on the same servers).
+	go test ./pkg/... -run '^$$' -bench . -benchmem -count 6 | tee bench.out
+
 ##@ Build
 .PHONY: build
 build: ## Build bin/manager.

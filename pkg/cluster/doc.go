@@ -1,0 +1,50 @@
+// Package cluster is rconn's embedded Redis Cluster client: topology discovery, node address
+// mapping and health checks, on top of go-redis v9. The controller and every app use it.
+//
+// # Node address mapping
+//
+// Redis nodes hand clients the addresses they announce (CLUSTER SHARDS/SLOTS, MOVED, ASK).
+// When those are pod IPs, names under a domain the client cannot resolve, or ports behind NAT,
+// a NodeAddressMap (node-redis nodeAddressMap) says where to dial instead:
+//
+//	m, err := cluster.StaticMap(map[string]string{
+//		"10.0.0.1:6379": "redis-0.example.com:30001",
+//	})
+//	c, err := cluster.NewClient(cluster.Options{
+//		RootNodes:      []cluster.RootNode{{URL: "redis://redis-0.example.com:30001"}},
+//		NodeAddressMap: m, // or any func(Address) (Address, bool)
+//	})
+//	topo, err := c.Connect(ctx)
+//	c.Set(ctx, "k", "v", 0)
+//
+// The map applies to discovery, to every node connection and to MOVED/ASK targets: go-redis
+// calls the mapping Dialer with the announced address in every case. With TLS the handshake
+// checks the mapped host (or NodeOptions.TLSServerName), so a map to the names in the
+// certificates fixes "x509: cannot validate certificate for 10.0.0.1 because it doesn't
+// contain any IP SANs". SetNodeAddressMap swaps the map atomically; pooled connections whose
+// entry changed are dropped before their next use.
+//
+// Options.Dial is the base dial function beneath the map (net.Dialer by default): the seam for
+// SOCKS proxies and port-forwards, and for tests that must never resolve a name.
+//
+// # Option mapping (node-redis createCluster -> Options)
+//
+//	rootNodes               RootNodes (URL or Address)
+//	defaults                Defaults (Username, Password, TLS, TLSServerName, ConnectTimeout, ClientName)
+//	useReplicas             UseReplicas (go-redis ReadOnly + RouteRandomly)
+//	minimizeConnections     MinimizeConnections (Connect only discovers)
+//	maxCommandRedirections  MaxCommandRedirections (default 16; go-redis's own default is 3)
+//	nodeAddressMap          NodeAddressMap (StaticMap or a function)
+//	getSlotMaster(slot)     Client.SlotMaster(ctx, slot)
+//
+// Keyless commands such as PUBLISH, which the server forwards, are spread over the masters.
+//
+// # Minimal ACL for the controller
+//
+// Discovery and health checks need only:
+//
+//	ACL SETUSER rconn on >PASSWORD -@all +ping +role +info +cluster|shards +cluster|slots +cluster|info +cluster|myid
+//
+// Without +cluster|shards discovery falls back to CLUSTER SLOTS (node health is then unknown
+// until checked). Discovery also falls back to CLUSTER SLOTS on servers older than Redis 7.
+package cluster
