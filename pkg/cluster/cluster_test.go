@@ -403,9 +403,13 @@ func TestDeadNodes(t *testing.T) {
 	if len(down) != 2 || !down[replica.Announced] || !down[master.Announced] {
 		t.Fatalf("unreachable: %v; want exactly %s and %s", down, replica.Announced, master.Announced)
 	}
-	// Discovery still works from the surviving root, and all roots dead is a clear error.
-	if _, err := in.Discover(ctx); err != nil && master.Index == 0 {
-		t.Logf("root was the killed master: %v", err)
+	// Discovery still works from the surviving root (node 0, never killed here), and all nodes
+	// dead is a clear error.
+	if master.Index == 0 || replica.Index == 0 {
+		t.Fatalf("test setup: the root node must survive")
+	}
+	if _, err := in.Discover(ctx); err != nil {
+		t.Fatalf("discovery with two nodes down: %v", err)
 	}
 	for _, n := range rc.Nodes {
 		n.Kill()
