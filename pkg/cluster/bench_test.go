@@ -51,41 +51,33 @@ func BenchmarkCommands(b *testing.B) {
 		for _, par := range []int{1, 64} {
 			for _, cl := range clients {
 				b.Run(op+"/par"+strconv.Itoa(par)+"/"+cl.name, func(b *testing.B) {
-					var next atomic.Uint64
-					b.SetParallelism(max(1, par/runtime.GOMAXPROCS(0)))
-					b.ReportAllocs()
-					b.ResetTimer()
-					run := func(pb *testing.PB) {
-						for pb.Next() {
-							k := keys[next.Add(1)%uint64(len(keys))]
-							var err error
-							if op == "GET" {
-								err = cl.c.Get(ctx, k).Err()
-							} else {
-								err = cl.c.Set(ctx, k, "v", 0).Err()
-							}
-							if err != nil {
-								b.Fatal(err)
-							}
+					do := func(k string) {
+						var err error
+						if op == "GET" {
+							err = cl.c.Get(ctx, k).Err()
+						} else {
+							err = cl.c.Set(ctx, k, "v", 0).Err()
+						}
+						if err != nil {
+							b.Fatal(err)
 						}
 					}
+					b.ReportAllocs()
+					b.ResetTimer()
 					if par == 1 {
 						// One goroutine, as an app doing one command at a time.
 						for i := 0; i < b.N; i++ {
-							k := keys[i%len(keys)]
-							var err error
-							if op == "GET" {
-								err = cl.c.Get(ctx, k).Err()
-							} else {
-								err = cl.c.Set(ctx, k, "v", 0).Err()
-							}
-							if err != nil {
-								b.Fatal(err)
-							}
+							do(keys[i%len(keys)])
 						}
 						return
 					}
-					b.RunParallel(run)
+					var next atomic.Uint64
+					b.SetParallelism(max(1, par/runtime.GOMAXPROCS(0)))
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							do(keys[next.Add(1)%uint64(len(keys))])
+						}
+					})
 				})
 			}
 		}

@@ -101,7 +101,7 @@ func TestUnreachableHostnamesNeedAMap(t *testing.T) {
 				}
 			}
 			useAllSlotRanges(t, ctx, c, topo)
-			rec.assertOnlyDialed(t, m)
+			rec.AssertOnlyDialed(t, m)
 		})
 	}
 }
@@ -216,7 +216,7 @@ func TestMovedAndAskFollowTheMap(t *testing.T) {
 			if id != masters[1].ID {
 				t.Fatalf("SlotMaster(%d) is %s, want %s", slot, id, masters[1].ID)
 			}
-			rec.assertOnlyDialed(t, m)
+			rec.AssertOnlyDialed(t, m)
 		})
 	}
 }
@@ -291,7 +291,7 @@ func TestTLSCertificatesForNamesWhileNodesAnnounceIPs(t *testing.T) {
 			t.Fatal(err)
 		}
 		useAllSlotRanges(t, ctx, c, topo)
-		rec.assertOnlyDialed(t, byName)
+		rec.AssertOnlyDialed(t, byName)
 	})
 	t.Run("a server name override works without a map", func(t *testing.T) {
 		c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "rediss"), Dial: newRecorder(names).Dial,
@@ -551,7 +551,7 @@ func TestRoutingOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 		useAllSlotRanges(t, ctx, c, topo)
-		rec.assertOnlyDialed(t, viaProxy)
+		rec.AssertOnlyDialed(t, viaProxy)
 
 		direct, _ := cluster.StaticMap(m)
 		c.SetNodeAddressMap(direct)
@@ -571,7 +571,7 @@ func TestRoutingOptions(t *testing.T) {
 		if len(rec.Dialed()) == 0 {
 			t.Fatal("no connection was dialed at the new targets: pooled connections to old targets were reused")
 		}
-		rec.assertOnlyDialed(t, m)
+		rec.AssertOnlyDialed(t, m)
 	})
 }
 

@@ -2,8 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -13,74 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
-// recorder is the base dial function of every test: it resolves names only from its table,
-// refuses anything else without a lookup, dials loopback only, and records every address.
-type recorder struct {
-	mu     sync.Mutex
-	names  map[string]string // hostname -> loopback IP
-	dialed []string
-}
+type recorder = nettest.Recorder
 
-func newRecorder(names map[string]string) *recorder {
-	if names == nil {
-		names = map[string]string{}
-	}
-	return &recorder{names: names}
-}
-
-var errRefused = errors.New("test dialer: refusing a name outside the test table (no DNS lookups in tests)")
-
-func (r *recorder) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	r.mu.Lock()
-	r.dialed = append(r.dialed, addr)
-	r.mu.Unlock()
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	if ip, ok := r.names[host]; ok {
-		host = ip
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return nil, fmt.Errorf("%w: %s", errRefused, addr)
-	}
-	if !ip.IsLoopback() {
-		return nil, fmt.Errorf("test dialer: refusing non-loopback %s", addr)
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
-}
-
-func (r *recorder) Dialed() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.dialed...)
-}
-
-func (r *recorder) Reset() {
-	r.mu.Lock()
-	r.dialed = nil
-	r.mu.Unlock()
-}
-
-// assertOnlyDialed fails if any dialed address is outside allowed.
-func (r *recorder) assertOnlyDialed(t *testing.T, allowed map[string]string) {
-	t.Helper()
-	ok := map[string]bool{}
-	for _, v := range allowed {
-		ok[v] = true
-	}
-	for _, a := range r.Dialed() {
-		if !ok[a] {
-			t.Fatalf("dialed %s, which is not a mapped address (allowed: %v)", a, allowed)
-		}
-	}
-}
+func newRecorder(names map[string]string) *recorder { return nettest.NewRecorder(names) }
 
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

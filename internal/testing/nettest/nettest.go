@@ -1,0 +1,108 @@
+// Package nettest keeps tests on loopback and away from DNS: a recording base dial function
+// that resolves names only from its own table, and a process-wide guard that fails a test
+// binary which attempted any DNS query.
+package nettest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+)
+
+// ErrRefused is returned for a name outside the table: no lookup is made.
+var ErrRefused = errors.New("test dialer: refusing a name outside the test table (no DNS lookups in tests)")
+
+// Recorder is a base dial function (pkg/cluster DialFunc) that resolves names only from Names,
+// refuses anything else without a lookup, dials loopback only, and records every address.
+type Recorder struct {
+	mu     sync.Mutex
+	names  map[string]string
+	dialed []string
+}
+
+// NewRecorder resolves the hostnames in names (hostname -> loopback IP).
+func NewRecorder(names map[string]string) *Recorder {
+	if names == nil {
+		names = map[string]string{}
+	}
+	return &Recorder{names: names}
+}
+
+// Dial has pkg/cluster's DialFunc signature.
+func (r *Recorder) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.mu.Lock()
+	r.dialed = append(r.dialed, addr)
+	r.mu.Unlock()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip, ok := r.names[host]; ok {
+		host = ip
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("%w: %s", ErrRefused, addr)
+	}
+	if !ip.IsLoopback() {
+		return nil, fmt.Errorf("test dialer: refusing non-loopback %s", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
+}
+
+// Dialed returns every address dialed so far.
+func (r *Recorder) Dialed() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.dialed...)
+}
+
+// Reset forgets the record.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	r.dialed = nil
+	r.mu.Unlock()
+}
+
+// AssertOnlyDialed fails t if any dialed address is not a value of allowed.
+func (r *Recorder) AssertOnlyDialed(t testing.TB, allowed map[string]string) {
+	t.Helper()
+	ok := map[string]bool{}
+	for _, v := range allowed {
+		ok[v] = true
+	}
+	for _, a := range r.Dialed() {
+		if !ok[a] {
+			t.Fatalf("dialed %s, which is not a mapped address (allowed: %v)", a, allowed)
+		}
+	}
+}
+
+// RunWithoutDNS is a TestMain body: it makes every DNS query fail and be recorded, runs the
+// tests, and fails the binary if any query was attempted.
+func RunWithoutDNS(m *testing.M) {
+	var mu sync.Mutex
+	var queries []string
+	net.DefaultResolver = &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			mu.Lock()
+			queries = append(queries, network+" "+address)
+			mu.Unlock()
+			return nil, errors.New("DNS is disabled in tests")
+		},
+	}
+	code := m.Run()
+	mu.Lock()
+	if len(queries) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d DNS queries were attempted (first: %s)\n", len(queries), queries[0])
+		code = 1
+	}
+	mu.Unlock()
+	os.Exit(code)
+}
