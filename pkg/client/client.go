@@ -1,0 +1,443 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
+)
+
+// EventType names a connection event (node-redis event names).
+type EventType string
+
+// Connection events, with node-redis meaning.
+const (
+	// EventConnect: the client is about to connect (initially and on every reconnect attempt).
+	EventConnect EventType = "connect"
+	// EventReady: the client is connected and ready to use.
+	EventReady EventType = "ready"
+	// EventEnd: the client was closed (Close, or the reconnect strategy gave up: Err says why).
+	EventEnd EventType = "end"
+	// EventError: an error occurred (connection lost, failed attempt, failed config reload).
+	EventError EventType = "error"
+	// EventReconnecting: the client is about to try reconnecting after losing the connection.
+	EventReconnecting EventType = "reconnecting"
+)
+
+// Event is a connection event. Err is set for EventError, and for EventEnd when the reconnect
+// strategy stopped.
+type Event struct {
+	Type EventType
+	Err  error
+}
+
+func (e Event) String() string {
+	if e.Err != nil {
+		return string(e.Type) + ": " + e.Err.Error()
+	}
+	return string(e.Type)
+}
+
+// DefaultMonitorInterval is how often the client checks its connection (PING).
+const DefaultMonitorInterval = time.Second
+
+// Client is a go-redis client (cluster or standalone) with node address mapping, node-redis
+// reconnect strategy and events, and, from Open, hot reload of the mounted configuration. It
+// is a redis.UniversalClient: pass it to anything that takes one.
+type Client struct {
+	redis.UniversalClient
+
+	cluster *cluster.Client // cluster mode
+	single  *redis.Client   // standalone mode
+	setMap  func(cluster.NodeAddressMap)
+	probe   func(ctx context.Context) error
+
+	strategy ReconnectStrategy
+	monitor  time.Duration
+	creds    atomic.Pointer[credentials]
+	tls      *rtls.Reloadable
+
+	open, ready atomic.Bool
+	closed      atomic.Bool
+	closeOnce   sync.Once
+	closeErr    error
+	stop        chan struct{}
+	wg          sync.WaitGroup
+
+	events *dispatcher
+
+	// Open only.
+	reload *reloader
+}
+
+var _ redis.UniversalClient = (*Client)(nil)
+
+type credentials struct{ username, password string }
+
+// spec is what every constructor resolves its options to.
+type spec struct {
+	cluster        bool
+	network, addr  string // standalone
+	roots          []cluster.RootNode
+	db             int
+	name           string
+	connectTimeout time.Duration
+	username       string
+	password       string
+	tls            *rtls.Reloadable // nil: plaintext
+	serverName     string
+	nodeMap        cluster.NodeAddressMap
+	useReplicas    bool
+	minimize       bool
+	maxRedirects   int
+	dial           cluster.DialFunc
+	strategy       ReconnectStrategy
+	onEvent        func(Event)
+	monitor        time.Duration
+}
+
+// build creates the client and connects it, bounded by ctx.
+func build(ctx context.Context, s *spec) (*Client, error) {
+	c := &Client{strategy: s.strategy, monitor: s.monitor, tls: s.tls, stop: make(chan struct{}), events: newDispatcher()}
+	if c.strategy == nil {
+		c.strategy = DefaultReconnectStrategy
+	}
+	if c.monitor <= 0 {
+		c.monitor = DefaultMonitorInterval
+	}
+	if s.onEvent != nil {
+		c.events.add(s.onEvent)
+	}
+	c.creds.Store(&credentials{s.username, s.password})
+	provider := func() (string, string) {
+		cr := c.creds.Load()
+		return cr.username, cr.password
+	}
+	base := s.dial
+	if base == nil {
+		nd := &net.Dialer{KeepAlive: 5 * time.Minute}
+		base = nd.DialContext
+	}
+	if s.tls != nil {
+		base = tlsDial(base, s.tls, s.serverName)
+	}
+	if s.cluster {
+		cc, err := cluster.NewClient(cluster.Options{
+			RootNodes: s.roots,
+			Defaults: cluster.NodeOptions{
+				CredentialsProvider: provider,
+				ConnectTimeout:      s.connectTimeout,
+				ClientName:          s.name,
+			},
+			UseReplicas:            s.useReplicas,
+			MinimizeConnections:    s.minimize,
+			MaxCommandRedirections: s.maxRedirects,
+			NodeAddressMap:         s.nodeMap,
+			Dial:                   base,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.cluster, c.UniversalClient, c.setMap = cc, cc, cc.SetNodeAddressMap
+		first := true
+		c.probe = func(ctx context.Context) error {
+			if first {
+				// Discover the topology and connect to the nodes once; later probes PING.
+				if _, err := cc.Connect(ctx); err != nil {
+					return err
+				}
+				first = false
+				return nil
+			}
+			return cc.Ping(ctx).Err()
+		}
+	} else {
+		d := cluster.NewDialer(cluster.DialerOptions{Map: s.nodeMap, Dial: base, ConnectTimeout: s.connectTimeout})
+		network := s.network
+		if network == "" {
+			network = "tcp"
+		}
+		rc := redis.NewClient(&redis.Options{
+			Network:             network,
+			Addr:                s.addr,
+			Dialer:              d.DialContext,
+			CredentialsProvider: provider,
+			DB:                  s.db,
+			ClientName:          s.name,
+			DialTimeout:         s.connectTimeout,
+
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		})
+		c.single, c.UniversalClient, c.setMap = rc, rc, d.SetMap
+		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
+	}
+	if err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.supervise()
+	return c, nil
+}
+
+// tlsDial runs the TLS handshake on connections of base with the live material of r, checking
+// serverName (default: the host dialed, i.e. the mapped address).
+func tlsDial(base cluster.DialFunc, r *rtls.Reloadable, serverName string) cluster.DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := base(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		name := serverName
+		if name == "" {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				name = host
+			}
+		}
+		tc := tls.Client(conn, r.ConfigFor(name))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS handshake with %s (server name %q): %w", addr, name, rtls.Explain(err))
+		}
+		return tc, nil
+	}
+}
+
+// connect makes the first connection, retrying per the strategy until ctx ends.
+func (c *Client) connect(ctx context.Context) error {
+	for retries := 0; ; retries++ {
+		c.events.emit(Event{Type: EventConnect})
+		err := c.probe(ctx)
+		if err == nil {
+			c.open.Store(true)
+			c.ready.Store(true)
+			c.events.emit(Event{Type: EventReady})
+			return nil
+		}
+		c.events.emit(Event{Type: EventError, Err: err})
+		delay, stop := c.strategy(retries, err)
+		if stop == nil && ctx.Err() == nil {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		if stop == nil {
+			stop = ctx.Err()
+		}
+		c.shutdown()
+		c.events.emit(Event{Type: EventEnd, Err: stop})
+		c.events.close()
+		return fmt.Errorf("connecting: %w (last error: %w)", stop, err)
+	}
+}
+
+// supervise checks the connection every monitor interval; when it fails it reconnects per the
+// strategy, emitting error, reconnecting, connect and ready.
+func (c *Client) supervise() {
+	defer c.wg.Done()
+	tick := time.NewTicker(c.monitor)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+		err := c.check()
+		if err == nil || c.closed.Load() {
+			continue
+		}
+		c.ready.Store(false)
+		c.open.Store(false)
+		c.events.emit(Event{Type: EventError, Err: err})
+		for retries := 0; ; retries++ {
+			delay, stop := c.strategy(retries, err)
+			if stop != nil {
+				c.shutdown()
+				c.events.emit(Event{Type: EventEnd, Err: stop})
+				c.events.close()
+				return
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-c.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			c.events.emit(Event{Type: EventReconnecting})
+			c.events.emit(Event{Type: EventConnect})
+			if err = c.check(); err == nil {
+				c.open.Store(true)
+				c.ready.Store(true)
+				c.events.emit(Event{Type: EventReady})
+				break
+			}
+			if c.closed.Load() {
+				return
+			}
+			c.events.emit(Event{Type: EventError, Err: err})
+		}
+	}
+}
+
+func (c *Client) check() error {
+	timeout := min(c.monitor, 2*time.Second)
+	if timeout < 500*time.Millisecond {
+		timeout = 500 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return c.probe(ctx)
+}
+
+// shutdown closes the underlying client once.
+func (c *Client) shutdown() {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.open.Store(false)
+		c.ready.Store(false)
+		c.closeErr = c.UniversalClient.Close()
+	})
+}
+
+// IsOpen reports whether the client's connection is open: false while connecting, while
+// reconnecting after a network error, and after Close (node-redis isOpen as the Connect guide
+// describes it). With a pooled client "open" means the last check reached the server.
+func (c *Client) IsOpen() bool { return c.open.Load() }
+
+// IsReady reports whether the client is connected and ready for commands: false while
+// (re)connecting and after Close (node-redis isReady).
+func (c *Client) IsReady() bool { return c.ready.Load() }
+
+// OnEvent adds a handler for connection events. Handlers run one at a time, in event order,
+// on a goroutine of the client; a slow handler delays later events, not commands. To see the
+// events of the first connection, pass the handler in the options instead.
+func (c *Client) OnEvent(h func(Event)) { c.events.add(h) }
+
+// Cluster returns the cluster client (nil in standalone mode), for topology and health.
+func (c *Client) Cluster() *cluster.Client { return c.cluster }
+
+// SetNodeAddressMap atomically replaces the node address map; pooled connections whose
+// mapping changed are retired.
+func (c *Client) SetNodeAddressMap(m cluster.NodeAddressMap) { c.setMap(m) }
+
+// SetCredentials sets the username and password of new connections (existing connections stay
+// authenticated as they are).
+func (c *Client) SetCredentials(username, password string) {
+	c.creds.Store(&credentials{username, password})
+}
+
+// Close stops the reload and the connection monitor, closes the connections and emits "end".
+// Commands then fail with redis.ErrClosed. Closing twice returns redis.ErrClosed.
+func (c *Client) Close() error {
+	if c.closed.Load() && c.stopped() {
+		return redis.ErrClosed
+	}
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	if c.reload != nil {
+		c.reload.stop()
+	}
+	c.wg.Wait()
+	already := c.closed.Load()
+	c.shutdown()
+	if !already {
+		c.events.emit(Event{Type: EventEnd})
+	}
+	c.events.close()
+	c.events.wait()
+	if already {
+		return nil
+	}
+	return c.closeErr
+}
+
+func (c *Client) stopped() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// dispatcher delivers events to handlers in order on one goroutine, never blocking the emitter.
+type dispatcher struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	queue    []Event
+	handlers []func(Event)
+	closed   bool
+	done     chan struct{}
+}
+
+func newDispatcher() *dispatcher {
+	d := &dispatcher{done: make(chan struct{})}
+	d.cond = sync.NewCond(&d.mu)
+	go d.run()
+	return d
+}
+
+func (d *dispatcher) add(h func(Event)) {
+	d.mu.Lock()
+	d.handlers = append(d.handlers, h)
+	d.mu.Unlock()
+}
+
+func (d *dispatcher) emit(e Event) {
+	d.mu.Lock()
+	if !d.closed {
+		d.queue = append(d.queue, e)
+		d.cond.Signal()
+	}
+	d.mu.Unlock()
+}
+
+func (d *dispatcher) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.cond.Signal()
+	d.mu.Unlock()
+}
+
+func (d *dispatcher) wait() { <-d.done }
+
+func (d *dispatcher) run() {
+	defer close(d.done)
+	for {
+		d.mu.Lock()
+		for len(d.queue) == 0 && !d.closed {
+			d.cond.Wait()
+		}
+		if len(d.queue) == 0 {
+			d.mu.Unlock()
+			return
+		}
+		e := d.queue[0]
+		d.queue = d.queue[1:]
+		hs := append([]func(Event){}, d.handlers...)
+		d.mu.Unlock()
+		for _, h := range hs {
+			func() {
+				defer func() { _ = recover() }() // a panicking handler must not stop the client
+				h(e)
+			}()
+		}
+	}
+}

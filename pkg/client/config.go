@@ -1,0 +1,302 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+)
+
+// ConfigFileName is the ConfigMap key (and mounted file name) of the rendered Config.
+const ConfigFileName = "config.json"
+
+// Secret keys (and mounted file names) of the credentials and TLS material.
+const (
+	SecretKeyUsername = "username"
+	SecretKeyPassword = "password"
+	SecretKeyCA       = "ca.crt"
+	SecretKeyCert     = "tls.crt"
+	SecretKeyKey      = "tls.key"
+)
+
+// Modes of Config.Rconn.Mode.
+const (
+	ModeCluster    = "cluster"
+	ModeStandalone = "standalone"
+)
+
+// Reconnect strategy types of ReconnectConfig.Type.
+const (
+	ReconnectTypeNone               = "none"
+	ReconnectTypeFixedDelay         = "fixedDelay"
+	ReconnectTypeExponentialBackoff = "exponentialBackoff"
+)
+
+// Config is the rendered configuration (ConfigMap key config.json): the node-redis
+// createCluster options that JSON can carry, with node-redis field names, plus rconn-only
+// fields under "rconn" (node-redis ignores unknown keys). It never holds credentials or keys:
+// those come from the Secret files named in Rconn.SecretFiles. A Node.js app can do
+//
+//	createCluster({...JSON.parse(config), defaults: {...config.defaults, username, password}})
+//
+// In standalone mode rootNodes holds exactly one node.
+type Config struct {
+	RootNodes              []RootNodeConfig         `json:"rootNodes"`
+	Defaults               DefaultsConfig           `json:"defaults,omitzero"`
+	UseReplicas            bool                     `json:"useReplicas,omitempty"`
+	MinimizeConnections    bool                     `json:"minimizeConnections,omitempty"`
+	MaxCommandRedirections int                      `json:"maxCommandRedirections,omitempty"`
+	NodeAddressMap         map[string]MappedAddress `json:"nodeAddressMap,omitempty"`
+	Rconn                  RconnConfig              `json:"rconn,omitzero"`
+}
+
+// RootNodeConfig is a node-redis root node: {"url": "redis://host:port"} (no credentials).
+type RootNodeConfig struct {
+	URL string `json:"url"`
+}
+
+// DefaultsConfig is node-redis createCluster "defaults" without credentials.
+type DefaultsConfig struct {
+	Socket   SocketConfig `json:"socket,omitzero"`
+	Database int          `json:"database,omitempty"`
+	// Name is the client name (CLIENT SETNAME).
+	Name string `json:"name,omitempty"`
+}
+
+// SocketConfig is node-redis "socket" (reconnectStrategy lives under rconn: JSON cannot carry
+// a function).
+type SocketConfig struct {
+	TLS        bool   `json:"tls,omitempty"`
+	ServerName string `json:"servername,omitempty"`
+	// ConnectTimeout is in milliseconds (node-redis connectTimeout).
+	ConnectTimeout int64 `json:"connectTimeout,omitempty"`
+}
+
+// MappedAddress is a node-redis nodeAddressMap value.
+type MappedAddress struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+func (a MappedAddress) String() string { return cluster.Address{Host: a.Host, Port: a.Port}.String() }
+
+// RconnConfig holds the rconn-only fields.
+type RconnConfig struct {
+	// Mode is "cluster" (default) or "standalone".
+	Mode              string           `json:"mode,omitempty"`
+	ReconnectStrategy *ReconnectConfig `json:"reconnectStrategy,omitempty"`
+	AutoPipeline      bool             `json:"autoPipeline,omitempty"`
+	// TLSInsecureSkipVerify disables server certificate verification (logged as a warning).
+	TLSInsecureSkipVerify bool        `json:"tlsInsecureSkipVerify,omitempty"`
+	SecretFiles           SecretFiles `json:"secretFiles,omitzero"`
+}
+
+// ReconnectConfig is the reconnect policy: "none", "fixedDelay" (delayMs) or
+// "exponentialBackoff" (min(2^retries*baseMs, capMs) + rand(0..jitterMs)).
+type ReconnectConfig struct {
+	Type     string `json:"type"`
+	DelayMs  int64  `json:"delayMs,omitempty"`
+	BaseMs   int64  `json:"baseMs,omitempty"`
+	CapMs    int64  `json:"capMs,omitempty"`
+	JitterMs int64  `json:"jitterMs,omitempty"`
+}
+
+// SecretFiles are the file names of the secret material in the mounted Secret; empty fields
+// mean the SecretKey* defaults.
+type SecretFiles struct {
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	CA       string `json:"ca,omitempty"`
+	Cert     string `json:"cert,omitempty"`
+	Key      string `json:"key,omitempty"`
+}
+
+// withDefaults returns f with empty names set to the SecretKey* defaults.
+func (f SecretFiles) withDefaults() SecretFiles {
+	def := func(s, d string) string {
+		if s == "" {
+			return d
+		}
+		return s
+	}
+	return SecretFiles{
+		Username: def(f.Username, SecretKeyUsername),
+		Password: def(f.Password, SecretKeyPassword),
+		CA:       def(f.CA, SecretKeyCA),
+		Cert:     def(f.Cert, SecretKeyCert),
+		Key:      def(f.Key, SecretKeyKey),
+	}
+}
+
+// ModeOrDefault returns Rconn.Mode, "cluster" when empty.
+func (c *Config) ModeOrDefault() string {
+	if c.Rconn.Mode == "" {
+		return ModeCluster
+	}
+	return c.Rconn.Mode
+}
+
+// ErrInvalidConfig is wrapped by every Validate and LoadConfig error.
+var ErrInvalidConfig = errors.New("invalid rconn config")
+
+// Validate checks the configuration and returns every problem found, each wrapping
+// ErrInvalidConfig. URLs in errors are redacted.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	mode := c.ModeOrDefault()
+	if mode != ModeCluster && mode != ModeStandalone {
+		bad("rconn.mode %q: want %q or %q", c.Rconn.Mode, ModeCluster, ModeStandalone)
+	}
+	if len(c.RootNodes) == 0 {
+		bad("rootNodes: at least one root node is required")
+	}
+	if mode == ModeStandalone && len(c.RootNodes) > 1 {
+		bad("rootNodes: standalone mode takes exactly one root node, got %d", len(c.RootNodes))
+	}
+	sawTLS, sawPlain := false, false
+	for i, rn := range c.RootNodes {
+		u, err := cluster.ParseURL(rn.URL)
+		if err != nil {
+			bad("rootNodes[%d].url: %v", i, err)
+			continue
+		}
+		if u.Username != "" || u.Password != "" {
+			bad("rootNodes[%d].url %s: credentials do not belong in the config (they go in the Secret)", i, cluster.RedactURL(rn.URL))
+		}
+		if u.DB != 0 && mode == ModeCluster {
+			bad("rootNodes[%d].url: a Redis Cluster only has database 0, the URL selects %d", i, u.DB)
+		}
+		if u.TLS {
+			sawTLS = true
+		} else {
+			sawPlain = true
+		}
+	}
+	if sawTLS && sawPlain {
+		bad("rootNodes mix redis:// and rediss://")
+	}
+	if sawTLS && !c.Defaults.Socket.TLS {
+		bad("rootNodes use rediss:// but defaults.socket.tls is false")
+	}
+	if c.Defaults.Socket.ConnectTimeout < 0 {
+		bad("defaults.socket.connectTimeout %d: must not be negative", c.Defaults.Socket.ConnectTimeout)
+	}
+	if c.Defaults.Database < 0 {
+		bad("defaults.database %d: must not be negative", c.Defaults.Database)
+	}
+	if c.Defaults.Database != 0 && mode == ModeCluster {
+		bad("defaults.database %d: a Redis Cluster only has database 0", c.Defaults.Database)
+	}
+	if c.MaxCommandRedirections < 0 {
+		bad("maxCommandRedirections %d: must not be negative", c.MaxCommandRedirections)
+	}
+	if mode == ModeStandalone && (c.UseReplicas || c.MinimizeConnections) {
+		bad("useReplicas and minimizeConnections apply to cluster mode only")
+	}
+	keys := make([]string, 0, len(c.NodeAddressMap))
+	for k := range c.NodeAddressMap {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, err := cluster.ParseAddress(k); err != nil {
+			bad("nodeAddressMap key: %v", err)
+		}
+		v := c.NodeAddressMap[k]
+		if v.Port < 1 || v.Port > 65535 {
+			bad("nodeAddressMap[%q].port %d: out of range 1-65535", k, v.Port)
+		} else if _, err := cluster.ParseAddress(v.String()); err != nil {
+			bad("nodeAddressMap[%q]: %v", k, err)
+		}
+	}
+	if rs := c.Rconn.ReconnectStrategy; rs != nil {
+		switch rs.Type {
+		case ReconnectTypeNone:
+			if rs.DelayMs != 0 || rs.BaseMs != 0 || rs.CapMs != 0 || rs.JitterMs != 0 {
+				bad("rconn.reconnectStrategy: type %q takes no delays", rs.Type)
+			}
+		case ReconnectTypeFixedDelay:
+			if rs.DelayMs <= 0 {
+				bad("rconn.reconnectStrategy: type %q needs delayMs > 0, got %d", rs.Type, rs.DelayMs)
+			}
+			if rs.BaseMs != 0 || rs.CapMs != 0 || rs.JitterMs != 0 {
+				bad("rconn.reconnectStrategy: type %q takes only delayMs", rs.Type)
+			}
+		case ReconnectTypeExponentialBackoff:
+			if rs.DelayMs != 0 {
+				bad("rconn.reconnectStrategy: type %q takes baseMs, capMs and jitterMs, not delayMs", rs.Type)
+			}
+			if rs.BaseMs < 0 || rs.CapMs < 0 || rs.JitterMs < 0 {
+				bad("rconn.reconnectStrategy: negative baseMs, capMs or jitterMs")
+			}
+			if rs.CapMs != 0 && rs.BaseMs > rs.CapMs {
+				bad("rconn.reconnectStrategy: baseMs %d exceeds capMs %d", rs.BaseMs, rs.CapMs)
+			}
+		default:
+			bad("rconn.reconnectStrategy.type %q: want %q, %q or %q", rs.Type, ReconnectTypeNone, ReconnectTypeFixedDelay, ReconnectTypeExponentialBackoff)
+		}
+	}
+	f := c.Rconn.SecretFiles.withDefaults()
+	for _, n := range []struct{ field, name string }{{"username", f.Username}, {"password", f.Password}, {"ca", f.CA}, {"cert", f.Cert}, {"key", f.Key}} {
+		if !validFileName(n.name) {
+			bad("rconn.secretFiles.%s %q: want a plain file name (a Secret key)", n.field, n.name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validFileName accepts Secret keys: [-._a-zA-Z0-9]+, not "." or "..", not starting with "..".
+func validFileName(s string) bool {
+	if s == "" || s == "." || len(s) >= 2 && s[:2] == ".." || len(s) > 253 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Render validates c and returns it as config.json: deterministic (map keys sorted), indented
+// by two spaces, ending in a newline.
+func Render(c *Config) ([]byte, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil config", ErrInvalidConfig)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// LoadConfig parses config.json and validates it. Unknown fields are ignored (the file is
+// node-redis options, which may carry more than rconn reads).
+func LoadConfig(data []byte) (*Config, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%w: %s is empty", ErrInvalidConfig, ConfigFileName)
+	}
+	var c Config
+	if err := json.Unmarshal(data, &c); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("%w: %s is not valid JSON at byte %s: %v", ErrInvalidConfig, ConfigFileName, strconv.FormatInt(se.Offset, 10), err)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidConfig, ConfigFileName, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

@@ -1,0 +1,109 @@
+package client_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+)
+
+func fullConfig() *client.Config {
+	return &client.Config{
+		RootNodes: []client.RootNodeConfig{{URL: "rediss://node-0.rconn-test.invalid:6379"}, {URL: "rediss://node-1.rconn-test.invalid:6379"}},
+		Defaults: client.DefaultsConfig{
+			Socket: client.SocketConfig{TLS: true, ServerName: "redis.rconn.test", ConnectTimeout: 2500},
+			Name:   "app",
+		},
+		UseReplicas:            true,
+		MaxCommandRedirections: 16,
+		NodeAddressMap: map[string]client.MappedAddress{
+			"node-1.rconn-test.invalid:6379": {Host: "127.0.0.1", Port: 30001},
+			"node-0.rconn-test.invalid:6379": {Host: "127.0.0.1", Port: 30000},
+		},
+		Rconn: client.RconnConfig{
+			Mode:              client.ModeCluster,
+			ReconnectStrategy: &client.ReconnectConfig{Type: client.ReconnectTypeExponentialBackoff, BaseMs: 50, CapMs: 2000, JitterMs: 200},
+			AutoPipeline:      true,
+			SecretFiles:       client.SecretFiles{Password: "redis-password"},
+		},
+	}
+}
+
+func TestRenderLoadRoundTrip(t *testing.T) {
+	c := fullConfig()
+	b, err := client.Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := client.LoadConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, back) {
+		t.Fatalf("round trip changed the config:\n%+v\n%+v", c, back)
+	}
+	b2, _ := client.Render(back)
+	if string(b) != string(b2) {
+		t.Fatalf("Render is not deterministic:\n%s\n%s", b, b2)
+	}
+	s := string(b)
+	// node-redis field names, sorted map keys, no secrets.
+	for _, want := range []string{`"rootNodes"`, `"url": "rediss://node-0`, `"servername": "redis.rconn.test"`, `"connectTimeout": 2500`, `"useReplicas": true`, `"nodeAddressMap"`, `"host": "127.0.0.1"`, `"rconn"`, `"mode": "cluster"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("rendered config lacks %s:\n%s", want, s)
+		}
+	}
+	if strings.Index(s, "node-0.rconn-test.invalid:6379\": {") > strings.Index(s, "node-1.rconn-test.invalid:6379\": {") {
+		t.Errorf("map keys not sorted:\n%s", s)
+	}
+	for _, bad := range []string{"username\": \"", "\"password\":"} {
+		if strings.Contains(s, `"defaults": {`+bad) {
+			t.Errorf("credentials in config")
+		}
+	}
+}
+
+func TestLoadConfigIgnoresUnknownNodeRedisFields(t *testing.T) {
+	c, err := client.LoadConfig([]byte(`{"rootNodes":[{"url":"redis://127.0.0.1:7000"}],"defaults":{"socket":{"keepAlive":5000}},"somethingElse":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ModeOrDefault() != client.ModeCluster || len(c.RootNodes) != 1 {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestValidateErrors(t *testing.T) {
+	cases := []struct {
+		name, json, want string
+	}{
+		{"not json", `{"rootNodes": [`, "not valid JSON"},
+		{"empty", ``, "empty"},
+		{"no roots", `{}`, "at least one root node"},
+		{"bad url", `{"rootNodes":[{"url":"http://x:1"}]}`, "rootNodes[0].url"},
+		{"password in url", `{"rootNodes":[{"url":"redis://u:hunter2@x:1"}]}`, "credentials do not belong"},
+		{"bad mode", `{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"mode":"sentinel"}}`, `rconn.mode "sentinel"`},
+		{"map key", `{"rootNodes":[{"url":"redis://x:1"}],"nodeAddressMap":{"nope":{"host":"a","port":1}}}`, "nodeAddressMap key"},
+		{"map port", `{"rootNodes":[{"url":"redis://x:1"}],"nodeAddressMap":{"a:1":{"host":"b","port":70000}}}`, `nodeAddressMap["a:1"].port 70000`},
+		{"map host", `{"rootNodes":[{"url":"redis://x:1"}],"nodeAddressMap":{"a:1":{"host":"","port":7}}}`, "empty host"},
+		{"strategy type", `{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"reconnectStrategy":{"type":"sometimes"}}}`, "reconnectStrategy.type"},
+		{"fixed no delay", `{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"reconnectStrategy":{"type":"fixedDelay"}}}`, "needs delayMs"},
+		{"standalone two roots", `{"rootNodes":[{"url":"redis://x:1"},{"url":"redis://y:1"}],"rconn":{"mode":"standalone"}}`, "exactly one root node"},
+		{"cluster db", `{"rootNodes":[{"url":"redis://x:1"}],"defaults":{"database":2}}`, "only has database 0"},
+		{"rediss without tls", `{"rootNodes":[{"url":"rediss://x:1"}]}`, "defaults.socket.tls is false"},
+		{"secret file path", `{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"secretFiles":{"password":"../etc/passwd"}}}`, "rconn.secretFiles.password"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client.LoadConfig([]byte(tc.json))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, client.ErrInvalidConfig) {
+				t.Fatalf("got %v, want an ErrInvalidConfig containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error leaks the password: %v", err)
+			}
+		})
+	}
+}

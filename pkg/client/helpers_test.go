@@ -1,0 +1,246 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+)
+
+// recorder is the base dial function of every test: it dials loopback IPs only, refuses names
+// without a lookup, and records every address.
+type recorder struct {
+	mu     sync.Mutex
+	dialed []string
+}
+
+func (r *recorder) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.mu.Lock()
+	r.dialed = append(r.dialed, addr)
+	r.mu.Unlock()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("test dialer: refusing name %s (no DNS lookups in tests)", addr)
+	}
+	if !ip.IsLoopback() {
+		return nil, fmt.Errorf("test dialer: refusing non-loopback %s", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
+}
+
+func (r *recorder) Dialed() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.dialed)
+}
+
+func (r *recorder) Has(addr string) bool { return slices.Contains(r.Dialed(), addr) }
+
+// assertOnly fails if anything outside allowed was dialed.
+func (r *recorder) assertOnly(t *testing.T, allowed ...string) {
+	t.Helper()
+	for _, a := range r.Dialed() {
+		if !slices.Contains(allowed, a) {
+			t.Fatalf("dialed %s, not one of %v", a, allowed)
+		}
+	}
+}
+
+// mount is a directory laid out exactly like a kubelet projected volume:
+//
+//	..2026_11_22_01_02_03.000000001/<files>   real directory
+//	..data -> ..2026_11_22_01_02_03.000000001
+//	<file> -> ..data/<file>
+type mount struct {
+	dir string
+	n   int
+	cur string
+}
+
+func newMount(t *testing.T, files map[string][]byte) *mount {
+	t.Helper()
+	m := &mount{dir: t.TempDir()}
+	m.update(t, files)
+	return m
+}
+
+// update writes a new version and swaps it in atomically, as kubelet does.
+func (m *mount) update(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	m.n++
+	ts := fmt.Sprintf("..2026_11_22_01_02_03.%09d", m.n)
+	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(m.dir, ts, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp := filepath.Join(m.dir, "..data_tmp")
+	if err := os.Symlink(ts, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for name := range files {
+		link := filepath.Join(m.dir, name)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Drop links of files that are gone, then the old version.
+	entries, _ := os.ReadDir(m.dir)
+	for _, e := range entries {
+		if e.Name()[0] != '.' {
+			if _, ok := files[e.Name()]; !ok {
+				_ = os.Remove(filepath.Join(m.dir, e.Name()))
+			}
+		}
+	}
+	if m.cur != "" {
+		_ = os.RemoveAll(filepath.Join(m.dir, m.cur))
+	}
+	m.cur = ts
+}
+
+// events records client events.
+type events struct {
+	mu  sync.Mutex
+	all []client.Event
+}
+
+func (e *events) handle(ev client.Event) {
+	e.mu.Lock()
+	e.all = append(e.all, ev)
+	e.mu.Unlock()
+}
+
+func (e *events) list() []client.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.all)
+}
+
+func (e *events) types() []client.EventType {
+	var out []client.EventType
+	for _, ev := range e.list() {
+		out = append(out, ev.Type)
+	}
+	return out
+}
+
+// reloads records OnReload results.
+type reloads struct {
+	mu   sync.Mutex
+	errs []error
+	ok   atomic.Int64
+}
+
+func (r *reloads) handle(err error) {
+	r.mu.Lock()
+	r.errs = append(r.errs, err)
+	r.mu.Unlock()
+	if err == nil {
+		r.ok.Add(1)
+	}
+}
+
+func (r *reloads) last() (error, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.errs) == 0 {
+		return nil, 0
+	}
+	return r.errs[len(r.errs)-1], len(r.errs)
+}
+
+// waitFor polls cond every 20ms for up to 10s.
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// proxy forwards loopback TCP connections to target and counts them.
+type proxy struct {
+	ln       net.Listener
+	accepted atomic.Int64
+	mu       sync.Mutex
+	conns    []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.accepted.Add(1)
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	return p
+}
+
+func (p *proxy) Addr() string { return p.ln.Addr().String() }
+
+var errNotYet = errors.New("not yet")
