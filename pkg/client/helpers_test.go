@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,52 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
-// recorder is the base dial function of every test: it dials loopback IPs only, refuses names
-// without a lookup, and records every address.
-type recorder struct {
-	mu     sync.Mutex
-	dialed []string
-}
-
-func (r *recorder) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	r.mu.Lock()
-	r.dialed = append(r.dialed, addr)
-	r.mu.Unlock()
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return nil, fmt.Errorf("test dialer: refusing name %s (no DNS lookups in tests)", addr)
-	}
-	if !ip.IsLoopback() {
-		return nil, fmt.Errorf("test dialer: refusing non-loopback %s", addr)
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
-}
-
-func (r *recorder) Dialed() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.dialed)
-}
-
-func (r *recorder) Has(addr string) bool { return slices.Contains(r.Dialed(), addr) }
-
-// assertOnly fails if anything outside allowed was dialed.
-func (r *recorder) assertOnly(t *testing.T, allowed ...string) {
-	t.Helper()
-	for _, a := range r.Dialed() {
-		if !slices.Contains(allowed, a) {
-			t.Fatalf("dialed %s, not one of %v", a, allowed)
-		}
-	}
-}
+type recorder = nettest.Recorder
 
 // mount is a directory laid out exactly like a kubelet projected volume:
 //
@@ -196,51 +153,8 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// proxy forwards loopback TCP connections to target and counts them.
-type proxy struct {
-	ln       net.Listener
-	accepted atomic.Int64
-	mu       sync.Mutex
-	conns    []net.Conn
-}
+type proxy = nettest.Proxy
 
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.accepted.Add(1)
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-	})
-	return p
-}
-
-func (p *proxy) Addr() string { return p.ln.Addr().String() }
+func startProxy(t *testing.T, target string) *proxy { return nettest.StartProxy(t, target) }
 
 var errNotYet = errors.New("not yet")

@@ -70,7 +70,7 @@ func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 	if err := setGetAcrossSlots(t, c, "a"); err != nil {
 		t.Fatal(err)
 	}
-	rec.assertOnly(t, real...)
+	rec.AssertOnly(t, real...)
 
 	// (b) route every node through a loopback proxy.
 	var proxied []string
@@ -92,11 +92,11 @@ func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range rc.Masters() {
-		if p := proxies[n.Announced]; p.accepted.Load() == 0 {
+		if p := proxies[n.Announced]; p.Accepted.Load() == 0 {
 			t.Errorf("no connection went through the new mapping of %s (%s)", n.Announced, p.Addr())
 		}
 	}
-	rec.assertOnly(t, append(real, proxied...)...)
+	rec.AssertOnly(t, append(real, proxied...)...)
 	if got := c.Config().NodeAddressMap[rc.Nodes[0].Announced]; got != mapped(proxies[rc.Nodes[0].Announced].Addr()) {
 		t.Fatalf("Config() has %v", got)
 	}
@@ -258,10 +258,10 @@ func TestOpenBrokenUpdateKeepsLastGood(t *testing.T) {
 	if err := c.Set(ctx, "k", "w", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if p.accepted.Load() == 0 || !rec.Has(p.Addr()) {
+	if p.Accepted.Load() == 0 || !rec.Has(p.Addr()) {
 		t.Fatalf("the fixed config was not applied: dialed %v", rec.Dialed())
 	}
-	rec.assertOnly(t, srv.Addr(), p.Addr())
+	rec.AssertOnly(t, srv.Addr(), p.Addr())
 
 	// A change that needs a restart is reported as such.
 	cfg.RootNodes[0].URL = "redis://other.rconn-test.invalid:6379"

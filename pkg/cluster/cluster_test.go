@@ -558,12 +558,12 @@ func TestRoutingOptions(t *testing.T) {
 		rec.Reset()
 		before := int64(0)
 		for _, p := range proxies {
-			before += p.accepted.Load()
+			before += p.Accepted.Load()
 		}
 		useAllSlotRanges(t, ctx, c, topo)
 		after := int64(0)
 		for _, p := range proxies {
-			after += p.accepted.Load()
+			after += p.Accepted.Load()
 		}
 		if after != before {
 			t.Fatalf("%d new connections went through the old targets after the map changed", after-before)

@@ -2,12 +2,9 @@ package cluster_test
 
 import (
 	"context"
-	"io"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,52 +50,6 @@ func funcMap(c *redistest.Cluster) cluster.NodeAddressMap {
 	}
 }
 
-// proxy forwards TCP connections on loopback to a target and counts them.
-type proxy struct {
-	ln       net.Listener
-	target   string
-	accepted atomic.Int64
-	mu       sync.Mutex
-	conns    []net.Conn
-}
+type proxy = nettest.Proxy
 
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.accepted.Add(1)
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *proxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) Close() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-}
+func startProxy(t *testing.T, target string) *proxy { return nettest.StartProxy(t, target) }

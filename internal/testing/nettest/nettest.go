@@ -7,9 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -69,17 +73,75 @@ func (r *Recorder) Reset() {
 	r.mu.Unlock()
 }
 
-// AssertOnlyDialed fails t if any dialed address is not a value of allowed.
+// Has tells whether addr was dialed.
+func (r *Recorder) Has(addr string) bool { return slices.Contains(r.Dialed(), addr) }
+
+// AssertOnlyDialed fails t if any dialed address is not a value of allowed (an address map).
 func (r *Recorder) AssertOnlyDialed(t testing.TB, allowed map[string]string) {
 	t.Helper()
-	ok := map[string]bool{}
-	for _, v := range allowed {
-		ok[v] = true
-	}
+	r.AssertOnly(t, slices.Collect(maps.Values(allowed))...)
+}
+
+// AssertOnly fails t if any dialed address is not one of allowed.
+func (r *Recorder) AssertOnly(t testing.TB, allowed ...string) {
+	t.Helper()
 	for _, a := range r.Dialed() {
-		if !ok[a] {
+		if !slices.Contains(allowed, a) {
 			t.Fatalf("dialed %s, which is not a mapped address (allowed: %v)", a, allowed)
 		}
+	}
+}
+
+// Proxy forwards TCP connections on loopback to a target and counts them: a stand-in for a
+// LoadBalancer, NodePort or port-forward in front of a node.
+type Proxy struct {
+	ln       net.Listener
+	Accepted atomic.Int64
+	mu       sync.Mutex
+	conns    []net.Conn
+}
+
+// StartProxy listens on 127.0.0.1 and forwards to target until t's Cleanup.
+func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("nettest: %v", err)
+	}
+	p := &Proxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.Accepted.Add(1)
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr is the address the proxy listens on.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Close stops listening and closes every forwarded connection.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
 	}
 }
 
