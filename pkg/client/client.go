@@ -127,8 +127,9 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 		nd := &net.Dialer{KeepAlive: 5 * time.Minute}
 		base = nd.DialContext
 	}
+	var tlsFor func(string) *tls.Config
 	if s.tls != nil {
-		base = tlsDial(base, s.tls, s.serverName)
+		tlsFor = s.tls.ConfigFor
 	}
 	if s.cluster {
 		cc, err := cluster.NewClient(cluster.Options{
@@ -137,6 +138,8 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 				CredentialsProvider: provider,
 				ConnectTimeout:      s.connectTimeout,
 				ClientName:          s.name,
+				TLSConfigFor:        tlsFor,
+				TLSServerName:       s.serverName,
 			},
 			UseReplicas:            s.useReplicas,
 			MinimizeConnections:    s.minimize,
@@ -161,7 +164,7 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 			return cc.Ping(ctx).Err()
 		}
 	} else {
-		d := cluster.NewDialer(cluster.DialerOptions{Map: s.nodeMap, Dial: base, ConnectTimeout: s.connectTimeout})
+		d := cluster.NewDialer(cluster.DialerOptions{Map: s.nodeMap, Dial: base, ConnectTimeout: s.connectTimeout, TLSConfigFor: tlsFor, ServerName: s.serverName})
 		network := s.network
 		if network == "" {
 			network = "tcp"
@@ -186,29 +189,6 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 	c.wg.Add(1)
 	go c.supervise()
 	return c, nil
-}
-
-// tlsDial runs the TLS handshake on connections of base with the live material of r, checking
-// serverName (default: the host dialed, i.e. the mapped address).
-func tlsDial(base cluster.DialFunc, r *rtls.Reloadable, serverName string) cluster.DialFunc {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := base(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		name := serverName
-		if name == "" {
-			if host, _, err := net.SplitHostPort(addr); err == nil {
-				name = host
-			}
-		}
-		tc := tls.Client(conn, r.ConfigFor(name))
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("TLS handshake with %s (server name %q): %w", addr, name, rtls.Explain(err))
-		}
-		return tc, nil
-	}
 }
 
 // connect makes the first connection, retrying per the strategy until ctx ends.

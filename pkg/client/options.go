@@ -143,7 +143,7 @@ func NewCluster(ctx context.Context, o ClusterOptions) (*Client, error) {
 		if s.username == "" && s.password == "" && (u.Username != "" || u.Password != "") {
 			s.username, s.password = u.Username, u.Password
 		}
-		// TLS is done beneath the address map (live material), so cluster sees plain addresses.
+		// TLS (live material) reaches pkg/cluster as Defaults.TLSConfigFor, not through the scheme.
 		s.roots = append(s.roots, cluster.RootNode{Address: u.Address})
 	}
 	if err := s.setTLS(useTLS, d.TLS, d.TLSInsecureSkipVerify); err != nil {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
 
 // NodeAddressMap maps an announced node address to the address to dial instead (node-redis
@@ -53,6 +55,7 @@ var ErrRetired = errors.New("connection retired: its node address mapping change
 type Dialer struct {
 	base           DialFunc
 	tls            *tls.Config
+	tlsFor         func(serverName string) *tls.Config
 	serverName     string
 	connectTimeout time.Duration
 
@@ -77,6 +80,9 @@ type DialerOptions struct {
 	Dial DialFunc
 	// TLS enables TLS with this configuration (nil: plaintext). ServerName is set per node.
 	TLS *tls.Config
+	// TLSConfigFor, when set, enables TLS and returns the configuration for one server name
+	// (pkg/tls Reloadable.ConfigFor: live certificate rotation). It wins over TLS.
+	TLSConfigFor func(serverName string) *tls.Config
 	// ServerName overrides the name checked in server certificates (default: the mapped host).
 	ServerName string
 	// ConnectTimeout bounds TCP connect plus TLS handshake (default 5s).
@@ -85,7 +91,7 @@ type DialerOptions struct {
 
 // NewDialer returns a mapping dialer.
 func NewDialer(o DialerOptions) *Dialer {
-	d := &Dialer{base: o.Dial, tls: o.TLS, serverName: o.ServerName, connectTimeout: o.ConnectTimeout, targets: map[string]*target{}}
+	d := &Dialer{base: o.Dial, tls: o.TLS, tlsFor: o.TLSConfigFor, serverName: o.ServerName, connectTimeout: o.ConnectTimeout, targets: map[string]*target{}}
 	if d.base == nil {
 		nd := &net.Dialer{KeepAlive: 5 * time.Minute}
 		d.base = nd.DialContext
@@ -147,17 +153,22 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, dialError(addr, reachable, mapped, err)
 	}
-	if d.tls != nil {
-		cfg := d.tls.Clone()
-		if d.serverName != "" {
-			cfg.ServerName = d.serverName
-		} else if host, _, err := net.SplitHostPort(reachable); err == nil {
-			cfg.ServerName = host
+	if d.tls != nil || d.tlsFor != nil {
+		name := d.serverName
+		if name == "" {
+			name, _, _ = net.SplitHostPort(reachable)
+		}
+		var cfg *tls.Config
+		if d.tlsFor != nil {
+			cfg = d.tlsFor(name)
+		} else {
+			cfg = d.tls.Clone()
+			cfg.ServerName = name
 		}
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, Err: fmt.Errorf("TLS handshake (server name %q): %w", cfg.ServerName, err)}
+			return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, Err: fmt.Errorf("TLS handshake (server name %q): %w", name, rtls.Explain(err))}
 		}
 		return &mappedConn{Conn: tc, t: t}, nil
 	}

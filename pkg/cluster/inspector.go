@@ -287,7 +287,7 @@ func (in *Inspector) fromShards(shards []redis.ClusterShard) *Topology {
 		}
 		for _, rn := range sh.Nodes {
 			port := rn.Port
-			if (in.o.tls != nil && rn.TLSPort > 0) || port == 0 {
+			if ((in.o.tls != nil || in.o.Defaults.TLSConfigFor != nil) && rn.TLSPort > 0) || port == 0 {
 				port = rn.TLSPort
 			}
 			n := &Node{

@@ -29,6 +29,9 @@ type NodeOptions struct {
 	// the system roots). The server name is set per node; a config whose certificates change at
 	// runtime (pkg/tls Reloadable) rotates them for new connections.
 	TLS *tls.Config
+	// TLSConfigFor, when set, enables TLS and supplies the configuration per server name
+	// (pkg/tls Reloadable.ConfigFor, for certificate rotation without restart). Wins over TLS.
+	TLSConfigFor func(serverName string) *tls.Config
 	// TLSServerName overrides the name checked in server certificates (default: the host each
 	// node is dialed at, after mapping).
 	TLSServerName string
@@ -140,10 +143,10 @@ func resolve(o Options) (*resolved, error) {
 	if sawTLS && sawPlain {
 		return nil, fmt.Errorf("%w: rootNodes mix redis:// and rediss://: TLS applies to every node", ErrInvalidOptions)
 	}
-	if sawPlain && o.Defaults.TLS != nil {
+	if sawPlain && (o.Defaults.TLS != nil || o.Defaults.TLSConfigFor != nil) {
 		return nil, fmt.Errorf("%w: Defaults.TLS is set but rootNodes use redis://: use rediss://", ErrInvalidOptions)
 	}
-	if sawTLS && r.tls == nil {
+	if sawTLS && r.tls == nil && o.Defaults.TLSConfigFor == nil {
 		r.tls = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	if r.Defaults.ConnectTimeout == 0 {
@@ -163,6 +166,7 @@ func (r *resolved) newDialer() *Dialer {
 		Map:            r.NodeAddressMap,
 		Dial:           r.Dial,
 		TLS:            r.tls,
+		TLSConfigFor:   r.Defaults.TLSConfigFor,
 		ServerName:     r.Defaults.TLSServerName,
 		ConnectTimeout: r.Defaults.ConnectTimeout,
 	})
