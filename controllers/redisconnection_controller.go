@@ -3,29 +3,66 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
-// RedisConnectionReconciler reconciles RedisConnection objects.
-//
-// The reconcile phases (credentials, address map, topology, health, rendered output, status)
-// are specified in the controller issue; this type fixes the wiring main.go and the RBAC
-// markers depend on.
+// RedisConnectionReconciler reconciles RedisConnection objects: credentials, node address map,
+// topology, health, rendered ConfigMap + Secret, and status.
 type RedisConnectionReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder recorder.EventRecorder
+	// APIReader reads Secrets and Nodes directly, so the manager does not cache every Secret in
+	// the cluster (only their metadata, to be told about rotations).
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  recorder.EventRecorder
 	// ClusterDomain is the cluster DNS domain for PodDNS addresses (cluster.local).
 	ClusterDomain string
 	// MaxConcurrentReconciles bounds parallel reconciles.
 	MaxConcurrentReconciles int
+	// Dial is the base dial function beneath the node address map (nil: net.Dialer). Tests pass
+	// one that resolves only their own names.
+	Dial cluster.DialFunc
+	// Now returns the time (tests may fix it); nil means time.Now.
+	Now func() time.Time
+
+	inspectors   inspectors
+	expiryWarned map[types.NamespacedName]time.Time
+}
+
+const (
+	indexSecretRefs     = "rconn.dev/secret-refs"
+	indexServiceSources = "rconn.dev/has-service-sources"
+	certWarnWithin      = 14 * 24 * time.Hour
+)
+
+func (r *RedisConnectionReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 // +kubebuilder:rbac:groups=rconn.dev,resources=redisconnections,verbs=get;list;watch;update;patch
@@ -34,23 +71,322 @@ type RedisConnectionReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile loads the RedisConnection named in req.
-func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile brings one RedisConnection's status and outputs in line with the cluster.
+func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	logger := log.FromContext(ctx)
 	rc := &rconnv1.RedisConnection{}
 	if err := r.Get(ctx, req.NamespacedName, rc); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !rc.DeletionTimestamp.IsZero() {
+		r.forget(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	before := rc.DeepCopy()
+	interval, timeout := healthSettings(rc)
+
+	defer func() {
+		setReady(rc)
+		rc.Status.ObservedGeneration = rc.Generation
+		_, secName := outputNames(rc)
+		rc.Status.Binding = &rconnv1.BindingStatus{Name: secName}
+		for _, e := range transitions(&before.Status, &rc.Status) {
+			if e.reason == "TopologyChanged" || e.reason == "FailoverDetected" {
+				topologyChanges.WithLabelValues(rc.Namespace, rc.Name).Inc()
+			}
+			r.event(rc, e.typ, e.reason, e.message)
+		}
+		if !equality.Semantic.DeepEqual(before.Status, rc.Status) {
+			if err := r.Status().Patch(ctx, rc, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+				retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
+			}
+		}
+		openInspectors.Set(float64(r.inspectors.count()))
+		if retErr == nil && result.RequeueAfter == 0 {
+			// Health cadence, with up to 10% jitter so 1,000 connections do not tick together.
+			result.RequeueAfter = interval + time.Duration(rand.Int64N(int64(interval)/10+1))
+		}
+	}()
+
+	// 1. Credentials.
+	creds, err := r.resolveCredentials(ctx, rc)
+	if ce, ok := asCredentialError(err); ok {
+		setCondition(rc, rconnv1.ConditionCredentialsResolved, false, ce.reason, ce.message)
+		r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
+		if before.Status.ObservedGeneration == 0 || conditionChanged(before, rc, rconnv1.ConditionCredentialsResolved) {
+			r.event(rc, corev1.EventTypeWarning, ce.reason, ce.message)
+		}
+		return ctrl.Result{RequeueAfter: interval}, nil
+	} else if err != nil {
+		return ctrl.Result{}, err
+	}
+	if creds.tls == nil && !creds.hasPassword {
+		setCondition(rc, rconnv1.ConditionCredentialsResolved, true, rconnv1.ReasonNoCredentials, "no ACL or TLS Secret referenced")
+	} else {
+		setCondition(rc, rconnv1.ConditionCredentialsResolved, true, rconnv1.ReasonCredentialsResolved, "ACL and TLS Secrets are present and valid")
+	}
+	r.warnExpiry(rc, creds)
+
+	// 2. Node address map.
+	amap, err := r.buildAddressMap(ctx, rc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	rc.Status.NodeAddressMap = amap.list()
+	mapOK := len(amap.problems) == 0
+	switch {
+	case !mapOK:
+		msg := ""
+		for i, p := range amap.problems {
+			if i > 0 {
+				msg += "; "
+			}
+			msg += p.message
+		}
+		setCondition(rc, rconnv1.ConditionAddressMapResolved, false, amap.problems[0].reason, msg)
+	case rc.Spec.NodeAddressMap == nil:
+		setCondition(rc, rconnv1.ConditionAddressMapResolved, true, rconnv1.ReasonNoAddressMap, "no nodeAddressMap: nodes are dialed as they announce themselves")
+	default:
+		setCondition(rc, rconnv1.ConditionAddressMapResolved, true, rconnv1.ReasonAddressMapResolved, fmt.Sprintf("%d entries", len(amap.entries)))
+	}
+
+	// 3. Topology, through the map (the same code apps run).
+	opts, fingerprint, err := r.clusterOptions(rc, creds, amap)
+	if ce, ok := asCredentialError(err); ok {
+		setCondition(rc, rconnv1.ConditionCredentialsResolved, false, ce.reason, ce.message)
+		r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	in, err := r.inspector(req.NamespacedName, opts, fingerprint, amap)
+	if err != nil {
+		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonRootNodesUnreachable, err.Error())
+		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout*time.Duration(len(rc.Spec.RootNodes)+1)+5*time.Second)
+	topo, err := in.Discover(dctx)
+	cancel()
+	if err != nil {
+		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, topologyReason(err), err.Error())
+		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
+		logger.V(1).Info("discovery failed", "error", err)
+		// Back off through the workqueue's rate limiter.
+		return ctrl.Result{}, fmt.Errorf("discovering topology: %w", err)
+	}
+	if !topo.FullCoverage() {
+		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonSlotsUncovered,
+			fmt.Sprintf("%d of %d slots are served", topo.SlotsCovered, cluster.SlotCount))
+	} else if topo.Standalone {
+		setCondition(rc, rconnv1.ConditionTopologyDiscovered, true, rconnv1.ReasonDiscovered,
+			fmt.Sprintf("standalone %s via %s", topo.Nodes[0].Role, topo.Source))
+	} else {
+		setCondition(rc, rconnv1.ConditionTopologyDiscovered, true, rconnv1.ReasonDiscovered,
+			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", len(topo.Shards), len(topo.Nodes), topo.Command, topo.Source))
+	}
+
+	// 4. Health of every node through its mapped address.
+	health := in.CheckHealth(ctx, topo, timeout)
+	setTopologyStatus(rc, topo, health)
+	recordHealth(rc.Namespace, rc.Name, health)
+	if !topo.Standalone {
+		slotsCovered.WithLabelValues(rc.Namespace, rc.Name).Set(float64(topo.SlotsCovered))
+	}
+	ok, reason, msg := healthCondition(health)
+	setCondition(rc, rconnv1.ConditionNodesHealthy, ok, reason, msg)
+
+	// 5. Outputs, only from a fully resolved state: the previous good output stays otherwise.
+	if !mapOK || !topo.FullCoverage() {
+		setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonPrerequisitesNotMet, "keeping the previous output until the address map and topology are resolved")
+		return ctrl.Result{}, nil
+	}
+	cfg := renderConfig(rc, creds, amap)
+	if err := cfg.Validate(); err != nil {
+		setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonPrerequisitesNotMet, "rendered config is invalid: "+err.Error())
+		return ctrl.Result{}, nil
+	}
+	changed, err := r.applyOutputs(ctx, rc, cfg, renderSecretData(rc, creds, cfg))
+	var conflict *errOutputConflict
+	switch {
+	case errors.As(err, &conflict):
+		setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonOutputConflict, err.Error())
+		return ctrl.Result{}, nil
+	case err != nil:
+		return ctrl.Result{}, err
+	}
+	cm, sec := outputNames(rc)
+	setCondition(rc, rconnv1.ConditionConfigRendered, true, rconnv1.ReasonRendered, fmt.Sprintf("ConfigMap %s and Secret %s are current", cm, sec))
+	if changed {
+		logger.Info("rendered outputs", "configMap", cm, "secret", sec)
 	}
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the reconciler.
+// blockedAfter marks the conditions after a failed one as waiting for it (so Ready names the
+// root cause) without touching outputs.
+func (r *RedisConnectionReconciler) blockedAfter(rc *rconnv1.RedisConnection, failed string) {
+	after := false
+	for _, t := range conditionOrder {
+		if after && t != rconnv1.ConditionConfigRendered {
+			setCondition(rc, t, false, rconnv1.ReasonPrerequisitesNotMet, "waiting for "+failed)
+		}
+		if t == failed {
+			after = true
+		}
+	}
+	setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonPrerequisitesNotMet, "keeping the previous output until "+failed+" is True")
+}
+
+func conditionChanged(before, after *rconnv1.RedisConnection, typ string) bool {
+	var a, b string
+	for _, c := range before.Status.Conditions {
+		if c.Type == typ {
+			a = string(c.Status) + c.Reason + c.Message
+		}
+	}
+	for _, c := range after.Status.Conditions {
+		if c.Type == typ {
+			b = string(c.Status) + c.Reason + c.Message
+		}
+	}
+	return a != b
+}
+
+// warnExpiry emits a Warning when a certificate expires within 14 days, at most once a day per
+// RedisConnection (an Event per reconcile would be a write at steady state).
+func (r *RedisConnectionReconciler) warnExpiry(rc *rconnv1.RedisConnection, creds *credentials) {
+	if creds.expiry.IsZero() || creds.expiry.Sub(r.now()) > certWarnWithin {
+		return
+	}
+	key := client.ObjectKeyFromObject(rc)
+	if r.expiryWarned == nil {
+		r.expiryWarned = map[types.NamespacedName]time.Time{}
+	}
+	if last, ok := r.expiryWarned[key]; ok && r.now().Sub(last) < 24*time.Hour {
+		return
+	}
+	r.expiryWarned[key] = r.now()
+	r.event(rc, corev1.EventTypeWarning, "CertificateExpiringSoon", fmt.Sprintf("a TLS certificate expires at %s (in %s)", creds.expiry.UTC().Format(time.RFC3339), creds.expiry.Sub(r.now()).Round(time.Hour)))
+}
+
+func (r *RedisConnectionReconciler) event(rc *rconnv1.RedisConnection, typ, reason, msg string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(rc, nil, typ, reason, "Reconcile", "%s", truncate(msg, 1000))
+	}
+}
+
+// forget closes a deleted RedisConnection's connections and drops its metrics.
+func (r *RedisConnectionReconciler) forget(key types.NamespacedName) {
+	r.inspectors.close(key)
+	forgetMetrics(key.Namespace, key.Name)
+	openInspectors.Set(float64(r.inspectors.count()))
+}
+
+// SetupWithManager registers the reconciler, its indexes and watches.
 func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexSecretRefs, func(o client.Object) []string {
+		rc := o.(*rconnv1.RedisConnection)
+		var out []string
+		if d := rc.Spec.Defaults; d != nil {
+			if d.ACL != nil {
+				out = append(out, d.ACL.SecretRef.Name)
+			}
+			if d.TLS != nil && d.TLS.SecretRef != nil {
+				out = append(out, d.TLS.SecretRef.Name)
+			}
+		}
+		return out
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexServiceSources, func(o client.Object) []string {
+		rc := o.(*rconnv1.RedisConnection)
+		if rc.Spec.NodeAddressMap != nil && len(rc.Spec.NodeAddressMap.FromServices) > 0 {
+			return []string{"true"}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	concurrent := r.MaxConcurrentReconciles
+	if concurrent <= 0 {
+		concurrent = 4
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&rconnv1.RedisConnection{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
+		// Secrets: metadata only, for owned outputs and referenced inputs alike; content is read
+		// from the API server when needed, so no Secret data sits in the cache.
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret)).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.forService)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.forEndpointSlice)).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: concurrent,
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, time.Minute),
+		}).
 		Complete(r)
+}
+
+func (r *RedisConnectionReconciler) forSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list rconnv1.RedisConnectionList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSecretRefs: o.GetName()}); err != nil {
+		return nil
+	}
+	return requests(list.Items)
+}
+
+func (r *RedisConnectionReconciler) forService(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.selecting(ctx, o.GetNamespace(), labels.Set(o.GetLabels()))
+}
+
+func (r *RedisConnectionReconciler) forEndpointSlice(ctx context.Context, o client.Object) []reconcile.Request {
+	svcName := o.GetLabels()[discoveryv1.LabelServiceName]
+	if svcName == "" {
+		return nil
+	}
+	svc := &corev1.Service{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: o.GetNamespace(), Name: svcName}, svc); err != nil {
+		return nil
+	}
+	return r.selecting(ctx, svc.Namespace, labels.Set(svc.Labels))
+}
+
+// selecting returns the RedisConnections in ns with a fromServices selector matching lbls,
+// found through the index of connections that have Service sources at all.
+func (r *RedisConnectionReconciler) selecting(ctx context.Context, ns string, lbls labels.Set) []reconcile.Request {
+	var list rconnv1.RedisConnectionList
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexServiceSources: "true"}); err != nil {
+		return nil
+	}
+	var out []rconnv1.RedisConnection
+	for _, rc := range list.Items {
+		for _, sel := range serviceSelectors(&rc) {
+			if sel.Matches(lbls) {
+				out = append(out, rc)
+				break
+			}
+		}
+	}
+	return requests(out)
+}
+
+func requests(items []rconnv1.RedisConnection) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(items))
+	for _, rc := range items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rc)})
+	}
+	return out
 }

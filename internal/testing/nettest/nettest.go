@@ -45,18 +45,28 @@ func (r *Recorder) Dial(ctx context.Context, network, addr string) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	if ip, ok := r.names[host]; ok {
+	r.mu.Lock()
+	ip, ok := r.names[host]
+	r.mu.Unlock()
+	if ok {
 		host = ip
 	}
-	ip := net.ParseIP(host)
-	if ip == nil {
+	parsed := net.ParseIP(host)
+	if parsed == nil {
 		return nil, fmt.Errorf("%w: %s", ErrRefused, addr)
 	}
-	if !ip.IsLoopback() {
+	if !parsed.IsLoopback() {
 		return nil, fmt.Errorf("test dialer: refusing non-loopback %s", addr)
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
+}
+
+// SetName adds or changes a table entry (host may also be an IP to redirect).
+func (r *Recorder) SetName(host, ip string) {
+	r.mu.Lock()
+	r.names[host] = ip
+	r.mu.Unlock()
 }
 
 // Dialed returns every address dialed so far.
@@ -92,6 +102,13 @@ func (r *Recorder) AssertOnly(t testing.TB, allowed ...string) {
 	}
 }
 
+// TB is the part of testing.TB the helpers use; ginkgo.GinkgoT() satisfies it too.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
+
 // Proxy forwards TCP connections on loopback to a target and counts them: a stand-in for a
 // LoadBalancer, NodePort or port-forward in front of a node.
 type Proxy struct {
@@ -102,9 +119,19 @@ type Proxy struct {
 }
 
 // StartProxy listens on 127.0.0.1 and forwards to target until t's Cleanup.
-func StartProxy(t testing.TB, target string) *Proxy {
+func StartProxy(t TB, target string) *Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return StartProxyAt(t, "127.0.0.1:0", target)
+}
+
+// StartProxyAt listens on a loopback address (any of 127.0.0.0/8, e.g. a test Service's
+// ClusterIP) and forwards to target until t's Cleanup.
+func StartProxyAt(t TB, listen, target string) *Proxy {
+	t.Helper()
+	if host, _, err := net.SplitHostPort(listen); err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Fatalf("nettest: proxy address %q is not loopback", listen)
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatalf("nettest: %v", err)
 	}

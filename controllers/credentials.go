@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
+	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
+)
+
+// credentials are the resolved ACL and TLS material of a RedisConnection.
+type credentials struct {
+	username, password string
+	hasPassword        bool
+	tls                *rtls.Material
+	// expiry is the earliest certificate expiry (zero without certificates).
+	expiry time.Time
+	// versions of the Secrets read, to fingerprint connections.
+	versions string
+}
+
+// credentialError is a CredentialsResolved=False reason with its message.
+type credentialError struct {
+	reason, message string
+}
+
+func (e *credentialError) Error() string { return e.message }
+
+func credErr(reason, format string, args ...any) error {
+	return &credentialError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// resolveCredentials reads the ACL and TLS Secrets (same namespace only: the references have no
+// namespace field) and validates their content. Secrets are read directly from the API server
+// rather than from a cache of every Secret in the cluster.
+func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *rconnv1.RedisConnection) (*credentials, error) {
+	c := &credentials{}
+	d := rc.Spec.Defaults
+	if d == nil {
+		return c, nil
+	}
+	if d.ACL != nil {
+		sec, err := r.readSecret(ctx, rc.Namespace, d.ACL.SecretRef.Name)
+		if err != nil {
+			return nil, err
+		}
+		c.versions += sec.ResourceVersion + "/"
+		key := d.ACL.PasswordKey
+		if key == "" {
+			key = pkgclient.SecretKeyPassword
+		}
+		pw, ok := sec.Data[key]
+		if !ok {
+			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q (spec.defaults.acl.passwordKey)", sec.Name, key)
+		}
+		c.password, c.hasPassword = string(pw), true
+		if d.ACL.UsernameKey != "" {
+			u, ok := sec.Data[d.ACL.UsernameKey]
+			if !ok {
+				return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q (spec.defaults.acl.usernameKey)", sec.Name, d.ACL.UsernameKey)
+			}
+			c.username = string(u)
+		}
+	}
+	if d.TLS != nil && d.TLS.Enabled && d.TLS.SecretRef != nil {
+		sec, err := r.readSecret(ctx, rc.Namespace, d.TLS.SecretRef.Name)
+		if err != nil {
+			return nil, err
+		}
+		c.versions += sec.ResourceVersion
+		m := &rtls.Material{CA: sec.Data[corev1.ServiceAccountRootCAKey], Cert: sec.Data[corev1.TLSCertKey], Key: sec.Data[corev1.TLSPrivateKeyKey]}
+		if len(m.CA) == 0 && len(m.Cert) == 0 {
+			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has neither ca.crt nor tls.crt", sec.Name)
+		}
+		if (len(m.Cert) == 0) != (len(m.Key) == 0) {
+			missing := "tls.key"
+			if len(m.Cert) == 0 {
+				missing = "tls.crt"
+			}
+			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q: tls.crt and tls.key go together", sec.Name, missing)
+		}
+		report, err := rtls.Validate(m, r.now())
+		if err != nil {
+			return nil, credErr(tlsReason(err), "Secret %s: %v", sec.Name, err)
+		}
+		c.tls, c.expiry = m, report.Expiry
+	}
+	return c, nil
+}
+
+func (r *RedisConnectionReconciler) readSecret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	sec := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, credErr(rconnv1.ReasonSecretNotFound, "Secret %s not found in namespace %s", name, ns)
+		}
+		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
+	}
+	return sec, nil
+}
+
+// tlsReason maps pkg/tls reasons onto condition reasons.
+func tlsReason(err error) string {
+	switch rtls.ReasonOf(err) {
+	case rtls.ReasonCertificateExpired:
+		return rconnv1.ReasonCertificateExpired
+	case rtls.ReasonCertificateNotYetValid:
+		return rconnv1.ReasonCertificateNotYetValid
+	case rtls.ReasonKeyMismatch:
+		return rconnv1.ReasonKeyMismatch
+	default:
+		return rconnv1.ReasonInvalidCertificate
+	}
+}
+
+func asCredentialError(err error) (*credentialError, bool) {
+	var ce *credentialError
+	ok := errors.As(err, &ce)
+	return ce, ok
+}

@@ -1,0 +1,278 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+)
+
+const (
+	// FieldOwner is the server-side apply field manager of rendered objects.
+	FieldOwner = "rconn-controller"
+	// AnnotationContentHash holds the sha256 of the rendered data; consumers roll on change.
+	AnnotationContentHash = "rconn.dev/content-hash"
+	// LabelConnection names the RedisConnection a rendered object belongs to.
+	LabelConnection = "rconn.dev/connection"
+	// LabelManagedBy is app.kubernetes.io/managed-by.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	managedBy      = "rconn"
+)
+
+func outputNames(rc *rconnv1.RedisConnection) (configMap, secret string) {
+	configMap, secret = rc.Name, rc.Name
+	if o := rc.Spec.Output; o != nil {
+		if o.ConfigMapName != "" {
+			configMap = o.ConfigMapName
+		}
+		if o.SecretName != "" {
+			secret = o.SecretName
+		}
+	}
+	return configMap, secret
+}
+
+// renderConfig builds config.json: node-redis createCluster/createClient options, no secrets.
+func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap) *pkgclient.Config {
+	cfg := &pkgclient.Config{
+		UseReplicas:         rc.Spec.UseReplicas,
+		MinimizeConnections: rc.Spec.MinimizeConnections,
+		Rconn: pkgclient.RconnConfig{
+			Mode:         pkgclient.ModeCluster,
+			AutoPipeline: rc.Spec.AutoPipeline,
+		},
+	}
+	if rc.Spec.Mode == rconnv1.ModeStandalone {
+		cfg.Rconn.Mode = pkgclient.ModeStandalone
+	} else if rc.Spec.MaxCommandRedirections != nil {
+		cfg.MaxCommandRedirections = int(*rc.Spec.MaxCommandRedirections)
+	}
+	tlsOn := false
+	if d := rc.Spec.Defaults; d != nil {
+		if d.ConnectTimeout != nil {
+			cfg.Defaults.Socket.ConnectTimeout = d.ConnectTimeout.Milliseconds()
+		}
+		if d.Database != nil {
+			cfg.Defaults.Database = int(*d.Database)
+		}
+		cfg.Defaults.Name = d.ClientName
+		if d.TLS != nil && d.TLS.Enabled {
+			tlsOn = true
+			cfg.Defaults.Socket.TLS = true
+			cfg.Defaults.Socket.ServerName = d.TLS.ServerName
+			cfg.Rconn.TLSInsecureSkipVerify = d.TLS.InsecureSkipVerify
+		}
+	}
+	for _, rn := range rc.Spec.RootNodes {
+		url := string(rn.URL)
+		if url == "" {
+			scheme := "redis://"
+			if tlsOn {
+				scheme = "rediss://"
+			}
+			url = scheme + cluster.Address{Host: rn.Host, Port: portOr(int(rn.Port))}.String()
+		}
+		cfg.RootNodes = append(cfg.RootNodes, pkgclient.RootNodeConfig{URL: url})
+	}
+	if len(m.entries) > 0 {
+		cfg.NodeAddressMap = map[string]pkgclient.MappedAddress{}
+		for k, e := range m.entries {
+			a, err := cluster.ParseAddress(e.Reachable)
+			if err != nil {
+				continue
+			}
+			cfg.NodeAddressMap[k] = pkgclient.MappedAddress{Host: a.Host, Port: a.Port}
+		}
+	}
+	if s := rc.Spec.ReconnectStrategy; s != nil {
+		rs := &pkgclient.ReconnectConfig{}
+		switch s.Type {
+		case rconnv1.ReconnectNone:
+			rs.Type = pkgclient.ReconnectTypeNone
+		case rconnv1.ReconnectFixedDelay:
+			rs.Type = pkgclient.ReconnectTypeFixedDelay
+			if s.Delay != nil {
+				rs.DelayMs = s.Delay.Milliseconds()
+			}
+		default:
+			rs.Type = pkgclient.ReconnectTypeExponentialBackoff
+			if s.Base != nil {
+				rs.BaseMs = s.Base.Milliseconds()
+			}
+			if s.Cap != nil {
+				rs.CapMs = s.Cap.Milliseconds()
+			}
+			if s.Jitter != nil {
+				rs.JitterMs = s.Jitter.Milliseconds()
+			}
+		}
+		cfg.Rconn.ReconnectStrategy = rs
+	}
+	return cfg
+}
+
+// renderSecretData holds credentials, certificates and the Service Binding keys.
+func renderSecretData(rc *rconnv1.RedisConnection, creds *credentials, cfg *pkgclient.Config) map[string][]byte {
+	data := map[string][]byte{
+		"type":     []byte("redis"),
+		"provider": []byte("rconn"),
+	}
+	if creds.username != "" {
+		data[pkgclient.SecretKeyUsername] = []byte(creds.username)
+	}
+	if creds.hasPassword {
+		data[pkgclient.SecretKeyPassword] = []byte(creds.password)
+	}
+	if creds.tls != nil {
+		if len(creds.tls.CA) > 0 {
+			data[pkgclient.SecretKeyCA] = creds.tls.CA
+		}
+		if len(creds.tls.Cert) > 0 {
+			data[pkgclient.SecretKeyCert] = creds.tls.Cert
+			data[pkgclient.SecretKeyKey] = creds.tls.Key
+		}
+	}
+	if len(cfg.RootNodes) > 0 {
+		if u, err := cluster.ParseURL(cfg.RootNodes[0].URL); err == nil {
+			host, port := u.Address.Host, u.Address.Port
+			data["host"] = []byte(host)
+			data["port"] = []byte(strconv.Itoa(port))
+			if u.TLS {
+				data["ssl"] = []byte("true")
+			}
+		}
+	}
+	return data
+}
+
+func hashData(strs map[string]string, bins map[string][]byte) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(strs)+len(bins))
+	for k := range strs {
+		keys = append(keys, "s:"+k)
+	}
+	for k := range bins {
+		keys = append(keys, "b:"+k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		var v []byte
+		if k[0] == 's' {
+			v = []byte(strs[k[2:]])
+		} else {
+			v = bins[k[2:]]
+		}
+		fmt.Fprintf(h, "%s=%d:", k, len(v))
+		h.Write(v)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// sameStrings reports whether have holds every key of want with the same value. Keys someone
+// added by hand are not ours (server-side apply leaves them to their manager) and are ignored;
+// a changed or deleted key of ours is restored.
+func sameStrings(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func sameBytes(have, want map[string][]byte) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || string(hv) != string(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// errOutputConflict: an object with the output name exists and is not ours.
+type errOutputConflict struct{ kind, name string }
+
+func (e *errOutputConflict) Error() string {
+	return fmt.Sprintf("%s %s exists and is not controlled by this RedisConnection; choose another name in spec.output", e.kind, e.name)
+}
+
+// applyOutputs writes the ConfigMap and Secret with server-side apply, but only when their
+// content differs from what is there (compared by content hash), so a steady state writes
+// nothing. A hand edit changes the content and is overwritten; a deleted object is re-created.
+func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv1.RedisConnection, cfg *pkgclient.Config, secretData map[string][]byte) (changed bool, err error) {
+	cmName, secName := outputNames(rc)
+	raw, err := pkgclient.Render(cfg)
+	if err != nil {
+		return false, fmt.Errorf("rendering config.json: %w", err)
+	}
+	cmData := map[string]string{pkgclient.ConfigFileName: string(raw)}
+
+	existingCM := &corev1.ConfigMap{}
+	err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: cmName}, existingCM)
+	switch {
+	case apierrors.IsNotFound(err):
+		existingCM = nil
+	case err != nil:
+		return false, err
+	}
+	existingSec := &corev1.Secret{}
+	err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: secName}, existingSec)
+	switch {
+	case apierrors.IsNotFound(err):
+		existingSec = nil
+	case err != nil:
+		return false, err
+	}
+	if existingCM != nil && !metav1.IsControlledBy(existingCM, rc) {
+		return false, &errOutputConflict{"ConfigMap", cmName}
+	}
+	if existingSec != nil && !metav1.IsControlledBy(existingSec, rc) {
+		return false, &errOutputConflict{"Secret", secName}
+	}
+
+	labels := map[string]string{LabelManagedBy: managedBy, LabelConnection: rc.Name}
+	cmHash := hashData(cmData, nil)
+	if existingCM == nil || !sameStrings(existingCM.Data, cmData) || existingCM.Annotations[AnnotationContentHash] != cmHash {
+		cm := &corev1.ConfigMap{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: metav1.ObjectMeta{Name: cmName, Namespace: rc.Namespace, Labels: labels, Annotations: map[string]string{AnnotationContentHash: cmHash}},
+			Data:       cmData,
+		}
+		if err := controllerutil.SetControllerReference(rc, cm, r.Scheme); err != nil {
+			return false, err
+		}
+		if err := r.Patch(ctx, cm, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return false, fmt.Errorf("applying ConfigMap %s: %w", cmName, err)
+		}
+		changed = true
+	}
+	secHash := hashData(nil, secretData)
+	if existingSec == nil || !sameBytes(existingSec.Data, secretData) || existingSec.Annotations[AnnotationContentHash] != secHash {
+		sec := &corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: secName, Namespace: rc.Namespace, Labels: labels, Annotations: map[string]string{AnnotationContentHash: secHash}},
+			Type:       corev1.SecretType("servicebinding.io/redis"),
+			Data:       secretData,
+		}
+		if err := controllerutil.SetControllerReference(rc, sec, r.Scheme); err != nil {
+			return false, err
+		}
+		if err := r.Patch(ctx, sec, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return false, fmt.Errorf("applying Secret %s: %w", secName, err)
+		}
+		changed = true
+	}
+	return changed, nil
+}

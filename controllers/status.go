@@ -1,0 +1,206 @@
+package controllers
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+)
+
+// conditionOrder is the order Ready looks for the first failing condition in.
+var conditionOrder = []string{
+	rconnv1.ConditionCredentialsResolved,
+	rconnv1.ConditionAddressMapResolved,
+	rconnv1.ConditionTopologyDiscovered,
+	rconnv1.ConditionNodesHealthy,
+	rconnv1.ConditionConfigRendered,
+}
+
+// setCondition records one condition; LastTransitionTime changes only when Status does.
+func setCondition(rc *rconnv1.RedisConnection, typ string, ok bool, reason, message string) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&rc.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: truncate(message, 32000), ObservedGeneration: rc.Generation,
+	})
+}
+
+// setReady derives Ready from the other conditions: True when all are, else False with the
+// reason and message of the first that is not.
+func setReady(rc *rconnv1.RedisConnection) {
+	for _, t := range conditionOrder {
+		c := meta.FindStatusCondition(rc.Status.Conditions, t)
+		if c == nil {
+			setCondition(rc, rconnv1.ConditionReady, false, rconnv1.ReasonReconciling, "waiting for "+t)
+			return
+		}
+		if c.Status != metav1.ConditionTrue {
+			setCondition(rc, rconnv1.ConditionReady, false, c.Reason, t+": "+c.Message)
+			return
+		}
+	}
+	setCondition(rc, rconnv1.ConditionReady, true, rconnv1.ReasonReady, "apps can use the rendered ConfigMap and Secret")
+}
+
+// setTopologyStatus records shards, nodes and counts from a topology and its health.
+func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health []cluster.NodeHealth) {
+	byAddr := map[string]cluster.NodeHealth{}
+	for _, h := range health {
+		byAddr[h.Announced] = h
+	}
+	rc.Status.Nodes = nil
+	healthy := int32(0)
+	for _, n := range t.Nodes {
+		ns := rconnv1.NodeStatus{ID: n.ID, Announced: n.Announced, Mapped: n.Mapped, MasterID: n.MasterID}
+		if n.Mapped == n.Announced {
+			ns.Mapped = ""
+		}
+		switch n.Role {
+		case cluster.RoleMaster:
+			ns.Role = rconnv1.RoleMaster
+		case cluster.RoleReplica:
+			ns.Role = rconnv1.RoleReplica
+		}
+		h, checked := byAddr[n.Announced]
+		switch {
+		case !checked:
+		case h.Healthy():
+			ns.Health = rconnv1.HealthHealthy
+			healthy++
+		case !h.Reachable:
+			ns.Health = rconnv1.HealthUnreachable
+		default:
+			ns.Health = rconnv1.HealthUnhealthy
+		}
+		rc.Status.Nodes = append(rc.Status.Nodes, ns)
+	}
+	rc.Status.Shards = nil
+	for _, s := range t.Shards {
+		ss := rconnv1.ShardStatus{}
+		if s.Master != nil {
+			ss.MasterID = s.Master.ID
+		}
+		for _, r := range s.Replicas {
+			ss.ReplicaIDs = append(ss.ReplicaIDs, r.ID)
+		}
+		sort.Strings(ss.ReplicaIDs)
+		for _, r := range s.Slots {
+			ss.Slots = append(ss.Slots, r.String())
+		}
+		rc.Status.Shards = append(rc.Status.Shards, ss)
+	}
+	rc.Status.ShardCount = int32(len(t.Shards))
+	rc.Status.NodeCount = int32(len(t.Nodes))
+	rc.Status.HealthyNodeCount = healthy
+	if t.Standalone {
+		rc.Status.SlotsCovered = 0
+	} else {
+		rc.Status.SlotsCovered = int32(t.SlotsCovered)
+	}
+}
+
+// healthCondition summarises node health.
+func healthCondition(health []cluster.NodeHealth) (ok bool, reason, message string) {
+	var unreachable, unhealthy []string
+	for _, h := range health {
+		switch {
+		case h.Healthy():
+		case !h.Reachable:
+			unreachable = append(unreachable, fmt.Sprintf("%s (dialed %s): %v", h.Announced, h.Dialed, h.Err))
+		default:
+			unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", h.Announced, h.Err))
+		}
+	}
+	switch {
+	case len(unreachable) > 0:
+		return false, rconnv1.ReasonNodesUnreachable, fmt.Sprintf("%d of %d nodes unreachable: %s", len(unreachable), len(health), strings.Join(unreachable, "; "))
+	case len(unhealthy) > 0:
+		return false, rconnv1.ReasonNodesUnhealthy, fmt.Sprintf("%d of %d nodes unhealthy: %s", len(unhealthy), len(health), strings.Join(unhealthy, "; "))
+	}
+	return true, rconnv1.ReasonAllNodesHealthy, fmt.Sprintf("all %d nodes answered through their mapped addresses", len(health))
+}
+
+// transitions compares the previous and new status and returns the Events to emit.
+type event struct {
+	typ, reason, message string
+}
+
+func transitions(old, cur *rconnv1.RedisConnectionStatus) []event {
+	var out []event
+	if len(old.Nodes) > 0 && len(cur.Nodes) > 0 {
+		if nodeSet(old) != nodeSet(cur) {
+			out = append(out, event{corev1.EventTypeNormal, "TopologyChanged", fmt.Sprintf("topology is now %d shards, %d nodes", cur.ShardCount, cur.NodeCount)})
+		}
+		// A shard's master changed: the same slots now served by another node.
+		oldMaster := map[string]string{}
+		for _, s := range old.Shards {
+			if len(s.Slots) > 0 {
+				oldMaster[s.Slots[0]] = s.MasterID
+			}
+		}
+		for _, s := range cur.Shards {
+			if len(s.Slots) == 0 {
+				continue
+			}
+			if prev, ok := oldMaster[s.Slots[0]]; ok && prev != s.MasterID && prev != "" {
+				out = append(out, event{corev1.EventTypeWarning, "FailoverDetected", fmt.Sprintf("slots %s moved from master %s to %s", strings.Join(s.Slots, ","), short(prev), short(s.MasterID))})
+			}
+		}
+		oldHealth := map[string]rconnv1.Health{}
+		for _, n := range old.Nodes {
+			oldHealth[n.Announced] = n.Health
+		}
+		for _, n := range cur.Nodes {
+			prev, seen := oldHealth[n.Announced]
+			switch {
+			case seen && prev == rconnv1.HealthHealthy && n.Health != rconnv1.HealthHealthy && n.Health != "":
+				out = append(out, event{corev1.EventTypeWarning, "NodeUnreachable", fmt.Sprintf("node %s is %s", n.Announced, n.Health)})
+			case seen && prev != rconnv1.HealthHealthy && prev != "" && n.Health == rconnv1.HealthHealthy:
+				out = append(out, event{corev1.EventTypeNormal, "NodeRecovered", fmt.Sprintf("node %s is healthy again", n.Announced)})
+			}
+		}
+	}
+	if old.ObservedGeneration != 0 && mappingKey(old.NodeAddressMap) != mappingKey(cur.NodeAddressMap) {
+		out = append(out, event{corev1.EventTypeNormal, "AddressMapChanged", fmt.Sprintf("node address map now has %d entries", len(cur.NodeAddressMap))})
+	}
+	return out
+}
+
+func nodeSet(s *rconnv1.RedisConnectionStatus) string {
+	var parts []string
+	for _, n := range s.Nodes {
+		parts = append(parts, n.ID+"@"+n.Announced+"/"+string(n.Role))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func mappingKey(m []rconnv1.AppliedAddressMapping) string {
+	var b strings.Builder
+	for _, e := range m {
+		b.WriteString(e.Announced + "=" + e.Reachable + ";")
+	}
+	return b.String()
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

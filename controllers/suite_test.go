@@ -1,0 +1,181 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/controllers"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+)
+
+var (
+	env       *envtest.Environment
+	k8s       client.Client
+	ctx       context.Context
+	dialer    *nettest.Recorder
+	writes    writeCounter
+	nsCounter atomic.Int64
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "RedisConnection controller (envtest + real redis-server)")
+}
+
+// writeCounter counts the manager's mutating API requests, by RedisConnection namespace.
+type writeCounter struct {
+	mu   sync.Mutex
+	byNS map[string][]string
+}
+
+func (w *writeCounter) record(req *http.Request) {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.byNS == nil {
+		w.byNS = map[string][]string{}
+	}
+	w.byNS[nsOf(req.URL.Path)] = append(w.byNS[nsOf(req.URL.Path)], req.Method+" "+req.URL.Path)
+}
+
+func (w *writeCounter) in(ns string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.byNS[ns]...)
+}
+
+func nsOf(path string) string {
+	_, rest, ok := strings.Cut(path, "/namespaces/")
+	if !ok {
+		return ""
+	}
+	ns, _, _ := strings.Cut(rest, "/")
+	return ns
+}
+
+type countingTransport struct {
+	next http.RoundTripper
+}
+
+func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	writes.record(req)
+	return t.next.RoundTrip(req)
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	env, err = kubetest.NewEnvironment()
+	Expect(err).NotTo(HaveOccurred())
+	cfg, err := env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(env.Stop)
+	// Registered after env.Stop, so it runs before it: the manager stops first.
+	var cancel context.CancelFunc
+	ctx, cancel = context.WithCancel(context.Background())
+	DeferCleanup(cancel)
+	k8s, err = client.New(cfg, client.Options{Scheme: kubetest.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgrCfg := rest.CopyConfig(cfg)
+	mgrCfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt} }
+	mgr, err := ctrl.NewManager(mgrCfg, ctrl.Options{
+		Scheme:                 kubetest.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	dialer = nettest.NewRecorder(nil)
+	Expect((&controllers.RedisConnectionReconciler{
+		Client:        mgr.GetClient(),
+		Scheme:        mgr.GetScheme(),
+		Recorder:      mgr.GetEventRecorder("rconn-controller"),
+		ClusterDomain: "cluster.local",
+		Dial:          dialer.Dial,
+	}).SetupWithManager(mgr)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+})
+
+// newNamespace creates a namespace for one test.
+func newNamespace() string {
+	ns := fmt.Sprintf("t%d", nsCounter.Add(1))
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	return ns
+}
+
+// get fetches the current RedisConnection.
+func get(ns, name string) *rconnv1.RedisConnection {
+	rc := &rconnv1.RedisConnection{}
+	ExpectWithOffset(1, k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rc)).To(Succeed())
+	return rc
+}
+
+// condition returns a condition of the RedisConnection ("" status when absent).
+func condition(ns, name, typ string) metav1.Condition {
+	rc := &rconnv1.RedisConnection{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rc); err != nil {
+		return metav1.Condition{}
+	}
+	for _, c := range rc.Status.Conditions {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return metav1.Condition{}
+}
+
+// eventuallyCondition waits (bounded) for a condition's status and reason.
+func eventuallyCondition(ns, name, typ string, status metav1.ConditionStatus, reason string) {
+	EventuallyWithOffset(1, func() string {
+		c := condition(ns, name, typ)
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}, 60*time.Second, 200*time.Millisecond).Should(HavePrefix(string(status) + "/" + reason + ":"))
+}
+
+// kubeletMount writes ConfigMap and Secret data the way kubelet lays out a projected volume.
+func kubeletMount(cm *corev1.ConfigMap, sec *corev1.Secret) string {
+	dir := GinkgoT().TempDir()
+	data := filepath.Join(dir, "..2026_11_22_00_00_00.000000001")
+	Expect(os.Mkdir(data, 0o755)).To(Succeed())
+	files := map[string][]byte{}
+	for k, v := range cm.Data {
+		files[k] = []byte(v)
+	}
+	for k, v := range sec.Data {
+		files[k] = v
+	}
+	for k, v := range files {
+		Expect(os.WriteFile(filepath.Join(data, k), v, 0o600)).To(Succeed())
+		Expect(os.Symlink(filepath.Join("..data", k), filepath.Join(dir, k))).To(Succeed())
+	}
+	Expect(os.Symlink(filepath.Base(data), filepath.Join(dir, "..data"))).To(Succeed())
+	return dir
+}
