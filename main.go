@@ -3,11 +3,15 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 
+	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -51,6 +55,9 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	// go-redis logs pool problems (e.g. a node that refuses connections) with fmt-style lines on
+	// stderr; route them through the structured logger instead.
+	redis.SetLogger(goRedisLogger{ctrl.Log.WithName("go-redis")})
 
 	var tlsOpts []func(*tls.Config)
 	if !enableHTTP2 {
@@ -84,6 +91,7 @@ func main() {
 	}
 
 	if err := (&controllers.RedisConnectionReconciler{
+		APIReader:               mgr.GetAPIReader(),
 		Client:                  mgr.GetClient(),
 		Scheme:                  mgr.GetScheme(),
 		Recorder:                mgr.GetEventRecorder("rconn-controller"),
@@ -108,4 +116,10 @@ func main() {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)
 	}
+}
+
+type goRedisLogger struct{ log logr.Logger }
+
+func (l goRedisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.V(1).Info(fmt.Sprintf(format, v...))
 }
