@@ -88,7 +88,7 @@ func podDNSConnection(ns, name string, rc *redistest.Cluster) *rconnv1.RedisConn
 				Selector:    metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}},
 				AddressType: rconnv1.AddressTypePodDNS,
 			}}},
-			HealthCheck: &rconnv1.HealthCheck{Interval: &metav1.Duration{Duration: 2 * time.Second}, Timeout: &metav1.Duration{Duration: time.Second}},
+			HealthCheck: &rconnv1.HealthCheck{Interval: &metav1.Duration{Duration: 2 * time.Second}, Timeout: &metav1.Duration{Duration: 1500 * time.Millisecond}},
 		},
 	}
 }
