@@ -57,8 +57,10 @@ test: deps envtest verify-generated vet ## Run every test (envtest + real redis-
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
 .PHONY: bench
-bench: deps ## Run the benchmarks (ours vs plain go-redis on the same servers).
+bench: deps ## Run the benchmarks (ours vs plain go-redis, and vs rueidis in bench/, on the same servers).
 	go test ./pkg/... -run '^$$' -bench . -benchmem -count 6 | tee bench.out
+	cd bench && go test -run '^$$' -bench . -benchmem -count 3 | tee ../bench-peers.out
+	cd bench && go run ./cmd/table < ../bench-peers.out
 
 ##@ Build
 .PHONY: build

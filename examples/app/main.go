@@ -30,6 +30,9 @@ func main() {
 		os.Exit(1)
 	}
 	defer c.Close()
+	// With "rconn": {"autoPipeline": true} in the config, concurrent commands are batched into
+	// pipelines; the calls below keep their shape either way.
+	slog.Info("redis opened", "autoPipeline", c.AutoPipeliner() != nil)
 
 	t := time.NewTicker(time.Second)
 	defer t.Stop()

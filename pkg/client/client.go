@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -52,12 +53,16 @@ const DefaultMonitorInterval = time.Second
 
 // Client is a go-redis client (cluster or standalone) with node address mapping, node-redis
 // reconnect strategy and events, and, from Open, hot reload of the mounted configuration. It
-// is a redis.UniversalClient: pass it to anything that takes one.
+// is a redis.UniversalClient: pass it to anything that takes one. With autoPipeline the
+// embedded UniversalClient is go-redis's blocking AutoPipeliner (see the package
+// documentation); without it, the go-redis client itself.
 type Client struct {
 	redis.UniversalClient
 
-	cluster *cluster.Client // cluster mode
-	single  *redis.Client   // standalone mode
+	cluster *cluster.Client       // cluster mode
+	single  *redis.Client         // standalone mode
+	direct  redis.UniversalClient // cluster or single: the client beneath any autopipeliner
+	ap      *redis.AutoPipeliner  // autoPipeline only
 	setMap  func(cluster.NodeAddressMap)
 	probe   func(ctx context.Context) error
 
@@ -103,6 +108,7 @@ type spec struct {
 	strategy       ReconnectStrategy
 	onEvent        func(Event)
 	monitor        time.Duration
+	autoPipeline   bool
 }
 
 // build creates the client and connects it, bounded by ctx.
@@ -150,7 +156,15 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.cluster, c.UniversalClient, c.setMap = cc, cc, cc.SetNodeAddressMap
+		c.cluster, c.direct, c.setMap = cc, cc, cc.SetNodeAddressMap
+		if s.autoPipeline {
+			// The blocking face on the go-redis ClusterClient: slot-sharded batches, split per
+			// node at flush, MOVED/ASK followed per command by the cluster pipeline path.
+			if c.ap, err = cc.ClusterClient.AutoPipeline(); err != nil {
+				_ = cc.Close()
+				return nil, fmt.Errorf("rconn: autoPipeline: %w", err)
+			}
+		}
 		first := true
 		c.probe = func(ctx context.Context) error {
 			if first {
@@ -180,8 +194,19 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		})
-		c.single, c.UniversalClient, c.setMap = rc, rc, d.SetMap
+		c.single, c.direct, c.setMap = rc, rc, d.SetMap
+		if s.autoPipeline {
+			var err error
+			if c.ap, err = rc.AutoPipeline(); err != nil {
+				_ = rc.Close()
+				return nil, fmt.Errorf("rconn: autoPipeline: %w", err)
+			}
+		}
 		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
+	}
+	c.UniversalClient = c.direct
+	if c.ap != nil {
+		c.UniversalClient = c.ap
 	}
 	if err := c.connect(ctx); err != nil {
 		return nil, err
@@ -289,7 +314,12 @@ func (c *Client) shutdown() {
 		c.closed.Store(true)
 		c.open.Store(false)
 		c.ready.Store(false)
-		c.closeErr = c.UniversalClient.Close()
+		var apErr error
+		if c.ap != nil {
+			// Drains queued commands before the pools beneath them close.
+			apErr = c.ap.Close()
+		}
+		c.closeErr = errors.Join(apErr, c.direct.Close())
 	})
 }
 
@@ -309,6 +339,16 @@ func (c *Client) OnEvent(h func(Event)) { c.events.add(h) }
 
 // Cluster returns the cluster client (nil in standalone mode), for topology and health.
 func (c *Client) Cluster() *cluster.Client { return c.cluster }
+
+// Direct returns the go-redis client beneath the autopipeliner (the *cluster.Client or the
+// *redis.Client): the same connections and node address map, without batching. Use it for a
+// command that must honour its own context deadline. Without autoPipeline it is the client
+// the Client already embeds.
+func (c *Client) Direct() redis.UniversalClient { return c.direct }
+
+// AutoPipeliner returns go-redis's blocking AutoPipeliner the Client routes commands through
+// (nil without autoPipeline).
+func (c *Client) AutoPipeliner() *redis.AutoPipeliner { return c.ap }
 
 // SetNodeAddressMap atomically replaces the node address map; pooled connections whose
 // mapping changed are retired.

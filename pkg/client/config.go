@@ -43,8 +43,17 @@ const (
 //
 //	createCluster({...JSON.parse(config), defaults: {...config.defaults, username, password}})
 //
-// In standalone mode rootNodes holds exactly one node.
+// In standalone mode rootNodes holds exactly one node, and Render also emits that node as the
+// top-level node-redis createClient "url" (redis[s]://host:port[/db], no credentials), so a
+// Node.js app can do
+//
+//	createClient({...JSON.parse(config), username, password})
+//
+// (spread config.defaults too for socket.servername, socket.connectTimeout and name).
 type Config struct {
+	// URL is set in standalone mode only, and always agrees with rootNodes[0] and the database
+	// (Render fills it in; Validate rejects a URL that disagrees). Files without it still load.
+	URL                    string                   `json:"url,omitempty"`
 	RootNodes              []RootNodeConfig         `json:"rootNodes"`
 	Defaults               DefaultsConfig           `json:"defaults,omitzero"`
 	UseReplicas            bool                     `json:"useReplicas,omitempty"`
@@ -179,6 +188,14 @@ func (c *Config) Validate() error {
 			sawPlain = true
 		}
 	}
+	if c.URL != "" {
+		switch want, ok := c.standaloneURL(); {
+		case mode != ModeStandalone:
+			bad("url %s: the top-level url is for standalone mode (cluster mode uses rootNodes)", cluster.RedactURL(c.URL))
+		case ok && c.URL != want:
+			bad("url %s disagrees with rootNodes[0] and the database: want %s", cluster.RedactURL(c.URL), want)
+		}
+	}
 	if sawTLS && sawPlain {
 		bad("rootNodes mix redis:// and rediss://")
 	}
@@ -265,11 +282,35 @@ func validFileName(s string) bool {
 	return true
 }
 
+// standaloneURL is node-redis createClient's url for a standalone config: rootNodes[0] without
+// credentials, with the database of its URL or else defaults.database (the URL's wins, as in
+// Open). ok is false when there is no single parseable root node.
+func (c *Config) standaloneURL() (string, bool) {
+	if len(c.RootNodes) != 1 {
+		return "", false
+	}
+	u, err := cluster.ParseURL(c.RootNodes[0].URL)
+	if err != nil {
+		return "", false
+	}
+	out := cluster.URL{TLS: u.TLS, Address: u.Address, DB: u.DB}
+	if out.DB == 0 {
+		out.DB = c.Defaults.Database
+	}
+	return out.String(), true
+}
+
 // Render validates c and returns it as config.json: deterministic (map keys sorted), indented
-// by two spaces, ending in a newline.
+// by two spaces, ending in a newline. In standalone mode the output has the top-level "url"
+// (c itself is not modified).
 func Render(c *Config) ([]byte, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: nil config", ErrInvalidConfig)
+	}
+	if c.ModeOrDefault() == ModeStandalone && c.URL == "" {
+		cp := *c
+		cp.URL, _ = cp.standaloneURL()
+		c = &cp
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

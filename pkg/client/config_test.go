@@ -31,6 +31,79 @@ func fullConfig() *client.Config {
 	}
 }
 
+func standaloneConfig() *client.Config {
+	return &client.Config{
+		RootNodes: []client.RootNodeConfig{{URL: "rediss://app-redis.rconn-test.invalid:6380"}},
+		Defaults: client.DefaultsConfig{
+			Socket:   client.SocketConfig{TLS: true, ServerName: "redis.rconn.test", ConnectTimeout: 2500},
+			Database: 3,
+			Name:     "app",
+		},
+		NodeAddressMap: map[string]client.MappedAddress{"app-redis.rconn-test.invalid:6380": {Host: "127.0.0.1", Port: 30000}},
+		Rconn:          client.RconnConfig{Mode: client.ModeStandalone, AutoPipeline: true},
+	}
+}
+
+// Standalone configs also carry node-redis createClient's top-level url; Render fills it in
+// without touching the caller's Config, and LoadConfig reads it back.
+func TestRenderLoadRoundTripStandaloneURL(t *testing.T) {
+	c := standaloneConfig()
+	b, err := client.Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.URL != "" {
+		t.Fatalf("Render modified its argument: url %q", c.URL)
+	}
+	s := string(b)
+	for _, want := range []string{`"url": "rediss://app-redis.rconn-test.invalid:6380/3",`, `"rootNodes": [`, `"url": "rediss://app-redis.rconn-test.invalid:6380"` + "\n"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("rendered standalone config lacks %s:\n%s", want, s)
+		}
+	}
+	if !strings.HasPrefix(s, "{\n  \"url\": ") {
+		t.Errorf("url is not the first key:\n%s", s)
+	}
+	back, err := client.LoadConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := standaloneConfig()
+	want.URL = "rediss://app-redis.rconn-test.invalid:6380/3"
+	if !reflect.DeepEqual(want, back) {
+		t.Fatalf("round trip:\n%+v\n%+v", want, back)
+	}
+	if b2, _ := client.Render(back); string(b2) != s {
+		t.Fatalf("Render of the loaded config differs:\n%s\n%s", s, b2)
+	}
+	// The database of the root node's URL wins; IPv6 stays bracketed; no database, no path.
+	for root, wantURL := range map[string]string{
+		"redis://127.0.0.1:7000/5": "redis://127.0.0.1:7000/5",
+		"redis://[::1]:7000":       "redis://[::1]:7000",
+		"redis://redis":            "redis://redis:6379",
+	} {
+		c := &client.Config{RootNodes: []client.RootNodeConfig{{URL: root}}, Rconn: client.RconnConfig{Mode: client.ModeStandalone}}
+		b, err := client.Render(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := client.LoadConfig(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.URL != wantURL {
+			t.Errorf("root %s: url %q, want %q", root, got.URL, wantURL)
+		}
+	}
+	// Cluster configs have no top-level url; standalone files from before it still load.
+	if b, _ := client.Render(fullConfig()); strings.Contains(string(b), "\n  \"url\"") {
+		t.Errorf("cluster config has a top-level url:\n%s", b)
+	}
+	if _, err := client.LoadConfig([]byte(`{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"mode":"standalone"}}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRenderLoadRoundTrip(t *testing.T) {
 	c := fullConfig()
 	b, err := client.Render(c)
@@ -93,6 +166,10 @@ func TestValidateErrors(t *testing.T) {
 		{"standalone two roots", `{"rootNodes":[{"url":"redis://x:1"},{"url":"redis://y:1"}],"rconn":{"mode":"standalone"}}`, "exactly one root node"},
 		{"cluster db", `{"rootNodes":[{"url":"redis://x:1"}],"defaults":{"database":2}}`, "only has database 0"},
 		{"rediss without tls", `{"rootNodes":[{"url":"rediss://x:1"}]}`, "defaults.socket.tls is false"},
+		{"url in cluster mode", `{"url":"redis://x:1","rootNodes":[{"url":"redis://x:1"}]}`, "top-level url is for standalone mode"},
+		{"url disagrees", `{"url":"redis://y:1","rootNodes":[{"url":"redis://x:1"}],"rconn":{"mode":"standalone"}}`, "disagrees with rootNodes[0]"},
+		{"url database disagrees", `{"url":"redis://x:1/2","rootNodes":[{"url":"redis://x:1"}],"defaults":{"database":3},"rconn":{"mode":"standalone"}}`, "want redis://x:1/3"},
+		{"url with password", `{"url":"redis://u:hunter2@x:1","rootNodes":[{"url":"redis://x:1"}],"rconn":{"mode":"standalone"}}`, "disagrees"},
 		{"secret file path", `{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"secretFiles":{"password":"../etc/passwd"}}}`, "rconn.secretFiles.password"},
 	}
 	for _, tc := range cases {

@@ -31,6 +31,29 @@
 //	client.on(event, fn)                    Options.OnEvent / Client.OnEvent (connect, ready, end, error, reconnecting)
 //	isOpen, isReady                         IsOpen(), IsReady()
 //	quit()/disconnect()                     Close()
+//	(automatic pipelining)                  Options/ClusterOptions.AutoPipeline, rconn.autoPipeline
 //
 // The default reconnect strategy reconnects (see ReconnectStrategy for why).
+//
+// # autoPipeline
+//
+// node-redis and rueidis batch the commands that concurrent callers issue into pipelines. With
+// AutoPipeline (or "rconn": {"autoPipeline": true} in config.json) the Client does the same
+// through go-redis's blocking AutoPipeliner (experimental in go-redis v9.23): c.Get(ctx, k)
+// keeps its shape and blocks until its reply, while the commands of all goroutines waiting at
+// that moment go out as one pipeline per node (per shard of slots in cluster mode). The
+// AutoPipeliner is itself a redis.UniversalClient, so it becomes the Client's embedded
+// UniversalClient: the typed commands and Process are batched; Do, Watch, Subscribe,
+// TxPipeline, blocking commands (BLPOP, XREAD BLOCK, ...) and cluster-wide commands (DBSize,
+// Script*) run on the go-redis client beneath it, unbatched. Batches use that client's
+// connections, so the node address map, TLS and credentials apply unchanged; each command
+// keeps its own reply or error (a WRONGTYPE fails only its command), and in cluster mode
+// MOVED and ASK are followed per command by go-redis's cluster pipeline path.
+//
+// Trade-offs: a queued command runs on the AutoPipeliner's context, not the caller's, so a
+// per-command deadline or cancellation is not honoured once queued (ReadTimeout/WriteTimeout,
+// 3s by default, still bound it); a batch that fails on a network error is retried as a whole,
+// so a non-idempotent command may run twice. Direct returns the client beneath, on the same
+// connections, for commands that need either. A lone caller gains nothing; the gain grows with
+// the number of concurrent callers (see docs/benchmarks.md).
 package client

@@ -295,6 +295,7 @@ func (s *snapshot) spec() (*spec, error) {
 		minimize:       cfg.MinimizeConnections,
 		maxRedirects:   cfg.MaxCommandRedirections,
 		strategy:       cfg.Rconn.ReconnectStrategy.strategy(),
+		autoPipeline:   cfg.Rconn.AutoPipeline,
 	}
 	sp.username, sp.password = s.creds()
 	var err error

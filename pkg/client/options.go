@@ -52,6 +52,9 @@ type Options struct {
 	Dial cluster.DialFunc
 	// MonitorInterval is how often the connection is checked (default 1s).
 	MonitorInterval time.Duration
+	// AutoPipeline batches the commands of concurrent callers into pipelines (node-redis and
+	// rueidis do this by default) with the same call shape: see the package documentation.
+	AutoPipeline bool
 }
 
 // ClusterOptions are node-redis createCluster options.
@@ -71,6 +74,9 @@ type ClusterOptions struct {
 	OnEvent           func(Event)
 	Dial              cluster.DialFunc
 	MonitorInterval   time.Duration
+	// AutoPipeline batches the commands of concurrent callers into per-node pipelines: see the
+	// package documentation.
+	AutoPipeline bool
 }
 
 // NewClient connects to a standalone server (node-redis createClient + connect) and returns
@@ -80,7 +86,7 @@ func NewClient(ctx context.Context, o Options) (*Client, error) {
 		network: "tcp", username: o.Username, password: o.Password, db: o.Database, name: o.Name,
 		connectTimeout: o.Socket.ConnectTimeout, serverName: o.Socket.ServerName,
 		nodeMap: o.NodeAddressMap, dial: o.Dial, strategy: o.ReconnectStrategy,
-		onEvent: o.OnEvent, monitor: o.MonitorInterval,
+		onEvent: o.OnEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
 	}
 	useTLS := o.Socket.TLS
 	switch {
@@ -131,7 +137,7 @@ func NewCluster(ctx context.Context, o ClusterOptions) (*Client, error) {
 		connectTimeout: d.Socket.ConnectTimeout, serverName: d.Socket.ServerName,
 		nodeMap: o.NodeAddressMap, useReplicas: o.UseReplicas, minimize: o.MinimizeConnections,
 		maxRedirects: o.MaxCommandRedirections, dial: o.Dial, strategy: o.ReconnectStrategy,
-		onEvent: o.OnEvent, monitor: o.MonitorInterval,
+		onEvent: o.OnEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
 	}
 	useTLS := d.Socket.TLS
 	for i, raw := range o.RootNodes {
