@@ -100,40 +100,6 @@ func hammer(ctx context.Context, c redis.Cmdable, n, iters int, key func(g, i in
 	return cmds.Load(), <-errs
 }
 
-// migrateSlot moves slot and its keys from src to dst with the live-resharding protocol
-// (MIGRATING/IMPORTING, MIGRATE per key, SETSLOT NODE on every master), pausing between keys so
-// that clients meet ASK for a while, then MOVED.
-func migrateSlot(t *testing.T, ctx context.Context, src, dst *redistest.Node, masters []*redistest.Node, slot int) {
-	t.Helper()
-	s, d := src.Client(), dst.Client()
-	defer s.Close()
-	defer d.Close()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(d.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.ID).Err())
-	must(s.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.ID).Err())
-	for {
-		keys, err := s.ClusterGetKeysInSlot(ctx, slot, 10).Result()
-		must(err)
-		if len(keys) == 0 {
-			break
-		}
-		for _, k := range keys {
-			must(s.Migrate(ctx, "127.0.0.1", strconv.Itoa(dst.Port), k, 0, 5*time.Second).Err())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	for _, m := range masters {
-		c := m.Client()
-		must(c.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.ID).Err())
-		c.Close()
-	}
-}
-
 // autoPipeline from the rendered config on a cluster announcing unreachable hostnames:
 // concurrent correctness across all slots, real pipelining, per-command errors, a slot
 // migrated mid-run, and only mapped addresses dialed.
@@ -260,7 +226,10 @@ func TestAutoPipelineClusterFromConfig(t *testing.T) {
 				rounds.Add(1)
 			}
 		}()
-		migrateSlot(t, ctx, masters[0], masters[1], masters, slot)
+		// Pause after each key so clients meet ASK for a while, then MOVED.
+		if err := rc.MigrateSlot(ctx, masters[0], masters[1], slot, nil, func(string) { time.Sleep(time.Millisecond) }); err != nil {
+			t.Error(err)
+		}
 		time.Sleep(100 * time.Millisecond)
 		close(stop)
 		if err := <-done; err != nil {

@@ -107,42 +107,6 @@ func TestUnreachableHostnamesNeedAMap(t *testing.T) {
 	}
 }
 
-// migrateSlot moves slot and its keys from src to dst master with the live-resharding
-// protocol. After the first key moved, while the slot still belongs to src, it calls during()
-// (clients get ASK for that key).
-func migrateSlot(t *testing.T, ctx context.Context, src, dst *redistest.Node, masters []*redistest.Node, slot int, keys []string, during func()) {
-	t.Helper()
-	s, d := src.Client(), dst.Client()
-	defer s.Close()
-	defer d.Close()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(d.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.ID).Err())
-	must(s.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.ID).Err())
-	rest, err := s.ClusterGetKeysInSlot(ctx, slot, 1000).Result()
-	must(err)
-	for _, k := range rest {
-		if k != keys[0] && (len(keys) < 2 || k != keys[1]) {
-			keys = append(keys, k)
-		}
-	}
-	for i, k := range keys {
-		must(s.Migrate(ctx, "127.0.0.1", strconv.Itoa(dst.Port), k, 0, 5*time.Second).Err())
-		if i == 0 && during != nil {
-			during()
-		}
-	}
-	for _, m := range masters {
-		c := m.Client()
-		must(c.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.ID).Err())
-		c.Close()
-	}
-}
-
 func TestMovedAndAskFollowTheMap(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -176,7 +140,10 @@ func TestMovedAndAskFollowTheMap(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			migrateSlot(t, ctx, masters[0], masters[1], masters, slot, []string{k1, k2}, func() {
+			err = rc.MigrateSlot(ctx, masters[0], masters[1], slot, []string{k1, k2}, func(moved string) {
+				if moved != k1 {
+					return
+				}
 				// k1 now lives on masters[1] while the slot still belongs to masters[0]: ASK.
 				raw := masters[0].Client()
 				defer raw.Close()
@@ -190,6 +157,9 @@ func TestMovedAndAskFollowTheMap(t *testing.T) {
 					t.Fatalf("GET of a key not yet migrated = %q, %v", got, err)
 				}
 			})
+			if err != nil {
+				t.Fatal(err)
+			}
 			raw := masters[0].Client()
 			defer raw.Close()
 			if err := raw.Get(ctx, k1).Err(); err == nil || !strings.HasPrefix(err.Error(), "MOVED") {
@@ -240,7 +210,9 @@ func TestMaxCommandRedirectionsHonoured(t *testing.T) {
 		return c
 	}
 	none, def := newClient(-1), newClient(0)
-	migrateSlot(t, ctx, masters[0], masters[1], masters, slot, []string{key}, nil)
+	if err := rc.MigrateSlot(ctx, masters[0], masters[1], slot, nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := none.Get(ctx, key).Err(); err == nil || !strings.HasPrefix(err.Error(), "MOVED") {
 		t.Fatalf("with redirections disabled the MOVED error must surface, got %v", err)
 	}

@@ -331,3 +331,56 @@ func poll(ctx context.Context, what string, f func() error) error {
 		}
 	}
 }
+
+// MigrateSlot moves slot and every key in it from src to dst with the live-resharding protocol:
+// CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE per key (first the keys in first, in order, then
+// the rest), then SETSLOT NODE on every master. afterKey, when set, runs after each key moved
+// while the slot still belongs to src: clients get ASK for moved keys then, and MOVED after.
+func (c *Cluster) MigrateSlot(ctx context.Context, src, dst *Node, slot int, first []string, afterKey func(key string)) error {
+	s, d := src.Client(), dst.Client()
+	defer s.Close()
+	defer d.Close()
+	if err := d.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.ID).Err(); err != nil {
+		return fmt.Errorf("SETSLOT IMPORTING: %w", err)
+	}
+	if err := s.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.ID).Err(); err != nil {
+		return fmt.Errorf("SETSLOT MIGRATING: %w", err)
+	}
+	move := func(k string) error {
+		if err := s.Migrate(ctx, "127.0.0.1", strconv.Itoa(dst.Port), k, 0, 5*time.Second).Err(); err != nil {
+			return fmt.Errorf("MIGRATE %s: %w", k, err)
+		}
+		if afterKey != nil {
+			afterKey(k)
+		}
+		return nil
+	}
+	for _, k := range first {
+		if err := move(k); err != nil {
+			return err
+		}
+	}
+	for {
+		keys, err := s.ClusterGetKeysInSlot(ctx, slot, 10).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		for _, k := range keys {
+			if err := move(k); err != nil {
+				return err
+			}
+		}
+	}
+	for _, m := range c.Masters() {
+		mc := m.Client()
+		err := mc.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.ID).Err()
+		mc.Close()
+		if err != nil {
+			return fmt.Errorf("SETSLOT NODE on node %d: %w", m.Index, err)
+		}
+	}
+	return nil
+}
