@@ -12,7 +12,7 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-v1.37.1}"           # the single pin (v1.37.2's source zip is refused by the proxy); staging modules follow as v0.<minor>.<patch>
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN_DIR="${1:-$ROOT/bin/k8s}"
-CACHE="${RCONN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rconn}/envtest/kube-$KUBE_VERSION"
+CACHE="${RCONN_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/rconn}/envtest/kube-$KUBE_VERSION"
 
 log() { echo "envtest-assets: $*" >&2; }
 
