@@ -54,7 +54,7 @@ envtest: ## Build/cache the envtest control plane (kube-apiserver from source, e
 
 .PHONY: test
 test: deps envtest verify-generated vet ## Run every test (envtest + real redis-server).
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
 .PHONY: bench
 bench: deps ## Run the benchmarks (ours vs plain go-redis, and vs rueidis in bench/, on the same servers).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,7 +49,9 @@ type RedisConnectionReconciler struct {
 	// Now returns the time (tests may fix it); nil means time.Now.
 	Now func() time.Time
 
-	inspectors   inspectors
+	inspectors inspectors
+
+	warnMu       sync.Mutex
 	expiryWarned map[types.NamespacedName]time.Time
 }
 
@@ -266,6 +269,8 @@ func (r *RedisConnectionReconciler) warnExpiry(rc *rconnv1.RedisConnection, cred
 		return
 	}
 	key := client.ObjectKeyFromObject(rc)
+	r.warnMu.Lock()
+	defer r.warnMu.Unlock()
 	if r.expiryWarned == nil {
 		r.expiryWarned = map[types.NamespacedName]time.Time{}
 	}
@@ -285,6 +290,9 @@ func (r *RedisConnectionReconciler) event(rc *rconnv1.RedisConnection, typ, reas
 // forget closes a deleted RedisConnection's connections and drops its metrics.
 func (r *RedisConnectionReconciler) forget(key types.NamespacedName) {
 	r.inspectors.close(key)
+	r.warnMu.Lock()
+	delete(r.expiryWarned, key)
+	r.warnMu.Unlock()
 	forgetMetrics(key.Namespace, key.Name)
 	openInspectors.Set(float64(r.inspectors.count()))
 }
