@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,6 +111,7 @@ func useEverySlotRange(t *testing.T, ctx context.Context, c *Cluster) {
 	t.Helper()
 	cc := redis.NewClusterClient(c.ClusterOptions())
 	defer cc.Close()
+	var mu sync.Mutex // ForEachMaster calls back concurrently
 	masters := map[string]bool{}
 	for i := 0; i < 200; i++ {
 		key := fmt.Sprintf("key-%d", i)
@@ -129,7 +131,9 @@ func useEverySlotRange(t *testing.T, ctx context.Context, c *Cluster) {
 		if n == 0 {
 			return fmt.Errorf("master %s holds no keys: slots not spread", m.Options().Addr)
 		}
+		mu.Lock()
 		masters[m.Options().Addr] = true
+		mu.Unlock()
 		return nil
 	})
 	if err != nil {
