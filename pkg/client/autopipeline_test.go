@@ -106,16 +106,8 @@ func hammer(ctx context.Context, c redis.Cmdable, n, iters int, key func(g, i in
 func TestAutoPipelineClusterFromConfig(t *testing.T) {
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
-	cfg := &client.Config{
-		RootNodes:      []client.RootNodeConfig{{URL: "redis://" + rc.Nodes[0].Announced}},
-		NodeAddressMap: map[string]client.MappedAddress{},
-		Rconn:          client.RconnConfig{AutoPipeline: true},
-	}
-	var real []string
-	for announced, addr := range rc.AddressMap() {
-		cfg.NodeAddressMap[announced] = mapped(addr)
-		real = append(real, addr)
-	}
+	cfg, real := mappedConfig(rc)
+	cfg.Rconn.AutoPipeline = true
 	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 	rec := &recorder{}
 	wc := &writeCounter{base: rec.Dial}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
@@ -158,3 +159,15 @@ type proxy = nettest.Proxy
 func startProxy(t *testing.T, target string) *proxy { return nettest.StartProxy(t, target) }
 
 var errNotYet = errors.New("not yet")
+
+// mappedConfig is a cluster Config rooted at node 0 whose nodeAddressMap sends every announced
+// address to the address that really listens; it also returns those addresses.
+func mappedConfig(rc *redistest.Cluster) (*client.Config, []string) {
+	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://" + rc.Nodes[0].Announced}}, NodeAddressMap: map[string]client.MappedAddress{}}
+	var real []string
+	for announced, addr := range rc.AddressMap() {
+		cfg.NodeAddressMap[announced] = mapped(addr)
+		real = append(real, addr)
+	}
+	return cfg, real
+}

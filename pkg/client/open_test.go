@@ -53,12 +53,7 @@ func setGetAcrossSlots(t *testing.T, c *client.Client, tag string) error {
 // without restart.
 func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
-	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://" + rc.Nodes[0].Announced}}, NodeAddressMap: map[string]client.MappedAddress{}}
-	var real []string
-	for announced, addr := range rc.AddressMap() {
-		cfg.NodeAddressMap[announced] = mapped(addr)
-		real = append(real, addr)
-	}
+	cfg, real := mappedConfig(rc)
 	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 	rec := &recorder{}
 	var rl reloads
