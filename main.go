@@ -25,6 +25,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/controllers"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
 var (
@@ -39,9 +40,9 @@ func init() {
 
 func main() {
 	var (
-		metricsAddr, probeAddr, watchNamespaces, clusterDomain string
-		secureMetrics, enableLeaderElection, enableHTTP2       bool
-		maxConcurrentReconciles                                int
+		metricsAddr, probeAddr, watchNamespaces, clusterDomain  string
+		secureMetrics, enableLeaderElection, enableHTTP2, noDNS bool
+		maxConcurrentReconciles                                 int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS, :8080 for HTTP, 0 to disable).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
@@ -50,6 +51,7 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve metrics over HTTP/2 (off by default: CVE-2023-44487, CVE-2023-39325).")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (default: all).")
 	flag.StringVar(&clusterDomain, "cluster-domain", "cluster.local", "Cluster DNS domain used for PodDNS addresses.")
+	flag.BoolVar(&noDNS, "no-dns", false, "Never resolve host names when dialing Redis: root nodes and node address map targets must be IP literals (air-gapped hosts, the local demo). Unmapped announced names fail with a clear error instead of a DNS query.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "RedisConnections reconciled in parallel.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
@@ -90,14 +92,18 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := (&controllers.RedisConnectionReconciler{
+	r := &controllers.RedisConnectionReconciler{
 		APIReader:               mgr.GetAPIReader(),
 		Client:                  mgr.GetClient(),
 		Scheme:                  mgr.GetScheme(),
 		Recorder:                mgr.GetEventRecorder("rconn-controller"),
 		ClusterDomain:           clusterDomain,
 		MaxConcurrentReconciles: maxConcurrentReconciles,
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if noDNS {
+		r.Dial = cluster.IPOnlyDial
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "unable to create controller", "controller", "RedisConnection")
 		os.Exit(1)
 	}

@@ -225,3 +225,22 @@ type noopRawConn struct{}
 func (noopRawConn) Control(func(fd uintptr)) error           { return nil }
 func (noopRawConn) Read(func(fd uintptr) bool) error         { return nil }
 func (noopRawConn) Write(func(fd uintptr) (done bool)) error { return nil }
+
+// ErrNameResolutionDisabled is returned by IPOnlyDial for an address whose host is a name.
+var ErrNameResolutionDisabled = errors.New("name resolution disabled: the address is not an IP literal and no node address map entry covers it")
+
+// IPOnlyDial is a base DialFunc that never resolves names: it dials IP literals with a
+// net.Dialer and refuses everything else with ErrNameResolutionDisabled. Use it where every
+// node must be reached through the node address map (or an IP root node) and a DNS query for
+// an unmapped announced name would be a mistake: air-gapped hosts, demos, tests.
+func IPOnlyDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if net.ParseIP(host) == nil {
+		return nil, fmt.Errorf("dial %s %s: %w", network, addr, ErrNameResolutionDisabled)
+	}
+	d := net.Dialer{KeepAlive: 5 * time.Minute}
+	return d.DialContext(ctx, network, addr)
+}
