@@ -92,9 +92,14 @@ func (c *Client) Inspector() *Inspector { return c.inspector }
 // Dialer returns the mapping dialer.
 func (c *Client) Dialer() *Dialer { return c.inspector.dialer }
 
-// SetNodeAddressMap atomically replaces the node address map for new connections and retires
-// pooled connections whose mapping changed.
-func (c *Client) SetNodeAddressMap(m NodeAddressMap) { c.inspector.dialer.SetMap(m) }
+// SetNodeAddressMap atomically replaces the node address map for new connections, retires
+// pooled connections whose mapping changed, and refreshes the slot map in the background: a
+// node that came back under a new announced address (a restarted pod's new IP) is used under
+// that address at once, rather than after go-redis's own periodic refresh.
+func (c *Client) SetNodeAddressMap(m NodeAddressMap) {
+	c.inspector.dialer.SetMap(m)
+	c.ReloadState(context.Background())
+}
 
 // SlotMaster returns the go-redis client of the master serving slot, for server commands
 // (node-redis getSlotMaster).

@@ -580,3 +580,95 @@ func TestBadInputIsAnErrorNotAPanic(t *testing.T) {
 		}
 	}
 }
+
+// A node that comes back under a new announced address (a pod restart: new pod IP) is followed
+// as soon as the new map arrives: SetNodeAddressMap refreshes the slot map instead of leaving
+// go-redis on the old, now unmapped, address until its own periodic refresh (10s).
+func TestRenamedNodeIsFollowedWhenTheMapChanges(t *testing.T) {
+	ctx := testCtx(t)
+	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
+	m := rc.AddressMap()
+	sm, err := cluster.StaticMap(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(nil)
+	c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), NodeAddressMap: sm, Dial: rec.Dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node := rc.Nodes[1]
+	key := cluster.KeyForSlot(8000)
+	if master, err := c.SlotMaster(ctx, 8000); err != nil || master.Options().Addr != node.Announced {
+		t.Fatalf("slot 8000 on %v (%v), want node 1 %s", master.Options().Addr, err, node.Announced)
+	}
+	if err := c.Set(ctx, key, "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	renamed := "node-1-restarted." + strings.SplitN(node.Announced, ".", 2)[1]
+	host, _, _ := net.SplitHostPort(renamed)
+	renamed = net.JoinHostPort(host, strconv.Itoa(node.Port))
+	nc := node.Client()
+	defer nc.Close()
+	if err := nc.ConfigSet(ctx, "cluster-announce-hostname", host).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Every node must hand out the new name before the map follows (as an EndpointSlice
+	// follows a pod that passed its readiness probe).
+	for i, n := range rc.Nodes {
+		cl := n.Client()
+		ok := false
+		for try := 0; try < 300 && !ok; try++ {
+			shards, err := cl.ClusterShards(ctx).Result()
+			if err == nil {
+				for _, s := range shards {
+					for _, sn := range s.Nodes {
+						ok = ok || sn.Hostname == host
+					}
+				}
+			}
+			if !ok {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		cl.Close()
+		if !ok {
+			t.Fatalf("node %d never announced %s", i, host)
+		}
+	}
+
+	next := map[string]string{}
+	for k, v := range m {
+		if k != node.Announced {
+			next[k] = v
+		}
+	}
+	next[renamed] = m[node.Announced]
+	nm, err := cluster.StaticMap(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetNodeAddressMap(nm)
+
+	// Well inside go-redis's own 10s state refresh: the command reaches the node under its new
+	// name. Bounded: 40 tries, 50ms apart.
+	var lastErr error
+	for try := 0; try < 40; try++ {
+		lastErr = c.Set(ctx, key, "after", 0).Err()
+		if lastErr == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if lastErr != nil {
+		t.Fatalf("SET after the map change: %v", lastErr)
+	}
+	if master, err := c.SlotMaster(ctx, 8000); err != nil || master.Options().Addr != renamed {
+		t.Fatalf("slot 8000 on %v (%v), want %s", master.Options().Addr, err, renamed)
+	}
+}
