@@ -56,11 +56,20 @@ envtest: ## Build/cache the envtest control plane (kube-apiserver from source, e
 test: deps envtest verify-generated vet ## Run every test (envtest + real redis-server).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
+# Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
+# turns all of it into one table (medians of BENCH_COUNT samples). BENCH_TIME is -benchtime per
+# case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 1000000).
+BENCH_COUNT ?= 3
+BENCH_TIME ?= 1s
+BENCH_OUT ?= $(ROOT)/bench.out
+BENCH_FLAGS = -run '^$$' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) -timeout 60m
+
 .PHONY: bench
-bench: deps ## Run the benchmarks (ours vs plain go-redis, and vs rueidis in bench/, on the same servers).
-	go test ./pkg/... -run '^$$' -bench . -benchmem -count 6 | tee bench.out
-	cd bench && go test -run '^$$' -bench . -benchmem -count 3 | tee ../bench-peers.out
-	cd bench && go run ./cmd/table < ../bench-peers.out
+bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and redis-benchmark), print one table.
+	@: > $(BENCH_OUT)
+	go test ./pkg/... -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
+	cd bench && go test . -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
+	@echo; cd bench && go run ./cmd/table < $(BENCH_OUT)
 
 ##@ Build
 .PHONY: build
