@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -90,6 +91,7 @@ var noMaint = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 type topology struct {
 	name     string
 	subjects []subject
+	admins   []*redis.Client // one per server, for INFO cpu
 }
 
 // newTopology connects every client to addrs (one standalone server, or cluster nodes). rconn
@@ -105,6 +107,9 @@ func newTopology(ctx context.Context, name string, addrs []string, isCluster boo
 		return nil, err
 	}
 	t := &topology{name: name}
+	for _, a := range addrs {
+		t.admins = append(t.admins, redis.NewClient(adminOptions(a)))
+	}
 	var plain redis.UniversalClient
 	var ap *redis.AutoPipeliner
 	if isCluster {
@@ -160,6 +165,9 @@ func newTopology(ctx context.Context, name string, addrs []string, isCluster boo
 func (t *topology) close() {
 	for _, s := range t.subjects {
 		s.close()
+	}
+	for _, a := range t.admins {
+		a.Close()
 	}
 }
 
@@ -260,8 +268,15 @@ func BenchmarkClients(b *testing.B) {
 							return s.pipe(ctx, benchKeys[i:i+pipelineSize])
 						}
 					}
+					perOp := 1
+					if op == "PIPE100" {
+						perOp = pipelineSize
+					}
 					b.Run(fmt.Sprintf("%s/%s/par%d/%s", topo.name, op, par, s.name), func(b *testing.B) {
+						cpu := topo.startCPU(ctx)
 						run(b, par, func(i uint64) error { return do(ctx, benchKeys[i%uint64(len(benchKeys))]) })
+						b.StopTimer()
+						cpu.report(ctx, b, time.Duration(0), b.N*perOp)
 					})
 				}
 			}

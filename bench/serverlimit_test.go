@@ -35,14 +35,15 @@ func rbRequests() int {
 // runRedisBenchmark execs redis-benchmark against addr (a standalone server, or any node with
 // --cluster) and returns the requests per second it measured for test ("get" or "set"). Keys
 // are key:<12 digits> over 1,024 names (-r 1024, as the Go benchmarks' 1,024 keys), values 8
-// bytes. The process is started and waited for here; it is killed if ctx ends first.
-func runRedisBenchmark(ctx context.Context, addr string, isCluster bool, test string, clients, pipeline, requests int) (float64, error) {
+// bytes. It also returns the CPU time redis-benchmark used. The process is started and waited
+// for here; it is killed if ctx ends first.
+func runRedisBenchmark(ctx context.Context, addr string, isCluster bool, test string, clients, pipeline, requests int) (float64, time.Duration, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return 0, fmt.Errorf("redis-benchmark: %s is not a loopback IP", addr)
+		return 0, 0, fmt.Errorf("redis-benchmark: %s is not a loopback IP", addr)
 	}
 	args := []string{"-h", host, "-p", port, "-t", test, "-n", strconv.Itoa(requests), "-c", strconv.Itoa(clients),
 		"-P", strconv.Itoa(pipeline), "-r", "1024", "-d", "8", "--csv"}
@@ -54,7 +55,7 @@ func runRedisBenchmark(ctx context.Context, addr string, isCluster bool, test st
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("starting redis-benchmark (Debian redis-tools; `make deps`): %w", err)
+		return 0, 0, fmt.Errorf("starting redis-benchmark (Debian redis-tools; `make deps`): %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -63,12 +64,13 @@ func runRedisBenchmark(ctx context.Context, addr string, isCluster bool, test st
 	case <-ctx.Done():
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
 		<-done
-		return 0, ctx.Err()
+		return 0, 0, ctx.Err()
 	}
 	if err != nil {
-		return 0, fmt.Errorf("redis-benchmark %s: %v: %s", strings.Join(args, " "), err, errOut.String())
+		return 0, 0, fmt.Errorf("redis-benchmark %s: %v: %s", strings.Join(args, " "), err, errOut.String())
 	}
-	return parseRedisBenchmarkCSV(out.Bytes(), test)
+	rps, err := parseRedisBenchmarkCSV(out.Bytes(), test)
+	return rps, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), err
 }
 
 // parseRedisBenchmarkCSV returns the "rps" of the row named test (case-insensitive) in
@@ -121,7 +123,7 @@ func BenchmarkClients_redisBenchmark(b *testing.B) {
 		}
 		// Write every key redis-benchmark's GETs ask for, so they are hits.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		_, err := runRedisBenchmark(ctx, addr, isCluster, "set", 4, serverLimitPipeline, 50_000)
+		_, _, err := runRedisBenchmark(ctx, addr, isCluster, "set", 4, serverLimitPipeline, 50_000)
 		cancel()
 		if err != nil {
 			b.Fatal(err)
@@ -132,11 +134,14 @@ func BenchmarkClients_redisBenchmark(b *testing.B) {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 					defer cancel()
 					b.ReportAllocs()
-					rps, err := runRedisBenchmark(ctx, addr, isCluster, strings.ToLower(op), par, serverLimitPipeline, rbRequests())
+					cpu := topo.startCPU(ctx)
+					n := rbRequests()
+					rps, used, err := runRedisBenchmark(ctx, addr, isCluster, strings.ToLower(op), par, serverLimitPipeline, n)
 					if err != nil {
 						b.Fatal(err)
 					}
 					b.ReportMetric(1e9/rps, "ns/op")
+					cpu.report(ctx, b, used, n)
 				})
 			}
 		}
@@ -157,7 +162,7 @@ func TestRedisBenchmarkBaseline(t *testing.T) {
 		isCluster bool
 	}{{env.servers.standalone.addr(), false}, {env.servers.cluster[0].addr(), true}} {
 		for _, test := range []string{"set", "get"} {
-			rps, err := runRedisBenchmark(ctx, tc.addr, tc.isCluster, test, 4, serverLimitPipeline, 20_000)
+			rps, _, err := runRedisBenchmark(ctx, tc.addr, tc.isCluster, test, 4, serverLimitPipeline, 20_000)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -259,7 +259,20 @@ func (s *section) compareRows() [][]string {
 	if withLimit {
 		head = append(head, autopipe+" × "+serverLimit)
 	}
-	head = append(head, "allocs/op ("+strings.Join(cols, " / ")+")")
+	// Per-client lists: allocs/op, and the CPU figures bench/ reports.
+	type list struct{ unit, label string }
+	var lists []list
+	for _, l := range []list{{"allocs/op", "allocs/op"}, {"client-us/cmd", "client CPU µs/cmd"}, {"server-us/cmd", "server CPU µs/cmd"}} {
+		for _, byClient := range s.byCase {
+			if slices.ContainsFunc(cols, func(c string) bool { _, ok := byClient[c].medianOK(l.unit); return ok }) {
+				lists = append(lists, l)
+				break
+			}
+		}
+	}
+	for _, l := range lists {
+		head = append(head, l.label+" ("+strings.Join(cols, " / ")+")")
+	}
 	out := [][]string{head}
 	for _, cs := range s.rows {
 		perOp := 1.0
@@ -281,7 +294,6 @@ func (s *section) compareRows() [][]string {
 		}
 		base, hasBase := opsOf(baseline)
 		row := []string{strings.ReplaceAll(cs, "/", " ")}
-		var allocs []string
 		for _, c := range cols {
 			ops, ok := opsOf(c)
 			switch {
@@ -291,12 +303,6 @@ func (s *section) compareRows() [][]string {
 				row = append(row, thousands(ops))
 			default:
 				row = append(row, fmt.Sprintf("%s (%.2f)", thousands(ops), ops/base))
-			}
-			a, ok := s.byCase[cs][c].medianOK("allocs/op")
-			if !ok || c == serverLimit { // another process: the Go side's allocations say nothing
-				allocs = append(allocs, "–")
-			} else {
-				allocs = append(allocs, strconv.FormatFloat(a, 'f', -1, 64))
 			}
 		}
 		if withLimit {
@@ -308,7 +314,21 @@ func (s *section) compareRows() [][]string {
 				row = append(row, "–")
 			}
 		}
-		row = append(row, strings.Join(allocs, " / "))
+		for _, l := range lists {
+			var vals []string
+			for _, c := range cols {
+				v, ok := s.byCase[cs][c].medianOK(l.unit)
+				switch {
+				case !ok || (c == serverLimit && l.unit == "allocs/op"): // another process: the Go side's allocations say nothing
+					vals = append(vals, "–")
+				case l.unit == "allocs/op":
+					vals = append(vals, strconv.FormatFloat(v, 'f', -1, 64))
+				default:
+					vals = append(vals, number(v))
+				}
+			}
+			row = append(row, strings.Join(vals, " / "))
+		}
 		out = append(out, row)
 	}
 	return out

@@ -17,7 +17,7 @@ BenchmarkDiscoverAndHealth-2          	     700	   1585187 ns/op	   19133 B/op	 
 PASS
 pkg: github.com/rconn-dev/redis-connection-operator/bench
 BenchmarkClients/cluster/GET/par64/go-redis-2            	  100000	     10000 ns/op	     200 B/op	       7 allocs/op
-BenchmarkClients/cluster/GET/par64/rconn-autopipeline-2  	  100000	      5000 ns/op	     200 B/op	       6 allocs/op
+BenchmarkClients/cluster/GET/par64/rconn-autopipeline-2  	  100000	      5000 ns/op	         3.055 client-us/cmd	         0.8103 server-us/cmd	     200 B/op	       6 allocs/op
 BenchmarkClients/cluster/PIPE100/par1/go-redis-2         	    3000	    400000 ns/op	     200 B/op	     459 allocs/op
 BenchmarkClients_redisBenchmark/cluster/GET/par64/redis-benchmark-P16-2  	1	 2500 ns/op	  291712 B/op	    5938 allocs/op
 --- FAIL: BenchmarkSomething
@@ -42,6 +42,7 @@ func TestTable(t *testing.T) {
 		"| 400,000 ",
 		"| 0.50 ", // rconn-autopipeline × redis-benchmark-P16 = 200k / 400k
 		"| 7 / 6 / – ",
+		"client CPU µs/cmd (go-redis / rconn-autopipeline / redis-benchmark-P16)", "| – / 3.06 / – ", "| – / 0.81 / – ",
 		"| cluster PIPE100 par1 ", "| 250,000 ", // 100 commands per op
 		"**pkg/cluster Commands — ops/s (× go-redis), median of 1**",
 		"| GET par1 ", "25,000 (1.25)",
