@@ -58,9 +58,9 @@ test: deps envtest verify-generated vet ## Run every test (envtest + real redis-
 
 # Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
 # turns all of it into one table (medians of BENCH_COUNT samples). BENCH_TIME is -benchtime per
-# case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 1000000).
+# case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 500000).
 BENCH_COUNT ?= 3
-BENCH_TIME ?= 1s
+BENCH_TIME ?= 500ms
 BENCH_OUT ?= $(ROOT)/bench.out
 BENCH_FLAGS = -run '^$$' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) -timeout 60m
 
@@ -70,6 +70,18 @@ bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and red
 	go test ./pkg/... -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	cd bench && go test . -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	@echo; cd bench && go run ./cmd/table < $(BENCH_OUT)
+
+##@ Demo
+# KEEP=1 leaves the demo running in the background; `make demo-stop` ends it.
+KEEP ?=
+.PHONY: demo
+demo: deps envtest ## Run rconn end to end on this machine (local control plane, Redis Cluster, manager, example app).
+	@go build -o bin/rconn-demo ./hack/demo
+	@KEEP=$(KEEP) bin/rconn-demo
+
+.PHONY: demo-stop
+demo-stop: ## Stop a demo left running with KEEP=1.
+	@if [ -x bin/rconn-demo ]; then bin/rconn-demo stop; else echo "no demo binary (bin/rconn-demo)"; fi
 
 ##@ Build
 .PHONY: build

@@ -23,13 +23,13 @@ const redisBenchmark = "redis-benchmark-P16"
 // serverLimitPipeline is redis-benchmark's -P: 16 commands in flight per connection.
 const serverLimitPipeline = 16
 
-// rbRequests is redis-benchmark's -n per run (RCONN_BENCH_RB_REQUESTS; default 1,000,000,
-// about 1-3 s here). Each run is one sample.
+// rbRequests is redis-benchmark's -n per run (RCONN_BENCH_RB_REQUESTS; default 500,000, about
+// 1-2.5 s here). Each run is one sample.
 func rbRequests() int {
 	if v, err := strconv.Atoi(os.Getenv("RCONN_BENCH_RB_REQUESTS")); err == nil && v > 0 {
 		return v
 	}
-	return 1_000_000
+	return 500_000
 }
 
 // runRedisBenchmark execs redis-benchmark against addr (a standalone server, or any node with

@@ -36,6 +36,9 @@ import (
 // clients are the comparison columns, in order.
 var clients = []string{"go-redis", "rconn", "rconn-autopipeline", "go-redis-autopipeliner", "rueidis", "redis-benchmark-P16"}
 
+// abbrev shortens client names in the headers of the per-client lists.
+var abbrev = map[string]string{"rconn-autopipeline": "rconn-ap", "go-redis-autopipeliner": "go-redis-ap", "redis-benchmark-P16": "rb-P16"}
+
 const (
 	baseline    = "go-redis"
 	autopipe    = "rconn-autopipeline"
@@ -270,8 +273,15 @@ func (s *section) compareRows() [][]string {
 			}
 		}
 	}
+	var short []string
+	for _, c := range cols {
+		if a, ok := abbrev[c]; ok {
+			c = a
+		}
+		short = append(short, c)
+	}
 	for _, l := range lists {
-		head = append(head, l.label+" ("+strings.Join(cols, " / ")+")")
+		head = append(head, l.label+" ("+strings.Join(short, " / ")+")")
 	}
 	out := [][]string{head}
 	for _, cs := range s.rows {

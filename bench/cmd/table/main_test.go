@@ -42,7 +42,7 @@ func TestTable(t *testing.T) {
 		"| 400,000 ",
 		"| 0.50 ", // rconn-autopipeline × redis-benchmark-P16 = 200k / 400k
 		"| 7 / 6 / – ",
-		"client CPU µs/cmd (go-redis / rconn-autopipeline / redis-benchmark-P16)", "| – / 3.06 / – ", "| – / 0.81 / – ",
+		"client CPU µs/cmd (go-redis / rconn-ap / rb-P16)", "| – / 3.06 / – ", "| – / 0.81 / – ",
 		"| cluster PIPE100 par1 ", "| 250,000 ", // 100 commands per op
 		"**pkg/cluster Commands — ops/s (× go-redis), median of 1**",
 		"| GET par1 ", "25,000 (1.25)",
