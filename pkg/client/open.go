@@ -361,26 +361,29 @@ func (r *reloader) run(interval time.Duration) {
 	}
 }
 
-// poll applies the mounts if they changed since the last poll.
+// poll applies the mounts if they changed since the last poll. OnReload and the error event
+// run after the lock is released, so they may use the client (Config, Close, ...).
 func (r *reloader) poll() {
 	sig, _ := signature(r.dirs)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if sig == r.sig || sig == r.failedSig {
+		r.mu.Unlock()
 		return
 	}
 	err := r.apply()
+	switch {
+	case err == nil || errors.Is(err, ErrRestartRequired):
+		r.sig, r.failedSig = sig, ""
+	default:
+		r.failedSig = sig
+	}
+	r.mu.Unlock()
 	if r.onReload != nil {
 		r.onReload(err)
 	}
 	if err != nil {
-		r.failedSig = sig
 		r.c.events.emit(Event{Type: EventError, Err: err})
-		if !errors.Is(err, ErrRestartRequired) {
-			return
-		}
 	}
-	r.sig, r.failedSig = sig, ""
 }
 
 // apply loads and validates everything, then applies it (TLS first: it is the only part that

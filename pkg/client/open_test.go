@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,11 +58,20 @@ func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 	rec := &recorder{}
 	var rl reloads
-	c, err := client.OpenOptions{ReloadInterval: 50 * time.Millisecond, Dial: rec.Dial, OnReload: rl.handle}.Open(testCtx(t), m.dir)
+	// OnReload may use the client (e.g. log c.Config()): that must not deadlock the reloader.
+	var opened atomic.Pointer[client.Client]
+	onReload := func(err error) {
+		if c := opened.Load(); c != nil {
+			_ = c.Config()
+		}
+		rl.handle(err)
+	}
+	c, err := client.OpenOptions{ReloadInterval: 50 * time.Millisecond, Dial: rec.Dial, OnReload: onReload}.Open(testCtx(t), m.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	opened.Store(c)
 	if err := setGetAcrossSlots(t, c, "a"); err != nil {
 		t.Fatal(err)
 	}
