@@ -242,3 +242,19 @@ func section(doc, title string) string {
 	}
 	return doc[loc[0]:loc[1]] + rest
 }
+
+// TestOperatingDocsMetrics keeps the metrics table of docs/operating.md complete: every metric
+// controllers/metrics.go registers must appear there in backticks.
+func TestOperatingDocsMetrics(t *testing.T) {
+	doc := readFile(t, filepath.Join("..", "..", "docs", "operating.md"))
+	src := readFile(t, filepath.Join("..", "..", "controllers", "metrics.go"))
+	names := regexp.MustCompile(`Name:\s*"([a-z_]+)"`).FindAllStringSubmatch(src, -1)
+	if len(names) == 0 {
+		t.Fatal("no metric names found in controllers/metrics.go")
+	}
+	for _, m := range names {
+		if !strings.Contains(doc, "`"+m[1]+"`") {
+			t.Errorf("docs/operating.md does not document the metric %s", m[1])
+		}
+	}
+}
