@@ -1,0 +1,361 @@
+// Package demo builds the local world `make demo` and the e2e tests run rconn in: the envtest
+// control plane (kube-apiserver + etcd, Service CIDR in loopback), a real 3-master/3-replica
+// Redis Cluster whose nodes announce names nobody can resolve, the Services, EndpointSlices and
+// LoadBalancer ingress a real cluster's controllers would publish for them, loopback "load
+// balancers" in front of the nodes, a kubelet stand-in that mounts the rendered ConfigMap and
+// Secret, and the real manager and example app binaries as child processes. Everything is on
+// loopback; nothing resolves a name.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+)
+
+// TB is what the world needs from a test (or from the demo's runner).
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+const (
+	// Namespace holds the demo's objects.
+	Namespace = "rconn-demo"
+	// Domain is the suffix of the names the Redis nodes announce (as a pod IP is to an app
+	// outside the pod network: handed out, never reachable).
+	Domain = "pods.demo.invalid"
+	// ExposeLabel selects the per-node LoadBalancer Services (the sample's fromServices).
+	ExposeLabel = "rconn.dev/expose"
+	// ExposeValue is ExposeLabel's value on the demo Services.
+	ExposeValue = "demo-redis"
+	// ACLSecret holds the app user's credentials (the sample's spec.defaults.acl).
+	ACLSecret = "demo-redis-acl"
+	// AppUser is the Redis ACL user the controller and the app use.
+	AppUser = "app"
+	// ManagerUser is the Kubernetes user the manager runs as, bound to config/rbac/role.yaml.
+	ManagerUser = "rconn-manager"
+)
+
+// LoadBalancerIP is the ingress address of node i's LoadBalancer Service (127.2.0.1, ...).
+func LoadBalancerIP(i int) string { return fmt.Sprintf("127.2.0.%d", i+1) }
+
+// World is the running local environment.
+type World struct {
+	// Dir holds the kubeconfigs, logs and kubelet-style mounts.
+	Dir string
+	// Root is the repository root.
+	Root string
+	// Kubeconfig is an admin kubeconfig for kubectl.
+	Kubeconfig string
+	// ManagerKubeconfig authenticates as ManagerUser, who has only the manager's ClusterRole.
+	ManagerKubeconfig string
+	// Kube is an admin client.
+	Kube  client.Client
+	Env   *envtest.Environment
+	Redis *redistest.Cluster
+	// Password is AppUser's Redis password.
+	Password string
+
+	lbs      []*nettest.Proxy
+	renames  int
+	progress func(format string, args ...any)
+}
+
+// Options configure Start.
+type Options struct {
+	// Dir is the state directory (created when missing).
+	Dir string
+	// Progress prints a step (default: t.Logf).
+	Progress func(format string, args ...any)
+}
+
+// Start brings the world up; t's Cleanup tears it down.
+func Start(t TB, o Options) *World {
+	t.Helper()
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	w := &World{Dir: o.Dir, Root: root, progress: o.Progress}
+	if w.progress == nil {
+		w.progress = t.Logf
+	}
+
+	w.progress("starting the local control plane (kube-apiserver + etcd, Service CIDR %s)", kubetest.ServiceCIDR)
+	env, err := kubetest.NewEnvironment()
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	env.CRDDirectoryPaths, env.ErrorIfCRDPathMissing = nil, false // kubectl applies the CRD, as a user would
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("demo: starting the control plane: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	w.Env = env
+	if w.Kube, err = client.New(cfg, client.Options{Scheme: kubetest.Scheme()}); err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if w.Kubeconfig, err = w.writeKubeconfig("kubeconfig", envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}); err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if w.ManagerKubeconfig, err = w.writeKubeconfig("manager.kubeconfig", envtest.User{Name: ManagerUser}); err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+
+	w.progress("starting a Redis Cluster: 3 masters + 3 replicas on loopback, announcing node-N.%s (unresolvable)", Domain)
+	w.Password = randomString()
+	w.Redis = redistest.StartCluster(t, redistest.ClusterOptions{
+		Masters: 3, ReplicasPerMaster: 1, Announce: redistest.AnnounceHostname, Domain: Domain,
+		Server: redistest.ServerOptions{Password: randomString(), Users: []redistest.User{{Name: AppUser, Password: w.Password}}},
+	})
+	for i, n := range w.Redis.Nodes {
+		w.lbs = append(w.lbs, nettest.StartProxyAt(t, net.JoinHostPort(LoadBalancerIP(i), "6379"), n.Addr()))
+	}
+	return w
+}
+
+func (w *World) writeKubeconfig(name string, u envtest.User) (string, error) {
+	au, err := w.Env.AddUser(u, nil)
+	if err != nil {
+		return "", fmt.Errorf("adding user %s: %w", u.Name, err)
+	}
+	b, err := au.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(w.Dir, name)
+	return p, os.WriteFile(p, b, 0o600)
+}
+
+// Publish creates what a real cluster's controllers would: the namespace, the ACL Secret, one
+// LoadBalancer Service per node (with its ingress IP, as a cloud controller sets it) and an
+// EndpointSlice per Service listing the node's announced name (as the endpoint controller lists
+// a pod's IP).
+func (w *World) Publish(ctx context.Context) error {
+	w.progress("publishing per-node LoadBalancer Services (ingress %s..%s), EndpointSlices and the ACL Secret",
+		LoadBalancerIP(0), LoadBalancerIP(len(w.Redis.Nodes)-1))
+	if err := w.Kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return err
+	}
+	if err := w.Kube.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ACLSecret, Namespace: Namespace},
+		StringData: map[string]string{"username": AppUser, "password": w.Password},
+	}); err != nil {
+		return err
+	}
+	for i, n := range w.Redis.Nodes {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: serviceName(i), Namespace: Namespace,
+				Labels: map[string]string{ExposeLabel: ExposeValue}},
+			Spec: corev1.ServiceSpec{
+				Type:  corev1.ServiceTypeLoadBalancer,
+				Ports: []corev1.ServicePort{{Name: "redis", Port: 6379, TargetPort: intstr.FromInt(n.Port)}},
+			},
+		}
+		if err := w.Kube.Create(ctx, svc); err != nil {
+			return err
+		}
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: LoadBalancerIP(i)}}
+		if err := w.Kube.Status().Update(ctx, svc); err != nil {
+			return err
+		}
+		host, _, _ := net.SplitHostPort(n.Announced)
+		if err := w.Kube.Create(ctx, endpointSlice(i, host, n.Port)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func serviceName(i int) string { return fmt.Sprintf("redis-%d", i) }
+
+func endpointSlice(i int, host string, port int) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: serviceName(i) + "-demo", Namespace: Namespace, Labels: map[string]string{
+			discoveryv1.LabelServiceName: serviceName(i),
+			discoveryv1.LabelManagedBy:   "rconn-demo",
+		}},
+		AddressType: discoveryv1.AddressTypeFQDN,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("redis"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+}
+
+// InstallCRD applies config/crd/bases and the manager's ClusterRole (config/rbac/role.yaml),
+// bound to ManagerUser, with kubectl.
+func (w *World) InstallCRD(ctx context.Context) error {
+	w.progress("installing the CRD and the manager's ClusterRole")
+	if _, err := w.Kubectl(ctx, "apply", "-f", filepath.Join(w.Root, "config", "crd", "bases")); err != nil {
+		return err
+	}
+	if _, err := w.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/redisconnections.rconn.dev"); err != nil {
+		return err
+	}
+	if _, err := w.Kubectl(ctx, "apply", "-f", filepath.Join(w.Root, "config", "rbac", "role.yaml")); err != nil {
+		return err
+	}
+	return w.Kube.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "rconn-manager"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "manager-role"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: ManagerUser}},
+	})
+}
+
+// Kubectl runs the kubectl next to kube-apiserver with the admin kubeconfig and returns its
+// combined output.
+func (w *World) Kubectl(ctx context.Context, args ...string) (string, error) {
+	kubectl := filepath.Join(w.Env.BinaryAssetsDirectory, "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		kubectl = "kubectl"
+	}
+	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", w.Kubeconfig}, args...)...)
+	cmd.Dir = w.Root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// StartManager runs the manager binary as ManagerUser (only the generated ClusterRole), with
+// --no-dns, leader election off and metrics on loopback, and waits for /readyz.
+func (w *World) StartManager(t TB, ctx context.Context, bin string, extraArgs ...string) (*Process, string) {
+	t.Helper()
+	metrics, probes := freeAddr(t), freeAddr(t)
+	args := append([]string{
+		"--kubeconfig=" + w.ManagerKubeconfig,
+		"--no-dns",
+		"--leader-elect=false",
+		"--metrics-bind-address=" + metrics, "--metrics-secure=false",
+		"--health-probe-bind-address=" + probes,
+	}, extraArgs...)
+	p := StartProcess(t, "manager", filepath.Join(w.Dir, "manager.log"), nil, bin, args...)
+	for {
+		resp, err := http.Get("http://" + probes + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, "http://" + metrics + "/metrics"
+			}
+		}
+		if p.Exited() {
+			t.Fatalf("demo: the manager exited; its log (%s):\n%s", p.LogFile, p.tail(30))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("demo: the manager did not become ready; its log (%s):\n%s", p.LogFile, p.tail(30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// StartApp runs the example app on the mounted directories, with -no-dns.
+func (w *World) StartApp(t TB, bin, configDir, secretDir string, echo func(string), extraArgs ...string) *Process {
+	t.Helper()
+	args := append([]string{"-config-dir", configDir, "-secret-dir", secretDir, "-no-dns"}, extraArgs...)
+	return StartProcess(t, "app", filepath.Join(w.Dir, "app.log"), echo, bin, args...)
+}
+
+// MoveNode makes node i come back under a new announced name, the way a restarted pod comes
+// back with a new IP: the node announces the new name (and gossip spreads it), then its
+// EndpointSlice lists the new name. Its LoadBalancer Service stays. It returns the old and new
+// announced addresses.
+func (w *World) MoveNode(ctx context.Context, i int) (oldAddr, newAddr string, err error) {
+	n := w.Redis.Nodes[i]
+	w.renames++
+	host := fmt.Sprintf("node-%d-r%d.%s", i, w.renames, Domain)
+	oldAddr, newAddr = n.Announced, net.JoinHostPort(host, strconv.Itoa(n.Port))
+	c := n.Client()
+	defer c.Close()
+	if err := c.ConfigSet(ctx, "cluster-announce-hostname", host).Err(); err != nil {
+		return "", "", fmt.Errorf("node %d: CONFIG SET cluster-announce-hostname: %w", i, err)
+	}
+	// Wait (bounded by ctx) until every node hands out the new name.
+	for _, other := range w.Redis.Nodes {
+		oc := other.Client()
+		err := poll(ctx, func() bool {
+			shards, err := oc.ClusterShards(ctx).Result()
+			if err != nil {
+				return false
+			}
+			for _, s := range shards {
+				for _, sn := range s.Nodes {
+					if sn.Hostname == host {
+						return true
+					}
+				}
+			}
+			return false
+		})
+		oc.Close()
+		if err != nil {
+			return "", "", fmt.Errorf("waiting for node %d to announce %s: %w", i, host, err)
+		}
+	}
+	n.Announced = newAddr
+	es := &discoveryv1.EndpointSlice{}
+	if err := w.Kube.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: serviceName(i) + "-demo"}, es); err != nil {
+		return "", "", err
+	}
+	es.Endpoints[0].Addresses = []string{host}
+	if err := w.Kube.Update(ctx, es); err != nil {
+		return "", "", err
+	}
+	return oldAddr, newAddr, nil
+}
+
+func poll(ctx context.Context, ok func() bool) error {
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func freeAddr(t TB) string {
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+func randomString() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
