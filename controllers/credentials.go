@@ -22,8 +22,6 @@ type credentials struct {
 	tls                *rtls.Material
 	// expiry is the earliest certificate expiry (zero without certificates).
 	expiry time.Time
-	// versions of the Secrets read, to fingerprint connections.
-	versions string
 }
 
 // credentialError is a CredentialsResolved=False reason with its message.
@@ -51,7 +49,6 @@ func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *
 		if err != nil {
 			return nil, err
 		}
-		c.versions += sec.ResourceVersion + "/"
 		key := d.ACL.PasswordKey
 		if key == "" {
 			key = pkgclient.SecretKeyPassword
@@ -74,7 +71,6 @@ func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *
 		if err != nil {
 			return nil, err
 		}
-		c.versions += sec.ResourceVersion
 		m := &rtls.Material{CA: sec.Data[corev1.ServiceAccountRootCAKey], Cert: sec.Data[corev1.TLSCertKey], Key: sec.Data[corev1.TLSPrivateKeyKey]}
 		if len(m.CA) == 0 && len(m.Cert) == 0 {
 			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has neither ca.crt nor tls.crt", sec.Name)

@@ -27,12 +27,16 @@ var (
 	}, []string{"namespace", "name"})
 	openInspectors = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "rconn_inspectors_open",
-		Help: "RedisConnections with open Redis connections held by the controller.",
+		Help: "Open sets of Redis connections (one small pool per node) held by the controller. RedisConnections with the same mode, root nodes, credentials, TLS, client name, timeouts and node address map share one set, so this is at most the number of RedisConnections.",
+	})
+	inspectorReferences = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rconn_inspector_references",
+		Help: "RedisConnections using one of the open sets of Redis connections (rconn_inspectors_open).",
 	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(nodeUp, nodePing, slotsCovered, topologyChanges, openInspectors)
+	metrics.Registry.MustRegister(nodeUp, nodePing, slotsCovered, topologyChanges, openInspectors, inspectorReferences)
 }
 
 func recordHealth(ns, name string, health []cluster.NodeHealth) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,6 +50,12 @@ type RedisConnectionReconciler struct {
 	Dial cluster.DialFunc
 	// Now returns the time (tests may fix it); nil means time.Now.
 	Now func() time.Time
+	// DisableTopologySharing gives every RedisConnection its own Redis connections and a
+	// discovery + health check on every reconcile, instead of sharing them between
+	// RedisConnections whose connections would be identical (see inspectors). The environment
+	// variable RCONN_DISABLE_TOPOLOGY_SHARING=true sets it in the manager (an escape hatch, and the
+	// baseline of the scale benchmarks in test/scale).
+	DisableTopologySharing bool
 
 	inspectors inspectors
 
@@ -112,7 +120,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 				retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 			}
 		}
-		openInspectors.Set(float64(r.inspectors.count()))
+		r.inspectorMetrics()
 		if retErr == nil && result.RequeueAfter == 0 {
 			// Health cadence, with up to 10% jitter so 1,000 connections do not tick together.
 			result.RequeueAfter = interval + time.Duration(rand.Int64N(int64(interval)/10+1))
@@ -168,15 +176,20 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	in, err := r.inspector(req.NamespacedName, opts, fingerprint, amap)
+	in, err := r.inspector(req.NamespacedName, opts, r.sharedKey(req.NamespacedName, fingerprint, amap, timeout))
 	if err != nil {
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonRootNodesUnreachable, err.Error())
 		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, timeout*time.Duration(len(rc.Spec.RootNodes)+1)+5*time.Second)
-	topo, err := in.Discover(dctx)
-	cancel()
+	// Discovery, then health of every node through its mapped address: shared with the other
+	// RedisConnections on the same inspector, reused for half a health interval.
+	maxAge := interval / 2
+	if r.DisableTopologySharing {
+		maxAge = 0
+	}
+	probe := in.probe(ctx, maxAge, timeout*time.Duration(len(rc.Spec.RootNodes)+1)+5*time.Second, timeout)
+	topo, err := probe.topo, probe.err
 	if err != nil {
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, topologyReason(err), err.Error())
 		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
@@ -195,8 +208,8 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", len(topo.Shards), len(topo.Nodes), topo.Command, topo.Source))
 	}
 
-	// 4. Health of every node through its mapped address.
-	health := in.CheckHealth(ctx, topo, timeout)
+	// 4. Health of every node (checked by the probe above).
+	health := probe.health
 	setTopologyStatus(rc, topo, health)
 	recordHealth(rc.Namespace, rc.Name, health)
 	if !topo.Standalone {
@@ -294,7 +307,12 @@ func (r *RedisConnectionReconciler) forget(key types.NamespacedName) {
 	delete(r.expiryWarned, key)
 	r.warnMu.Unlock()
 	forgetMetrics(key.Namespace, key.Name)
+	r.inspectorMetrics()
+}
+
+func (r *RedisConnectionReconciler) inspectorMetrics() {
 	openInspectors.Set(float64(r.inspectors.count()))
+	inspectorReferences.Set(float64(r.inspectors.references()))
 }
 
 // SetupWithManager registers the reconciler, its indexes and watches.
@@ -302,6 +320,9 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
+	}
+	if v, err := strconv.ParseBool(os.Getenv("RCONN_DISABLE_TOPOLOGY_SHARING")); err == nil && v {
+		r.DisableTopologySharing = true
 	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexSecretRefs, func(o client.Object) []string {

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -16,33 +17,85 @@ import (
 	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
 
-// inspectors keeps one cluster.Inspector per RedisConnection, so connections are reused across
-// reconciles; it is rebuilt when what the connections depend on changes, and closed on delete.
+// inspectors keeps the cluster.Inspectors (pooled Redis connections) of every RedisConnection.
+//
+// RedisConnections whose connections would be identical share one inspector: same mode, root
+// nodes, credentials (by content: username and a hash of the password), TLS material and
+// settings, client name, connect timeout, database, node address map and health timeout. A
+// shared inspector is reference counted: a RedisConnection takes a reference when it first uses
+// it, moves to another one when any of those inputs change (credential rotation, a new map), and
+// drops it on delete; the inspector is closed when its last reference goes.
+//
+// A shared inspector also shares its results: one discovery + health check (singleflight) whose
+// result is reused by every RedisConnection reconciling within half its health interval, so N
+// RedisConnections naming the same cluster cost about as many Redis round trips as one. A failed
+// probe is shared only with the reconciles waiting on it, never cached.
+//
+// With sharing disabled (DisableTopologySharing) every RedisConnection has its own inspector and
+// probes on every reconcile, as before sharing existed.
 type inspectors struct {
-	mu sync.Mutex
-	m  map[types.NamespacedName]*inspectorEntry
+	mu     sync.Mutex
+	byRC   map[types.NamespacedName]string
+	shared map[string]*sharedInspector
 }
 
-type inspectorEntry struct {
-	fingerprint string
-	in          *cluster.Inspector
-	mapKey      string
+// sharedInspector is one inspector with its reference count and last probe result.
+type sharedInspector struct {
+	in   *cluster.Inspector
+	refs int
+
+	mu     sync.Mutex
+	last   *probeResult
+	flight *probeFlight
+}
+
+// probeResult is one discovery + health check.
+type probeResult struct {
+	at     time.Time
+	topo   *cluster.Topology
+	health []cluster.NodeHealth
+	err    error
+}
+
+type probeFlight struct {
+	done chan struct{}
+	res  *probeResult
+}
+
+// release drops the RedisConnection's reference; the caller holds s.mu.
+func (s *inspectors) releaseLocked(key types.NamespacedName) {
+	sk, ok := s.byRC[key]
+	if !ok {
+		return
+	}
+	delete(s.byRC, key)
+	if e := s.shared[sk]; e != nil {
+		e.refs--
+		if e.refs <= 0 {
+			_ = e.in.Close()
+			delete(s.shared, sk)
+		}
+	}
 }
 
 func (s *inspectors) close(key types.NamespacedName) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.m[key]; e != nil {
-		_ = e.in.Close()
-		delete(s.m, key)
-	}
+	s.releaseLocked(key)
 }
 
-// count returns how many inspectors are open.
+// count returns how many inspectors (distinct sets of Redis connections) are open.
 func (s *inspectors) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m)
+	return len(s.shared)
+}
+
+// references returns how many RedisConnections hold an inspector.
+func (s *inspectors) references() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byRC)
 }
 
 // clusterOptions builds pkg/cluster options from the spec and resolved credentials.
@@ -55,8 +108,13 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 		Dial:                r.Dial,
 		Defaults:            cluster.NodeOptions{Username: creds.username, Password: creds.password},
 	}
+	// The fingerprint covers what the connections are made of, by content (not by Secret
+	// resourceVersion), so RedisConnections in different namespaces with equal credentials share.
 	fp := sha256.New()
-	fmt.Fprintf(fp, "%s|%s|%s|", rc.Spec.Mode, creds.versions, creds.username)
+	fmt.Fprintf(fp, "%s|%q|%d:%s|", rc.Spec.Mode, creds.username, len(creds.password), creds.password)
+	if m := creds.tls; m != nil {
+		fmt.Fprintf(fp, "ca=%d:%s|crt=%d:%s|key=%d:%s|", len(m.CA), m.CA, len(m.Cert), m.Cert, len(m.Key), m.Key)
+	}
 	for _, rn := range rc.Spec.RootNodes {
 		if rn.URL != "" {
 			o.RootNodes = append(o.RootNodes, cluster.RootNode{URL: string(rn.URL)})
@@ -87,7 +145,12 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 				}
 			}
 		}
-		fmt.Fprintf(fp, "%v|%d|%s|%v", d.ConnectTimeout, ptrVal(d.Database), d.ClientName, d.TLS)
+		fmt.Fprintf(fp, "%v|%d|%q|", d.ConnectTimeout, ptrVal(d.Database), d.ClientName)
+		// Field by field: %v of the struct would print the SecretRef pointer's address, which
+		// differs on every read of the object.
+		if t := d.TLS; t != nil {
+			fmt.Fprintf(fp, "tls=%t|%q|%t|", t.Enabled, t.ServerName, t.InsecureSkipVerify)
+		}
 	}
 	return o, hex.EncodeToString(fp.Sum(nil)), nil
 }
@@ -131,32 +194,95 @@ func mapKey(m *addressMap) string {
 	return b.String()
 }
 
-// inspector returns the RedisConnection's inspector, creating or rebuilding it when its
-// connection settings changed, and swapping in the current address map.
-func (r *RedisConnectionReconciler) inspector(key types.NamespacedName, o cluster.Options, fingerprint string, m *addressMap) (*cluster.Inspector, error) {
-	r.inspectors.mu.Lock()
-	defer r.inspectors.mu.Unlock()
-	if r.inspectors.m == nil {
-		r.inspectors.m = map[types.NamespacedName]*inspectorEntry{}
+// sharedKey names the inspector a RedisConnection uses: the connection fingerprint, the address
+// map and the health timeout; with sharing disabled, also the RedisConnection itself.
+func (r *RedisConnectionReconciler) sharedKey(key types.NamespacedName, fingerprint string, m *addressMap, healthTimeout time.Duration) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%s|", fingerprint, mapKey(m), healthTimeout)
+	if r.DisableTopologySharing {
+		fmt.Fprintf(h, "rc=%s|", key)
 	}
-	e := r.inspectors.m[key]
-	if e != nil && e.fingerprint != fingerprint {
-		_ = e.in.Close()
-		e = nil
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// inspector returns the shared inspector for the RedisConnection's current settings, creating it
+// when none is open, and moving the RedisConnection's reference from the one it used before when
+// its settings changed (that one is closed when nobody else uses it).
+func (r *RedisConnectionReconciler) inspector(key types.NamespacedName, o cluster.Options, sk string) (*sharedInspector, error) {
+	s := &r.inspectors
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byRC == nil {
+		s.byRC = map[types.NamespacedName]string{}
+		s.shared = map[string]*sharedInspector{}
 	}
-	mk := mapKey(m)
+	if cur, ok := s.byRC[key]; ok && cur == sk {
+		return s.shared[sk], nil
+	}
+	e := s.shared[sk]
 	if e == nil {
 		in, err := cluster.NewInspector(o)
 		if err != nil {
 			return nil, err
 		}
-		e = &inspectorEntry{fingerprint: fingerprint, in: in, mapKey: mk}
-		r.inspectors.m[key] = e
-	} else if e.mapKey != mk {
-		e.in.SetNodeAddressMap(o.NodeAddressMap)
-		e.mapKey = mk
+		e = &sharedInspector{in: in}
+		s.shared[sk] = e
 	}
-	return e.in, nil
+	// Take the new reference before dropping the old one, so a key that did not change in
+	// substance never closes the connections in between.
+	e.refs++
+	s.releaseLocked(key)
+	s.byRC[key] = sk
+	return e, nil
+}
+
+// probe discovers the topology and checks every node's health through e, or returns a result
+// younger than maxAge (0: always probe). Concurrent callers share one probe; its context is
+// detached from the first caller's (bounded by discoverTimeout + healthTimeout), so a caller
+// giving up does not fail the others.
+func (e *sharedInspector) probe(ctx context.Context, maxAge, discoverTimeout, healthTimeout time.Duration) *probeResult {
+	e.mu.Lock()
+	if l := e.last; l != nil && maxAge > 0 && time.Since(l.at) < maxAge {
+		e.mu.Unlock()
+		return l
+	}
+	f := e.flight
+	leader := f == nil
+	if leader {
+		f = &probeFlight{done: make(chan struct{})}
+		e.flight = f
+	}
+	e.mu.Unlock()
+	if !leader {
+		select {
+		case <-f.done:
+			return f.res
+		case <-ctx.Done():
+			return &probeResult{at: time.Now(), err: ctx.Err()}
+		}
+	}
+
+	res := &probeResult{}
+	pctx := context.WithoutCancel(ctx)
+	dctx, cancel := context.WithTimeout(pctx, discoverTimeout)
+	res.topo, res.err = e.in.Discover(dctx)
+	cancel()
+	if res.err == nil {
+		res.health = e.in.CheckHealth(pctx, res.topo, healthTimeout)
+	}
+	res.at = time.Now()
+
+	e.mu.Lock()
+	f.res = res
+	e.flight = nil
+	if res.err == nil {
+		e.last = res
+	} else {
+		e.last = nil
+	}
+	e.mu.Unlock()
+	close(f.done)
+	return res
 }
 
 // topologyReason classifies a discovery error for TopologyDiscovered.

@@ -147,6 +147,13 @@ type Manager struct {
 // (later flags win). It waits for /readyz and registers Stop with t.Cleanup.
 func Start(t TB, kubeconfigPath string, extraArgs ...string) *Manager {
 	t.Helper()
+	return StartWithEnv(t, kubeconfigPath, nil, extraArgs...)
+}
+
+// StartWithEnv is Start with extra "NAME=value" environment variables for the process (on top of
+// this process's environment, without KUBECONFIG and in-cluster variables).
+func StartWithEnv(t TB, kubeconfigPath string, env []string, extraArgs ...string) *Manager {
+	t.Helper()
 	bin := Build(t)
 	mp, err := freePort()
 	if err != nil {
@@ -175,6 +182,7 @@ func Start(t TB, kubeconfigPath string, extraArgs ...string) *Manager {
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
 	m.cmd.Env = append(withoutEnv(os.Environ(), "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"), "KUBECONFIG="+kubeconfigPath)
+	m.cmd.Env = append(m.cmd.Env, env...)
 	if err := m.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("managertest: starting %s: %v", bin, err)
