@@ -1,0 +1,208 @@
+// Package e2e drives rconn the way a user does: the real manager binary as a separate process
+// (with only its generated ClusterRole), kubectl apply of the demo sample, kubectl get/wait on
+// what users read (printer columns, conditions, rendered keys), and the real example app on
+// kubelet-style mounts, following a moved node. The world (control plane, Redis Cluster,
+// Services, EndpointSlices) is the one `make demo` uses: internal/demo.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+)
+
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
+	nettest.RunWithoutDNS(m)
+}
+
+const sample = "config/samples/rconn_v1_redisconnection_demo.yaml"
+
+func TestEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	within := func(d time.Duration) context.Context {
+		c, cancel := context.WithTimeout(ctx, d)
+		t.Cleanup(cancel)
+		return c
+	}
+	dir := t.TempDir()
+	w := demo.Start(t, demo.Options{Dir: dir})
+	manager, app, err := demo.Build(w.Root, filepath.Join(dir, "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Publish(within(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.InstallCRD(within(90 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mgr, _ := w.StartManager(t, within(60*time.Second), manager)
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := w.Kubectl(within(2*time.Minute), args...)
+		if err != nil {
+			t.Fatalf("%v\nmanager log (%s):\n%s", err, mgr.LogFile, tail(mgr.Lines(), 30))
+		}
+		return out
+	}
+	ns := []string{"-n", demo.Namespace}
+
+	t.Run("a RedisConnection whose Secret is missing says so, and recovers when it appears", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(w.Root, sample))
+		if err != nil {
+			t.Fatal(err)
+		}
+		broken := strings.NewReplacer("name: demo\n", "name: late-secret\n", demo.ACLSecret, "late-acl").Replace(string(b))
+		p := filepath.Join(dir, "late.yaml")
+		if err := os.WriteFile(p, []byte(broken), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		kubectl(append(ns, "apply", "-f", p)...)
+		kubectl(append(ns, "wait", "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=SecretNotFound", "--timeout=60s", "rconn/late-secret")...)
+		got := kubectl(append(ns, "get", "rconn", "late-secret")...)
+		if !regexp.MustCompile(`late-secret\s+False\s+SecretNotFound`).MatchString(got) {
+			t.Fatalf("kubectl get shows:\n%s", got)
+		}
+		msg := kubectl(append(ns, "get", "rconn", "late-secret", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].message}`)...)
+		if !strings.Contains(msg, "late-acl") {
+			t.Fatalf("the message should name the missing Secret: %q", msg)
+		}
+		kubectl(append(ns, "create", "secret", "generic", "late-acl", "--from-literal=username="+demo.AppUser, "--from-literal=password="+w.Password)...)
+		kubectl(append(ns, "wait", "--for=condition=Ready", "--timeout=60s", "rconn/late-secret")...)
+		kubectl(append(ns, "delete", "rconn", "late-secret", "--wait=true", "--timeout=60s")...)
+	})
+
+	kubectl(append(ns, "apply", "-f", sample)...)
+	kubectl(append(ns, "wait", "--for=condition=Ready", "--timeout=90s", "rconn/demo")...)
+
+	t.Run("printer columns", func(t *testing.T) {
+		got := kubectl(append(ns, "get", "rconn", "demo")...)
+		if !regexp.MustCompile(`(?m)^NAME\s+READY\s+REASON\s+SHARDS\s+NODES\s+AGE\s*$`).MatchString(got) ||
+			!regexp.MustCompile(`(?m)^demo\s+True\s+Ready\s+3\s+6\s+\S+\s*$`).MatchString(got) {
+			t.Errorf("kubectl get rconn:\n%s", got)
+		}
+		got = kubectl(append(ns, "get", "rconn", "demo", "-o", "wide")...)
+		if !regexp.MustCompile(`(?m)^demo\s+True\s+Ready\s+3\s+6\s+6\s+Cluster\s+\S+\s*$`).MatchString(got) {
+			t.Errorf("kubectl get rconn -o wide:\n%s", got)
+		}
+	})
+
+	t.Run("conditions", func(t *testing.T) {
+		got := kubectl(append(ns, "get", "rconn", "demo", "-o", `jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason};{end}`)...)
+		for _, want := range []string{"Ready=True/Ready", "CredentialsResolved=True/Resolved", "AddressMapResolved=True/Resolved",
+			"TopologyDiscovered=True/Discovered", "NodesHealthy=True/AllHealthy", "ConfigRendered=True/Rendered"} {
+			if !strings.Contains(got, want+";") {
+				t.Errorf("conditions %q lack %s", got, want)
+			}
+		}
+	})
+
+	t.Run("rendered ConfigMap and Secret", func(t *testing.T) {
+		raw := kubectl(append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
+		cfg, err := client.LoadConfig([]byte(raw))
+		if err != nil {
+			t.Fatalf("config.json does not load: %v\n%s", err, raw)
+		}
+		if len(cfg.NodeAddressMap) != 6 {
+			t.Errorf("nodeAddressMap has %d entries, want 6: %v", len(cfg.NodeAddressMap), cfg.NodeAddressMap)
+		}
+		for i, n := range w.Redis.Nodes {
+			if got, want := cfg.NodeAddressMap[n.Announced], (client.MappedAddress{Host: demo.LoadBalancerIP(i), Port: 6379}); got != want {
+				t.Errorf("nodeAddressMap[%s] = %v, want %v", n.Announced, got, want)
+			}
+		}
+		if strings.Contains(raw, w.Password) {
+			t.Error("config.json contains the password")
+		}
+		var sec struct {
+			Type string            `json:"type"`
+			Data map[string]string `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(kubectl(append(ns, "get", "secret", "demo", "-o", "json")...)), &sec); err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for k := range sec.Data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if want := []string{"host", "password", "port", "provider", "type", "username"}; !slices.Equal(keys, want) || sec.Type != "servicebinding.io/redis" {
+			t.Errorf("Secret type %s keys %v, want servicebinding.io/redis %v", sec.Type, keys, want)
+		}
+	})
+
+	t.Run("the example app serves every shard through the map and follows a moved node", func(t *testing.T) {
+		m := w.Mount(t, within(30*time.Second), "demo")
+		appProc := w.StartApp(t, app, m.ConfigDir, m.SecretDir, nil)
+		good := func(l string) bool {
+			return strings.Contains(l, "msg=round") && strings.Contains(l, `ok="3/3 shards"`)
+		}
+		if _, err := appProc.WaitLine(within(60*time.Second), 0, "a round on all shards", good); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range appProc.Lines() {
+			if good(l) {
+				for i := range 3 {
+					if !strings.Contains(l, w.Redis.Nodes[i].Announced+"->"+demo.LoadBalancerIP(i)+":6379") {
+						t.Errorf("master %d not served through its load balancer: %s", i, l)
+					}
+				}
+				break
+			}
+		}
+
+		mark := len(appProc.Lines())
+		_, newAddr, err := w.MoveNode(within(60*time.Second), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-m.Updates():
+		case <-within(60 * time.Second).Done():
+			t.Fatal("the ConfigMap was not re-rendered after the move")
+		}
+		raw := kubectl(append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
+		if !strings.Contains(raw, newAddr) {
+			t.Fatalf("config.json lacks %s:\n%s", newAddr, raw)
+		}
+		if _, err := appProc.WaitLine(within(60*time.Second), mark, "a round through the moved node's new address", func(l string) bool {
+			return good(l) && strings.Contains(l, newAddr+"->"+demo.LoadBalancerIP(1)+":6379")
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if appProc.Exited() {
+			t.Fatal("the app exited")
+		}
+	})
+
+	t.Run("the manager needed nothing beyond its ClusterRole", func(t *testing.T) {
+		for _, l := range mgr.Lines() {
+			if strings.Contains(l, "forbidden") || strings.Contains(l, "panic") {
+				t.Errorf("manager log: %s", l)
+			}
+		}
+	})
+}
+
+func tail(lines []string, n int) string {
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
