@@ -251,11 +251,7 @@ func BenchmarkClients(b *testing.B) {
 	ctx := context.Background()
 	for _, topo := range setup(b) {
 		for _, op := range []string{"GET", "SET", "PIPE100"} {
-			pars := []int{1, 64, 512}
-			if op == "PIPE100" {
-				pars = []int{1, 64}
-			}
-			for _, par := range pars {
+			for _, par := range []int{1, 64, 512} {
 				for _, s := range topo.subjects {
 					do := s.get
 					switch op {
