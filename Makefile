@@ -64,6 +64,10 @@ BENCH_TIME ?= 500ms
 BENCH_OUT ?= $(ROOT)/bench.out
 BENCH_FLAGS = -run '^$$' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) -timeout 60m
 
+.PHONY: test-e2e
+test-e2e: deps envtest ## Only the end-to-end suite (test/e2e; make test runs it too).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/e2e -count=1 -v -timeout 15m $(GOTESTFLAGS)
+
 .PHONY: bench
 bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and redis-benchmark), print one table.
 	@: > $(BENCH_OUT)
@@ -87,6 +91,29 @@ demo-stop: ## Stop a demo left running with KEEP=1.
 .PHONY: build
 build: ## Build bin/manager.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager .
+
+.PHONY: docker-build
+docker-build: ## Build the image (needs a container engine; IMG=...). The same go build runs in `make build-static`.
+	docker build -t $(IMG) .
+
+.PHONY: build-static
+build-static: ## The Dockerfile's build step, without a container engine: static linux binary in bin/manager-static.
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o bin/manager-static .
+	@if command -v file >/dev/null; then file bin/manager-static; fi
+
+##@ Deployment
+KUBECTL ?= kubectl
+.PHONY: deploy
+deploy: ## Deploy to the cluster of the current kubeconfig: make deploy IMG=registry/rconn:tag
+	KUBECTL=$(KUBECTL) IMG=$(IMG) hack/deploy.sh deploy
+
+.PHONY: undeploy
+undeploy: ## Remove what deploy created (CRD included: every RedisConnection goes with it).
+	KUBECTL=$(KUBECTL) hack/deploy.sh undeploy
+
+.PHONY: render
+render: ## Print the manifests deploy would apply: make render IMG=registry/rconn:tag
+	@KUBECTL=$(KUBECTL) IMG=$(IMG) hack/deploy.sh render
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
@@ -188,6 +190,54 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if appProc.Exited() {
 			t.Fatal("the app exited")
+		}
+	})
+
+	// Last: undeploy removes the CRD, and every RedisConnection with it.
+	t.Run("make deploy / undeploy manifests are accepted by the API server", func(t *testing.T) {
+		img := "registry.example.com/rconn:v0.0.0-e2e"
+		deploy := func(action string) string {
+			cmd := exec.CommandContext(within(2*time.Minute), filepath.Join(w.Root, "hack", "deploy.sh"), action)
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+w.Kubeconfig, "KUBECTL="+filepath.Join(w.Env.BinaryAssetsDirectory, "kubectl"), "IMG="+img, "WAIT=false")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("hack/deploy.sh %s: %v\n%s", action, err, out)
+			}
+			return string(out)
+		}
+		deploy("deploy")
+		var d appsv1.Deployment
+		if err := json.Unmarshal([]byte(kubectl("get", "deployment", "-n", "rconn-system", "rconn-controller-manager", "-o", "json")), &d); err != nil {
+			t.Fatal(err)
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		sc := c.SecurityContext
+		switch {
+		case c.Image != img:
+			t.Errorf("image %s, want %s", c.Image, img)
+		case !slices.Contains(c.Args, "--leader-elect"):
+			t.Errorf("args %v lack --leader-elect", c.Args)
+		case sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+			t.Errorf("container securityContext %+v: want non-root and a read-only root filesystem", sc)
+		case c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero():
+			t.Errorf("resources %+v: want requests and limits", c.Resources)
+		case c.LivenessProbe == nil || c.ReadinessProbe == nil:
+			t.Error("probes missing")
+		}
+		if d.Spec.Template.Spec.ServiceAccountName != "rconn-controller-manager" {
+			t.Errorf("service account %q", d.Spec.Template.Spec.ServiceAccountName)
+		}
+		// The ServiceAccount may do what the manager does: the bound ClusterRole is the generated one.
+		can := kubectl("auth", "can-i", "patch", "redisconnections.rconn.dev/status", "--as=system:serviceaccount:rconn-system:rconn-controller-manager", "-A")
+		if strings.TrimSpace(can) != "yes" {
+			t.Errorf("the deployed ServiceAccount cannot patch RedisConnection status: %s", can)
+		}
+		deploy("undeploy")
+		if out, err := w.Kubectl(within(time.Minute), "get", "crd", "redisconnections.rconn.dev"); err == nil || !strings.Contains(out, "NotFound") {
+			// The CRD's own finalizer runs in kube-apiserver: give it a moment.
+			if _, err := w.Kubectl(within(time.Minute), "wait", "--for=delete", "--timeout=50s", "crd/redisconnections.rconn.dev"); err != nil {
+				t.Errorf("undeploy left the CRD: %v", err)
+			}
 		}
 	})
 
