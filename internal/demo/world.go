@@ -138,6 +138,14 @@ func Start(t TB, o Options) *World {
 		Masters: 3, ReplicasPerMaster: 1, Announce: redistest.AnnounceHostname, Domain: Domain,
 		Server: redistest.ServerOptions{Password: randomString(), Users: []redistest.User{{Name: AppUser, Password: w.Password}}},
 	})
+	for i := range w.Redis.Nodes {
+		addr := net.JoinHostPort(LoadBalancerIP(i), "6379")
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("demo: the load balancer address %s is taken (a demo left running with KEEP=1? `make demo-stop`): %v", addr, err)
+		}
+		l.Close()
+	}
 	for i, n := range w.Redis.Nodes {
 		w.lbs = append(w.lbs, nettest.StartProxyAt(t, net.JoinHostPort(LoadBalancerIP(i), "6379"), n.Addr()))
 	}
