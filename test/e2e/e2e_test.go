@@ -25,6 +25,7 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
 func TestMain(m *testing.M) {
@@ -190,6 +191,49 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if appProc.Exited() {
 			t.Fatal("the app exited")
+		}
+	})
+
+	t.Run("node-redis createCluster on config.json, as docs/consuming.md shows", func(t *testing.T) {
+		dir, err := nodeRedis(within(5 * time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		snippet, err := docsNodeSnippet(w.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := filepath.Join(dir, "e2e-app.mjs")
+		if err := os.WriteFile(script, []byte(snippet+nodeHarness), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m := w.Mount(t, within(30*time.Second), "demo")
+		var keys []string
+		for _, slot := range []int{0, 8000, 16000} { // one per shard
+			keys = append(keys, cluster.KeyForSlot(slot))
+		}
+		cmd := exec.CommandContext(within(time.Minute), "node", append([]string{script}, keys...)...)
+		cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+m.ConfigDir, "RCONN_SECRET_DIR="+m.SecretDir)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "node-redis ok 3") {
+			t.Fatalf("node %s: %v\n%s", script, err, out)
+		}
+		// The values are in the cluster (read through the Go client, on the masters' real ports).
+		for _, k := range keys {
+			master := w.Redis.Nodes[0]
+			for _, n := range w.Redis.Masters() {
+				c := n.Client()
+				if got, _ := c.Do(within(10*time.Second), "CLUSTER", "COUNTKEYSINSLOT", cluster.Slot(k)).Int(); got > 0 {
+					master = n
+				}
+				c.Close()
+			}
+			c := master.Client()
+			v, err := c.Get(within(10*time.Second), k).Result()
+			c.Close()
+			if err != nil || v != "from-node-redis" {
+				t.Errorf("%s = %q, %v", k, v, err)
+			}
 		}
 	})
 
