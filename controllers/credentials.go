@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
@@ -91,15 +93,57 @@ func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *
 	return c, nil
 }
 
+// readSecret returns a Secret's content. Content is read from the API server (the cache holds
+// Secret metadata only), but only when the cached metadata shows a resourceVersion other than
+// the one read last: at steady state credentials cost no API request, and a rotation (a new
+// resourceVersion, whose watch event also triggers the reconcile) is always read.
 func (r *RedisConnectionReconciler) readSecret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	key := types.NamespacedName{Namespace: ns, Name: name}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.Get(ctx, key, meta); err == nil {
+		if sec := r.secrets.get(key); sec != nil && sec.ResourceVersion == meta.ResourceVersion {
+			return sec, nil
+		}
+	}
 	sec := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
+	if err := r.APIReader.Get(ctx, key, sec); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.secrets.drop(key)
 			return nil, credErr(rconnv1.ReasonSecretNotFound, "Secret %s not found in namespace %s", name, ns)
 		}
 		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
 	}
+	r.secrets.put(key, sec)
 	return sec, nil
+}
+
+// secretMemo keeps the last read content of the Secrets RedisConnections reference, by name.
+// Entries are read-only once stored.
+type secretMemo struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]*corev1.Secret
+}
+
+func (s *secretMemo) get(key types.NamespacedName) *corev1.Secret {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[key]
+}
+
+func (s *secretMemo) put(key types.NamespacedName, sec *corev1.Secret) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[types.NamespacedName]*corev1.Secret{}
+	}
+	s.m[key] = sec
+}
+
+func (s *secretMemo) drop(key types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
 }
 
 // tlsReason maps pkg/tls reasons onto condition reasons.

@@ -58,6 +58,8 @@ type RedisConnectionReconciler struct {
 	DisableTopologySharing bool
 
 	inspectors inspectors
+	secrets    secretMemo
+	outputs    outputMemo
 
 	warnMu       sync.Mutex
 	expiryWarned map[types.NamespacedName]time.Time
@@ -303,6 +305,7 @@ func (r *RedisConnectionReconciler) event(rc *rconnv1.RedisConnection, typ, reas
 // forget closes a deleted RedisConnection's connections and drops its metrics.
 func (r *RedisConnectionReconciler) forget(key types.NamespacedName) {
 	r.inspectors.close(key)
+	r.outputs.drop(key)
 	r.warnMu.Lock()
 	delete(r.expiryWarned, key)
 	r.warnMu.Unlock()

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -218,6 +220,12 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 		return false, fmt.Errorf("rendering config.json: %w", err)
 	}
 	cmData := map[string]string{pkgclient.ConfigFileName: string(raw)}
+	cmHash, secHash := hashData(cmData, nil), hashData(nil, secretData)
+	rcKey := client.ObjectKeyFromObject(rc)
+	want := outputState{uid: string(rc.UID), cmName: cmName, secName: secName, cmHash: cmHash, secHash: secHash}
+	if r.outputs.current(ctx, r.Client, rcKey, rc.Namespace, want) {
+		return false, nil
+	}
 
 	existingCM := &corev1.ConfigMap{}
 	err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: cmName}, existingCM)
@@ -243,7 +251,12 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 	}
 
 	labels := map[string]string{LabelManagedBy: managedBy, LabelConnection: rc.Name}
-	cmHash := hashData(cmData, nil)
+	if existingCM != nil {
+		want.cmRV = existingCM.ResourceVersion
+	}
+	if existingSec != nil {
+		want.secRV = existingSec.ResourceVersion
+	}
 	if existingCM == nil || !sameStrings(existingCM.Data, cmData) || existingCM.Annotations[AnnotationContentHash] != cmHash {
 		cm := &corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
@@ -254,11 +267,12 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 			return false, err
 		}
 		if err := r.Patch(ctx, cm, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			r.outputs.drop(rcKey)
 			return false, fmt.Errorf("applying ConfigMap %s: %w", cmName, err)
 		}
+		want.cmRV = cm.ResourceVersion
 		changed = true
 	}
-	secHash := hashData(nil, secretData)
 	if existingSec == nil || !sameBytes(existingSec.Data, secretData) || existingSec.Annotations[AnnotationContentHash] != secHash {
 		sec := &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
@@ -270,9 +284,61 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 			return false, err
 		}
 		if err := r.Patch(ctx, sec, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			r.outputs.drop(rcKey)
 			return false, fmt.Errorf("applying Secret %s: %w", secName, err)
 		}
+		want.secRV = sec.ResourceVersion
 		changed = true
 	}
+	r.outputs.set(rcKey, want)
 	return changed, nil
+}
+
+// outputState is what a RedisConnection's outputs were verified to hold: content hashes at
+// resourceVersions, read from the API server or returned by our own apply.
+type outputState struct {
+	uid, cmName, secName, cmHash, secHash string
+	cmRV, secRV                           string
+}
+
+// outputMemo lets a reconcile whose rendered content did not change skip reading the outputs
+// from the API server: when the cached metadata of both objects still shows the resourceVersions
+// verified last, nobody changed them since (a hand edit or delete changes the resourceVersion,
+// and its watch event triggers a reconcile that then reads and repairs the object).
+type outputMemo struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]outputState
+}
+
+func (o *outputMemo) current(ctx context.Context, c client.Reader, key types.NamespacedName, ns string, want outputState) bool {
+	o.mu.Lock()
+	have, ok := o.m[key]
+	o.mu.Unlock()
+	if !ok || have.uid != want.uid || have.cmName != want.cmName || have.secName != want.secName ||
+		have.cmHash != want.cmHash || have.secHash != want.secHash {
+		return false
+	}
+	for _, x := range []struct{ kind, name, rv string }{{"ConfigMap", want.cmName, have.cmRV}, {"Secret", want.secName, have.secRV}} {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(x.kind))
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: x.name}, meta); err != nil || meta.ResourceVersion != x.rv {
+			return false
+		}
+	}
+	return true
+}
+
+func (o *outputMemo) set(key types.NamespacedName, s outputState) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[types.NamespacedName]outputState{}
+	}
+	o.m[key] = s
+}
+
+func (o *outputMemo) drop(key types.NamespacedName) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, key)
 }

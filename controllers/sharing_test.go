@@ -81,6 +81,15 @@ var _ = Describe("RedisConnections naming the same cluster", Ordered, func() {
 		Expect(get(ns2, "b").Status.HealthyNodeCount).To(Equal(int32(3)))
 	})
 
+	It("read neither their Secrets nor their outputs from the API server at steady state", func() {
+		// Secret content and outputs are read when the cached metadata shows a new
+		// resourceVersion, not on every health interval (1s here).
+		time.Sleep(2 * time.Second)
+		before := len(reads.in(ns1)) + len(reads.in(ns2))
+		time.Sleep(4 * time.Second)
+		Expect(append(reads.in(ns1), reads.in(ns2)...)[before:]).To(BeEmpty())
+	})
+
 	It("do not share when credentials differ", func() {
 		Expect(k8s.Create(ctx, sharingConnection(ns1, "c", "acl-other", rc))).To(Succeed())
 		eventuallyCondition(ns1, "c", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)

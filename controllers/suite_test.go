@@ -36,6 +36,7 @@ var (
 	ctx       context.Context
 	dialer    *nettest.Recorder
 	writes    writeCounter
+	reads     writeCounter // the manager's GETs of single objects (not lists or watches)
 	nsCounter atomic.Int64
 )
 
@@ -55,6 +56,15 @@ func (w *writeCounter) record(req *http.Request) {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.byNS == nil {
+		w.byNS = map[string][]string{}
+	}
+	w.byNS[nsOf(req.URL.Path)] = append(w.byNS[nsOf(req.URL.Path)], req.Method+" "+req.URL.Path)
+}
+
+func (w *writeCounter) recordRead(req *http.Request) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.byNS == nil {
@@ -84,6 +94,11 @@ type countingTransport struct {
 
 func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	writes.record(req)
+	if req.Method == http.MethodGet && req.URL.Query().Get("watch") == "" {
+		if p := req.URL.Path; strings.Contains(p, "/secrets/") || strings.Contains(p, "/configmaps/") {
+			reads.recordRead(req)
+		}
+	}
 	return t.next.RoundTrip(req)
 }
 
