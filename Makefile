@@ -73,6 +73,7 @@ bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and red
 	@: > $(BENCH_OUT)
 	go test ./pkg/... -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	cd bench && go test . -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/scale -run '^$$' -bench . -benchtime 1x -timeout 60m | tee -a $(BENCH_OUT)
 	@echo; cd bench && go run ./cmd/table < $(BENCH_OUT)
 
 ##@ Demo
