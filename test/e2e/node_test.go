@@ -11,7 +11,7 @@ import (
 )
 
 // NodeRedisVersion is the node-redis release the Node.js check runs (npm package "redis").
-const NodeRedisVersion = "5.12.1"
+const NodeRedisVersion = "6.3.1"
 
 // nodeRedis returns a directory with node-redis installed (npm, cached in ~/.cache/rconn).
 func nodeRedis(ctx context.Context) (string, error) {
