@@ -116,6 +116,8 @@ func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap
 			if s.Cap != nil {
 				rs.CapMs = s.Cap.Milliseconds()
 			}
+			// The documented default (200ms) is rendered, so "jitter: 0s" stays expressible.
+			rs.JitterMs = 200
 			if s.Jitter != nil {
 				rs.JitterMs = s.Jitter.Milliseconds()
 			}

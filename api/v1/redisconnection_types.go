@@ -16,12 +16,11 @@ const (
 	ModeStandalone Mode = "Standalone"
 )
 
-// RedisURL is a node-redis connection URL without a password:
-// redis[s]://[username@][host][:port][/db-number].
+// RedisURL is a node-redis connection URL without credentials: redis[s]://host[:port][/db-number].
 // +kubebuilder:validation:MaxLength=512
 // +kubebuilder:validation:XValidation:rule="self.matches('^rediss?://')",message="url must start with redis:// or rediss://"
-// +kubebuilder:validation:XValidation:rule="!self.matches('^rediss?://[^/@]*:[^/@]*@')",message="url must not contain a password: credentials come from a Secret (spec.defaults.acl)"
-// +kubebuilder:validation:XValidation:rule="!self.matches('^rediss?://') || self.matches('^rediss?://([^/@:?#]*@)?(\\\\[[0-9A-Fa-f:.]+\\\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)?(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[0-9]{0,5})?$')",message="url must look like redis[s]://[username@][host][:port][/db-number] with a port from 1 to 65535 and no query or fragment"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^rediss?://[^/@]*@')",message="url must not contain a username or password: credentials come from a Secret (spec.defaults.acl)"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^rediss?://') || self.matches('^rediss?://[^/@]*@') || self.matches('^rediss?://(\\\\[[0-9A-Fa-f:.]+\\\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[0-9]{0,5})?$')",message="url must look like redis[s]://host[:port][/db-number] with a host, a port from 1 to 65535 and no query or fragment"
 type RedisURL string
 
 // HostPort is "host:port": a DNS name, an IPv4 address or a bracketed IPv6 address, and a port
@@ -36,8 +35,8 @@ type HostPort string
 // +kubebuilder:validation:XValidation:rule="has(self.url) != has(self.host)",message="set exactly one of url or host"
 // +kubebuilder:validation:XValidation:rule="!has(self.port) || has(self.host)",message="port goes with host; put the port inside the url instead"
 type RootNode struct {
-	// url is redis[s]://[username@][host][:port][/db-number]. rediss:// means TLS and requires
-	// spec.defaults.tls.enabled. A password here is rejected: use spec.defaults.acl.
+	// url is redis[s]://host[:port][/db-number]. rediss:// means TLS and requires
+	// spec.defaults.tls.enabled. A username or password here is rejected: use spec.defaults.acl.
 	// +optional
 	URL RedisURL `json:"url,omitempty"`
 
@@ -109,7 +108,7 @@ type TLSConfig struct {
 	ServerName string `json:"serverName,omitempty"`
 
 	// insecureSkipVerify accepts any server certificate. For experiments only: it makes TLS
-	// worthless against an active attacker, and the controller says so in an Event.
+	// worthless against an active attacker.
 	// +optional
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
@@ -124,7 +123,7 @@ type NodeDefaults struct {
 	// +optional
 	TLS *TLSConfig `json:"tls,omitempty"`
 
-	// connectTimeout bounds connecting (TCP + TLS + AUTH) to one node (default 5s).
+	// connectTimeout bounds connecting to one node: TCP connect plus the TLS handshake (default 5s).
 	// +optional
 	// +kubebuilder:default="5s"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('5m')",message="connectTimeout must be a duration such as 5s, between 1ms and 5m"
@@ -319,7 +318,7 @@ type RedisConnectionSpec struct {
 	// maxCommandRedirections bounds MOVED/ASK redirections per command (default 16).
 	// +optional
 	// +kubebuilder:default=16
-	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	MaxCommandRedirections *int32 `json:"maxCommandRedirections,omitempty"`
 

@@ -68,14 +68,11 @@ var _ = Describe("the RedisConnection CRD", func() {
 			mutate(rc)
 			Expect(k8sClient.Create(ctx, rc)).To(Succeed())
 		},
-		Entry("url with username, IPv4, port and db 0", func(rc *rconnv1.RedisConnection) {
-			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://alice@127.0.0.1:7000/0"}}
+		Entry("url with IPv4, port and db 0", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://127.0.0.1:7000/0"}}
 		}),
 		Entry("url with IPv6 literal", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://[::1]:6379"}}
-		}),
-		Entry("url with defaults only", func(rc *rconnv1.RedisConnection) {
-			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://"}}
 		}),
 		Entry("host and port", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "redis-0.redis", Port: 6380}, {Host: "10.0.0.7"}}
@@ -116,13 +113,26 @@ var _ = Describe("the RedisConnection CRD", func() {
 		}, "url must start with redis:// or rediss://"),
 		Entry("password in url", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://alice:s3cret@redis:6379"}}
-		}, "url must not contain a password"),
+		}, "url must not contain a username or password"),
 		Entry("password-only url", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://:s3cret@redis:6379"}}
-		}, "url must not contain a password"),
+		}, "url must not contain a username or password"),
+		Entry("username in url", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://alice@redis:6379"}}
+		}, "url must not contain a username or password"),
+		Entry("url without a host", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://"}}
+		}, "with a host"),
+		Entry("url with a port and no host", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://:6379"}}
+		}, "with a host"),
+		Entry("maxCommandRedirections 0", func(rc *rconnv1.RedisConnection) {
+			zero := int32(0)
+			rc.Spec.MaxCommandRedirections = &zero
+		}, "maxCommandRedirections"),
 		Entry("port out of range in url", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis:70000"}}
-		}, "url must look like redis[s]://[username@][host][:port][/db-number]"),
+		}, "url must look like redis[s]://host[:port][/db-number]"),
 		Entry("port 0 in url", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis:0"}}
 		}, "url must look like"),
@@ -267,7 +277,7 @@ spec:
 		out, err := cmd.CombinedOutput()
 		Expect(err).To(HaveOccurred(), string(out))
 		Expect(string(out)).To(ContainSubstring("is invalid"))
-		Expect(string(out)).To(ContainSubstring("url must not contain a password"))
+		Expect(string(out)).To(ContainSubstring("url must not contain a username or password"))
 	})
 })
 

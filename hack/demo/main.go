@@ -114,7 +114,9 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 			code = 1
 		}
 		fmt.Println("==> stopping every process the demo started")
+		stopping := time.Now()
 		t.cleanup()
+		fmt.Printf("    stopped in %.1fs\n", time.Since(stopping).Seconds())
 		_ = os.Remove(pidFile)
 	}()
 	must := func(err error) {
@@ -285,13 +287,16 @@ func waitMapped(ctx context.Context, w *demo.World, announced string) error {
 	}
 }
 
-type stepper struct{ n, total int }
+type stepper struct {
+	n, total int
+	start    time.Time
+}
 
-func newStepper(total int) *stepper { return &stepper{total: total} }
+func newStepper(total int) *stepper { return &stepper{total: total, start: time.Now()} }
 
 func (s *stepper) next(format string, args ...any) {
 	s.n++
-	fmt.Printf("\n==> [%d/%d] %s\n", s.n, s.total, fmt.Sprintf(format, args...))
+	fmt.Printf("\n==> [%d/%d] %s   (+%.1fs)\n", s.n, s.total, fmt.Sprintf(format, args...), time.Since(s.start).Seconds())
 }
 
 // trimLogTime drops slog's time= field from an app line.

@@ -47,4 +47,6 @@
 //
 // Without +cluster|shards discovery falls back to CLUSTER SLOTS (node health is then unknown
 // until checked). Discovery also falls back to CLUSTER SLOTS on servers older than Redis 7.
+// Connections send CLIENT SETNAME when a client name is set and SELECT for a non-zero database:
+// add +client|setname and +select then, or every connection fails with NOPERM.
 package cluster
