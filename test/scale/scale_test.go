@@ -8,8 +8,8 @@
 //
 // Each benchmark runs its baseline side by side in the same run: sharing=off starts the manager
 // with RCONN_DISABLE_TOPOLOGY_SHARING=true (one inspector and one discovery per
-// RedisConnection per reconcile, the controller before topology sharing), sharing=on is the
-// default. Benchmarks are skipped without bin/k8s (make envtest) or redis-server. Nothing here
+// RedisConnection per reconcile, as before topology sharing), sharing=on is the default; with
+// RCONN_SCALE_BASELINE_REV=<git revision> the manager built from that revision runs first. Benchmarks are skipped without bin/k8s (make envtest) or redis-server. Nothing here
 // dials anything but 127.0.0.0/8 by IP literal.
 //
 // Knobs (environment): RCONN_SCALE_CONNECTIONS (default 1000), RCONN_SCALE_NAMESPACES (20),
@@ -222,19 +222,39 @@ var runs int
 //	MiB-peak-rss      VmHWM of the manager process over the whole run
 //	ms-p50/p99-react-endpointslice  EndpointSlice update -> ConfigMap showing the new map entry
 //	ms-p50/p99-react-secret   ACL Secret update -> output Secret with the new password
+//
+// RCONN_SCALE_BASELINE_REV=<git revision> adds a first variant, manager=<rev>: the manager built
+// from that revision of this repository (managertest.BuildRevision), e.g. the controller before
+// topology sharing.
 func BenchmarkControllerAtScale(b *testing.B) {
-	for _, sharing := range []bool{false, true} {
-		b.Run(fmt.Sprintf("sharing=%s", map[bool]string{false: "off", true: "on"}[sharing]), func(b *testing.B) {
+	type variant struct {
+		name string
+		bin  func(b *testing.B) string
+		env  []string
+	}
+	var variants []variant
+	if rev := os.Getenv("RCONN_SCALE_BASELINE_REV"); rev != "" {
+		variants = append(variants, variant{name: "manager=" + rev, bin: func(b *testing.B) string { return managertest.BuildRevision(fixtureTB{b}, rev) }})
+	}
+	variants = append(variants,
+		variant{name: "sharing=off", env: []string{"RCONN_DISABLE_TOPOLOGY_SHARING=true"}},
+		variant{name: "sharing=on"})
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
 			f := setup(b)
+			bin := managertest.Build(fixtureTB{b})
+			if v.bin != nil {
+				bin = v.bin(b)
+			}
 			for i := 0; i < b.N; i++ {
 				runs++
-				f.scaleRun(b, fmt.Sprintf("r%d", runs), sharing)
+				f.scaleRun(b, fmt.Sprintf("r%d", runs), bin, v.env)
 			}
 		})
 	}
 }
 
-func (f *fixture) scaleRun(b *testing.B, run string, sharing bool) {
+func (f *fixture) scaleRun(b *testing.B, run, bin string, env []string) {
 	ctx := context.Background()
 	n := envInt("RCONN_SCALE_CONNECTIONS", 1000)
 	nsCount := envInt("RCONN_SCALE_NAMESPACES", 20)
@@ -262,12 +282,8 @@ func (f *fixture) scaleRun(b *testing.B, run string, sharing bool) {
 		}
 	})
 
-	var env []string
-	if !sharing {
-		env = append(env, "RCONN_DISABLE_TOPOLOGY_SHARING=true")
-	}
 	args := strings.Fields(os.Getenv("RCONN_SCALE_MANAGER_ARGS"))
-	m := managertest.StartWithEnv(b, f.kubecfg, env, args...)
+	m := managertest.StartBinary(b, bin, f.kubecfg, env, args...)
 	b.Logf("manager pid %d, log %s", m.Pid(), m.LogPath)
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	_, err := m.WaitForMetric(wctx, "controller_runtime_active_workers")

@@ -94,10 +94,77 @@ func Build(t TB) string {
 	return build.path
 }
 
-// RemoveBuild deletes the directory Build compiled into.
+var revisions struct {
+	mu    sync.Mutex
+	paths map[string]string
+	dirs  []string
+}
+
+// BuildRevision compiles the manager as it was at a git revision of this repository (git
+// archive into a temporary directory, then go build with the module cache), once per revision
+// per test process: a baseline to run side by side with Build's. RemoveBuild deletes it too.
+func BuildRevision(t TB, rev string) string {
+	t.Helper()
+	revisions.mu.Lock()
+	defer revisions.mu.Unlock()
+	if p, ok := revisions.paths[rev]; ok {
+		return p
+	}
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatalf("managertest: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "rconn-managertest-rev-")
+	if err != nil {
+		t.Fatalf("managertest: %v", err)
+	}
+	revisions.dirs = append(revisions.dirs, dir)
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatalf("managertest: %v", err)
+	}
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", rev)
+	untar := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		t.Fatalf("managertest: %v", err)
+	}
+	untar.Stdin = pipe
+	var archErr bytes.Buffer
+	archive.Stderr = &archErr
+	if err := untar.Start(); err != nil {
+		t.Fatalf("managertest: tar: %v", err)
+	}
+	if err := archive.Run(); err != nil {
+		_ = untar.Wait()
+		t.Fatalf("managertest: git archive %s: %v: %s", rev, err, archErr.String())
+	}
+	if err := untar.Wait(); err != nil {
+		t.Fatalf("managertest: tar: %v", err)
+	}
+	out := filepath.Join(dir, "manager")
+	cmd := exec.Command(goTool(), "build", "-o", out, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("managertest: go build of the manager at %s failed: %v\n%s", rev, err, b)
+	}
+	if revisions.paths == nil {
+		revisions.paths = map[string]string{}
+	}
+	revisions.paths[rev] = out
+	return out
+}
+
+// RemoveBuild deletes the directories Build and BuildRevision compiled into.
 func RemoveBuild() {
 	if build.dir != "" {
 		_ = os.RemoveAll(build.dir)
+	}
+	revisions.mu.Lock()
+	defer revisions.mu.Unlock()
+	for _, d := range revisions.dirs {
+		_ = os.RemoveAll(d)
 	}
 }
 
@@ -154,7 +221,12 @@ func Start(t TB, kubeconfigPath string, extraArgs ...string) *Manager {
 // this process's environment, without KUBECONFIG and in-cluster variables).
 func StartWithEnv(t TB, kubeconfigPath string, env []string, extraArgs ...string) *Manager {
 	t.Helper()
-	bin := Build(t)
+	return StartBinary(t, Build(t), kubeconfigPath, env, extraArgs...)
+}
+
+// StartBinary is StartWithEnv with a given manager binary (BuildRevision's, for a baseline).
+func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...string) *Manager {
+	t.Helper()
 	mp, err := freePort()
 	if err != nil {
 		t.Fatalf("managertest: %v", err)
