@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -17,6 +19,10 @@ var (
 		Name: "rconn_node_ping_seconds",
 		Help: "PING round trip of the node's last health check.",
 	}, []string{"namespace", "name", "node"})
+	ready = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rconn_ready",
+		Help: "1 when the RedisConnection's Ready condition is True, else 0 (the reason is in the condition): alert on this, it also covers an unreachable cluster, when no node is health-checked.",
+	}, []string{"namespace", "name"})
 	slotsCovered = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "rconn_slots_covered",
 		Help: "Hash slots served by some master (16384 when the cluster is complete).",
@@ -36,20 +42,52 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(nodeUp, nodePing, slotsCovered, topologyChanges, openInspectors, inspectorReferences)
+	metrics.Registry.MustRegister(nodeUp, nodePing, ready, slotsCovered, topologyChanges, openInspectors, inspectorReferences)
 }
 
+// recorded remembers which node series each RedisConnection has, so nodes that left the
+// topology (or stopped answering, for the ping gauge) lose theirs instead of going stale.
+var recorded = struct {
+	sync.Mutex
+	up, ping map[[2]string]map[string]bool
+}{up: map[[2]string]map[string]bool{}, ping: map[[2]string]map[string]bool{}}
+
 func recordHealth(ns, name string, health []cluster.NodeHealth) {
+	up, ping := map[string]bool{}, map[string]bool{}
 	for _, h := range health {
-		up := 0.0
+		v := 0.0
 		if h.Healthy() {
-			up = 1
+			v = 1
 		}
-		nodeUp.WithLabelValues(ns, name, h.Announced).Set(up)
+		nodeUp.WithLabelValues(ns, name, h.Announced).Set(v)
+		up[h.Announced] = true
 		if h.Reachable {
 			nodePing.WithLabelValues(ns, name, h.Announced).Set(h.Latency.Seconds())
+			ping[h.Announced] = true
 		}
 	}
+	key := [2]string{ns, name}
+	recorded.Lock()
+	defer recorded.Unlock()
+	for node := range recorded.up[key] {
+		if !up[node] {
+			nodeUp.DeleteLabelValues(ns, name, node)
+		}
+	}
+	for node := range recorded.ping[key] {
+		if !ping[node] {
+			nodePing.DeleteLabelValues(ns, name, node)
+		}
+	}
+	recorded.up[key], recorded.ping[key] = up, ping
+}
+
+func recordReady(ns, name string, isReady bool) {
+	v := 0.0
+	if isReady {
+		v = 1
+	}
+	ready.WithLabelValues(ns, name).Set(v)
 }
 
 // forgetMetrics drops every series of a deleted RedisConnection.
@@ -57,6 +95,11 @@ func forgetMetrics(ns, name string) {
 	l := prometheus.Labels{"namespace": ns, "name": name}
 	nodeUp.DeletePartialMatch(l)
 	nodePing.DeletePartialMatch(l)
+	ready.DeletePartialMatch(l)
+	recorded.Lock()
+	delete(recorded.up, [2]string{ns, name})
+	delete(recorded.ping, [2]string{ns, name})
+	recorded.Unlock()
 	slotsCovered.DeletePartialMatch(l)
 	topologyChanges.DeletePartialMatch(l)
 }

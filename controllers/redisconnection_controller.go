@@ -15,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -108,6 +109,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	defer func() {
 		setReady(rc)
+		recordReady(rc.Namespace, rc.Name, meta.IsStatusConditionTrue(rc.Status.Conditions, rconnv1.ConditionReady))
 		rc.Status.ObservedGeneration = rc.Generation
 		_, secName := outputNames(rc)
 		rc.Status.Binding = &rconnv1.BindingStatus{Name: secName}

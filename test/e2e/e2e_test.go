@@ -8,6 +8,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +57,42 @@ func TestEndToEnd(t *testing.T) {
 	if err := w.InstallCRD(within(90 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	mgr, _ := w.StartManager(t, within(60*time.Second), manager)
+	mgr, metricsURL := w.StartManager(t, within(60*time.Second), manager)
+	// waitMetric scrapes the manager's /metrics until every want line is present and no
+	// gone substring is (bounded by 60s).
+	waitMetric := func(want []string, gone []string) {
+		t.Helper()
+		ctx := within(60 * time.Second)
+		var text string
+		for {
+			if resp, err := http.Get(metricsURL); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				text = string(b)
+				ok := true
+				for _, w := range want {
+					ok = ok && strings.Contains(text, w+"\n")
+				}
+				for _, g := range gone {
+					ok = ok && !strings.Contains(text, g)
+				}
+				if ok {
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				var rconn []string
+				for _, l := range strings.Split(text, "\n") {
+					if strings.HasPrefix(l, "rconn_") {
+						rconn = append(rconn, l)
+					}
+				}
+				t.Fatalf("metrics never had %q without %q; rconn series:\n%s", want, gone, strings.Join(rconn, "\n"))
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
 	kubectl := func(args ...string) string {
 		t.Helper()
 		out, err := w.Kubectl(within(2*time.Minute), args...)
@@ -116,6 +153,17 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	nodeSeries := func(metric, announced string) string {
+		return metric + `{name="demo",namespace="` + demo.Namespace + `",node="` + announced + `"}`
+	}
+	t.Run("metrics", func(t *testing.T) {
+		want := []string{`rconn_ready{name="demo",namespace="` + demo.Namespace + `"} 1`, `rconn_slots_covered{name="demo",namespace="` + demo.Namespace + `"} 16384`}
+		for _, n := range w.Redis.Nodes {
+			want = append(want, nodeSeries("rconn_node_up", n.Announced)+" 1")
+		}
+		waitMetric(want, nil)
+	})
+
 	t.Run("rendered ConfigMap and Secret", func(t *testing.T) {
 		raw := kubectl(append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
 		cfg, err := client.LoadConfig([]byte(raw))
@@ -171,7 +219,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 
 		mark := len(appProc.Lines())
-		_, newAddr, err := w.MoveNode(within(60*time.Second), 1)
+		oldAddr, newAddr, err := w.MoveNode(within(60*time.Second), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,6 +240,8 @@ func TestEndToEnd(t *testing.T) {
 		if appProc.Exited() {
 			t.Fatal("the app exited")
 		}
+		// The moved node is health-checked under its new address; the old series is gone.
+		waitMetric([]string{nodeSeries("rconn_node_up", newAddr) + " 1"}, []string{nodeSeries("rconn_node_up", oldAddr)})
 	})
 
 	t.Run("node-redis createCluster on config.json, as docs/consuming.md shows", func(t *testing.T) {
