@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -242,6 +243,34 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		}, 30*time.Second, 100*time.Millisecond).Should(BeTrue())
 		cm, _ := outputs(ns, "cache")
 		Expect(cm.Data[pkgclient.ConfigFileName]).To(ContainSubstring(`"name": "renamed"`))
+	})
+
+	It("moves its outputs when spec.output renames them, deleting the old ones", func() {
+		got := get(ns, "cache")
+		got.Spec.Output = &rconnv1.Output{ConfigMapName: "cache-v2", SecretName: "cache-v2-binding"}
+		Expect(k8s.Update(ctx, got)).To(Succeed())
+		Eventually(func() error {
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache-v2"}, &corev1.ConfigMap{}); err != nil {
+				return err
+			}
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache-v2-binding"}, &corev1.Secret{})
+		}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+		Eventually(func() bool {
+			errCM := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, &corev1.ConfigMap{})
+			errSec := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, &corev1.Secret{})
+			return apierrors.IsNotFound(errCM) && apierrors.IsNotFound(errSec)
+		}, 30*time.Second, 100*time.Millisecond).Should(BeTrue(), "the old ConfigMap and Secret named cache are deleted")
+		Expect(get(ns, "cache").Status.Binding.Name).To(Equal("cache-v2-binding"))
+
+		// Back to the default names, so the specs after this one read outputs named "cache".
+		got = get(ns, "cache")
+		got.Spec.Output = nil
+		Expect(k8s.Update(ctx, got)).To(Succeed())
+		Eventually(func() bool {
+			errNew := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache-v2"}, &corev1.ConfigMap{})
+			errOld := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, &corev1.ConfigMap{})
+			return apierrors.IsNotFound(errNew) && errOld == nil
+		}, 30*time.Second, 100*time.Millisecond).Should(BeTrue())
 	})
 
 	It("reports a failover and recovers Ready", func() {

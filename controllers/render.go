@@ -292,8 +292,47 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 		want.secRV = sec.ResourceVersion
 		changed = true
 	}
+	if err := r.pruneOutputs(ctx, rc, cmName, secName); err != nil {
+		r.outputs.drop(rcKey)
+		return changed, err
+	}
 	r.outputs.set(rcKey, want)
 	return changed, nil
+}
+
+// pruneOutputs deletes the RedisConnection's outputs under names it no longer uses (after
+// spec.output was changed), so no stale ConfigMap/Secret lingers until the RedisConnection is
+// deleted. Only objects it controls and labels as its own are touched; it runs only when the
+// outputs were just verified or applied, not at steady state.
+func (r *RedisConnectionReconciler) pruneOutputs(ctx context.Context, rc *rconnv1.RedisConnection, cmName, secName string) error {
+	sel := client.MatchingLabels{LabelManagedBy: managedBy, LabelConnection: rc.Name}
+	for _, kind := range []struct {
+		name string
+		list client.ObjectList
+		keep string
+		obj  func(name string) client.Object
+	}{
+		{"ConfigMap", &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMapList"}}, cmName,
+			func(n string) client.Object { return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}} }},
+		{"Secret", &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "SecretList"}}, secName,
+			func(n string) client.Object { return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}} }},
+	} {
+		if err := r.List(ctx, kind.list, client.InNamespace(rc.Namespace), sel); err != nil {
+			return fmt.Errorf("listing outputs: %w", err)
+		}
+		for _, item := range kind.list.(*metav1.PartialObjectMetadataList).Items {
+			if item.Name == kind.keep || !metav1.IsControlledBy(&item, rc) {
+				continue
+			}
+			obj := kind.obj(item.Name)
+			uid := item.UID
+			if err := r.Delete(ctx, obj, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("deleting the previous output %s: %w", item.Name, err)
+			}
+			r.event(rc, corev1.EventTypeNormal, "OutputRenamed", fmt.Sprintf("deleted %s %s: spec.output now names %s", kind.name, item.Name, kind.keep))
+		}
+	}
+	return nil
 }
 
 // outputState is what a RedisConnection's outputs were verified to hold: content hashes at
