@@ -19,9 +19,13 @@ import (
 
 // credentials are the resolved ACL and TLS material of a RedisConnection.
 type credentials struct {
+	// username and password are rendered for apps (spec.defaults.acl).
 	username, password string
 	hasPassword        bool
-	tls                *rtls.Material
+	// ctrlUsername and ctrlPassword are what the controller connects with (spec.controllerACL,
+	// else the same as username and password).
+	ctrlUsername, ctrlPassword string
+	tls                        *rtls.Material
 	// expiry is the earliest certificate expiry (zero without certificates).
 	expiry time.Time
 }
@@ -43,30 +47,22 @@ func credErr(reason, format string, args ...any) error {
 func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *rconnv1.RedisConnection) (*credentials, error) {
 	c := &credentials{}
 	d := rc.Spec.Defaults
-	if d == nil {
-		return c, nil
-	}
-	if d.ACL != nil {
-		sec, err := r.readSecret(ctx, rc.Namespace, d.ACL.SecretRef.Name)
-		if err != nil {
+	if d != nil && d.ACL != nil {
+		var err error
+		if c.username, c.password, err = r.readACL(ctx, rc.Namespace, d.ACL, "spec.defaults.acl"); err != nil {
 			return nil, err
 		}
-		key := d.ACL.PasswordKey
-		if key == "" {
-			key = pkgclient.SecretKeyPassword
+		c.hasPassword = true
+	}
+	c.ctrlUsername, c.ctrlPassword = c.username, c.password
+	if a := rc.Spec.ControllerACL; a != nil {
+		var err error
+		if c.ctrlUsername, c.ctrlPassword, err = r.readACL(ctx, rc.Namespace, a, "spec.controllerACL"); err != nil {
+			return nil, err
 		}
-		pw, ok := sec.Data[key]
-		if !ok {
-			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q (spec.defaults.acl.passwordKey)", sec.Name, key)
-		}
-		c.password, c.hasPassword = string(pw), true
-		if d.ACL.UsernameKey != "" {
-			u, ok := sec.Data[d.ACL.UsernameKey]
-			if !ok {
-				return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q (spec.defaults.acl.usernameKey)", sec.Name, d.ACL.UsernameKey)
-			}
-			c.username = string(u)
-		}
+	}
+	if d == nil {
+		return c, nil
 	}
 	if d.TLS != nil && d.TLS.Enabled && d.TLS.SecretRef != nil {
 		sec, err := r.readSecret(ctx, rc.Namespace, d.TLS.SecretRef.Name)
@@ -91,6 +87,34 @@ func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *
 		c.tls, c.expiry = m, report.Expiry
 	}
 	return c, nil
+}
+
+// readACL reads an ACL username (optional) and password from a Secret; field names the spec
+// field in messages.
+func (r *RedisConnectionReconciler) readACL(ctx context.Context, ns string, acl *rconnv1.ACLCredentials, field string) (username, password string, err error) {
+	sec, err := r.readSecret(ctx, ns, acl.SecretRef.Name)
+	if err != nil {
+		if ce, ok := asCredentialError(err); ok {
+			return "", "", credErr(ce.reason, "%s (%s)", ce.message, field)
+		}
+		return "", "", err
+	}
+	key := acl.PasswordKey
+	if key == "" {
+		key = pkgclient.SecretKeyPassword
+	}
+	pw, ok := sec.Data[key]
+	if !ok {
+		return "", "", credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q (%s.passwordKey)", sec.Name, key, field)
+	}
+	if acl.UsernameKey != "" {
+		u, ok := sec.Data[acl.UsernameKey]
+		if !ok {
+			return "", "", credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q (%s.usernameKey)", sec.Name, acl.UsernameKey, field)
+		}
+		username = string(u)
+	}
+	return username, string(pw), nil
 }
 
 // readSecret returns a Secret's content. Content is read from the API server (the cache holds

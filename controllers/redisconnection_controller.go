@@ -143,7 +143,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	} else if err != nil {
 		return ctrl.Result{}, err
 	}
-	if creds.tls == nil && !creds.hasPassword {
+	if creds.tls == nil && !creds.hasPassword && rc.Spec.ControllerACL == nil {
 		setCondition(rc, rconnv1.ConditionCredentialsResolved, true, rconnv1.ReasonNoCredentials, "no ACL or TLS Secret referenced")
 	} else {
 		setCondition(rc, rconnv1.ConditionCredentialsResolved, true, rconnv1.ReasonCredentialsResolved, "ACL and TLS Secrets are present and valid")
@@ -333,6 +333,9 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexSecretRefs, func(o client.Object) []string {
 		rc := o.(*rconnv1.RedisConnection)
 		var out []string
+		if rc.Spec.ControllerACL != nil {
+			out = append(out, rc.Spec.ControllerACL.SecretRef.Name)
+		}
 		if d := rc.Spec.Defaults; d != nil {
 			if d.ACL != nil {
 				out = append(out, d.ACL.SecretRef.Name)

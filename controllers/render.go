@@ -313,9 +313,13 @@ func (r *RedisConnectionReconciler) pruneOutputs(ctx context.Context, rc *rconnv
 		obj  func(name string) client.Object
 	}{
 		{"ConfigMap", &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMapList"}}, cmName,
-			func(n string) client.Object { return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}} }},
+			func(n string) client.Object {
+				return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}}
+			}},
 		{"Secret", &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "SecretList"}}, secName,
-			func(n string) client.Object { return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}} }},
+			func(n string) client.Object {
+				return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}}
+			}},
 	} {
 		if err := r.List(ctx, kind.list, client.InNamespace(rc.Namespace), sel); err != nil {
 			return fmt.Errorf("listing outputs: %w", err)

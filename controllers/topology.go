@@ -106,12 +106,12 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 		MinimizeConnections: rc.Spec.MinimizeConnections,
 		NodeAddressMap:      staticMap(m),
 		Dial:                r.Dial,
-		Defaults:            cluster.NodeOptions{Username: creds.username, Password: creds.password},
+		Defaults:            cluster.NodeOptions{Username: creds.ctrlUsername, Password: creds.ctrlPassword},
 	}
 	// The fingerprint covers what the connections are made of, by content (not by Secret
 	// resourceVersion), so RedisConnections in different namespaces with equal credentials share.
 	fp := sha256.New()
-	fmt.Fprintf(fp, "%s|%q|%d:%s|", rc.Spec.Mode, creds.username, len(creds.password), creds.password)
+	fmt.Fprintf(fp, "%s|%q|%d:%s|", rc.Spec.Mode, creds.ctrlUsername, len(creds.ctrlPassword), creds.ctrlPassword)
 	if m := creds.tls; m != nil {
 		fmt.Fprintf(fp, "ca=%d:%s|crt=%d:%s|key=%d:%s|", len(m.CA), m.CA, len(m.Cert), m.Cert, len(m.Key), m.Key)
 	}

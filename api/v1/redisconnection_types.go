@@ -307,6 +307,13 @@ type RedisConnectionSpec struct {
 	// +optional
 	Defaults *NodeDefaults `json:"defaults,omitempty"`
 
+	// controllerACL names the Secret with the ACL user the controller itself connects with for
+	// discovery and health checks. Unset: spec.defaults.acl. It is never rendered into the
+	// outputs, so the controller can run with the minimal ACL (PING, ROLE, INFO, CLUSTER SHARDS,
+	// SLOTS, INFO, MYID) while apps get their own user from spec.defaults.acl.
+	// +optional
+	ControllerACL *ACLCredentials `json:"controllerACL,omitempty"`
+
 	// useReplicas sends read-only commands to replicas too (Cluster mode).
 	// +optional
 	UseReplicas bool `json:"useReplicas,omitempty"`
@@ -527,6 +534,7 @@ type RedisConnectionStatus struct {
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.defaults) || !has(self.spec.defaults.acl) || self.spec.defaults.acl.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.defaults.acl.secretRef: the controller would overwrite it"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.controllerACL) || self.spec.controllerACL.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.controllerACL.secretRef: the controller would overwrite it"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.defaults) || !has(self.spec.defaults.tls) || !has(self.spec.defaults.tls.secretRef) || self.spec.defaults.tls.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.defaults.tls.secretRef: the controller would overwrite it"
 type RedisConnection struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -238,6 +238,9 @@ var _ = Describe("the RedisConnection CRD", func() {
 		Entry("output Secret that would overwrite the ACL Secret", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.Defaults = &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: rc.Name}}}
 		}, "must differ from spec.defaults.acl.secretRef"),
+		Entry("output Secret that would overwrite the controller's ACL Secret", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.ControllerACL = &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: rc.Name}}
+		}, "must differ from spec.controllerACL.secretRef"),
 		Entry("output Secret that would overwrite the TLS Secret", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "rediss://redis:6379"}}
 			rc.Spec.Output = &rconnv1.Output{SecretName: "tls"}

@@ -311,6 +311,11 @@ func (in *RedisConnectionSpec) DeepCopyInto(out *RedisConnectionSpec) {
 		*out = new(NodeDefaults)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.ControllerACL != nil {
+		in, out := &in.ControllerACL, &out.ControllerACL
+		*out = new(ACLCredentials)
+		**out = **in
+	}
 	if in.MaxCommandRedirections != nil {
 		in, out := &in.MaxCommandRedirections, &out.MaxCommandRedirections
 		*out = new(int32)
