@@ -222,6 +222,9 @@ var runs int
 //	MiB-peak-rss      VmHWM of the manager process over the whole run
 //	ms-p50/p99-react-endpointslice  EndpointSlice update -> ConfigMap showing the new map entry
 //	ms-p50/p99-react-secret   ACL Secret update -> output Secret with the new password
+//	redis-conns-after-delete  connections the manager still holds once every RedisConnection
+//	                  is deleted (waits up to 2 minutes for 0)
+//	goroutines-after-delete   go_goroutines then, minus before the first RedisConnection
 //
 // RCONN_SCALE_BASELINE_REV=<git revision> adds a first variant, manager=<rev>: the manager built
 // from that revision of this repository (managertest.BuildRevision), e.g. the controller before
@@ -286,9 +289,10 @@ func (f *fixture) scaleRun(b *testing.B, run, bin string, env []string) {
 	m := managertest.StartBinary(b, bin, f.kubecfg, env, args...)
 	b.Logf("manager pid %d, log %s", m.Pid(), m.LogPath)
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	_, err := m.WaitForMetric(wctx, "controller_runtime_active_workers")
+	startMetrics, err := m.WaitForMetric(wctx, "controller_runtime_active_workers")
 	cancel()
 	must(b, err)
+	idleGoroutines := managertest.Sum(startMetrics, "go_goroutines", nil)
 
 	// 1. Create n RedisConnections (the react one included), 16 at a time, and wait for Ready.
 	roots := []rconnv1.RootNode{}
@@ -373,6 +377,23 @@ func (f *fixture) scaleRun(b *testing.B, run, bin string, env []string) {
 	rss, err := m.PeakRSS()
 	must(b, err)
 	b.ReportMetric(float64(rss)/(1<<20), "MiB-peak-rss")
+
+	// 4. Delete every RedisConnection: the controller must close every Redis connection and end
+	// the goroutines it started for them.
+	for _, ns := range namespaces {
+		must(b, f.k8s.DeleteAllOf(ctx, &rconnv1.RedisConnection{}, client.InNamespace(ns)))
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	var after snapshot
+	for {
+		after = f.snapshot(b, m)
+		if (after.inspectors == 0 && after.redisConns == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	b.ReportMetric(float64(after.redisConns), "redis-conns-after-delete")
+	b.ReportMetric(after.goroutines-idleGoroutines, "goroutines-after-delete")
 	if m.Exited() {
 		b.Fatalf("the manager exited during the run; log tail:\n%s", tail(m.Log(), 3000))
 	}
