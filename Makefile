@@ -58,7 +58,8 @@ test: deps envtest verify-generated vet ## Run every test (envtest + real redis-
 
 # Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
 # turns all of it into one table (medians of BENCH_COUNT samples). BENCH_TIME is -benchtime per
-# case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 500000).
+# case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 500000). -p 1: one
+# package at a time, so that no two benchmark binaries share the cores.
 BENCH_COUNT ?= 3
 BENCH_TIME ?= 500ms
 BENCH_OUT ?= $(ROOT)/bench.out
@@ -71,7 +72,7 @@ test-e2e: deps envtest ## Only the end-to-end suite (test/e2e; make test runs it
 .PHONY: bench
 bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and redis-benchmark), print one table.
 	@: > $(BENCH_OUT)
-	go test ./pkg/... -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
+	go test -p 1 ./pkg/... -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	cd bench && go test . -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/scale -run '^$$' -bench . -benchtime 1x -timeout 60m | tee -a $(BENCH_OUT)
 	@echo; cd bench && go run ./cmd/table < $(BENCH_OUT)
