@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
@@ -33,7 +34,8 @@ func BenchmarkCommands(b *testing.B) {
 	if _, err := ours.Connect(ctx); err != nil {
 		b.Fatal(err)
 	}
-	plain := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{rc.Nodes[0].Addr()}})
+	plain := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{rc.Nodes[0].Addr()},
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 	defer plain.Close()
 
 	keys := make([]string, 1024)
