@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +24,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/controllers"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 )
@@ -178,8 +177,6 @@ func eventuallyCondition(ns, name, typ string, status metav1.ConditionStatus, re
 // kubeletMount writes ConfigMap and Secret data the way kubelet lays out a projected volume.
 func kubeletMount(cm *corev1.ConfigMap, sec *corev1.Secret) string {
 	dir := GinkgoT().TempDir()
-	data := filepath.Join(dir, "..2026_11_22_00_00_00.000000001")
-	Expect(os.Mkdir(data, 0o755)).To(Succeed())
 	files := map[string][]byte{}
 	for k, v := range cm.Data {
 		files[k] = []byte(v)
@@ -187,10 +184,6 @@ func kubeletMount(cm *corev1.ConfigMap, sec *corev1.Secret) string {
 	for k, v := range sec.Data {
 		files[k] = v
 	}
-	for k, v := range files {
-		Expect(os.WriteFile(filepath.Join(data, k), v, 0o600)).To(Succeed())
-		Expect(os.Symlink(filepath.Join("..data", k), filepath.Join(dir, k))).To(Succeed())
-	}
-	Expect(os.Symlink(filepath.Base(data), filepath.Join(dir, "..data"))).To(Succeed())
+	Expect(kubeletmount.Write(dir, files, 0o600)).To(Succeed())
 	return dir
 }

@@ -6,12 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
 )
 
 // Mount is a kubelet stand-in: it keeps a ConfigMap and a Secret written to two directories in
@@ -60,7 +61,7 @@ func (w *World) Mount(t TB, ctx context.Context, name string) *Mount {
 					for k, v := range cm.Data {
 						files[k] = []byte(v)
 					}
-					if err = writeAtomic(m.ConfigDir, files, 0o644); err == nil {
+					if err = kubeletmount.Write(m.ConfigDir, files, 0o644); err == nil {
 						if cmRV != "" {
 							m.notify("ConfigMap")
 						}
@@ -68,7 +69,7 @@ func (w *World) Mount(t TB, ctx context.Context, name string) *Mount {
 					}
 				}
 				if err == nil && sec.ResourceVersion != secRV {
-					if err = writeAtomic(m.SecretDir, sec.Data, 0o600); err == nil {
+					if err = kubeletmount.Write(m.SecretDir, sec.Data, 0o600); err == nil {
 						if secRV != "" {
 							m.notify("Secret")
 						}
@@ -112,56 +113,6 @@ func (m *Mount) notify(what string) {
 
 // Updates delivers "ConfigMap" or "Secret" after each rewrite of a mount (after the first).
 func (m *Mount) Updates() <-chan string { return m.updates }
-
-// writeAtomic lays files out as kubelet's AtomicWriter does: a timestamped directory, "..data"
-// pointing at it (swapped with one rename), and a symlink per key into "..data".
-func writeAtomic(dir string, files map[string][]byte, mode os.FileMode) error {
-	ts := filepath.Join(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05.000000000"))
-	if err := os.Mkdir(ts, 0o755); err != nil {
-		return err
-	}
-	keys := make([]string, 0, len(files))
-	for k, v := range files {
-		keys = append(keys, k)
-		if err := os.WriteFile(filepath.Join(ts, k), v, mode); err != nil {
-			return err
-		}
-	}
-	sort.Strings(keys)
-	old, _ := os.Readlink(filepath.Join(dir, "..data"))
-	tmp := filepath.Join(dir, "..data_tmp")
-	_ = os.Remove(tmp)
-	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-		return err
-	}
-	for _, k := range keys {
-		link := filepath.Join(dir, k)
-		if _, err := os.Lstat(link); os.IsNotExist(err) {
-			if err := os.Symlink(filepath.Join("..data", k), link); err != nil {
-				return err
-			}
-		}
-	}
-	// Keys that are gone, and the previous timestamped directory.
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if name := e.Name(); name[0] != '.' {
-			if _, ok := files[name]; !ok {
-				_ = os.Remove(filepath.Join(dir, name))
-			}
-		}
-	}
-	if old != "" {
-		_ = os.RemoveAll(filepath.Join(dir, old))
-	}
-	return nil
-}
 
 // Build compiles the manager (the flags the Dockerfile uses) and the example app into dir and
 // returns their paths.

@@ -3,15 +3,13 @@ package client_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
@@ -19,15 +17,10 @@ import (
 
 type recorder = nettest.Recorder
 
-// mount is a directory laid out exactly like a kubelet projected volume:
-//
-//	..2026_11_22_01_02_03.000000001/<files>   real directory
-//	..data -> ..2026_11_22_01_02_03.000000001
-//	<file> -> ..data/<file>
+// mount is a directory laid out exactly like a kubelet projected volume
+// (internal/testing/kubeletmount).
 type mount struct {
 	dir string
-	n   int
-	cur string
 }
 
 func newMount(t *testing.T, files map[string][]byte) *mount {
@@ -40,45 +33,9 @@ func newMount(t *testing.T, files map[string][]byte) *mount {
 // update writes a new version and swaps it in atomically, as kubelet does.
 func (m *mount) update(t *testing.T, files map[string][]byte) {
 	t.Helper()
-	m.n++
-	ts := fmt.Sprintf("..2026_11_22_01_02_03.%09d", m.n)
-	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
+	if err := kubeletmount.Write(m.dir, files, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(m.dir, ts, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tmp := filepath.Join(m.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range files {
-		link := filepath.Join(m.dir, name)
-		if _, err := os.Lstat(link); err == nil {
-			continue
-		}
-		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Drop links of files that are gone, then the old version.
-	entries, _ := os.ReadDir(m.dir)
-	for _, e := range entries {
-		if e.Name()[0] != '.' {
-			if _, ok := files[e.Name()]; !ok {
-				_ = os.Remove(filepath.Join(m.dir, e.Name()))
-			}
-		}
-	}
-	if m.cur != "" {
-		_ = os.RemoveAll(filepath.Join(m.dir, m.cur))
-	}
-	m.cur = ts
 }
 
 // events records client events.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -15,45 +13,23 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
-// benchMount is a kubelet-style projected volume (see mount in helpers_test.go) for benchmarks:
-// each update writes a new timestamped directory and renames a new "..data" symlink over the
-// old one, which is the atomic step kubelet takes.
+// benchMount is a kubelet-style projected volume (internal/testing/kubeletmount) for
+// benchmarks: each update swaps in a new version with one rename of "..data", the atomic step
+// kubelet takes.
 type benchMount struct {
 	dir string
-	n   int
-	cur string
 }
 
 func (m *benchMount) update(tb testing.TB, name string, data []byte) {
-	m.n++
-	ts := fmt.Sprintf("..2026_11_22_01_02_03.%09d", m.n)
-	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
+	if err := kubeletmount.Write(m.dir, map[string][]byte{name: data}, 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(m.dir, ts, name), data, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	tmp := filepath.Join(m.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := os.Lstat(filepath.Join(m.dir, name)); err != nil {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(m.dir, name)); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if m.cur != "" {
-		_ = os.RemoveAll(filepath.Join(m.dir, m.cur))
-	}
-	m.cur = ts
 }
 
 // reloadEnv is a 3-master cluster announcing unreachable .invalid hostnames, a kubelet-style
