@@ -300,38 +300,12 @@ func (w *World) StartApp(t TB, bin, configDir, secretDir string, echo func(strin
 // EndpointSlice lists the new name. Its LoadBalancer Service stays. It returns the old and new
 // announced addresses.
 func (w *World) MoveNode(ctx context.Context, i int) (oldAddr, newAddr string, err error) {
-	n := w.Redis.Nodes[i]
 	w.renames++
 	host := fmt.Sprintf("node-%d-r%d.%s", i, w.renames, Domain)
-	oldAddr, newAddr = n.Announced, net.JoinHostPort(host, strconv.Itoa(n.Port))
-	c := n.Client()
-	defer c.Close()
-	if err := c.ConfigSet(ctx, "cluster-announce-hostname", host).Err(); err != nil {
-		return "", "", fmt.Errorf("node %d: CONFIG SET cluster-announce-hostname: %w", i, err)
+	oldAddr = w.Redis.Nodes[i].Announced
+	if newAddr, err = w.Redis.Reannounce(ctx, i, host); err != nil {
+		return "", "", err
 	}
-	// Wait (bounded by ctx) until every node hands out the new name.
-	for _, other := range w.Redis.Nodes {
-		oc := other.Client()
-		err := poll(ctx, func() bool {
-			shards, err := oc.ClusterShards(ctx).Result()
-			if err != nil {
-				return false
-			}
-			for _, s := range shards {
-				for _, sn := range s.Nodes {
-					if sn.Hostname == host {
-						return true
-					}
-				}
-			}
-			return false
-		})
-		oc.Close()
-		if err != nil {
-			return "", "", fmt.Errorf("waiting for node %d to announce %s: %w", i, host, err)
-		}
-	}
-	n.Announced = newAddr
 	es := &discoveryv1.EndpointSlice{}
 	if err := w.Kube.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: serviceName(i) + "-demo"}, es); err != nil {
 		return "", "", err
@@ -341,17 +315,6 @@ func (w *World) MoveNode(ctx context.Context, i int) (oldAddr, newAddr string, e
 		return "", "", err
 	}
 	return oldAddr, newAddr, nil
-}
-
-func poll(ctx context.Context, ok func() bool) error {
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 func freeAddr(t TB) string {

@@ -332,6 +332,41 @@ func poll(ctx context.Context, what string, f func() error) error {
 	}
 }
 
+// Reannounce makes node i announce host from now on (CONFIG SET cluster-announce-hostname), as a
+// restarted pod comes back with a new address, and waits until every node hands the new name out
+// in CLUSTER SHARDS. The node's Announced follows; the new announced address is returned.
+func (c *Cluster) Reannounce(ctx context.Context, i int, host string) (string, error) {
+	n := c.Nodes[i]
+	nc := n.Client()
+	defer nc.Close()
+	if err := nc.ConfigSet(ctx, "cluster-announce-hostname", host).Err(); err != nil {
+		return "", fmt.Errorf("node %d: CONFIG SET cluster-announce-hostname: %w", i, err)
+	}
+	for _, other := range c.Nodes {
+		oc := other.Client()
+		err := poll(ctx, fmt.Sprintf("node %d to hand out %s", other.Index, host), func() error {
+			shards, err := oc.ClusterShards(ctx).Result()
+			if err != nil {
+				return err
+			}
+			for _, s := range shards {
+				for _, sn := range s.Nodes {
+					if sn.Hostname == host {
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("not yet")
+		})
+		oc.Close()
+		if err != nil {
+			return "", err
+		}
+	}
+	n.Announced = net.JoinHostPort(host, strconv.Itoa(n.Port))
+	return n.Announced, nil
+}
+
 // MigrateSlot moves slot and every key in it from src to dst with the live-resharding protocol:
 // CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE per key (first the keys in first, in order, then
 // the rest), then SETSLOT NODE on every master. afterKey, when set, runs after each key moved
