@@ -68,6 +68,7 @@ func main() {
 
 // runner is the demo's TB: cleanups run in reverse order at the end; Fatalf stops the demo.
 type runner struct {
+	dir      string
 	mu       sync.Mutex
 	cleanups []func()
 }
@@ -79,6 +80,10 @@ func (r *runner) Logf(format string, args ...any) { fmt.Printf("    "+format+"\n
 func (r *runner) Fatalf(format string, args ...any) {
 	panic(fatal(fmt.Sprintf(format, args...)))
 }
+
+// TempDir is the demo's state directory (bin/demo), so the manager's log (managertest writes it
+// there) is kept for after the run, next to the app's.
+func (r *runner) TempDir() string { return r.dir }
 func (r *runner) Cleanup(f func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -98,7 +103,11 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	start := time.Now()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	t := &runner{}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "rconn-demo:", err)
+		return 1
+	}
+	t := &runner{dir: dir}
 	ctrllog.SetLogger(logr.Discard()) // the demo prints its own story; the manager logs to a file
 	defer func() {
 		if r := recover(); r != nil {
@@ -148,8 +157,8 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	must(w.InstallCRD(within(90 * time.Second)))
 
 	step.next("running the manager binary (as user %s, bound to config/rbac/role.yaml only)", demo.ManagerUser)
-	mgr, metrics := w.StartManager(t, within(60*time.Second), manager)
-	t.Logf("pid %d, log %s, metrics %s", mgr.Pid(), mgr.LogFile, metrics)
+	mgr := w.StartManager(t, manager)
+	t.Logf("pid %d, log %s, metrics http://%s/metrics", mgr.Pid(), mgr.LogPath, mgr.MetricsAddr)
 
 	step.next("applying the sample RedisConnection")
 	show(t, w, ctx, "apply", "-n", demo.Namespace, "-f", sample)
@@ -240,7 +249,7 @@ The demo keeps running (pid %d).
   tail -f %s        # the example app
 Stop it with: make demo-stop
 ==> ready
-`, os.Getpid(), w.Kubeconfig, filepath.Join(w.Env.BinaryAssetsDirectory, "kubectl"), mgr.LogFile, appProc.LogFile)
+`, os.Getpid(), w.Kubeconfig, filepath.Join(w.Env.BinaryAssetsDirectory, "kubectl"), mgr.LogPath, appProc.LogFile)
 	<-ctx.Done()
 	return 0
 }

@@ -14,13 +14,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -32,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 )
@@ -42,6 +40,7 @@ type TB interface {
 	Cleanup(func())
 	Logf(format string, args ...any)
 	Fatalf(format string, args ...any)
+	TempDir() string
 }
 
 const (
@@ -256,36 +255,12 @@ func (w *World) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// StartManager runs the manager binary as ManagerUser (only the generated ClusterRole), with
-// --no-dns, leader election off and metrics on loopback, and waits for /readyz.
-func (w *World) StartManager(t TB, ctx context.Context, bin string, extraArgs ...string) (*Process, string) {
+// StartManager runs the manager binary (managertest.StartBinary: metrics on loopback, leader
+// election off, waits for /readyz) as ManagerUser, who has only the generated ClusterRole, with
+// --no-dns.
+func (w *World) StartManager(t TB, bin string, extraArgs ...string) *managertest.Manager {
 	t.Helper()
-	metrics, probes := freeAddr(t), freeAddr(t)
-	args := append([]string{
-		"--kubeconfig=" + w.ManagerKubeconfig,
-		"--no-dns",
-		"--leader-elect=false",
-		"--metrics-bind-address=" + metrics, "--metrics-secure=false",
-		"--health-probe-bind-address=" + probes,
-	}, extraArgs...)
-	p := StartProcess(t, "manager", filepath.Join(w.Dir, "manager.log"), nil, bin, args...)
-	for {
-		resp, err := http.Get("http://" + probes + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, "http://" + metrics + "/metrics"
-			}
-		}
-		if p.Exited() {
-			t.Fatalf("demo: the manager exited; its log (%s):\n%s", p.LogFile, p.tail(30))
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("demo: the manager did not become ready; its log (%s):\n%s", p.LogFile, p.tail(30))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return managertest.StartBinary(t, bin, w.ManagerKubeconfig, nil, append([]string{"--no-dns"}, extraArgs...)...)
 }
 
 // StartApp runs the example app on the mounted directories, with -no-dns.
@@ -315,14 +290,6 @@ func (w *World) MoveNode(ctx context.Context, i int) (oldAddr, newAddr string, e
 		return "", "", err
 	}
 	return oldAddr, newAddr, nil
-}
-
-func freeAddr(t TB) string {
-	port, err := redistest.FreePort()
-	if err != nil {
-		t.Fatalf("demo: %v", err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 func randomString() string {

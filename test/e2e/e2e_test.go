@@ -57,7 +57,8 @@ func TestEndToEnd(t *testing.T) {
 	if err := w.InstallCRD(within(90 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	mgr, metricsURL := w.StartManager(t, within(60*time.Second), manager)
+	mgr := w.StartManager(t, manager)
+	metricsURL := "http://" + mgr.MetricsAddr + "/metrics"
 	// waitMetric scrapes the manager's /metrics until every want line is present and no
 	// gone substring is (bounded by 60s).
 	waitMetric := func(want []string, gone []string) {
@@ -97,7 +98,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Helper()
 		out, err := w.Kubectl(within(2*time.Minute), args...)
 		if err != nil {
-			t.Fatalf("%v\nmanager log (%s):\n%s", err, mgr.LogFile, tail(mgr.Lines(), 30))
+			t.Fatalf("%v\nmanager log (%s):\n%s", err, mgr.LogPath, tail(strings.Split(mgr.Log(), "\n"), 30))
 		}
 		return out
 	}
@@ -336,7 +337,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("the manager needed nothing beyond its ClusterRole", func(t *testing.T) {
-		for _, l := range mgr.Lines() {
+		for _, l := range strings.Split(mgr.Log(), "\n") {
 			if strings.Contains(l, "forbidden") || strings.Contains(l, "panic") {
 				t.Errorf("manager log: %s", l)
 			}
