@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -43,6 +45,7 @@ func main() {
 		metricsAddr, probeAddr, watchNamespaces, clusterDomain  string
 		secureMetrics, enableLeaderElection, enableHTTP2, noDNS bool
 		maxConcurrentReconciles                                 int
+		maxRedisTimeout                                         time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS, :8080 for HTTP, 0 to disable).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
@@ -53,10 +56,12 @@ func main() {
 	flag.StringVar(&clusterDomain, "cluster-domain", "cluster.local", "Cluster DNS domain used for PodDNS addresses.")
 	flag.BoolVar(&noDNS, "no-dns", false, "Never resolve host names when dialing Redis: root nodes and node address map targets must be IP literals (air-gapped hosts, the local demo). Unmapped announced names fail with a clear error instead of a DNS query.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "RedisConnections reconciled in parallel.")
+	flag.DurationVar(&maxRedisTimeout, "max-redis-timeout", controllers.DefaultMaxRedisTimeout, "Cap on every Redis connect, read and health timeout a RedisConnection asks for: no RedisConnection holds a probe and its sockets longer.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	setMemoryLimit()
 	// go-redis logs pool problems (e.g. a node that refuses connections) with fmt-style lines on
 	// stderr; route them through the structured logger instead.
 	redis.SetLogger(goRedisLogger{ctrl.Log.WithName("go-redis")})
@@ -69,7 +74,9 @@ func main() {
 	if secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-	cacheOpts := cache.Options{}
+	// Strip managedFields and kubectl's last-applied-configuration (Secret data, for Secrets
+	// made with kubectl apply) from everything the informers cache.
+	cacheOpts := cache.Options{DefaultTransform: controllers.CacheTransform()}
 	if watchNamespaces != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(watchNamespaces, ",") {
@@ -99,6 +106,7 @@ func main() {
 		Recorder:                mgr.GetEventRecorder("rconn-controller"),
 		ClusterDomain:           clusterDomain,
 		MaxConcurrentReconciles: maxConcurrentReconciles,
+		MaxRedisTimeout:         maxRedisTimeout,
 	}
 	if noDNS {
 		r.Dial = cluster.IPOnlyDial
@@ -121,6 +129,23 @@ func main() {
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)
+	}
+}
+
+// setMemoryLimit sets GOMEMLIMIT to 90% of the container's memory limit (cgroup v1 or v2), so
+// the garbage collector works harder before the kernel's OOM killer would. An explicit
+// GOMEMLIMIT in the environment wins; outside a memory-limited cgroup nothing changes.
+func setMemoryLimit() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		setupLog.Info("GOMEMLIMIT set by the environment", "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"))
+		return
+	}
+	limit, err := memlimit.SetGoMemLimitWithOpts(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
+	switch {
+	case err != nil:
+		setupLog.Info("no container memory limit found; GOMEMLIMIT left unset", "reason", err.Error())
+	case limit > 0:
+		setupLog.Info("GOMEMLIMIT set from the container memory limit", "bytes", limit)
 	}
 }
 

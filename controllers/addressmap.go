@@ -7,11 +7,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -215,14 +218,52 @@ func (r *RedisConnectionReconciler) serviceMappings(ctx context.Context, svc *co
 	return out, nil
 }
 
-// nodeAddress returns a Node's ExternalIP, else its InternalIP. Nodes are read directly (not
-// cached): only NodePort mappings need them.
+// nodeAddressCache remembers Node addresses for NodePort mappings for nodeAddressTTL, so a
+// thousand NodePort endpoints cost one Node read per node per TTL instead of one per endpoint
+// per reconcile. Bounded (LRU) by nodeAddressCacheSize Nodes. Nodes are not watched (no cache
+// of every Node in the cluster): only NodePort mappings need them.
+type nodeAddressCache struct {
+	once sync.Once
+	c    *utilcache.LRUExpireCache
+}
+
+const (
+	nodeAddressTTL       = 10 * time.Second
+	nodeAddressCacheSize = 5000
+)
+
+func (n *nodeAddressCache) get(name string) (string, bool) {
+	n.once.Do(func() { n.c = utilcache.NewLRUExpireCache(nodeAddressCacheSize) })
+	v, ok := n.c.Get(name)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
+}
+
+func (n *nodeAddressCache) put(name, addr string) {
+	n.once.Do(func() { n.c = utilcache.NewLRUExpireCache(nodeAddressCacheSize) })
+	n.c.Add(name, addr, nodeAddressTTL)
+}
+
+// nodeAddress returns a Node's ExternalIP, else its InternalIP.
 func (r *RedisConnectionReconciler) nodeAddress(ctx context.Context, name *string) (string, error) {
 	if name == nil || *name == "" {
 		return "", nil
 	}
+	if addr, ok := r.nodes.get(*name); ok {
+		return addr, nil
+	}
+	addr, err := r.readNodeAddress(ctx, *name)
+	if err == nil {
+		r.nodes.put(*name, addr)
+	}
+	return addr, err
+}
+
+func (r *RedisConnectionReconciler) readNodeAddress(ctx context.Context, name string) (string, error) {
 	node := &corev1.Node{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: *name}, node); err != nil {
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
 	var internal string

@@ -143,10 +143,68 @@ func (r *RedisConnectionReconciler) readSecret(ctx context.Context, ns, name str
 }
 
 // secretMemo keeps the last read content of the Secrets RedisConnections reference, by name.
-// Entries are read-only once stored.
+// Entries are read-only once stored. It holds only Secrets some RedisConnection references
+// now: use records each RedisConnection's references after it resolved them, and a Secret no
+// RedisConnection references any more is dropped with its last reference (release on delete).
 type secretMemo struct {
-	mu sync.Mutex
-	m  map[types.NamespacedName]*corev1.Secret
+	mu   sync.Mutex
+	m    map[types.NamespacedName]*corev1.Secret
+	refs  map[types.NamespacedName][]types.NamespacedName // RedisConnection -> Secrets
+	count map[types.NamespacedName]int                    // Secret -> references
+}
+
+// use records the Secrets a RedisConnection references now and drops memo entries no
+// RedisConnection references any more.
+func (s *secretMemo) use(rc types.NamespacedName, secrets []types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == nil {
+		s.refs = map[types.NamespacedName][]types.NamespacedName{}
+		s.count = map[types.NamespacedName]int{}
+	}
+	for _, sec := range secrets {
+		s.count[sec]++
+	}
+	for _, sec := range s.refs[rc] {
+		if s.count[sec]--; s.count[sec] <= 0 {
+			delete(s.count, sec)
+			delete(s.m, sec)
+		}
+	}
+	if len(secrets) == 0 {
+		delete(s.refs, rc)
+	} else {
+		s.refs[rc] = secrets
+	}
+}
+
+// release forgets a deleted RedisConnection's references.
+func (s *secretMemo) release(rc types.NamespacedName) {
+	s.use(rc, nil)
+}
+
+// size returns how many Secrets are memoized.
+func (s *secretMemo) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// secretRefs lists the Secrets a RedisConnection references (the index function's values).
+func secretRefs(rc *rconnv1.RedisConnection) []string {
+	var out []string
+	if rc.Spec.ControllerACL != nil {
+		out = append(out, rc.Spec.ControllerACL.SecretRef.Name)
+	}
+	if d := rc.Spec.Defaults; d != nil {
+		if d.ACL != nil {
+			out = append(out, d.ACL.SecretRef.Name)
+		}
+		if d.TLS != nil && d.TLS.SecretRef != nil {
+			out = append(out, d.TLS.SecretRef.Name)
+		}
+	}
+	return out
 }
 
 func (s *secretMemo) get(key types.NamespacedName) *corev1.Secret {
@@ -158,6 +216,9 @@ func (s *secretMemo) get(key types.NamespacedName) *corev1.Secret {
 func (s *secretMemo) put(key types.NamespacedName, sec *corev1.Secret) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.count[key] <= 0 {
+		return // referenced by no RedisConnection (any more): nothing to keep
+	}
 	if s.m == nil {
 		s.m = map[types.NamespacedName]*corev1.Secret{}
 	}

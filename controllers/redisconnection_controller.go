@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,10 +25,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
@@ -58,9 +62,18 @@ type RedisConnectionReconciler struct {
 	// baseline of the scale benchmarks in test/scale).
 	DisableTopologySharing bool
 
+	// MaxRedisTimeout caps every Redis connect timeout and health timeout a spec asks for
+	// (0: 30s), so no RedisConnection can hold a probe and its sockets for longer.
+	MaxRedisTimeout time.Duration
+
 	inspectors inspectors
 	secrets    secretMemo
 	outputs    outputMemo
+	events     eventLimiter
+	nodes      nodeAddressCache
+	// probed carries "a background probe finished" to the controller's queue.
+	probed chan event.GenericEvent
+	stop   chan struct{}
 
 	warnMu       sync.Mutex
 	expiryWarned map[types.NamespacedName]time.Time
@@ -106,6 +119,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	before := rc.DeepCopy()
 	interval, timeout := healthSettings(rc)
+	timeout = min(timeout, r.maxTimeout())
 
 	defer func() {
 		setReady(rc)
@@ -132,6 +146,12 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}()
 
 	// 1. Credentials.
+	refs := secretRefs(rc)
+	secretKeys := make([]types.NamespacedName, 0, len(refs))
+	for _, n := range refs {
+		secretKeys = append(secretKeys, types.NamespacedName{Namespace: rc.Namespace, Name: n})
+	}
+	r.secrets.use(req.NamespacedName, secretKeys)
 	creds, err := r.resolveCredentials(ctx, rc)
 	if ce, ok := asCredentialError(err); ok {
 		setCondition(rc, rconnv1.ConditionCredentialsResolved, false, ce.reason, ce.message)
@@ -156,21 +176,23 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	rc.Status.NodeAddressMap = amap.list()
+	mapNote := ""
+	if n := len(rc.Status.NodeAddressMap); n > maxStatusMap {
+		rc.Status.NodeAddressMap = rc.Status.NodeAddressMap[:maxStatusMap]
+		mapNote = fmt.Sprintf(" (status.nodeAddressMap lists the first %d of %d; the rendered config has all)", maxStatusMap, n)
+	}
 	mapOK := len(amap.problems) == 0
 	switch {
 	case !mapOK:
-		msg := ""
-		for i, p := range amap.problems {
-			if i > 0 {
-				msg += "; "
-			}
-			msg += p.message
+		msgs := make([]string, 0, len(amap.problems))
+		for _, p := range amap.problems {
+			msgs = append(msgs, p.message)
 		}
-		setCondition(rc, rconnv1.ConditionAddressMapResolved, false, amap.problems[0].reason, msg)
+		setCondition(rc, rconnv1.ConditionAddressMapResolved, false, amap.problems[0].reason, clipList(msgs, maxListedNodes))
 	case rc.Spec.NodeAddressMap == nil:
 		setCondition(rc, rconnv1.ConditionAddressMapResolved, true, rconnv1.ReasonNoAddressMap, "no nodeAddressMap: nodes are dialed as they announce themselves")
 	default:
-		setCondition(rc, rconnv1.ConditionAddressMapResolved, true, rconnv1.ReasonAddressMapResolved, fmt.Sprintf("%d entries", len(amap.entries)))
+		setCondition(rc, rconnv1.ConditionAddressMapResolved, true, rconnv1.ReasonAddressMapResolved, fmt.Sprintf("%d entries", len(amap.entries))+mapNote)
 	}
 
 	// 3. Topology, through the map (the same code apps run).
@@ -180,26 +202,36 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	in, err := r.inspector(req.NamespacedName, opts, r.sharedKey(req.NamespacedName, fingerprint, amap, timeout))
+	discoverTimeout := opts.Defaults.ConnectTimeout + 2*timeout + time.Second
+	in, err := r.inspectors.acquire(req.NamespacedName, opts, r.sharedKey(req.NamespacedName, fingerprint, amap, timeout), discoverTimeout, timeout)
 	if err != nil {
-		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonRootNodesUnreachable, err.Error())
+		// Options were built from validated spec fields: a failure here is a spec the API
+		// server's validation let through; say so without echoing anything from Redis.
+		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonRootNodesUnreachable, "invalid root node settings: "+err.Error())
 		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	// Discovery, then health of every node through its mapped address: shared with the other
-	// RedisConnections on the same inspector, reused for half a health interval.
+	// Discovery and the health of every node run in the background (shared with the other
+	// RedisConnections on the same inspector, reused for half a health interval); this reads the
+	// latest result and never waits on Redis.
 	maxAge := interval / 2
-	if r.DisableTopologySharing {
-		maxAge = 0
+	probe := in.observe(maxAge, r.notifyProbed)
+	if probe == nil {
+		// The first probe through these settings is running; its end enqueues this object.
+		if c := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionTopologyDiscovered); c == nil || c.ObservedGeneration != rc.Generation {
+			setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonDiscovering, "discovering the topology through the root nodes")
+			r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
+		}
+		return ctrl.Result{RequeueAfter: discoverTimeout + timeout}, nil
 	}
-	probe := in.probe(ctx, maxAge, timeout*time.Duration(len(rc.Spec.RootNodes)+1)+5*time.Second, timeout)
+	untilStale := max(probe.staleAfter(maxAge)-time.Since(probe.at), 100*time.Millisecond)
 	topo, err := probe.topo, probe.err
 	if err != nil {
-		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, topologyReason(err), err.Error())
+		reason, msg := topologyFailure(rc, err)
+		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, reason, msg)
 		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
-		logger.V(1).Info("discovery failed", "error", err)
-		// Back off through the workqueue's rate limiter.
-		return ctrl.Result{}, fmt.Errorf("discovering topology: %w", err)
+		logger.V(1).Info("discovery failed", "reason", reason, "message", msg)
+		return ctrl.Result{RequeueAfter: untilStale}, nil
 	}
 	if !topo.FullCoverage() {
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonSlotsUncovered,
@@ -214,7 +246,11 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	// 4. Health of every node (checked by the probe above).
 	health := probe.health
-	setTopologyStatus(rc, topo, health)
+	if note := setTopologyStatus(rc, topo, health); note != "" {
+		if c := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionTopologyDiscovered); c != nil {
+			setCondition(rc, c.Type, c.Status == metav1.ConditionTrue, c.Reason, c.Message+" ("+note+")")
+		}
+	}
 	recordHealth(rc.Namespace, rc.Name, health)
 	if !topo.Standalone {
 		slotsCovered.WithLabelValues(rc.Namespace, rc.Name).Set(float64(topo.SlotsCovered))
@@ -234,9 +270,13 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	changed, err := r.applyOutputs(ctx, rc, cfg, renderSecretData(rc, creds, cfg))
 	var conflict *errOutputConflict
+	var tooLarge *errConfigTooLarge
 	switch {
 	case errors.As(err, &conflict):
 		setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonOutputConflict, err.Error())
+		return ctrl.Result{}, nil
+	case errors.As(err, &tooLarge):
+		setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonConfigTooLarge, err.Error())
 		return ctrl.Result{}, nil
 	case err != nil:
 		return ctrl.Result{}, err
@@ -299,15 +339,25 @@ func (r *RedisConnectionReconciler) warnExpiry(rc *rconnv1.RedisConnection, cred
 }
 
 func (r *RedisConnectionReconciler) event(rc *rconnv1.RedisConnection, typ, reason, msg string) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(rc, nil, typ, reason, "Reconcile", "%s", truncate(msg, 1000))
+	if r.Recorder == nil {
+		return
 	}
+	ok, dropped := r.events.allow(client.ObjectKeyFromObject(rc), r.now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		msg = fmt.Sprintf("%s (%d earlier Events of this RedisConnection were dropped by the rate limit)", msg, dropped)
+	}
+	r.Recorder.Eventf(rc, nil, typ, reason, "Reconcile", "%s", truncate(msg, 1000))
 }
 
 // forget closes a deleted RedisConnection's connections and drops its metrics.
 func (r *RedisConnectionReconciler) forget(key types.NamespacedName) {
 	r.inspectors.close(key)
 	r.outputs.drop(key)
+	r.events.forget(key)
+	r.secrets.release(key)
 	r.warnMu.Lock()
 	delete(r.expiryWarned, key)
 	r.warnMu.Unlock()
@@ -331,20 +381,7 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexSecretRefs, func(o client.Object) []string {
-		rc := o.(*rconnv1.RedisConnection)
-		var out []string
-		if rc.Spec.ControllerACL != nil {
-			out = append(out, rc.Spec.ControllerACL.SecretRef.Name)
-		}
-		if d := rc.Spec.Defaults; d != nil {
-			if d.ACL != nil {
-				out = append(out, d.ACL.SecretRef.Name)
-			}
-			if d.TLS != nil && d.TLS.SecretRef != nil {
-				out = append(out, d.TLS.SecretRef.Name)
-			}
-		}
-		return out
+		return secretRefs(o.(*rconnv1.RedisConnection))
 	}); err != nil {
 		return err
 	}
@@ -361,6 +398,16 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if concurrent <= 0 {
 		concurrent = 4
 	}
+	r.probed = make(chan event.GenericEvent, probedBuffer)
+	r.stop = make(chan struct{})
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		close(r.stop)
+		r.inspectors.closeAll()
+		return nil
+	})); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&rconnv1.RedisConnection{}).
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
@@ -370,12 +417,41 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.forService)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.forEndpointSlice)).
+		// A background probe finished: its RedisConnections read the new result.
+		WatchesRawSource(source.Channel(r.probed, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: concurrent,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, time.Minute),
 		}).
 		Complete(r)
 }
+
+// probedBuffer is how many "probe finished" notifications may wait for the queue; a probe
+// goroutine blocks (never a reconcile worker) while it is full.
+const probedBuffer = 1024
+
+// notifyProbed enqueues a RedisConnection whose inspector's background probe finished.
+func (r *RedisConnectionReconciler) notifyProbed(key types.NamespacedName) {
+	if r.probed == nil {
+		return
+	}
+	ev := event.GenericEvent{Object: &rconnv1.RedisConnection{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}
+	select {
+	case r.probed <- ev:
+	case <-r.stop:
+	}
+}
+
+// maxTimeout is the manager-wide cap on Redis timeouts.
+func (r *RedisConnectionReconciler) maxTimeout() time.Duration {
+	if r.MaxRedisTimeout > 0 {
+		return r.MaxRedisTimeout
+	}
+	return DefaultMaxRedisTimeout
+}
+
+// DefaultMaxRedisTimeout is --max-redis-timeout's default.
+const DefaultMaxRedisTimeout = 30 * time.Second
 
 func (r *RedisConnectionReconciler) forSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	var list rconnv1.RedisConnectionList

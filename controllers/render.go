@@ -212,6 +212,35 @@ func (e *errOutputConflict) Error() string {
 	return fmt.Sprintf("%s %s exists and is not controlled by this RedisConnection; choose another name in spec.output", e.kind, e.name)
 }
 
+// maxConfigBytes bounds config.json: a ConfigMap holds at most 1 MiB, metadata included.
+const maxConfigBytes = 1000 * 1024
+
+// errConfigTooLarge: config.json would not fit in a ConfigMap.
+type errConfigTooLarge struct{ size int }
+
+func (e *errConfigTooLarge) Error() string {
+	return fmt.Sprintf("config.json would be %d bytes, more than the %d a ConfigMap can hold: reduce the node address map or the number of nodes", e.size, maxConfigBytes)
+}
+
+// writeOutput creates an output that did not exist (Create: an object of that name that appears
+// meanwhile, made by someone else, fails with AlreadyExists and is never taken over), or applies
+// the new content to one this RedisConnection controls (server-side apply, our field owner).
+func (r *RedisConnectionReconciler) writeOutput(ctx context.Context, obj client.Object, create bool) error {
+	if create {
+		return r.Create(ctx, obj, client.FieldOwner(FieldOwner))
+	}
+	return r.Patch(ctx, obj, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership)
+}
+
+// outputWriteError turns AlreadyExists (someone created the name between our read and our
+// Create) into the conflict it is.
+func outputWriteError(kind, name string, err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		return &errOutputConflict{kind, name}
+	}
+	return fmt.Errorf("writing %s %s: %w", kind, name, err)
+}
+
 // applyOutputs writes the ConfigMap and Secret with server-side apply, but only when their
 // content differs from what is there (compared by content hash), so a steady state writes
 // nothing. A hand edit changes the content and is overwritten; a deleted object is re-created.
@@ -220,6 +249,9 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 	raw, err := pkgclient.Render(cfg)
 	if err != nil {
 		return false, fmt.Errorf("rendering config.json: %w", err)
+	}
+	if len(raw) > maxConfigBytes {
+		return false, &errConfigTooLarge{size: len(raw)}
 	}
 	cmData := map[string]string{pkgclient.ConfigFileName: string(raw)}
 	cmHash, secHash := hashData(cmData, nil), hashData(nil, secretData)
@@ -268,9 +300,9 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 		if err := controllerutil.SetControllerReference(rc, cm, r.Scheme); err != nil {
 			return false, err
 		}
-		if err := r.Patch(ctx, cm, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if err := r.writeOutput(ctx, cm, existingCM == nil); err != nil {
 			r.outputs.drop(rcKey)
-			return false, fmt.Errorf("applying ConfigMap %s: %w", cmName, err)
+			return false, outputWriteError("ConfigMap", cmName, err)
 		}
 		want.cmRV = cm.ResourceVersion
 		changed = true
@@ -285,9 +317,9 @@ func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv
 		if err := controllerutil.SetControllerReference(rc, sec, r.Scheme); err != nil {
 			return false, err
 		}
-		if err := r.Patch(ctx, sec, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if err := r.writeOutput(ctx, sec, existingSec == nil); err != nil {
 			r.outputs.drop(rcKey)
-			return false, fmt.Errorf("applying Secret %s: %w", secName, err)
+			return false, outputWriteError("Secret", secName, err)
 		}
 		want.secRV = sec.ResourceVersion
 		changed = true

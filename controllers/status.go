@@ -50,8 +50,36 @@ func setReady(rc *rconnv1.RedisConnection) {
 	setCondition(rc, rconnv1.ConditionReady, true, rconnv1.ReasonReady, "apps can use the rendered ConfigMap and Secret")
 }
 
-// setTopologyStatus records shards, nodes and counts from a topology and its health.
-func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health []cluster.NodeHealth) {
+// Status list bounds: the schema's maxItems (a longer list would make every status patch fail).
+const (
+	maxStatusNodes    = 2000
+	maxStatusShards   = 1000
+	maxStatusReplicas = 64
+	maxStatusMap      = 2000
+)
+
+// setTopologyStatus records shards, nodes and counts from a topology and its health. Lists are
+// clipped to the schema's bounds while the counts stay true; the returned note says what was
+// left out ("" when nothing was).
+func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health []cluster.NodeHealth) (clipped string) {
+	defer func() {
+		var notes []string
+		if len(rc.Status.Nodes) > maxStatusNodes {
+			rc.Status.Nodes = rc.Status.Nodes[:maxStatusNodes]
+			notes = append(notes, fmt.Sprintf("status.nodes lists the first %d of %d nodes", maxStatusNodes, len(t.Nodes)))
+		}
+		if len(rc.Status.Shards) > maxStatusShards {
+			rc.Status.Shards = rc.Status.Shards[:maxStatusShards]
+			notes = append(notes, fmt.Sprintf("status.shards lists the first %d of %d shards", maxStatusShards, len(t.Shards)))
+		}
+		for i := range rc.Status.Shards {
+			if r := rc.Status.Shards[i].ReplicaIDs; len(r) > maxStatusReplicas {
+				rc.Status.Shards[i].ReplicaIDs = r[:maxStatusReplicas]
+				notes = append(notes, fmt.Sprintf("a shard lists %d of its %d replicas", maxStatusReplicas, len(r)))
+			}
+		}
+		clipped = strings.Join(notes, "; ")
+	}()
 	byAddr := map[string]cluster.NodeHealth{}
 	for _, h := range health {
 		byAddr[h.Announced] = h
@@ -105,39 +133,74 @@ func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health 
 	} else {
 		rc.Status.SlotsCovered = int32(t.SlotsCovered)
 	}
+	return // clipped is set by the deferred function
 }
 
-// healthCondition summarises node health.
+// healthCondition summarises node health with fixed messages: which node, at which address,
+// and the class of failure, never what a node sent.
 func healthCondition(health []cluster.NodeHealth) (ok bool, reason, message string) {
 	var unreachable, unhealthy []string
 	for _, h := range health {
 		switch {
 		case h.Healthy():
 		case !h.Reachable:
-			unreachable = append(unreachable, fmt.Sprintf("%s (dialed %s): %v", h.Announced, h.Dialed, h.Err))
+			unreachable = append(unreachable, fmt.Sprintf("%s (dialed %s): %s", h.Announced, h.Dialed, nodeFailure(h)))
 		default:
-			unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", h.Announced, h.Err))
+			unhealthy = append(unhealthy, fmt.Sprintf("%s: %s", h.Announced, nodeFailure(h)))
 		}
 	}
 	switch {
 	case len(unreachable) > 0:
-		return false, rconnv1.ReasonNodesUnreachable, fmt.Sprintf("%d of %d nodes unreachable: %s", len(unreachable), len(health), strings.Join(unreachable, "; "))
+		return false, rconnv1.ReasonNodesUnreachable, fmt.Sprintf("%d of %d nodes unreachable: %s", len(unreachable), len(health), clipList(unreachable, maxListedNodes))
 	case len(unhealthy) > 0:
-		return false, rconnv1.ReasonNodesUnhealthy, fmt.Sprintf("%d of %d nodes unhealthy: %s", len(unhealthy), len(health), strings.Join(unhealthy, "; "))
+		return false, rconnv1.ReasonNodesUnhealthy, fmt.Sprintf("%d of %d nodes unhealthy: %s", len(unhealthy), len(health), clipList(unhealthy, maxListedNodes))
 	}
 	return true, rconnv1.ReasonAllNodesHealthy, fmt.Sprintf("all %d nodes answered through their mapped addresses", len(health))
 }
 
+// maxListedNodes bounds how many nodes a condition message names (the count stays true).
+const maxListedNodes = 20
+
+// nodeFailure is a fixed description of why a node failed its check.
+func nodeFailure(h cluster.NodeHealth) string {
+	if h.Reachable && h.ClusterState != "" && h.ClusterState != "ok" {
+		return "cluster_state is not ok"
+	}
+	class, _ := cluster.Classify(h.Err)
+	switch class {
+	case cluster.ClassAuthenticationFailed:
+		return "authentication failed"
+	case cluster.ClassTLSHandshakeFailed:
+		return "TLS handshake failed"
+	case cluster.ClassProtocolError, cluster.ClassReplyTooLarge:
+		return "protocol error (not a valid Redis reply)"
+	case cluster.ClassAddressDenied:
+		return "address denied by the manager's address policy"
+	}
+	if h.Reachable {
+		return "did not answer ROLE / CLUSTER INFO"
+	}
+	return "no Redis server answered"
+}
+
+// clipList joins at most n items and says how many were left out.
+func clipList(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, "; ")
+	}
+	return strings.Join(items[:n], "; ") + fmt.Sprintf("; and %d more", len(items)-n)
+}
+
 // transitions compares the previous and new status and returns the Events to emit.
-type event struct {
+type statusEvent struct {
 	typ, reason, message string
 }
 
-func transitions(old, cur *rconnv1.RedisConnectionStatus) []event {
-	var out []event
+func transitions(old, cur *rconnv1.RedisConnectionStatus) []statusEvent {
+	var out []statusEvent
 	if len(old.Nodes) > 0 && len(cur.Nodes) > 0 {
 		if nodeSet(old) != nodeSet(cur) {
-			out = append(out, event{corev1.EventTypeNormal, "TopologyChanged", fmt.Sprintf("topology is now %d shards, %d nodes", cur.ShardCount, cur.NodeCount)})
+			out = append(out, statusEvent{corev1.EventTypeNormal, "TopologyChanged", fmt.Sprintf("topology is now %d shards, %d nodes", cur.ShardCount, cur.NodeCount)})
 		}
 		// A shard's master changed: the same slots now served by another node.
 		oldMaster := map[string]string{}
@@ -151,7 +214,7 @@ func transitions(old, cur *rconnv1.RedisConnectionStatus) []event {
 				continue
 			}
 			if prev, ok := oldMaster[s.Slots[0]]; ok && prev != s.MasterID && prev != "" {
-				out = append(out, event{corev1.EventTypeWarning, "FailoverDetected", fmt.Sprintf("slots %s moved from master %s to %s", strings.Join(s.Slots, ","), short(prev), short(s.MasterID))})
+				out = append(out, statusEvent{corev1.EventTypeWarning, "FailoverDetected", fmt.Sprintf("slots %s moved from master %s to %s", strings.Join(s.Slots, ","), short(prev), short(s.MasterID))})
 			}
 		}
 		oldHealth := map[string]rconnv1.Health{}
@@ -162,14 +225,14 @@ func transitions(old, cur *rconnv1.RedisConnectionStatus) []event {
 			prev, seen := oldHealth[n.Announced]
 			switch {
 			case seen && prev == rconnv1.HealthHealthy && n.Health != rconnv1.HealthHealthy && n.Health != "":
-				out = append(out, event{corev1.EventTypeWarning, "NodeUnreachable", fmt.Sprintf("node %s is %s", n.Announced, n.Health)})
+				out = append(out, statusEvent{corev1.EventTypeWarning, "NodeUnreachable", fmt.Sprintf("node %s is %s", n.Announced, n.Health)})
 			case seen && prev != rconnv1.HealthHealthy && prev != "" && n.Health == rconnv1.HealthHealthy:
-				out = append(out, event{corev1.EventTypeNormal, "NodeRecovered", fmt.Sprintf("node %s is healthy again", n.Announced)})
+				out = append(out, statusEvent{corev1.EventTypeNormal, "NodeRecovered", fmt.Sprintf("node %s is healthy again", n.Announced)})
 			}
 		}
 	}
 	if old.ObservedGeneration != 0 && mappingKey(old.NodeAddressMap) != mappingKey(cur.NodeAddressMap) {
-		out = append(out, event{corev1.EventTypeNormal, "AddressMapChanged", fmt.Sprintf("node address map now has %d entries", len(cur.NodeAddressMap))})
+		out = append(out, statusEvent{corev1.EventTypeNormal, "AddressMapChanged", fmt.Sprintf("node address map now has %d entries", len(cur.NodeAddressMap))})
 	}
 	return out
 }

@@ -1,13 +1,10 @@
 package controllers
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -16,87 +13,6 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
-
-// inspectors keeps the cluster.Inspectors (pooled Redis connections) of every RedisConnection.
-//
-// RedisConnections whose connections would be identical share one inspector: same mode, root
-// nodes, credentials (by content: username and a hash of the password), TLS material and
-// settings, client name, connect timeout, database, node address map and health timeout. A
-// shared inspector is reference counted: a RedisConnection takes a reference when it first uses
-// it, moves to another one when any of those inputs change (credential rotation, a new map), and
-// drops it on delete; the inspector is closed when its last reference goes.
-//
-// A shared inspector also shares its results: one discovery + health check (singleflight) whose
-// result is reused by every RedisConnection reconciling within half its health interval, so N
-// RedisConnections naming the same cluster cost about as many Redis round trips as one. A failed
-// probe is shared only with the reconciles waiting on it, never cached.
-//
-// With sharing disabled (DisableTopologySharing) every RedisConnection has its own inspector and
-// probes on every reconcile, as before sharing existed.
-type inspectors struct {
-	mu     sync.Mutex
-	byRC   map[types.NamespacedName]string
-	shared map[string]*sharedInspector
-}
-
-// sharedInspector is one inspector with its reference count and last probe result.
-type sharedInspector struct {
-	in   *cluster.Inspector
-	refs int
-
-	mu     sync.Mutex
-	last   *probeResult
-	flight *probeFlight
-}
-
-// probeResult is one discovery + health check.
-type probeResult struct {
-	at     time.Time
-	topo   *cluster.Topology
-	health []cluster.NodeHealth
-	err    error
-}
-
-type probeFlight struct {
-	done chan struct{}
-	res  *probeResult
-}
-
-// release drops the RedisConnection's reference; the caller holds s.mu.
-func (s *inspectors) releaseLocked(key types.NamespacedName) {
-	sk, ok := s.byRC[key]
-	if !ok {
-		return
-	}
-	delete(s.byRC, key)
-	if e := s.shared[sk]; e != nil {
-		e.refs--
-		if e.refs <= 0 {
-			_ = e.in.Close()
-			delete(s.shared, sk)
-		}
-	}
-}
-
-func (s *inspectors) close(key types.NamespacedName) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.releaseLocked(key)
-}
-
-// count returns how many inspectors (distinct sets of Redis connections) are open.
-func (s *inspectors) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.shared)
-}
-
-// references returns how many RedisConnections hold an inspector.
-func (s *inspectors) references() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.byRC)
-}
 
 // clusterOptions builds pkg/cluster options from the spec and resolved credentials.
 func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap) (cluster.Options, string, error) {
@@ -125,7 +41,7 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 	}
 	if d := rc.Spec.Defaults; d != nil {
 		if d.ConnectTimeout != nil {
-			o.Defaults.ConnectTimeout = d.ConnectTimeout.Duration
+			o.Defaults.ConnectTimeout = min(d.ConnectTimeout.Duration, r.maxTimeout())
 		}
 		if d.Database != nil && o.Standalone {
 			o.Defaults.DB = int(*d.Database)
@@ -205,100 +121,44 @@ func (r *RedisConnectionReconciler) sharedKey(key types.NamespacedName, fingerpr
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// inspector returns the shared inspector for the RedisConnection's current settings, creating it
-// when none is open, and moving the RedisConnection's reference from the one it used before when
-// its settings changed (that one is closed when nobody else uses it).
-func (r *RedisConnectionReconciler) inspector(key types.NamespacedName, o cluster.Options, sk string) (*sharedInspector, error) {
-	s := &r.inspectors
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.byRC == nil {
-		s.byRC = map[types.NamespacedName]string{}
-		s.shared = map[string]*sharedInspector{}
-	}
-	if cur, ok := s.byRC[key]; ok && cur == sk {
-		return s.shared[sk], nil
-	}
-	e := s.shared[sk]
-	if e == nil {
-		in, err := cluster.NewInspector(o)
-		if err != nil {
-			return nil, err
-		}
-		e = &sharedInspector{in: in}
-		s.shared[sk] = e
-	}
-	// Take the new reference before dropping the old one, so a key that did not change in
-	// substance never closes the connections in between.
-	e.refs++
-	s.releaseLocked(key)
-	s.byRC[key] = sk
-	return e, nil
-}
-
-// probe discovers the topology and checks every node's health through e, or returns a result
-// younger than maxAge (0: always probe). Concurrent callers share one probe; its context is
-// detached from the first caller's (bounded by discoverTimeout + healthTimeout), so a caller
-// giving up does not fail the others.
-func (e *sharedInspector) probe(ctx context.Context, maxAge, discoverTimeout, healthTimeout time.Duration) *probeResult {
-	e.mu.Lock()
-	if l := e.last; l != nil && maxAge > 0 && time.Since(l.at) < maxAge {
-		e.mu.Unlock()
-		return l
-	}
-	f := e.flight
-	leader := f == nil
-	if leader {
-		f = &probeFlight{done: make(chan struct{})}
-		e.flight = f
-	}
-	e.mu.Unlock()
-	if !leader {
-		select {
-		case <-f.done:
-			return f.res
-		case <-ctx.Done():
-			return &probeResult{at: time.Now(), err: ctx.Err()}
-		}
-	}
-
-	res := &probeResult{}
-	pctx := context.WithoutCancel(ctx)
-	dctx, cancel := context.WithTimeout(pctx, discoverTimeout)
-	res.topo, res.err = e.in.Discover(dctx)
-	cancel()
-	if res.err == nil {
-		res.health = e.in.CheckHealth(pctx, res.topo, healthTimeout)
-	}
-	res.at = time.Now()
-
-	e.mu.Lock()
-	f.res = res
-	e.flight = nil
-	if res.err == nil {
-		e.last = res
-	} else {
-		e.last = nil
-	}
-	e.mu.Unlock()
-	close(f.done)
-	return res
-}
-
-// topologyReason classifies a discovery error for TopologyDiscovered.
-func topologyReason(err error) string {
-	switch {
-	case errors.Is(err, cluster.ErrNotCluster):
-		return rconnv1.ReasonNotACluster
-	case errors.Is(err, cluster.ErrClusterModeServer):
-		return rconnv1.ReasonClusterModeServer
-	case strings.Contains(err.Error(), "WRONGPASS") || strings.Contains(err.Error(), "NOAUTH") || strings.Contains(err.Error(), "NOPERM"):
-		return rconnv1.ReasonAuthenticationFailed
-	case rtls.ReasonOf(err) != "":
-		return rconnv1.ReasonTLSHandshakeFailed
+// topologyFailure classifies a discovery error for TopologyDiscovered: a reason and a fixed
+// message naming only addresses from the spec or the map, never bytes a server sent (a
+// non-Redis server's banner, an error line) and never a difference an attacker could use to
+// tell a closed port from an open one (refused, reset, EOF, timeout and garbage all read the
+// same).
+func topologyFailure(rc *rconnv1.RedisConnection, err error) (reason, message string) {
+	class, msg := cluster.Classify(err)
+	switch class {
+	case cluster.ClassNotCluster:
+		return rconnv1.ReasonNotACluster, msg
+	case cluster.ClassClusterModeServer:
+		return rconnv1.ReasonClusterModeServer, msg
+	case cluster.ClassAuthenticationFailed:
+		return rconnv1.ReasonAuthenticationFailed, msg
+	case cluster.ClassTLSHandshakeFailed:
+		return rconnv1.ReasonTLSHandshakeFailed, msg
+	case cluster.ClassProtocolError, cluster.ClassReplyTooLarge:
+		return rconnv1.ReasonProtocolError, msg
+	case cluster.ClassTopologyTooLarge:
+		return rconnv1.ReasonTopologyTooLarge, msg
+	case cluster.ClassAddressDenied:
+		return rconnv1.ReasonAddressDenied, msg
 	default:
-		return rconnv1.ReasonRootNodesUnreachable
+		return rconnv1.ReasonRootNodesUnreachable, "no Redis server answered at " + rootList(rc)
 	}
+}
+
+// rootList names the root nodes as the spec gives them.
+func rootList(rc *rconnv1.RedisConnection) string {
+	parts := make([]string, 0, len(rc.Spec.RootNodes))
+	for _, rn := range rc.Spec.RootNodes {
+		if rn.URL != "" {
+			parts = append(parts, string(rn.URL))
+		} else {
+			parts = append(parts, cluster.Address{Host: rn.Host, Port: portOr(int(rn.Port))}.String())
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // healthTimeout and interval from the spec with defaults.

@@ -53,6 +53,17 @@ const (
 	ReasonNotACluster          = "NotACluster"
 	ReasonClusterModeServer    = "ClusterModeServer"
 	ReasonSlotsUncovered       = "SlotsUncovered"
+	// ReasonDiscovering: the first discovery through new settings is running in the
+	// background; the condition follows when it finishes.
+	ReasonDiscovering = "Discovering"
+	// ReasonProtocolError: a root node answered with something that is not a valid Redis reply,
+	// or a reply larger than the manager's caps (the bytes are never shown).
+	ReasonProtocolError = "ProtocolError"
+	// ReasonTopologyTooLarge: the topology has more nodes or shards than the manager's caps.
+	ReasonTopologyTooLarge = "TopologyTooLarge"
+	// ReasonAddressDenied: every root node address is refused by the manager's address policy
+	// (link-local, the API server, --deny-cidrs).
+	ReasonAddressDenied = "AddressDenied"
 
 	// NodesHealthy
 	ReasonAllNodesHealthy  = "AllHealthy"
@@ -63,4 +74,6 @@ const (
 	ReasonRendered            = "Rendered"
 	ReasonOutputConflict      = "OutputConflict"
 	ReasonPrerequisitesNotMet = "PrerequisitesNotMet"
+	// ReasonConfigTooLarge: config.json would exceed the size a ConfigMap can hold.
+	ReasonConfigTooLarge = "ConfigTooLarge"
 )
