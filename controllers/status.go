@@ -172,8 +172,8 @@ func nodeFailure(h cluster.NodeHealth) string {
 		return "authentication failed"
 	case cluster.ClassTLSHandshakeFailed:
 		return "TLS handshake failed"
-	case cluster.ClassProtocolError, cluster.ClassReplyTooLarge:
-		return "protocol error (not a valid Redis reply)"
+	case cluster.ClassReplyTooLarge:
+		return "reply larger than the manager's caps"
 	case cluster.ClassAddressDenied:
 		return "address denied by the manager's address policy"
 	}

@@ -1,0 +1,183 @@
+package controllers_test
+
+import (
+	"net"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+)
+
+// The attacks of the trust issue, each against the real manager wiring (envtest + the
+// reconciler as the manager runs it) with a hostile server written in Go: the manager stays up,
+// and an unrelated RedisConnection stays Ready and reactive throughout.
+
+// hostileConnection is a Cluster-mode RedisConnection whose only root node is addr.
+func hostileConnection(ns, name, addr string, hc *rconnv1.HealthCheck, connectTimeout time.Duration) *rconnv1.RedisConnection {
+	rc := &rconnv1.RedisConnection{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: rconnv1.RedisConnectionSpec{
+			RootNodes:   []rconnv1.RootNode{{URL: rconnv1.RedisURL("redis://" + addr)}},
+			HealthCheck: hc,
+		},
+	}
+	if connectTimeout > 0 {
+		rc.Spec.Defaults = &rconnv1.NodeDefaults{ConnectTimeout: &metav1.Duration{Duration: connectTimeout}}
+	}
+	return rc
+}
+
+// bystander is an unrelated tenant: a standalone Redis with an ACL user, whose Secret the test
+// rotates to prove the controller still reacts to it.
+type bystander struct {
+	ns     string
+	server *redistest.Server
+}
+
+func startBystander() *bystander {
+	b := &bystander{ns: newNamespace()}
+	b.server = redistest.StartServer(GinkgoT(), redistest.ServerOptions{Users: []redistest.User{{Name: "app", Password: "pw-0"}}})
+	aclSecret(b.ns, "acl", "app", "pw-0")
+	Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
+		ObjectMeta: metav1.ObjectMeta{Name: "bystander", Namespace: b.ns},
+		Spec: rconnv1.RedisConnectionSpec{
+			Mode:      rconnv1.ModeStandalone,
+			RootNodes: []rconnv1.RootNode{{URL: rconnv1.RedisURL("redis://" + b.server.Addr())}},
+			Defaults: &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{
+				SecretRef: rconnv1.LocalSecretReference{Name: "acl"}, UsernameKey: "username"}},
+		},
+	})).To(Succeed())
+	eventuallyCondition(b.ns, "bystander", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
+	return b
+}
+
+// rotate changes the ACL password in Redis and in the Secret, and returns the new password.
+func (b *bystander) rotate(pw string) {
+	c := b.server.Client()
+	defer c.Close()
+	Expect(c.Do(ctx, "ACL", "SETUSER", "app", "on", ">"+pw, "~*", "+@all").Err()).To(Succeed())
+	sec := &corev1.Secret{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: "acl"}, sec)).To(Succeed())
+	sec.Data["password"] = []byte(pw)
+	Expect(k8s.Update(ctx, sec)).To(Succeed())
+}
+
+// outputPassword is the password in the bystander's rendered Secret.
+func (b *bystander) outputPassword() string {
+	sec := &corev1.Secret{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: "bystander"}, sec); err != nil {
+		return ""
+	}
+	return string(sec.Data[pkgclient.SecretKeyPassword])
+}
+
+// statusText is every condition message and reason of a RedisConnection, and the messages of
+// its Events: what a tenant (or anyone who can read status and Events) gets to see.
+func statusText(ns, name string) string {
+	var b strings.Builder
+	for _, c := range get(ns, name).Status.Conditions {
+		b.WriteString(c.Type + "/" + c.Reason + ": " + c.Message + "\n")
+	}
+	var evs eventsv1.EventList
+	Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+	for _, e := range evs.Items {
+		if e.Regarding.Name == name {
+			b.WriteString("event " + e.Reason + ": " + e.Note + "\n")
+		}
+	}
+	return b.String()
+}
+
+var _ = Describe("a hostile root node", func() {
+	It("cannot crash the manager with replies that declare huge sizes, and is reported as ProtocolError", func() {
+		by := startBystander()
+		ns := newNamespace()
+		attacks := map[string]string{
+			"array":  hostile.HugeArray,
+			"bulk":   hostile.HugeBulk,
+			"map":    hostile.HugeMap,
+			"nested": hostile.Nested(100000),
+		}
+		for name, raw := range attacks {
+			srv := hostile.FixedReply(GinkgoT(), raw)
+			Expect(k8s.Create(ctx, hostileConnection(ns, name, srv.Addr(), nil, 0))).To(Succeed())
+		}
+		for name := range attacks {
+			eventuallyCondition(ns, name, rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonProtocolError)
+			eventuallyCondition(ns, name, rconnv1.ConditionReady, metav1.ConditionFalse, rconnv1.ReasonProtocolError)
+		}
+		// Still alive (this process is the manager) and still reacting to the bystander.
+		by.rotate("pw-1")
+		Eventually(by.outputPassword, 20*time.Second, 100*time.Millisecond).Should(Equal("pw-1"))
+		eventuallyCondition(by.ns, "bystander", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
+	})
+
+	It("cannot delay another RedisConnection: root nodes that accept and never answer hold no worker", func() {
+		by := startBystander()
+		ns := newNamespace()
+		silent := hostile.Silent(GinkgoT())
+		// The slowest settings the API allows: a probe of each of these holds its sockets for
+		// the manager's cap (--max-redis-timeout), far longer than this test runs.
+		hc := &rconnv1.HealthCheck{Interval: &metav1.Duration{Duration: 2 * time.Minute}, Timeout: &metav1.Duration{Duration: time.Minute}}
+		names := []string{"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"}
+		for _, n := range names {
+			Expect(k8s.Create(ctx, hostileConnection(ns, n, silent.Addr(), hc, 5*time.Minute))).To(Succeed())
+		}
+		Eventually(silent.Accepted, 20*time.Second, 50*time.Millisecond).Should(BeNumerically(">=", len(names)), "every silent root is being probed")
+		by.rotate("pw-2")
+		Eventually(by.outputPassword, 20*time.Second, 50*time.Millisecond).Should(Equal("pw-2"))
+		// The rotation got through while every silent root's first probe is still waiting for
+		// an answer: before, four reconcile workers sat in those probes and the rotation waited
+		// for them to time out.
+		for _, n := range names {
+			c := condition(ns, n, rconnv1.ConditionTopologyDiscovered)
+			Expect(c.Reason).To(Equal(rconnv1.ReasonDiscovering), "%s: %s", n, c.Message)
+		}
+	})
+
+	It("cannot tell a closed port from an open non-Redis one, and sees none of the bytes it sent", func() {
+		ns := newNamespace()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		closedAddr := ln.Addr().String()
+		Expect(ln.Close()).To(Succeed())
+		targets := map[string]string{
+			"closed": closedAddr,
+			"eof":    hostile.CloseOnAccept(GinkgoT()).Addr(),
+			"ssh":    hostile.Garbage(GinkgoT(), hostile.SSHBanner).Addr(),
+			"http":   hostile.Garbage(GinkgoT(), hostile.HTTPBadRequest).Addr(),
+			"silent": hostile.Silent(GinkgoT()).Addr(),
+		}
+		hc := &rconnv1.HealthCheck{Interval: &metav1.Duration{Duration: 5 * time.Second}, Timeout: &metav1.Duration{Duration: 500 * time.Millisecond}}
+		for name, addr := range targets {
+			Expect(k8s.Create(ctx, hostileConnection(ns, name, addr, hc, 500*time.Millisecond))).To(Succeed())
+		}
+		seen := map[string]string{}
+		for name, addr := range targets {
+			eventuallyCondition(ns, name, rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonRootNodesUnreachable)
+			c := condition(ns, name, rconnv1.ConditionTopologyDiscovered)
+			seen[name] = strings.ReplaceAll(c.Message, addr, "ADDR")
+		}
+		for name, msg := range seen {
+			Expect(msg).To(Equal(seen["closed"]), "%s reads differently from a closed port", name)
+		}
+		for name := range targets {
+			text := statusText(ns, name)
+			Expect(text).NotTo(ContainSubstring(hostile.Secret))
+			Expect(text).NotTo(ContainSubstring("SSH-"))
+			Expect(text).NotTo(ContainSubstring("HTTP/1.1"))
+			Expect(strings.ToLower(text)).NotTo(ContainSubstring("refused"))
+			Expect(text).NotTo(ContainSubstring("EOF"))
+		}
+	})
+})
