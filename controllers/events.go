@@ -22,9 +22,8 @@ const (
 type eventLimiter struct {
 	mu      sync.Mutex
 	byRC    map[types.NamespacedName]*rcEvents
-	burst   int
-	every   time.Duration
-	dropped func()
+	burst int
+	every time.Duration
 }
 
 type rcEvents struct {
@@ -51,9 +50,7 @@ func (l *eventLimiter) allow(key types.NamespacedName, now time.Time) (ok bool, 
 	}
 	if !e.lim.AllowN(now, 1) {
 		e.dropped++
-		if l.dropped != nil {
-			l.dropped()
-		}
+		eventsDropped.Inc()
 		return false, 0
 	}
 	d := e.dropped

@@ -35,6 +35,10 @@ var (
 		Name: "rconn_inspectors_open",
 		Help: "Open sets of Redis connections (one small pool per node) held by the controller. RedisConnections with the same mode, root nodes, credentials, TLS, client name, timeouts and node address map share one set, so this is at most the number of RedisConnections.",
 	})
+	eventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rconn_events_dropped_total",
+		Help: "Events not recorded because their RedisConnection exceeded its Event rate limit (20 at once, then one per 30s).",
+	})
 	inspectorReferences = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "rconn_inspector_references",
 		Help: "RedisConnections using one of the open sets of Redis connections (rconn_inspectors_open).",
@@ -42,7 +46,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(nodeUp, nodePing, ready, slotsCovered, topologyChanges, openInspectors, inspectorReferences)
+	metrics.Registry.MustRegister(nodeUp, nodePing, ready, slotsCovered, topologyChanges, openInspectors, inspectorReferences, eventsDropped)
 }
 
 // recorded remembers which node series each RedisConnection has, so nodes that left the
