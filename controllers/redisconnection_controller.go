@@ -118,13 +118,19 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, nil
 	}
 	before := rc.DeepCopy()
+	discovering := false
 	interval, timeout := healthSettings(rc)
 	timeout = min(timeout, r.maxTimeout())
 
 	defer func() {
 		setReady(rc)
 		recordReady(rc.Namespace, rc.Name, meta.IsStatusConditionTrue(rc.Status.Conditions, rconnv1.ConditionReady))
-		rc.Status.ObservedGeneration = rc.Generation
+		// observedGeneration moves only once the generation has been processed through to the
+		// outputs (or to the condition that stops it): while the first probe through new
+		// settings runs, it keeps the previous value.
+		if !discovering {
+			rc.Status.ObservedGeneration = rc.Generation
+		}
 		_, secName := outputNames(rc)
 		rc.Status.Binding = &rconnv1.BindingStatus{Name: secName}
 		for _, e := range transitions(&before.Status, &rc.Status) {
@@ -218,6 +224,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	probe := in.observe(maxAge, r.notifyProbed)
 	if probe == nil {
 		// The first probe through these settings is running; its end enqueues this object.
+		discovering = true
 		if c := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionTopologyDiscovered); c == nil || c.ObservedGeneration != rc.Generation {
 			setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonDiscovering, "discovering the topology through the root nodes")
 			r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
