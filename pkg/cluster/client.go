@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -19,6 +20,9 @@ type Client struct {
 }
 
 var _ redis.UniversalClient = (*Client)(nil)
+
+// goRedisDefaultTimeout is go-redis's read timeout when none is set (clipped to MaxTimeout).
+const goRedisDefaultTimeout = 5 * time.Second
 
 // NewClient validates the options and returns a client; it connects lazily (see Connect).
 func NewClient(o Options) (*Client, error) {
@@ -42,8 +46,8 @@ func NewClient(o Options) (*Client, error) {
 		ReadOnly:            r.UseReplicas,
 		RouteRandomly:       r.UseReplicas,
 		PoolSize:            r.PoolSize,
-		ReadTimeout:         r.ReadTimeout,
-		WriteTimeout:        r.WriteTimeout,
+		ReadTimeout:         r.clientTimeout(r.ReadTimeout, goRedisDefaultTimeout),
+		WriteTimeout:        r.clientTimeout(r.WriteTimeout, r.clientTimeout(r.ReadTimeout, goRedisDefaultTimeout)),
 
 		MaintNotificationsConfig: noMaintNotifications(),
 	}

@@ -152,15 +152,25 @@ func (in *Inspector) client(addr string) (*redis.Client, error) {
 			user, pass = rt.username, rt.password
 		}
 	}
+	limits := &in.o.limits
 	opts := &redis.Options{
-		Addr:                  addr,
-		Dialer:                in.dialer.DialContext,
+		Addr: addr,
+		// Every byte a node sends passes the RESP limits before go-redis's reader sees it.
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := in.dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return LimitConn(c, limits), nil
+		},
 		Username:              user,
 		Password:              pass,
 		DB:                    in.o.Defaults.DB,
 		ClientName:            in.o.Defaults.ClientName,
 		DialTimeout:           in.o.Defaults.ConnectTimeout,
-		ReadTimeout:           10 * time.Second,
+		ReadTimeout:           in.o.inspectorTimeout(in.o.ReadTimeout),
+		WriteTimeout:          in.o.inspectorTimeout(in.o.WriteTimeout),
+		PoolTimeout:           in.o.inspectorTimeout(in.o.ReadTimeout),
 		ContextTimeoutEnabled: true,
 		MaxRetries:            -1,
 		PoolSize:              2,
@@ -199,43 +209,100 @@ func (in *Inspector) prune(keep []string) {
 	in.known = keep
 }
 
-// Discover reads the topology from the root nodes, then from nodes found before, until one
-// answers. Cluster: CLUSTER SHARDS, or CLUSTER SLOTS on servers that lack it (or deny it by
-// ACL). Standalone: INFO. A dead root node costs at most ConnectTimeout; ctx bounds the whole.
+// NodeError is a failure at one node: Addr is the address it was asked at (a root node's
+// address from the options, or a node's announced address), so a status can name it.
+type NodeError struct {
+	Addr string
+	Err  error
+}
+
+func (e *NodeError) Error() string { return e.Addr + ": " + e.Err.Error() }
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// discoverParallel bounds how many candidates Discover asks at once.
+const discoverParallel = 8
+
+// Discover reads the topology from the root nodes, then from nodes found before. Candidates
+// are asked in parallel (at most 8 at once, in order); the first answer wins and the others
+// are abandoned, so a silent or dead root costs nothing while another answers. When several
+// have answered by then, the earliest candidate's topology is returned. Cluster: CLUSTER
+// SHARDS, or CLUSTER SLOTS on servers that lack it (or deny it by ACL). Standalone: INFO. ctx
+// bounds the whole; each command is bounded by the read/write timeouts.
 func (in *Inspector) Discover(ctx context.Context) (*Topology, error) {
 	in.mu.Lock()
-	candidates := append(in.o.rootAddrs(), in.known...)
+	all := append(in.o.rootAddrs(), in.known...)
 	in.mu.Unlock()
 	seen := map[string]bool{}
-	var errs []error
-	for _, addr := range candidates {
-		if seen[addr] {
-			continue
+	var candidates []string
+	for _, a := range all {
+		if !seen[a] {
+			seen[a] = true
+			candidates = append(candidates, a)
 		}
-		seen[addr] = true
-		if ctx.Err() != nil {
-			errs = append(errs, ctx.Err())
-			break
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		i   int
+		t   *Topology
+		err error
+	}
+	results := make(chan result, len(candidates))
+	sem := make(chan struct{}, discoverParallel)
+	go func() {
+		for i, addr := range candidates {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				for j := i; j < len(candidates); j++ {
+					results <- result{i: j, err: ctx.Err()}
+				}
+				return
+			}
+			go func() {
+				defer func() { <-sem }()
+				var t *Topology
+				var err error
+				if in.o.Standalone {
+					t, err = in.discoverStandalone(ctx, addr)
+				} else {
+					t, err = in.discoverCluster(ctx, addr)
+				}
+				results <- result{i: i, t: t, err: err}
+			}()
 		}
-		var t *Topology
-		var err error
-		if in.o.Standalone {
-			t, err = in.discoverStandalone(ctx, addr)
-		} else {
-			t, err = in.discoverCluster(ctx, addr)
-		}
-		if err == nil {
-			keep := make([]string, 0, len(t.Nodes))
-			for _, n := range t.Nodes {
+	}()
+	errs := make([]error, len(candidates))
+	var final error
+	for range candidates {
+		r := <-results
+		if r.err == nil {
+			// Prefer an earlier candidate that has answered too.
+			for {
+				select {
+				case o := <-results:
+					if o.err == nil && o.i < r.i {
+						r = o
+					}
+					continue
+				default:
+				}
+				break
+			}
+			keep := make([]string, 0, len(r.t.Nodes))
+			for _, n := range r.t.Nodes {
 				keep = append(keep, n.Announced)
 			}
 			in.prune(keep)
-			return t, nil
+			return r.t, nil
 		}
-		if errors.Is(err, ErrNotCluster) || errors.Is(err, ErrClusterModeServer) {
-			return nil, err
+		if errors.Is(r.err, ErrNotCluster) || errors.Is(r.err, ErrClusterModeServer) {
+			final = &NodeError{Addr: candidates[r.i], Err: r.err}
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		errs[r.i] = &NodeError{Addr: candidates[r.i], Err: r.err}
+	}
+	if final != nil {
+		return nil, final
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoNodeAnswered, errors.Join(errs...))
 }
@@ -252,7 +319,10 @@ func (in *Inspector) discoverCluster(ctx context.Context, addr string) (*Topolog
 	}
 	shards, err := c.ClusterShards(ctx).Result()
 	if err == nil {
-		t := in.fromShards(shards)
+		t, err := in.fromShards(shards)
+		if err != nil {
+			return nil, err
+		}
 		t.Source, t.Command = addr, "CLUSTER SHARDS"
 		return t, nil
 	}
@@ -269,7 +339,10 @@ func (in *Inspector) discoverCluster(ctx context.Context, addr string) (*Topolog
 		}
 		return nil, fmt.Errorf("CLUSTER SHARDS: %v; CLUSTER SLOTS: %w", err, err2)
 	}
-	t := in.fromSlots(slots)
+	t, err := in.fromSlots(slots)
+	if err != nil {
+		return nil, err
+	}
 	t.Source, t.Command = addr, "CLUSTER SLOTS"
 	return t, nil
 }
@@ -278,7 +351,22 @@ func (in *Inspector) announced(host string, port int64) string {
 	return net.JoinHostPort(host, strconv.FormatInt(port, 10))
 }
 
-func (in *Inspector) fromShards(shards []redis.ClusterShard) *Topology {
+// checkSize rejects a topology larger than the limits allow.
+func (in *Inspector) checkSize(shards, nodes int) error {
+	if shards > in.o.limits.MaxTopologyShards || nodes > in.o.limits.MaxTopologyNodes {
+		return ErrTopologyTooLarge
+	}
+	return nil
+}
+
+func (in *Inspector) fromShards(shards []redis.ClusterShard) (*Topology, error) {
+	nodes := 0
+	for _, sh := range shards {
+		nodes += len(sh.Nodes)
+	}
+	if err := in.checkSize(len(shards), nodes); err != nil {
+		return nil, err
+	}
 	t := &Topology{}
 	for _, sh := range shards {
 		var s Shard
@@ -313,12 +401,13 @@ func (in *Inspector) fromShards(shards []redis.ClusterShard) *Topology {
 		t.Shards = append(t.Shards, s)
 	}
 	in.finish(t)
-	return t
+	return t, nil
 }
 
-func (in *Inspector) fromSlots(slots []redis.ClusterSlot) *Topology {
+func (in *Inspector) fromSlots(slots []redis.ClusterSlot) (*Topology, error) {
 	t := &Topology{}
 	byMaster := map[string]int{}
+	nodes := 0
 	for _, cs := range slots {
 		if len(cs.Nodes) == 0 {
 			continue
@@ -334,6 +423,10 @@ func (in *Inspector) fromSlots(slots []redis.ClusterSlot) *Topology {
 				reps = append(reps, &Node{ID: r.ID, Announced: r.Addr, Role: RoleReplica})
 			}
 			t.Shards = append(t.Shards, Shard{Master: master, Replicas: reps})
+			nodes += 1 + len(reps)
+			if err := in.checkSize(len(t.Shards), nodes); err != nil {
+				return nil, err
+			}
 		}
 		t.Shards[i].Slots = append(t.Shards[i].Slots, SlotRange{Start: int(cs.Start), End: int(cs.End)})
 	}
@@ -343,7 +436,7 @@ func (in *Inspector) fromSlots(slots []redis.ClusterSlot) *Topology {
 		}
 	}
 	in.finish(t)
-	return t
+	return t, nil
 }
 
 // finish links replicas to masters, sorts, and counts covered slots.
@@ -446,8 +539,13 @@ func (h NodeHealth) Healthy() bool {
 }
 
 // CheckHealth checks every node of t through its mapped address, in parallel (at most
-// HealthConcurrency at once), each bounded by timeout. Results follow t.Nodes' order.
+// HealthConcurrency at once), each bounded by timeout (clipped to MaxTimeout; zero or
+// negative: the read timeout). Results follow t.Nodes' order.
 func (in *Inspector) CheckHealth(ctx context.Context, t *Topology, timeout time.Duration) []NodeHealth {
+	if timeout <= 0 {
+		timeout = in.o.inspectorTimeout(in.o.ReadTimeout)
+	}
+	timeout = in.o.clip(timeout)
 	out := make([]NodeHealth, len(t.Nodes))
 	sem := make(chan struct{}, in.o.HealthConcurrency)
 	var wg sync.WaitGroup
@@ -460,6 +558,9 @@ func (in *Inspector) CheckHealth(ctx context.Context, t *Topology, timeout time.
 			nctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			out[i] = in.checkNode(nctx, n.Announced, !t.Standalone)
+			if out[i].Err != nil {
+				out[i].Err = &NodeError{Addr: n.Announced, Err: out[i].Err}
+			}
 		}()
 	}
 	wg.Wait()
@@ -505,7 +606,7 @@ func (in *Inspector) checkNode(ctx context.Context, addr string, cluster bool) N
 			}
 		}
 		if h.ClusterState != "ok" {
-			h.Err = fmt.Errorf("cluster_state:%s", h.ClusterState)
+			h.Err = ErrClusterStateNotOK
 		}
 	}
 	return h

@@ -62,10 +62,24 @@ type Options struct {
 	// Standalone makes an Inspector treat the single root node as a standalone server.
 	Standalone bool
 
-	// PoolSize, ReadTimeout and WriteTimeout pass to go-redis (zero: go-redis defaults).
+	// PoolSize, ReadTimeout and WriteTimeout pass to go-redis for the Client (zero: go-redis
+	// defaults). The Inspector uses ReadTimeout and WriteTimeout for every command it sends
+	// (zero or negative: DefaultInspectorTimeout; it never reads or writes without a deadline).
 	PoolSize     int
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// MaxTimeout, when positive, caps every timeout: ConnectTimeout, ReadTimeout, WriteTimeout
+	// (also a Client's go-redis defaults and "no timeout") and the per-node timeout of
+	// CheckHealth are clipped to it. A manager-wide bound no tenant's options can raise.
+	MaxTimeout time.Duration
+	// Limits bound what the Inspector reads and allocates per reply, and the size of a
+	// topology (nil: DefaultLimits). Every Inspector connection (discovery and health) is
+	// wrapped with LimitConn. The Client's own go-redis connections, which carry application
+	// values of any size, are not.
+	Limits *Limits
+	// AddressPolicy, when set, wraps Dial (AddressPolicy.Dial): every connection, the
+	// Client's included, is refused for denied targets.
+	AddressPolicy *AddressPolicy
 	// HealthConcurrency bounds parallel node checks (default 64).
 	HealthConcurrency int
 }
@@ -80,8 +94,40 @@ type root struct {
 // resolved is Options after validation.
 type resolved struct {
 	Options
-	roots []root
-	tls   *tls.Config
+	roots  []root
+	tls    *tls.Config
+	limits Limits
+}
+
+// DefaultInspectorTimeout is the Inspector's read and write timeout when Options sets none.
+const DefaultInspectorTimeout = 10 * time.Second
+
+// clip caps d at MaxTimeout (when set).
+func (r *resolved) clip(d time.Duration) time.Duration {
+	if r.MaxTimeout > 0 && (d <= 0 || d > r.MaxTimeout) {
+		return r.MaxTimeout
+	}
+	return d
+}
+
+// inspectorTimeout is the Inspector's read (or write) timeout for an Options value.
+func (r *resolved) inspectorTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		d = DefaultInspectorTimeout
+	}
+	return r.clip(d)
+}
+
+// clientTimeout is a go-redis timeout for the Client: 0 keeps go-redis's default (def) and a
+// negative value means none, both clipped to MaxTimeout when it is set.
+func (r *resolved) clientTimeout(d, def time.Duration) time.Duration {
+	if r.MaxTimeout <= 0 {
+		return d
+	}
+	if d == 0 {
+		d = def
+	}
+	return r.clip(d)
 }
 
 // ErrInvalidOptions is wrapped by every option validation error.
@@ -107,6 +153,10 @@ func resolve(o Options) (*resolved, error) {
 	if o.Defaults.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative ConnectTimeout", ErrInvalidOptions)
 	}
+	if o.MaxTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative MaxTimeout", ErrInvalidOptions)
+	}
+	r.limits = o.Limits.withDefaults()
 	sawTLS, sawPlain := false, false
 	for i, rn := range o.RootNodes {
 		switch {
@@ -152,6 +202,7 @@ func resolve(o Options) (*resolved, error) {
 	if r.Defaults.ConnectTimeout == 0 {
 		r.Defaults.ConnectTimeout = 5 * time.Second
 	}
+	r.Defaults.ConnectTimeout = r.clip(r.Defaults.ConnectTimeout)
 	if r.MaxCommandRedirections == 0 {
 		r.MaxCommandRedirections = DefaultMaxCommandRedirections
 	}
@@ -164,12 +215,20 @@ func resolve(o Options) (*resolved, error) {
 func (r *resolved) newDialer() *Dialer {
 	return NewDialer(DialerOptions{
 		Map:            r.NodeAddressMap,
-		Dial:           r.Dial,
+		Dial:           r.dial(),
 		TLS:            r.tls,
 		TLSConfigFor:   r.Defaults.TLSConfigFor,
 		ServerName:     r.Defaults.TLSServerName,
 		ConnectTimeout: r.Defaults.ConnectTimeout,
 	})
+}
+
+// dial is the base dial function with the address policy applied.
+func (r *resolved) dial() DialFunc {
+	if r.AddressPolicy != nil {
+		return r.AddressPolicy.Dial(r.Dial)
+	}
+	return r.Dial
 }
 
 func (r *resolved) rootAddrs() []string {

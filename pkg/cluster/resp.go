@@ -1,0 +1,296 @@
+package cluster
+
+import "bytes"
+
+// respValidator checks a RESP2/RESP3 byte stream incrementally, chunk by chunk, against
+// Limits. It is a small hand-written state machine on purpose: it must sit below go-redis's
+// reader (inside net.Conn.Read) and see the bytes before go-redis allocates what a header
+// declares, across arbitrary chunk boundaries, without buffering or allocating itself. No
+// maintained library offers a streaming RESP validator with limits; a parser that builds
+// values would be the allocation we are guarding against.
+//
+// It tracks only what it needs: the state within the current line or bulk payload, a stack of
+// remaining element counts (one per open aggregate), and per top-level reply the declared
+// element and byte totals.
+type respValidator struct {
+	lim Limits
+	err error
+
+	state   uint8
+	typ     byte  // type byte of the line being read
+	lineLen int   // bytes of the current line so far (type byte excluded)
+	prevCR  bool  // the last byte of the current line was '\r'
+	neg     bool  // a '-' sign was read
+	digits  int   // digits read
+	val     int64 // value of the digits so far
+	payload int64 // bulk bytes still to skip
+
+	stack []frame
+	elems int64 // elements declared by the current top-level reply
+	bytes int64 // bytes of the current top-level reply (bulks counted at their header)
+}
+
+type frame struct {
+	remaining int64
+	attr      bool // an attribute: when done, the value it annotates is still to come
+}
+
+const (
+	stType      uint8 = iota // expecting a type byte
+	stLine                   // skipping a line until CRLF (+ - , ( # and so on)
+	stNum                    // reading a length or integer: [-]digits
+	stNumLF                  // read '\r' after the number, expecting '\n'
+	stNullCR                 // '_': expecting '\r'
+	stNullLF                 // '_': expecting '\n'
+	stPayload                // skipping bulk bytes
+	stPayloadCR              // bulk done, expecting '\r'
+	stPayloadLF              // expecting '\n'
+)
+
+// Fixed reasons (never server bytes).
+var (
+	errUnknownType  = &ProtocolError{ErrProtocol, "unknown RESP type byte"}
+	errBadNumber    = &ProtocolError{ErrProtocol, "malformed length or integer"}
+	errBadLineEnd   = &ProtocolError{ErrProtocol, "line not terminated by CRLF"}
+	errBadBulkEnd   = &ProtocolError{ErrProtocol, "bulk string not terminated by CRLF"}
+	errArrayTooLong = &ProtocolError{ErrReplyTooLarge, "aggregate header declares more than MaxArrayLen elements"}
+	errBulkTooLong  = &ProtocolError{ErrReplyTooLarge, "bulk header declares more than MaxBulkLen bytes"}
+	errTooManyElems = &ProtocolError{ErrReplyTooLarge, "reply declares more than MaxReplyElements elements"}
+	errTooManyBytes = &ProtocolError{ErrReplyTooLarge, "reply is longer than MaxReplyBytes"}
+	errTooDeep      = &ProtocolError{ErrReplyTooLarge, "reply nests deeper than MaxDepth"}
+	errLineTooLong  = &ProtocolError{ErrReplyTooLarge, "line longer than MaxLineLen"}
+)
+
+func newRESPValidator(l Limits) *respValidator {
+	return &respValidator{lim: l, stack: make([]frame, 0, min(l.MaxDepth, 32))}
+}
+
+// maxDigits keeps numbers inside int64 without overflow checks per digit (18 nines < 2^63).
+const maxDigits = 18
+
+// feed validates the next chunk of the stream. The first violation is sticky.
+func (v *respValidator) feed(p []byte) error {
+	if v.err != nil {
+		return v.err
+	}
+	if err := v.run(p); err != nil {
+		v.err = err
+		return err
+	}
+	return nil
+}
+
+func (v *respValidator) run(p []byte) error {
+	lim := &v.lim
+	for i := 0; i < len(p); {
+		switch v.state {
+		case stPayload:
+			n := int64(len(p) - i)
+			if n >= v.payload {
+				i += int(v.payload)
+				v.payload = 0
+				v.state = stPayloadCR
+			} else {
+				v.payload -= n
+				i = len(p)
+			}
+			continue
+		case stLine:
+			j := bytes.IndexByte(p[i:], '\n')
+			if j < 0 {
+				n := len(p) - i
+				v.lineLen += n
+				v.bytes += int64(n)
+				v.prevCR = p[len(p)-1] == '\r'
+				if v.lineLen > lim.MaxLineLen {
+					return errLineTooLong
+				}
+				if v.bytes > lim.MaxReplyBytes {
+					return errTooManyBytes
+				}
+				i = len(p)
+				continue
+			}
+			cr := v.prevCR
+			if j > 0 {
+				cr = p[i+j-1] == '\r'
+			}
+			v.lineLen += j
+			v.bytes += int64(j + 1)
+			if !cr || v.lineLen < 1 {
+				return errBadLineEnd
+			}
+			if v.lineLen-1 > lim.MaxLineLen {
+				return errLineTooLong
+			}
+			if v.bytes > lim.MaxReplyBytes {
+				return errTooManyBytes
+			}
+			i += j + 1
+			v.done()
+			continue
+		}
+
+		c := p[i]
+		i++
+		v.bytes++
+		if v.bytes > lim.MaxReplyBytes {
+			return errTooManyBytes
+		}
+		switch v.state {
+		case stType:
+			v.typ = c
+			switch c {
+			case '+', '-', ',', '(', '#':
+				v.state, v.lineLen, v.prevCR = stLine, 0, false
+			case ':', '$', '=', '!', '*', '%', '~', '>', '|':
+				v.state, v.neg, v.digits, v.val = stNum, false, 0, 0
+			case '_':
+				v.state = stNullCR
+			default:
+				return errUnknownType
+			}
+		case stNum:
+			switch {
+			case c >= '0' && c <= '9':
+				if v.digits == maxDigits {
+					return errBadNumber
+				}
+				v.digits++
+				v.val = v.val*10 + int64(c-'0')
+				// Fail as soon as a length is over its bound: do not wait for the CRLF.
+				if !v.neg {
+					switch v.typ {
+					case '$', '=', '!':
+						if v.val > lim.MaxBulkLen {
+							return errBulkTooLong
+						}
+					case '*', '~', '>', '|':
+						if v.val > lim.MaxArrayLen {
+							return errArrayTooLong
+						}
+					case '%':
+						if 2*v.val > lim.MaxArrayLen {
+							return errArrayTooLong
+						}
+					}
+				}
+			case c == '-' && v.digits == 0 && !v.neg:
+				v.neg = true
+			case c == '\r' && v.digits > 0:
+				v.state = stNumLF
+			default:
+				return errBadNumber
+			}
+		case stNumLF:
+			if c != '\n' {
+				return errBadNumber
+			}
+			if err := v.number(); err != nil {
+				return err
+			}
+		case stNullCR:
+			if c != '\r' {
+				return errBadLineEnd
+			}
+			v.state = stNullLF
+		case stNullLF:
+			if c != '\n' {
+				return errBadLineEnd
+			}
+			v.done()
+		case stPayloadCR:
+			if c != '\r' {
+				return errBadBulkEnd
+			}
+			v.state = stPayloadLF
+		case stPayloadLF:
+			if c != '\n' {
+				return errBadBulkEnd
+			}
+			v.done()
+		}
+	}
+	return nil
+}
+
+// number acts on a complete length or integer line.
+func (v *respValidator) number() error {
+	lim := &v.lim
+	switch v.typ {
+	case ':':
+		v.done()
+		return nil
+	case '$', '=', '!':
+		if v.neg {
+			if v.val != 1 {
+				return errBadNumber
+			}
+			v.done() // null bulk
+			return nil
+		}
+		v.bytes += v.val // declared payload, counted now (go-redis allocates it now)
+		if v.bytes > lim.MaxReplyBytes {
+			return errTooManyBytes
+		}
+		v.payload = v.val
+		v.state = stPayload
+		if v.payload == 0 {
+			v.state = stPayloadCR
+		}
+		return nil
+	}
+	// Aggregates.
+	if v.neg {
+		if v.val != 1 {
+			return errBadNumber
+		}
+		v.done() // null array
+		return nil
+	}
+	n := v.val
+	if v.typ == '%' || v.typ == '|' {
+		n *= 2
+	}
+	if n > lim.MaxArrayLen {
+		return errArrayTooLong
+	}
+	v.elems += n
+	if v.elems > lim.MaxReplyElements {
+		return errTooManyElems
+	}
+	attr := v.typ == '|'
+	if n == 0 {
+		if attr {
+			v.state = stType // an empty attribute annotates the next value
+		} else {
+			v.done()
+		}
+		return nil
+	}
+	if len(v.stack) >= lim.MaxDepth {
+		return errTooDeep
+	}
+	v.stack = append(v.stack, frame{remaining: n, attr: attr})
+	v.state = stType
+	return nil
+}
+
+// done records one complete value: it pops finished aggregates, and ends the top-level reply
+// when none is open.
+func (v *respValidator) done() {
+	v.state = stType
+	for len(v.stack) > 0 {
+		top := &v.stack[len(v.stack)-1]
+		top.remaining--
+		if top.remaining > 0 {
+			return
+		}
+		attr := top.attr
+		v.stack = v.stack[:len(v.stack)-1]
+		if attr {
+			return // the annotated value follows; it is what the parent counts
+		}
+	}
+	v.elems, v.bytes = 0, 0
+}
