@@ -65,6 +65,12 @@ type RedisConnectionReconciler struct {
 	// MaxRedisTimeout caps every Redis connect timeout and health timeout a spec asks for
 	// (0: 30s), so no RedisConnection can hold a probe and its sockets for longer.
 	MaxRedisTimeout time.Duration
+	// Limits bound what one Redis reply may make the controller read and allocate, and the
+	// size of a topology (nil: cluster.DefaultLimits).
+	Limits *cluster.Limits
+	// AddressPolicy refuses dialing denied targets (link-local, the API server, --deny-cidrs,
+	// outside --allow-cidrs); nil dials anything.
+	AddressPolicy *cluster.AddressPolicy
 
 	inspectors inspectors
 	secrets    secretMemo

@@ -23,6 +23,9 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 		NodeAddressMap:      staticMap(m),
 		Dial:                r.Dial,
 		Defaults:            cluster.NodeOptions{Username: creds.ctrlUsername, Password: creds.ctrlPassword},
+		MaxTimeout:          r.maxTimeout(),
+		Limits:              r.Limits,
+		AddressPolicy:       r.AddressPolicy,
 	}
 	// The fingerprint covers what the connections are made of, by content (not by Secret
 	// resourceVersion), so RedisConnections in different namespaces with equal credentials share.
