@@ -45,7 +45,7 @@ type RootNode struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="!self.contains(':') && !self.contains('[') && !self.contains(']')",message="host must not contain ':' or brackets: for an IPv6 address use url, e.g. url: redis://[::1]:6379; a port goes in port"
-	// +kubebuilder:validation:XValidation:rule="self.contains(':') || self.contains('[') || self.contains(']') || self.matches('^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$')",message="host must be a DNS name or an IPv4 address"
+	// +kubebuilder:validation:XValidation:rule="self.contains(':') || self.contains('[') || self.contains(']') || self.matches('^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$')",message="host must be a DNS name or an IP address (IPv4; IPv6 goes in url)"
 	Host string `json:"host,omitempty"`
 
 	// port of host (default 6379).
@@ -238,7 +238,6 @@ type ServiceAddressSource struct {
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="selector must have matchLabels or matchExpressions: an empty selector selects every Service in the namespace"
 	// +kubebuilder:validation:XValidation:rule="(!has(self.matchLabels) || size(self.matchLabels) <= 64) && (!has(self.matchExpressions) || size(self.matchExpressions) <= 16)",message="selector may have at most 64 matchLabels and 16 matchExpressions"
-	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || size(self.matchExpressions) > 16 || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'] && ((e.operator == 'In' || e.operator == 'NotIn') == (has(e.values) && size(e.values) > 0)))",message="matchExpressions operator must be In or NotIn with values, or Exists or DoesNotExist without values"
 	Selector metav1.LabelSelector `json:"selector"`
 
 	// addressType is PodDNS, ClusterIP, LoadBalancer or NodePort.
@@ -249,7 +248,7 @@ type ServiceAddressSource struct {
 	// "redis", else the Service's only port.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 65535) : (size(self) <= 15 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))",message="port must be a port number from 1 to 65535 or a Service port name (lowercase, at most 15 characters)"
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 65535) : (size(self) >= 1 && size(self) <= 15)",message="port must be a port number from 1 to 65535 or a Service port name of at most 15 characters"
 	Port *intstr.IntOrString `json:"port,omitempty"`
 }
 
@@ -325,7 +324,7 @@ type RedisConnectionSpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(a, (has(a.url) ? (isURL(a.url) ? url(a.url).getHostname().lowerAscii() + ':' + (url(a.url).getPort() == '' ? '6379' : url(a.url).getPort()) : '') : (has(a.host) ? a.host.lowerAscii() + ':' + string(has(a.port) ? a.port : 6379) : '')) == '' || self.exists_one(b, (has(b.url) ? (isURL(b.url) ? url(b.url).getHostname().lowerAscii() + ':' + (url(b.url).getPort() == '' ? '6379' : url(b.url).getPort()) : '') : (has(b.host) ? b.host.lowerAscii() + ':' + string(has(b.port) ? b.port : 6379) : '')) == (has(a.url) ? (isURL(a.url) ? url(a.url).getHostname().lowerAscii() + ':' + (url(a.url).getPort() == '' ? '6379' : url(a.url).getPort()) : '') : (has(a.host) ? a.host.lowerAscii() + ':' + string(has(a.port) ? a.port : 6379) : ''))))",message="rootNodes must not name the same node twice (same host and port, in url or host/port form; the port defaults to 6379)"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, (!has(a.url) && !has(a.host)) || self.exists_one(b, (has(a.url) && has(b.url) && a.url.lowerAscii() == b.url.lowerAscii()) || (has(a.host) && has(b.host) && a.host.lowerAscii() == b.host.lowerAscii() && (has(a.port) ? a.port : 6379) == (has(b.port) ? b.port : 6379))))",message="rootNodes must not list the same node twice (the same url, or the same host and port; the port defaults to 6379)"
 	RootNodes []RootNode `json:"rootNodes"`
 
 	// defaults apply to every node connection.
