@@ -455,6 +455,7 @@ type ShardStatus struct {
 }
 
 // AddressMappingSource tells where an applied mapping came from.
+// +kubebuilder:validation:Enum=Static;Service
 type AddressMappingSource string
 
 const (
@@ -505,6 +506,7 @@ type RedisConnectionStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// shardCount is the number of shards (1 in Standalone mode).
