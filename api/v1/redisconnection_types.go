@@ -324,7 +324,7 @@ type RedisConnectionSpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(a, (!has(a.url) && !has(a.host)) || self.exists_one(b, (has(a.url) && has(b.url) && a.url.lowerAscii() == b.url.lowerAscii()) || (has(a.host) && has(b.host) && a.host.lowerAscii() == b.host.lowerAscii() && (has(a.port) ? a.port : 6379) == (has(b.port) ? b.port : 6379))))",message="rootNodes must not list the same node twice (the same url, or the same host and port; the port defaults to 6379)"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, (!has(a.url) && !has(a.host)) || self.exists_one(b, (has(a.url) && has(b.url) && (a.url.lowerAscii() == b.url.lowerAscii() || a.url + ':6379' == b.url || b.url + ':6379' == a.url)) || (has(a.url) && has(b.host) && (!has(b.port) || b.port == 6379) && (a.url == 'redis://' + b.host || a.url == 'rediss://' + b.host || a.url == 'redis://' + b.host + ':6379' || a.url == 'rediss://' + b.host + ':6379')) || (has(b.url) && has(a.host) && (!has(a.port) || a.port == 6379) && (b.url == 'redis://' + a.host || b.url == 'rediss://' + a.host || b.url == 'redis://' + a.host + ':6379' || b.url == 'rediss://' + a.host + ':6379')) || (has(a.host) && has(b.host) && a.host.lowerAscii() == b.host.lowerAscii() && (has(a.port) ? a.port : 6379) == (has(b.port) ? b.port : 6379))))",message="rootNodes must not list the same node twice (the same url, or the same host and port; the port defaults to 6379 in both forms)"
 	RootNodes []RootNode `json:"rootNodes"`
 
 	// defaults apply to every node connection.

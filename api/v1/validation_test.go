@@ -320,6 +320,15 @@ var _ = Describe("the RedisConnection CRD", func() {
 		Entry("the same host twice, once with the default port", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "redis-0"}, {Host: "redis-0", Port: 6379}}
 		}, "rootNodes must not list the same node twice"),
+		Entry("the same url with and without the default port", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0"}, {URL: "redis://redis-0:6379"}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same node as url and as host", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0:6379"}, {Host: "redis-0"}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same node as host and port 6379 and as a url without a port", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "10.0.0.7", Port: 6379}, {URL: "redis://10.0.0.7"}}
+		}, "rootNodes must not list the same node twice"),
 		Entry("the same url twice, in another case", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0:6379"}, {URL: "redis://REDIS-0:6379"}}
 		}, "rootNodes must not list the same node twice"),
