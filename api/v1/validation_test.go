@@ -275,6 +275,13 @@ var _ = Describe("the RedisConnection CRD", func() {
 		Entry("fromServices with empty matchLabels", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{Selector: metav1.LabelSelector{MatchLabels: map[string]string{}}, AddressType: rconnv1.AddressTypePodDNS}}}
 		}, "selector must have matchLabels or matchExpressions"),
+		Entry("fromServices selector with 17 matchExpressions", func(rc *rconnv1.RedisConnection) {
+			var reqs []metav1.LabelSelectorRequirement
+			for i := range 17 {
+				reqs = append(reqs, metav1.LabelSelectorRequirement{Key: fmt.Sprintf("k%d", i), Operator: metav1.LabelSelectorOpExists})
+			}
+			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{Selector: metav1.LabelSelector{MatchExpressions: reqs}, AddressType: rconnv1.AddressTypePodDNS}}}
+		}, "selector may have at most 64 matchLabels and 16 matchExpressions"),
 		Entry("fromServices port 0", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{
 				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}, AddressType: rconnv1.AddressTypePodDNS, Port: ptr(intstr.FromInt32(0))}}}
