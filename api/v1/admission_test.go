@@ -132,6 +132,12 @@ var _ = Describe("the secret-references ValidatingAdmissionPolicy (config/admiss
 		grant(ns, "owner", rcRule,
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"prod-db", "app-out"}, Verbs: []string{"get"}})
 		tenant, owner = impersonating("tenant"), impersonating("owner")
+		// envtest runs kube-apiserver with --authorization-mode=RBAC: the tenant really may not
+		// read prod-db, and may read app-out.
+		err := tenant.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod-db"}, &corev1.Secret{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "tenant get prod-db: %v", err)
+		Expect(tenant.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app-out"}, &corev1.Secret{})).To(Succeed())
+		Expect(owner.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod-db"}, &corev1.Secret{})).To(Succeed())
 	})
 
 	// exfiltrating is the confused-deputy attempt: credentials from prod-db, rendered into
