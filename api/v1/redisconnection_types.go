@@ -40,10 +40,12 @@ type RootNode struct {
 	// +optional
 	URL RedisURL `json:"url,omitempty"`
 
-	// host is a DNS name or IP address. With host, the port defaults to 6379.
+	// host is a DNS name or an IPv4 address. With host, the port defaults to 6379. An IPv6
+	// address goes in url instead: url: redis://[::1]:6379.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(\\\\[?[0-9A-Fa-f:.]+\\\\]?|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$')",message="host must be a DNS name or an IP address"
+	// +kubebuilder:validation:XValidation:rule="!self.contains(':') && !self.contains('[') && !self.contains(']')",message="host must not contain ':' or brackets: for an IPv6 address use url, e.g. url: redis://[::1]:6379; a port goes in port"
+	// +kubebuilder:validation:XValidation:rule="self.contains(':') || self.contains('[') || self.contains(']') || self.matches('^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$')",message="host must be a DNS name or an IP address (IPv4; IPv6 goes in url)"
 	Host string `json:"host,omitempty"`
 
 	// port of host (default 6379).
@@ -58,10 +60,11 @@ type RootNode struct {
 // author could not read.
 // +structType=atomic
 type LocalSecretReference struct {
-	// name of the Secret.
+	// name of the Secret: a lowercase DNS subdomain, like every Secret name.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="Secret name must be a lowercase DNS subdomain (lowercase letters, digits, '-' and '.'), e.g. redis-creds"
 	Name string `json:"name"`
 }
 
@@ -76,6 +79,7 @@ type ACLCredentials struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && !self.startsWith('..')",message="usernameKey must be a Secret data key: letters, digits, '-', '_' and '.', not '.' and not starting with '..'"
 	UsernameKey string `json:"usernameKey,omitempty"`
 
 	// passwordKey is the key of the password in the Secret.
@@ -83,6 +87,7 @@ type ACLCredentials struct {
 	// +kubebuilder:default=password
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && !self.startsWith('..')",message="passwordKey must be a Secret data key: letters, digits, '-', '_' and '.', not '.' and not starting with '..'"
 	PasswordKey string `json:"passwordKey,omitempty"`
 }
 
@@ -127,6 +132,8 @@ type NodeDefaults struct {
 	// +optional
 	// +kubebuilder:default="5s"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('5m')",message="connectTimeout must be a duration such as 5s, between 1ms and 5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	ConnectTimeout *metav1.Duration `json:"connectTimeout,omitempty"`
 
 	// database selects the logical database (SELECT). Only 0 exists in Cluster mode.
@@ -170,21 +177,29 @@ type ReconnectStrategy struct {
 	// delay between attempts, for FixedDelay.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('1h')",message="delay must be a duration such as 500ms, between 1ms and 1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	Delay *metav1.Duration `json:"delay,omitempty"`
 
 	// base of the exponential backoff (default 50ms).
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('1h')",message="base must be a duration such as 50ms, between 1ms and 1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	Base *metav1.Duration `json:"base,omitempty"`
 
 	// cap is the longest backoff before jitter (default 2s).
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('1h')",message="cap must be a duration such as 2s, between 1ms and 1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	Cap *metav1.Duration `json:"cap,omitempty"`
 
 	// jitter is the upper bound of the random delay added to each backoff (default 200ms).
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) <= duration('1h')",message="jitter must be a duration such as 200ms, at most 1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	Jitter *metav1.Duration `json:"jitter,omitempty"`
 }
 
@@ -218,8 +233,11 @@ const (
 // ServiceAddressSource derives mappings from Services and their EndpointSlices: every ready
 // endpoint address A with target port P maps A:P to the address addressType names.
 type ServiceAddressSource struct {
-	// selector chooses Services in the RedisConnection's namespace by label.
+	// selector chooses Services in the RedisConnection's namespace by label. It must have
+	// matchLabels or matchExpressions: an empty selector would select every Service.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="selector must have matchLabels or matchExpressions: an empty selector selects every Service in the namespace"
+	// +kubebuilder:validation:XValidation:rule="(!has(self.matchLabels) || size(self.matchLabels) <= 64) && (!has(self.matchExpressions) || size(self.matchExpressions) <= 16)",message="selector may have at most 64 matchLabels and 16 matchExpressions"
 	Selector metav1.LabelSelector `json:"selector"`
 
 	// addressType is PodDNS, ClusterIP, LoadBalancer or NodePort.
@@ -230,6 +248,7 @@ type ServiceAddressSource struct {
 	// "redis", else the Service's only port.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 65535) : (size(self) >= 1 && size(self) <= 15)",message="port must be a port number from 1 to 65535 or a Service port name of at most 15 characters"
 	Port *intstr.IntOrString `json:"port,omitempty"`
 }
 
@@ -257,12 +276,16 @@ type HealthCheck struct {
 	// +optional
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="interval must be a duration such as 30s, between 1s and 24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// timeout for one node's check (default 2s).
 	// +optional
 	// +kubebuilder:default="2s"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('10ms') && duration(self) <= duration('1m')",message="timeout must be a duration such as 2s, between 10ms and 1m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
@@ -301,6 +324,7 @@ type RedisConnectionSpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(a, (!has(a.url) && !has(a.host)) || self.exists_one(b, (has(a.url) && has(b.url) && (a.url.lowerAscii() == b.url.lowerAscii() || a.url + ':6379' == b.url || b.url + ':6379' == a.url)) || (has(a.url) && has(b.host) && (!has(b.port) || b.port == 6379) && (a.url == 'redis://' + b.host || a.url == 'rediss://' + b.host || a.url == 'redis://' + b.host + ':6379' || a.url == 'rediss://' + b.host + ':6379')) || (has(b.url) && has(a.host) && (!has(a.port) || a.port == 6379) && (b.url == 'redis://' + a.host || b.url == 'rediss://' + a.host || b.url == 'redis://' + a.host + ':6379' || b.url == 'rediss://' + a.host + ':6379')) || (has(a.host) && has(b.host) && a.host.lowerAscii() == b.host.lowerAscii() && (has(a.port) ? a.port : 6379) == (has(b.port) ? b.port : 6379))))",message="rootNodes must not list the same node twice (the same url, or the same host and port; the port defaults to 6379 in both forms)"
 	RootNodes []RootNode `json:"rootNodes"`
 
 	// defaults apply to every node connection.
@@ -419,16 +443,19 @@ type ShardStatus struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
 	ReplicaIDs []string `json:"replicaIDs,omitempty"`
 
 	// slots are the slot ranges the shard serves, "start-end" or "slot".
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16384
+	// +kubebuilder:validation:items:MaxLength=16
 	Slots []string `json:"slots,omitempty"`
 }
 
 // AddressMappingSource tells where an applied mapping came from.
+// +kubebuilder:validation:Enum=Static;Service
 type AddressMappingSource string
 
 const (
@@ -464,6 +491,7 @@ type AppliedAddressMapping struct {
 type BindingStatus struct {
 	// name of the Secret with the binding keys (type, provider, host, port, ...).
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 }
 
@@ -478,6 +506,7 @@ type RedisConnectionStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// shardCount is the number of shards (1 in Standalone mode).

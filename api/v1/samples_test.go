@@ -28,4 +28,18 @@ var _ = Describe("config/samples", func() {
 			Expect(k8sClient.Create(ctx, rc)).To(Succeed(), f)
 		}
 	})
+
+	It("are all accepted by kubectl apply as an admin, with the admission policy enforced", func() {
+		// The suite installed config/admission; an admin may get every Secret a sample names.
+		ns := createNamespace("samples")
+		root, err := kubetest.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		files, err := filepath.Glob(filepath.Join(root, "config", "samples", "rconn_v1_*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(len(files)).To(BeNumerically(">=", 5))
+		for _, f := range files {
+			out, err := kubectl("apply", "-n", ns, "-f", f).CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), "%s: %s", f, out)
+		}
+	})
 })

@@ -48,4 +48,6 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
 	Expect(os.WriteFile(kubeconfig, kc, 0o600)).To(Succeed())
+	// Every spec runs with the shipped admission policy enforced, as a deployment has it.
+	installAdmissionPolicy()
 })

@@ -8,6 +8,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -95,6 +97,26 @@ var _ = Describe("the RedisConnection CRD", func() {
 		}),
 		Entry("fixed delay reconnect", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.ReconnectStrategy = &rconnv1.ReconnectStrategy{Type: rconnv1.ReconnectFixedDelay, Delay: &metav1.Duration{Duration: 500e6}}
+		}),
+		Entry("IPv6 root node in url form, the form the host rule points to", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://[::1]:6379"}, {URL: "redis://[fd00::2]"}}
+		}),
+		Entry("three distinct root nodes mixing url and host forms", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0:6379"}, {Host: "redis-0", Port: 6380}, {Host: "redis-1"}}
+		}),
+		Entry("the same host on two ports", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "10.0.0.7", Port: 7000}, {Host: "10.0.0.7", Port: 7001}}
+		}),
+		Entry("Secret keys with dots, dashes and underscores", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "app.creds-1"},
+				UsernameKey: "redis_user.name", PasswordKey: ".password-1"}}
+		}),
+		Entry("fromServices with matchLabels, a named port and a numbered port", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{
+				{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}, AddressType: rconnv1.AddressTypePodDNS, Port: ptr(intstr.FromString("redis"))},
+				{Selector: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpExists}}},
+					AddressType: rconnv1.AddressTypeClusterIP, Port: ptr(intstr.FromInt32(6379))},
+			}}
 		}),
 	)
 
@@ -246,7 +268,96 @@ var _ = Describe("the RedisConnection CRD", func() {
 			rc.Spec.Output = &rconnv1.Output{SecretName: "tls"}
 			rc.Spec.Defaults = &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "tls"}}}
 		}, "must differ from spec.defaults.tls.secretRef"),
+		// Rules that reject what could never work at run time.
+		Entry("fromServices with an empty selector, which selects every Service", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{Selector: metav1.LabelSelector{}, AddressType: rconnv1.AddressTypePodDNS}}}
+		}, "selector must have matchLabels or matchExpressions: an empty selector selects every Service in the namespace"),
+		Entry("fromServices with empty matchLabels", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{Selector: metav1.LabelSelector{MatchLabels: map[string]string{}}, AddressType: rconnv1.AddressTypePodDNS}}}
+		}, "selector must have matchLabels or matchExpressions"),
+		Entry("fromServices selector with 17 matchExpressions", func(rc *rconnv1.RedisConnection) {
+			var reqs []metav1.LabelSelectorRequirement
+			for i := range 17 {
+				reqs = append(reqs, metav1.LabelSelectorRequirement{Key: fmt.Sprintf("k%d", i), Operator: metav1.LabelSelectorOpExists})
+			}
+			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{Selector: metav1.LabelSelector{MatchExpressions: reqs}, AddressType: rconnv1.AddressTypePodDNS}}}
+		}, "selector may have at most 64 matchLabels and 16 matchExpressions"),
+		Entry("fromServices port 0", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{
+				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}, AddressType: rconnv1.AddressTypePodDNS, Port: ptr(intstr.FromInt32(0))}}}
+		}, "port must be a port number from 1 to 65535 or a Service port name"),
+		Entry("fromServices port name longer than any Service port name", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{
+				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}, AddressType: rconnv1.AddressTypePodDNS, Port: ptr(intstr.FromString("redis-cluster-port"))}}}
+		}, "port must be a port number from 1 to 65535 or a Service port name of at most 15 characters"),
+		Entry("ACL Secret name that is not a DNS subdomain", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "Bad_Name"}}}
+		}, "spec.defaults.acl.secretRef.name: Invalid value: \"Bad_Name\": Secret name must be a lowercase DNS subdomain"),
+		Entry("controller ACL Secret name that is not a DNS subdomain", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.ControllerACL = &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "Bad_Name"}}
+		}, "spec.controllerACL.secretRef.name: Invalid value: \"Bad_Name\": Secret name must be a lowercase DNS subdomain"),
+		Entry("TLS Secret name that is not a DNS subdomain", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "rediss://redis:6379"}}
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "tls/../ca"}}}
+		}, "spec.defaults.tls.secretRef.name: Invalid value: \"tls/../ca\": Secret name must be a lowercase DNS subdomain"),
+		Entry("passwordKey that is a path", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "creds"}, PasswordKey: "../etc/passwd"}}
+		}, "passwordKey must be a Secret data key"),
+		Entry("usernameKey that is a path", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.ControllerACL = &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "creds"}, UsernameKey: "../etc/passwd"}
+		}, "spec.controllerACL.usernameKey: Invalid value: \"../etc/passwd\": usernameKey must be a Secret data key"),
+		Entry("passwordKey '..'", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "creds"}, PasswordKey: ".."}}
+		}, "passwordKey must be a Secret data key"),
+		Entry("usernameKey with a space", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "creds"}, UsernameKey: "user name"}}
+		}, "usernameKey must be a Secret data key"),
+		Entry("IPv6 host, which would be dialed as [[::1]]:6379", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "::1"}}
+		}, "host must not contain ':' or brackets: for an IPv6 address use url, e.g. url: redis://[::1]:6379"),
+		Entry("bracketed IPv6 host", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "[fd00::1]", Port: 7000}}
+		}, "for an IPv6 address use url"),
+		Entry("host with a port inside", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "redis:6379"}}
+		}, "host must not contain ':' or brackets"),
+		Entry("the same url twice", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0:6379"}, {URL: "redis://redis-1:6379"}, {URL: "redis://redis-0:6379"}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same host twice, once with the default port", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "redis-0"}, {Host: "redis-0", Port: 6379}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same url with and without the default port", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0"}, {URL: "redis://redis-0:6379"}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same node as url and as host", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0:6379"}, {Host: "redis-0"}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same node as host and port 6379 and as a url without a port", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "10.0.0.7", Port: 6379}, {URL: "redis://10.0.0.7"}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same url twice, in another case", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://redis-0:6379"}, {URL: "redis://REDIS-0:6379"}}
+		}, "rootNodes must not list the same node twice"),
+		Entry("the same IPv6 node twice", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "redis://[::1]:7000"}, {URL: "redis://[::1]:7000"}}
+		}, "rootNodes must not list the same node twice"),
 	)
+
+	It("bounds duration strings, so CEL rules on them have a bounded cost", func() {
+		// A metav1.Duration always marshals short; send the raw string a person could write.
+		rc := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "rconn.dev/v1", "kind": "RedisConnection",
+			"metadata": map[string]any{"name": fmt.Sprintf("rc-%d", seq.Add(1)), "namespace": "default"},
+			"spec": map[string]any{
+				"rootNodes": []any{map[string]any{"url": "redis://redis:6379"}},
+				"defaults":  map[string]any{"connectTimeout": strings.Repeat("1ms", 30)},
+			},
+		}}
+		err := k8sClient.Create(ctx, rc)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.defaults.connectTimeout: Too long"))
+	})
 
 	It("has no namespace field on Secret references", func() {
 		// A RedisConnection must never reach a Secret in another namespace: the schema has no way
