@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -46,6 +47,8 @@ func main() {
 		secureMetrics, enableLeaderElection, enableHTTP2, noDNS bool
 		maxConcurrentReconciles                                 int
 		maxRedisTimeout                                         time.Duration
+		denyCIDRs, allowCIDRs                                   string
+		limits                                                  = cluster.DefaultLimits()
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS, :8080 for HTTP, 0 to disable).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
@@ -57,6 +60,14 @@ func main() {
 	flag.BoolVar(&noDNS, "no-dns", false, "Never resolve host names when dialing Redis: root nodes and node address map targets must be IP literals (air-gapped hosts, the local demo). Unmapped announced names fail with a clear error instead of a DNS query.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "RedisConnections reconciled in parallel.")
 	flag.DurationVar(&maxRedisTimeout, "max-redis-timeout", controllers.DefaultMaxRedisTimeout, "Cap on every Redis connect, read and health timeout a RedisConnection asks for: no RedisConnection holds a probe and its sockets longer.")
+	flag.StringVar(&denyCIDRs, "deny-cidrs", "", "Comma-separated CIDRs (or IPs) the controller never dials, in addition to link-local ranges (169.254.0.0/16, fe80::/10: cloud metadata) and the API server's own addresses, which are always denied.")
+	flag.StringVar(&allowCIDRs, "allow-cidrs", "", "Comma-separated CIDRs the controller may dial; when set, everything else is denied. An address in it is allowed even if a deny rule matches (except the API server's own ip:port).")
+	flag.Int64Var(&limits.MaxReplyBytes, "max-reply-bytes", limits.MaxReplyBytes, "Cap on the bytes of one Redis reply the controller reads (discovery and health).")
+	flag.Int64Var(&limits.MaxReplyElements, "max-reply-elements", limits.MaxReplyElements, "Cap on the elements all aggregate headers of one Redis reply may declare together (what go-redis allocates up front).")
+	flag.Int64Var(&limits.MaxArrayLen, "max-array-len", limits.MaxArrayLen, "Cap on the elements one Redis array, set, push or map header may declare.")
+	flag.Int64Var(&limits.MaxBulkLen, "max-bulk-len", limits.MaxBulkLen, "Cap on the length of one Redis bulk string.")
+	flag.IntVar(&limits.MaxTopologyNodes, "max-topology-nodes", limits.MaxTopologyNodes, "Cap on the nodes of one discovered topology (Redis Cluster's documented maximum is 1000).")
+	flag.IntVar(&limits.MaxTopologyShards, "max-topology-shards", limits.MaxTopologyShards, "Cap on the shards of one discovered topology.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -86,7 +97,13 @@ func main() {
 		}
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restCfg := ctrl.GetConfigOrDie()
+	policy, err := addressPolicy(restCfg, denyCIDRs, allowCIDRs)
+	if err != nil {
+		setupLog.Error(err, "invalid address policy flags")
+		os.Exit(1)
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probeAddr,
@@ -107,6 +124,8 @@ func main() {
 		ClusterDomain:           clusterDomain,
 		MaxConcurrentReconciles: maxConcurrentReconciles,
 		MaxRedisTimeout:         maxRedisTimeout,
+		Limits:                  &limits,
+		AddressPolicy:           policy,
 	}
 	if noDNS {
 		r.Dial = cluster.IPOnlyDial
@@ -130,6 +149,26 @@ func main() {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)
 	}
+}
+
+// addressPolicy builds the controller's dial policy from the flags, denying the API server's own
+// addresses: the host of the manager's kubeconfig / in-cluster config when it is an IP, and the
+// default/kubernetes Service's ClusterIP and endpoints (read once at start; when RBAC does not
+// allow it, as in a namespaced install, only the configured host is denied).
+func addressPolicy(cfg *rest.Config, deny, allow string) (*cluster.AddressPolicy, error) {
+	denyList, err := cluster.ParseCIDRList(deny)
+	if err != nil {
+		return nil, fmt.Errorf("--deny-cidrs: %w", err)
+	}
+	allowList, err := cluster.ParseCIDRList(allow)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-cidrs: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	apiAddrs := controllers.APIServerAddresses(ctx, cfg)
+	setupLog.Info("address policy", "deny", denyList, "allow", allowList, "apiServer", apiAddrs)
+	return cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Deny: denyList, Allow: allowList, DenyAddrPorts: apiAddrs}), nil
 }
 
 // setMemoryLimit sets GOMEMLIMIT to 90% of the container's memory limit (cgroup v1 or v2), so

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
 var (
@@ -38,6 +40,8 @@ var (
 	writes    writeCounter
 	reads     writeCounter // the manager's GETs of single objects (not lists or watches)
 	nsCounter atomic.Int64
+	// apiServerAddrs are the API server's ip:port addresses the controller must never dial.
+	apiServerAddrs []netip.AddrPort
 )
 
 func TestControllers(t *testing.T) {
@@ -127,7 +131,10 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	dialer = nettest.NewRecorder(nil)
+	apiServerAddrs = controllers.APIServerAddresses(ctx, cfg)
+	Expect(apiServerAddrs).NotTo(BeEmpty())
 	Expect((&controllers.RedisConnectionReconciler{
+		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiServerAddrs}),
 		Client:        mgr.GetClient(),
 		Scheme:        mgr.GetScheme(),
 		Recorder:      mgr.GetEventRecorder("rconn-controller"),

@@ -185,4 +185,19 @@ var _ = Describe("a hostile root node", func() {
 			Expect(text).NotTo(ContainSubstring("EOF"))
 		}
 	})
+
+	It("refuses to dial the API server, and says so without dialing it", func() {
+		ns := newNamespace()
+		var names []string
+		for i, ap := range apiServerAddrs {
+			name := "api" + string(rune('a'+i))
+			names = append(names, name)
+			Expect(k8s.Create(ctx, hostileConnection(ns, name, ap.String(), nil, 0))).To(Succeed())
+		}
+		for i, name := range names {
+			eventuallyCondition(ns, name, rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonAddressDenied)
+			eventuallyCondition(ns, name, rconnv1.ConditionReady, metav1.ConditionFalse, rconnv1.ReasonAddressDenied)
+			Expect(dialer.Has(apiServerAddrs[i].String())).To(BeFalse(), "the controller dialed the API server at %s", apiServerAddrs[i])
+		}
+	})
 })
