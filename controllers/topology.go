@@ -140,7 +140,7 @@ func topologyFailure(rc *rconnv1.RedisConnection, err error) (reason, message st
 		return rconnv1.ReasonAuthenticationFailed, msg
 	case cluster.ClassTLSHandshakeFailed:
 		return rconnv1.ReasonTLSHandshakeFailed, msg
-	case cluster.ClassReplyTooLarge:
+	case cluster.ClassReplyTooLarge, cluster.ClassInvalidReply:
 		// A Redis-speaking server whose reply broke the caps. Bytes that are not RESP at all
 		// (an SSH banner, an HTTP page) read as "no Redis server answered", like a closed port.
 		return rconnv1.ReasonProtocolError, msg

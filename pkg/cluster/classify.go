@@ -30,6 +30,8 @@ const (
 	ClassTLSHandshakeFailed ErrorClass = "TLSHandshakeFailed"
 	// ClassReplyTooLarge: a reply broke Limits (ErrReplyTooLarge).
 	ClassReplyTooLarge ErrorClass = "ReplyTooLarge"
+	// ClassInvalidReply: a topology reply in RESP that names impossible nodes (ErrInvalidTopology).
+	ClassInvalidReply ErrorClass = "InvalidReply"
 	// ClassTopologyTooLarge: the topology has more nodes or shards than Limits allow.
 	ClassTopologyTooLarge ErrorClass = "TopologyTooLarge"
 	// ClassAddressDenied: the address policy refused the target.
@@ -56,7 +58,7 @@ var ErrClusterStateNotOK = errors.New("cluster_state is not ok")
 // (actionable) class wins.
 var classPriority = []ErrorClass{
 	ClassAddressDenied, ClassTLSHandshakeFailed, ClassAuthenticationFailed, ClassTopologyTooLarge,
-	ClassReplyTooLarge, ClassNotCluster, ClassClusterModeServer, ClassClusterStateFail,
+	ClassReplyTooLarge, ClassInvalidReply, ClassNotCluster, ClassClusterModeServer, ClassClusterStateFail,
 	ClassServerError, ClassUnreachable, ClassInvalidOptions, ClassUnknown,
 }
 
@@ -179,6 +181,8 @@ func classifyOne(err error, atNode bool) ErrorClass {
 		return ClassTopologyTooLarge
 	case errors.Is(err, ErrReplyTooLarge):
 		return ClassReplyTooLarge
+	case errors.Is(err, ErrInvalidTopology):
+		return ClassInvalidReply
 	case errors.Is(err, ErrProtocol):
 		return ClassUnreachable
 	case errors.Is(err, ErrNotCluster):
@@ -246,6 +250,8 @@ func message(c ErrorClass, addrs []string, denied string) string {
 		return with("the TLS server certificate", " failed verification")
 	case ClassReplyTooLarge:
 		return with("the server", " sent a reply beyond the configured limits")
+	case ClassInvalidReply:
+		return with("the server", " sent a topology with invalid node addresses or IDs")
 	case ClassTopologyTooLarge:
 		return with("the cluster", " reports more nodes or shards than the configured limits")
 	case ClassAddressDenied:

@@ -184,7 +184,7 @@ func shardsHandler(n int) hostile.Handler {
 		b.WriteString("*" + strconv.Itoa(n) + "\r\n")
 		for i := 0; i < n; i++ {
 			host := "n" + strconv.Itoa(i) + ".rconn-test.invalid"
-			b.WriteString("*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*8\r\n$2\r\nid\r\n$1\r\nx\r\n$4\r\nport\r\n:6379\r\n$8\r\nendpoint\r\n$" +
+			b.WriteString("*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*8\r\n$2\r\nid\r\n$1\r\na\r\n$4\r\nport\r\n:6379\r\n$8\r\nendpoint\r\n$" +
 				strconv.Itoa(len(host)) + "\r\n" + host + "\r\n$4\r\nrole\r\n$6\r\nmaster\r\n")
 		}
 		return []byte(b.String())

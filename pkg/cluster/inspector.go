@@ -222,6 +222,9 @@ func (e *NodeError) Unwrap() error { return e.Err }
 // discoverParallel bounds how many candidates Discover asks at once.
 const discoverParallel = 8
 
+// discoverStagger is how long Discover waits for a candidate before also asking the next one.
+const discoverStagger = 300 * time.Millisecond
+
 // Discover reads the topology from the root nodes, then from nodes found before. Candidates
 // are asked in parallel (at most 8 at once, in order); the first answer wins and the others
 // are abandoned, so a silent or dead root costs nothing while another answers. When several
@@ -249,8 +252,22 @@ func (in *Inspector) Discover(ctx context.Context) (*Topology, error) {
 	}
 	results := make(chan result, len(candidates))
 	sem := make(chan struct{}, discoverParallel)
+	// Candidates start in order, each one discoverStagger after the previous or as soon as an
+	// earlier one failed (Happy Eyeballs, RFC 8305): a healthy first root answers alone, so the
+	// topology's Source (and the status that names it) stays the same from probe to probe,
+	// while a silent root costs the others only the stagger.
+	failed := make(chan struct{}, len(candidates))
 	go func() {
 		for i, addr := range candidates {
+			if i > 0 {
+				t := time.NewTimer(discoverStagger)
+				select {
+				case <-t.C:
+				case <-failed:
+				case <-ctx.Done():
+				}
+				t.Stop()
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -267,6 +284,9 @@ func (in *Inspector) Discover(ctx context.Context) (*Topology, error) {
 					t, err = in.discoverStandalone(ctx, addr)
 				} else {
 					t, err = in.discoverCluster(ctx, addr)
+				}
+				if err != nil {
+					failed <- struct{}{}
 				}
 				results <- result{i: i, t: t, err: err}
 			}()
@@ -323,7 +343,10 @@ func (in *Inspector) discoverCluster(ctx context.Context, addr string) (*Topolog
 		if err != nil {
 			return nil, err
 		}
-		t.Source, t.Command = addr, "CLUSTER SHARDS"
+		if err := checkTopology(t); err != nil {
+		return nil, err
+	}
+	t.Source, t.Command = addr, "CLUSTER SHARDS"
 		return t, nil
 	}
 	if strings.Contains(err.Error(), "cluster support disabled") {
@@ -341,6 +364,9 @@ func (in *Inspector) discoverCluster(ctx context.Context, addr string) (*Topolog
 	}
 	t, err := in.fromSlots(slots)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTopology(t); err != nil {
 		return nil, err
 	}
 	t.Source, t.Command = addr, "CLUSTER SLOTS"
