@@ -332,6 +332,25 @@ func TestNamespacedInstall(t *testing.T) {
 				t.Errorf("%s as the manager: %v, want Forbidden", what, err)
 			}
 		}
+		// What kubectl auth can-i says for the ServiceAccount. The status is a subresource:
+		// "redisconnections.rconn.dev/status" would ask about an object named "status".
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"patch", "redisconnections.rconn.dev", "--subresource=status", "-n", watched[0]}, "yes"},
+			{[]string{"patch", "redisconnections.rconn.dev", "--subresource=status", "-n", unwatched}, "no"},
+			{[]string{"patch", "redisconnections.rconn.dev", "-n", watched[0]}, "no"},
+			{[]string{"update", "secrets", "-n", watched[0]}, "no"},
+			{[]string{"delete", "secrets", "-n", watched[0]}, "yes"},
+			{[]string{"get", "secrets", "-A"}, "no"},
+		} {
+			args := append([]string{"--kubeconfig", adminKC, "auth", "can-i", "--as=" + saUser.Name, "--as-group=system:serviceaccounts"}, c.args...)
+			out, _ := exec.CommandContext(ctx, kubectl, args...).CombinedOutput()
+			if got := strings.TrimSpace(string(out)); got != c.want {
+				t.Errorf("kubectl auth can-i %s: %q, want %s", strings.Join(c.args, " "), got, c.want)
+			}
+		}
 	})
 
 	t.Run("docs/operating.md's egress NetworkPolicy is accepted by the API server and selects the manager's pods", func(t *testing.T) {
