@@ -321,12 +321,12 @@ func TestNamespacedInstall(t *testing.T) {
 		}
 		for what, err := range map[string]error{
 			"get Secret " + unwatched + "/redis-acl": asManager.Get(ctx, client.ObjectKey{Namespace: unwatched, Name: "redis-acl"}, &corev1.Secret{}),
-			"list Secrets in " + unwatched:          asManager.List(ctx, &corev1.SecretList{}, client.InNamespace(unwatched)),
-			"list Secrets cluster-wide":             asManager.List(ctx, &corev1.SecretList{}),
-			"list ConfigMaps cluster-wide":          asManager.List(ctx, &corev1.ConfigMapList{}),
-			"get ConfigMap " + unwatched + "/cache": asManager.Get(ctx, client.ObjectKey{Namespace: unwatched, Name: "cache"}, &corev1.ConfigMap{}),
-			"list RedisConnections cluster-wide":    asManager.List(ctx, &rconnv1.RedisConnectionList{}),
-			"get Node (no nodeport ClusterRole)":    asManager.Get(ctx, client.ObjectKey{Name: "any"}, &corev1.Node{}),
+			"list Secrets in " + unwatched:           asManager.List(ctx, &corev1.SecretList{}, client.InNamespace(unwatched)),
+			"list Secrets cluster-wide":              asManager.List(ctx, &corev1.SecretList{}),
+			"list ConfigMaps cluster-wide":           asManager.List(ctx, &corev1.ConfigMapList{}),
+			"get ConfigMap " + unwatched + "/cache":  asManager.Get(ctx, client.ObjectKey{Namespace: unwatched, Name: "cache"}, &corev1.ConfigMap{}),
+			"list RedisConnections cluster-wide":     asManager.List(ctx, &rconnv1.RedisConnectionList{}),
+			"get Node (no nodeport ClusterRole)":     asManager.Get(ctx, client.ObjectKey{Name: "any"}, &corev1.Node{}),
 		} {
 			if !apierrors.IsForbidden(err) {
 				t.Errorf("%s as the manager: %v, want Forbidden", what, err)
