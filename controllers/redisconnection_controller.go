@@ -98,14 +98,14 @@ func (r *RedisConnectionReconciler) now() time.Time {
 	return time.Now()
 }
 
-// +kubebuilder:rbac:groups=rconn.dev,resources=redisconnections,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=rconn.dev,resources=redisconnections/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=rconn.dev,resources=redisconnections,verbs=get;list;watch
+// +kubebuilder:rbac:groups=rconn.dev,resources=redisconnections/status,verbs=patch
 // +kubebuilder:rbac:groups=rconn.dev,resources=redisconnections/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get
-// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one RedisConnection's status and outputs in line with the cluster.

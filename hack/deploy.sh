@@ -8,7 +8,8 @@
 # config/default is the base: namespace rconn-system, CRD, RBAC, the manager Deployment (leader
 # election on, non-root, read-only root filesystem, probes, requests/limits) and the metrics
 # Service. IMG replaces the "controller" image; KUBECTL picks the kubectl binary; WAIT=false makes
-# undeploy return without waiting for the deletions to finish.
+# undeploy return without waiting for the deletions to finish. OVERLAY=config/namespaced renders
+# that overlay instead (the manager watches only the namespaces it lists and holds Roles there).
 set -euo pipefail
 action=${1:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +37,7 @@ trap 'rm -rf "$overlay"' EXIT
   echo "apiVersion: kustomize.config.k8s.io/v1beta1"
   echo "kind: Kustomization"
   echo "resources:"
-  echo "- ../../config/default"
+  echo "- ../../${OVERLAY:-config/default}"
   echo "images:"
   echo "- name: controller"
   echo "  newName: $name"
