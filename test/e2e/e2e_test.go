@@ -323,7 +323,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("service account %q", d.Spec.Template.Spec.ServiceAccountName)
 		}
 		// The ServiceAccount may do what the manager does: the bound ClusterRole is the generated one.
-		can := kubectl("auth", "can-i", "patch", "redisconnections.rconn.dev/status", "--as=system:serviceaccount:rconn-system:rconn-controller-manager", "-A")
+		can := kubectl("auth", "can-i", "patch", "redisconnections.rconn.dev", "--subresource=status", "--as=system:serviceaccount:rconn-system:rconn-controller-manager", "-A")
 		if strings.TrimSpace(can) != "yes" {
 			t.Errorf("the deployed ServiceAccount cannot patch RedisConnection status: %s", can)
 		}
