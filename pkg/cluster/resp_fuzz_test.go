@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"testing"
@@ -133,15 +134,14 @@ func check(t *testing.T, lim Limits, p []byte) {
 	}
 }
 
-// pipeServer answers every request on the server end of a net.Pipe with reply, and closes
-// after the second (go-redis sends HELLO, then the command).
+// pipeServer plays the server end of a net.Pipe: it drains whatever the client writes and
+// sends reply twice (go-redis reads it as the HELLO reply, then as the command's), then
+// closes. A write deadline keeps a client that stopped reading from blocking it.
 func pipeServer(srv net.Conn, reply []byte) {
 	defer srv.Close()
-	buf := make([]byte, 4096)
+	go func() { _, _ = io.Copy(io.Discard, srv) }()
+	_ = srv.SetWriteDeadline(time.Now().Add(time.Second))
 	for i := 0; i < 2; i++ {
-		if _, err := srv.Read(buf); err != nil {
-			return
-		}
 		if _, err := srv.Write(reply); err != nil {
 			return
 		}
