@@ -92,12 +92,12 @@ func TestAddressPolicyAllowWinsAndAllowListIsExclusive(t *testing.T) {
 		DenyAddrPorts: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:443")},
 	})
 	for addr, want := range map[string]bool{
-		"127.0.0.2:6379":      true,  // allow beats deny
-		"169.254.10.5:6379":   true,  // allow beats the default deny
-		"127.0.0.2:443":       false, // exact deny beats allow
-		"127.0.0.3:6379":      false, // denied, not allowed
-		"198.18.0.1:6379":     false, // outside the allow list
-		"169.254.169.254:80":  false,
+		"127.0.0.2:6379":       true,  // allow beats deny
+		"169.254.10.5:6379":    true,  // allow beats the default deny
+		"127.0.0.2:443":        false, // exact deny beats allow
+		"127.0.0.3:6379":       false, // denied, not allowed
+		"198.18.0.1:6379":      false, // outside the allow list
+		"169.254.169.254:80":   false,
 		"[::ffff:127.0.0.2]:1": true, // IPv4-mapped judged as IPv4
 	} {
 		if got := p.Allowed(netip.MustParseAddrPort(addr)); got != want {
