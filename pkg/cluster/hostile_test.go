@@ -267,3 +267,23 @@ func TestAddressPolicyAppliesToTheInspector(t *testing.T) {
 		t.Fatalf("a denied address was dialed: %v", rec.Dialed())
 	}
 }
+
+// TestHealthChecksAreBoundedToo: CheckHealth's connections pass the same limits as
+// discovery's, and the result classifies without echo.
+func TestHealthChecksAreBoundedToo(t *testing.T) {
+	huge := hostile.FixedReply(t, hostile.HugeArray)
+	ssh := hostile.Garbage(t, hostile.SSHBanner)
+	good := hostile.Slow(t, 0, nil)
+	in := hostileInspector(t, cluster.Options{}, good.Addr())
+	topo := &cluster.Topology{Nodes: []*cluster.Node{{Announced: huge.Addr()}, {Announced: ssh.Addr()}, {Announced: good.Addr()}}}
+	h := in.CheckHealth(testCtx(t), topo, 5*time.Second)
+	if !errors.Is(h[0].Err, cluster.ErrReplyTooLarge) {
+		t.Fatalf("huge: %v", h[0].Err)
+	}
+	if class, msg := cluster.Classify(h[1].Err); class != cluster.ClassUnreachable || msg != "no Redis server answered at "+ssh.Addr() {
+		t.Fatalf("ssh: %s, %q (%v)", class, msg, h[1].Err)
+	}
+	if !h[2].Healthy() {
+		t.Fatalf("good: %+v", h[2])
+	}
+}
