@@ -39,6 +39,23 @@
 //
 // Keyless commands such as PUBLISH, which the server forwards, are spread over the masters.
 //
+// # Untrusted servers
+//
+// A tenant names the root nodes and the servers announce the rest, so everything a server
+// sends is untrusted. Every Inspector connection (discovery and health) is wrapped with
+// LimitConn: the RESP byte stream is validated below go-redis's reader against Limits
+// (Options.Limits, nil: DefaultLimits) before go-redis allocates what a header declares, and
+// a violation fails the read with a *ProtocolError (ErrReplyTooLarge or ErrProtocol) whose
+// text is fixed. A parsed topology beyond MaxTopologyNodes/MaxTopologyShards fails with
+// ErrTopologyTooLarge. Every Inspector read and write has a deadline (ReadTimeout,
+// WriteTimeout, default DefaultInspectorTimeout), and Options.MaxTimeout caps every timeout.
+// Discover asks its candidates in parallel: a silent root costs nothing while another
+// answers. Classify turns any error into an ErrorClass and a fixed message naming only the
+// address: a closed port, a filtered one and an open non-Redis service all read "no Redis
+// server answered at <addr>". AddressPolicy (Options.AddressPolicy, or AddressPolicy.Dial
+// around any DialFunc) refuses denied targets (link-local and metadata addresses by default,
+// plus the caller's CIDRs and exact ip:port entries) before a byte is written.
+//
 // # Minimal ACL for the controller
 //
 // Discovery and health checks need only:

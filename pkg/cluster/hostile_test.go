@@ -213,9 +213,22 @@ func TestTopologyTooLarge(t *testing.T) {
 			}
 		})
 	}
-	// Within the limits the same server is fine.
-	srv := hostile.Slow(t, 0, shardsHandler(1000))
+	// More slot ranges than slots (each claiming every slot: CPU, not memory) are rejected.
+	srv := hostile.Slow(t, 0, func(r hostile.Request) []byte {
+		if r.Name() != "CLUSTER SHARDS" {
+			return hostile.MinimalRedis(r)
+		}
+		const ranges = 16385
+		return []byte("*1\r\n*4\r\n$5\r\nslots\r\n*" + strconv.Itoa(2*ranges) + "\r\n" + strings.Repeat(":0\r\n:16383\r\n", ranges) +
+			"$5\r\nnodes\r\n*1\r\n*4\r\n$4\r\nport\r\n:6379\r\n$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n")
+	})
 	in := hostileInspector(t, cluster.Options{}, srv.Addr())
+	if _, err := in.Discover(testCtx(t)); !errors.Is(err, cluster.ErrTopologyTooLarge) {
+		t.Fatalf("16385 ranges: %v, want ErrTopologyTooLarge", err)
+	}
+	// Within the limits the same kind of server is fine.
+	srv = hostile.Slow(t, 0, shardsHandler(1000))
+	in = hostileInspector(t, cluster.Options{}, srv.Addr())
 	if topo, err := in.Discover(testCtx(t)); err != nil || len(topo.Nodes) != 1000 {
 		t.Fatalf("1000 shards: %v", err)
 	}
@@ -252,5 +265,25 @@ func TestAddressPolicyAppliesToTheInspector(t *testing.T) {
 	}
 	if len(rec.Dialed()) != 0 || srv.Accepted() != 0 {
 		t.Fatalf("a denied address was dialed: %v", rec.Dialed())
+	}
+}
+
+// TestHealthChecksAreBoundedToo: CheckHealth's connections pass the same limits as
+// discovery's, and the result classifies without echo.
+func TestHealthChecksAreBoundedToo(t *testing.T) {
+	huge := hostile.FixedReply(t, hostile.HugeArray)
+	ssh := hostile.Garbage(t, hostile.SSHBanner)
+	good := hostile.Slow(t, 0, nil)
+	in := hostileInspector(t, cluster.Options{}, good.Addr())
+	topo := &cluster.Topology{Nodes: []*cluster.Node{{Announced: huge.Addr()}, {Announced: ssh.Addr()}, {Announced: good.Addr()}}}
+	h := in.CheckHealth(testCtx(t), topo, 5*time.Second)
+	if !errors.Is(h[0].Err, cluster.ErrReplyTooLarge) {
+		t.Fatalf("huge: %v", h[0].Err)
+	}
+	if class, msg := cluster.Classify(h[1].Err); class != cluster.ClassUnreachable || msg != "no Redis server answered at "+ssh.Addr() {
+		t.Fatalf("ssh: %s, %q (%v)", class, msg, h[1].Err)
+	}
+	if !h[2].Healthy() {
+		t.Fatalf("good: %+v", h[2])
 	}
 }

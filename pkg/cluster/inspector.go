@@ -386,12 +386,18 @@ func (in *Inspector) checkSize(shards, nodes int) error {
 }
 
 func (in *Inspector) fromShards(shards []redis.ClusterShard) (*Topology, error) {
-	nodes := 0
+	nodes, ranges := 0, 0
 	for _, sh := range shards {
 		nodes += len(sh.Nodes)
+		ranges += len(sh.Slots)
 	}
 	if err := in.checkSize(len(shards), nodes); err != nil {
 		return nil, err
+	}
+	// Slot ranges of a real cluster are disjoint: at most SlotCount of them. More (each
+	// claiming every slot) would cost SlotCount steps each when coverage is counted.
+	if ranges > SlotCount {
+		return nil, ErrTopologyTooLarge
 	}
 	t := &Topology{}
 	for _, sh := range shards {
@@ -431,6 +437,9 @@ func (in *Inspector) fromShards(shards []redis.ClusterShard) (*Topology, error) 
 }
 
 func (in *Inspector) fromSlots(slots []redis.ClusterSlot) (*Topology, error) {
+	if len(slots) > SlotCount {
+		return nil, ErrTopologyTooLarge // ranges are disjoint: at most SlotCount
+	}
 	t := &Topology{}
 	byMaster := map[string]int{}
 	nodes := 0

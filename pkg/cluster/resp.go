@@ -84,7 +84,48 @@ func (v *respValidator) run(p []byte) error {
 	lim := &v.lim
 	for i := 0; i < len(p); {
 		switch v.state {
+		case stType:
+			// Fast path: a whole "$n\r\n", "*n\r\n" or ":n\r\n" in this chunk (most of a
+			// topology reply). Anything else falls through to the byte-wise path below,
+			// which starts over from the same state.
+			if c := p[i]; c == '$' || c == '*' || c == ':' {
+				j, neg, val, d := i+1, false, int64(0), 0
+				if j < len(p) && p[j] == '-' {
+					neg = true
+					j++
+				}
+				for j < len(p) && d < maxDigits && p[j] >= '0' && p[j] <= '9' {
+					val = val*10 + int64(p[j]-'0')
+					d++
+					j++
+				}
+				if d > 0 && j+1 < len(p) && p[j] == '\r' && p[j+1] == '\n' {
+					v.bytes += int64(j + 2 - i)
+					if v.bytes > lim.MaxReplyBytes {
+						return errTooManyBytes
+					}
+					v.typ, v.neg, v.val, v.digits = c, neg, val, d
+					if err := v.checkLen(); err != nil {
+						return err
+					}
+					i = j + 2
+					if err := v.number(); err != nil {
+						return err
+					}
+					continue
+				}
+			}
 		case stPayload:
+			// Fast path: the rest of the payload and its CRLF in this chunk.
+			if end := int64(i) + v.payload; end+2 <= int64(len(p)) {
+				if p[end] != '\r' || p[end+1] != '\n' {
+					return errBadBulkEnd
+				}
+				i = int(end) + 2
+				v.payload = 0
+				v.done()
+				continue
+			}
 			n := int64(len(p) - i)
 			if n >= v.payload {
 				i += int(v.payload)
@@ -159,21 +200,8 @@ func (v *respValidator) run(p []byte) error {
 				v.digits++
 				v.val = v.val*10 + int64(c-'0')
 				// Fail as soon as a length is over its bound: do not wait for the CRLF.
-				if !v.neg {
-					switch v.typ {
-					case '$', '=', '!':
-						if v.val > lim.MaxBulkLen {
-							return errBulkTooLong
-						}
-					case '*', '~', '>', '|':
-						if v.val > lim.MaxArrayLen {
-							return errArrayTooLong
-						}
-					case '%':
-						if 2*v.val > lim.MaxArrayLen {
-							return errArrayTooLong
-						}
-					}
+				if err := v.checkLen(); err != nil {
+					return err
 				}
 			case c == '-' && v.digits == 0 && !v.neg:
 				v.neg = true
@@ -209,6 +237,28 @@ func (v *respValidator) run(p []byte) error {
 				return errBadBulkEnd
 			}
 			v.done()
+		}
+	}
+	return nil
+}
+
+// checkLen fails a length (complete or not) over its bound.
+func (v *respValidator) checkLen() error {
+	if v.neg {
+		return nil
+	}
+	switch v.typ {
+	case '$', '=', '!':
+		if v.val > v.lim.MaxBulkLen {
+			return errBulkTooLong
+		}
+	case '*', '~', '>', '|':
+		if v.val > v.lim.MaxArrayLen {
+			return errArrayTooLong
+		}
+	case '%':
+		if 2*v.val > v.lim.MaxArrayLen {
+			return errArrayTooLong
 		}
 	}
 	return nil

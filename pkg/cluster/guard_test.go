@@ -1,0 +1,238 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+)
+
+// recordingBase records every address and dials loopback only; names resolve from a table.
+type recordingBase struct {
+	names  map[string]string
+	dialed []string
+}
+
+func (r *recordingBase) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.dialed = append(r.dialed, addr)
+	host, port, _ := net.SplitHostPort(addr)
+	if ip, ok := r.names[host]; ok {
+		host = ip
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsLoopback() {
+		return nil, fmt.Errorf("test base: refusing %s", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
+}
+
+func listen(t *testing.T, network, addr string) (net.Listener, chan []byte) {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", addr, err)
+	}
+	got := make(chan []byte, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(c)
+			c.Close()
+			got <- b
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln, got
+}
+
+func TestAddressPolicyRefusesLinkLocalLiteralsWithoutDialing(t *testing.T) {
+	rec := &recordingBase{}
+	dial := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{}).Dial(rec.dial)
+	for _, addr := range []string{"169.254.169.254:80", "[fe80::1]:6379", "[fe80::1%lo]:6379", "[::ffff:169.254.169.254]:80", "[fd00:ec2::254]:80", "0.0.0.0:6379", "[::]:6379"} {
+		_, err := dial(context.Background(), "tcp", addr)
+		var de *cluster.AddressDeniedError
+		if !errors.Is(err, cluster.ErrAddressDenied) || !errors.As(err, &de) {
+			t.Errorf("%s: %v, want ErrAddressDenied", addr, err)
+		}
+		if class, _ := cluster.Classify(err); class != cluster.ClassAddressDenied {
+			t.Errorf("%s: class %s", addr, class)
+		}
+	}
+	if len(rec.dialed) != 0 {
+		t.Fatalf("denied literals were dialed: %v", rec.dialed)
+	}
+	// Without a policy entry, loopback passes.
+	ln, _ := listen(t, "tcp", "127.0.0.1:0")
+	c, err := dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestAddressPolicyAllowWinsAndAllowListIsExclusive(t *testing.T) {
+	p := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{
+		Deny:          []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Allow:         []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32"), netip.MustParsePrefix("169.254.10.0/24")},
+		DenyAddrPorts: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:443")},
+	})
+	for addr, want := range map[string]bool{
+		"127.0.0.2:6379":       true,  // allow beats deny
+		"169.254.10.5:6379":    true,  // allow beats the default deny
+		"127.0.0.2:443":        false, // exact deny beats allow
+		"127.0.0.3:6379":       false, // denied, not allowed
+		"198.18.0.1:6379":      false, // outside the allow list
+		"169.254.169.254:80":   false,
+		"[::ffff:127.0.0.2]:1": true, // IPv4-mapped judged as IPv4
+	} {
+		if got := p.Allowed(netip.MustParseAddrPort(addr)); got != want {
+			t.Errorf("Allowed(%s) = %v, want %v", addr, got, want)
+		}
+	}
+	open := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{})
+	if !open.Allowed(netip.MustParseAddrPort("198.18.0.1:6379")) || open.Allowed(netip.MustParseAddrPort("169.254.1.1:1")) {
+		t.Fatal("without an allow list only the deny lists apply")
+	}
+}
+
+// TestAddressPolicyChecksTheIPANameConnectedTo: a name whose address is denied is refused
+// after connecting (the custom base dials; its RemoteAddr is checked) and the connection is
+// closed before any byte is written.
+func TestAddressPolicyChecksTheIPANameConnectedTo(t *testing.T) {
+	ln, got := listen(t, "tcp", "127.0.0.1:0")
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	rec := &recordingBase{names: map[string]string{"metadata.rconn-test.invalid": "127.0.0.1"}}
+	p := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Deny: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	_, err := p.Dial(rec.dial)(context.Background(), "tcp", "metadata.rconn-test.invalid:"+port)
+	var de *cluster.AddressDeniedError
+	if !errors.As(err, &de) || de.Addr != "127.0.0.1:"+port {
+		t.Fatalf("dial = %v, want AddressDeniedError for 127.0.0.1:%s", err, port)
+	}
+	select {
+	case b := <-got:
+		if len(b) != 0 {
+			t.Fatalf("bytes were written to a denied address: %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the denied connection was not closed")
+	}
+	// An unparseable RemoteAddr (not an IP) fails closed.
+	pipe := func(context.Context, string, string) (net.Conn, error) { c, s := net.Pipe(); s.Close(); return c, nil }
+	if _, err := p.Dial(pipe)(context.Background(), "tcp", "x.rconn-test.invalid:1"); !errors.Is(err, cluster.ErrAddressDenied) {
+		t.Fatalf("pipe: %v", err)
+	}
+}
+
+// TestAddressPolicyNilBaseUsesControl: with no base, the net.Dialer's Control hook judges the
+// address; an allowed IPv6 loopback connects.
+func TestAddressPolicyNilBaseUsesControl(t *testing.T) {
+	ln, _ := listen(t, "tcp6", "[::1]:0")
+	p := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Allow: []netip.Prefix{netip.MustParsePrefix("::1/128")}})
+	c, err := p.Dial(nil)(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	deny := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Deny: []netip.Prefix{netip.MustParsePrefix("::1/128")}})
+	if _, err := deny.Dial(nil)(context.Background(), "tcp", ln.Addr().String()); !errors.Is(err, cluster.ErrAddressDenied) {
+		t.Fatalf("denied ::1: %v", err)
+	}
+}
+
+func TestParseCIDRList(t *testing.T) {
+	got, err := cluster.ParseCIDRList(" 10.0.0.0/8, 169.254.1.7 fe80::/10,::1")
+	if err != nil || fmt.Sprint(got) != "[10.0.0.0/8 169.254.1.7/32 fe80::/10 ::1/128]" {
+		t.Fatalf("ParseCIDRList = %v, %v", got, err)
+	}
+	if got, err := cluster.ParseCIDRList(""); err != nil || len(got) != 0 {
+		t.Fatalf("empty: %v, %v", got, err)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "example.com", "1.2.3"} {
+		if _, err := cluster.ParseCIDRList(bad); err == nil {
+			t.Errorf("ParseCIDRList(%q) succeeded", bad)
+		}
+	}
+	aps, err := cluster.ParseAddrPortList("127.0.0.1:6443,[::1]:443")
+	if err != nil || len(aps) != 2 {
+		t.Fatalf("ParseAddrPortList = %v, %v", aps, err)
+	}
+	if _, err := cluster.ParseAddrPortList("127.0.0.1"); err == nil {
+		t.Fatal("ip without port accepted")
+	}
+}
+
+// redisErr is a Redis error reply as go-redis returns it.
+type redisErr string
+
+func (e redisErr) Error() string { return string(e) }
+func (redisErr) RedisError()     {}
+
+func TestClassify(t *testing.T) {
+	const a = "10.9.8.7:6379"
+	node := func(err error) error { return &cluster.NodeError{Addr: a, Err: err} }
+	dialErr := func(err error) error {
+		return &cluster.DialError{Announced: "node-0.rconn-test.invalid:6379", Dialed: "127.0.0.1:7000", Mapped: true, Err: err}
+	}
+	for _, tc := range []struct {
+		name  string
+		err   error
+		class cluster.ErrorClass
+		msg   string
+	}{
+		{"nil", nil, "", ""},
+		{"refused", dialErr(&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), cluster.ClassUnreachable, "no Redis server answered at node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000)"},
+		{"EOF", node(io.EOF), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"reset", node(syscall.ECONNRESET), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"timeout", node(os.ErrDeadlineExceeded), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"ctx deadline", node(context.DeadlineExceeded), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"protocol", node(&cluster.ProtocolError{Kind: cluster.ErrProtocol, Reason: "x"}), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"peer speaks no TLS", dialErr(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), cluster.ClassUnreachable, "no Redis server answered at node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000)"},
+		{"TLS alert", node(errors.New("remote error: tls: bad certificate")), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"unknown CA", dialErr(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), cluster.ClassTLSHandshakeFailed, "the TLS server certificate at node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000) failed verification"},
+		{"hostname", node(x509.HostnameError{Host: "h"}), cluster.ClassTLSHandshakeFailed, "the TLS server certificate at " + a + " failed verification"},
+		{"WRONGPASS", node(redisErr("WRONGPASS invalid username-password pair SECRET")), cluster.ClassAuthenticationFailed, "the Redis server at " + a + " refused the credentials or a command the check needs (WRONGPASS, NOAUTH or NOPERM)"},
+		{"NOPERM", node(fmt.Errorf("ROLE: %w", redisErr("NOPERM User rconn has no permissions"))), cluster.ClassAuthenticationFailed, "the Redis server at " + a + " refused the credentials or a command the check needs (WRONGPASS, NOAUTH or NOPERM)"},
+		{"server error", node(redisErr("LOADING Redis is loading SECRET")), cluster.ClassServerError, "the Redis server at " + a + " answered with an error reply"},
+		{"too large", node(&cluster.ProtocolError{Kind: cluster.ErrReplyTooLarge, Reason: "x"}), cluster.ClassReplyTooLarge, "the server at " + a + " sent a reply beyond the configured limits"},
+		{"topology", node(cluster.ErrTopologyTooLarge), cluster.ClassTopologyTooLarge, "the cluster at " + a + " reports more nodes or shards than the configured limits"},
+		{"denied", dialErr(&cluster.AddressDeniedError{Addr: "169.254.169.254:80"}), cluster.ClassAddressDenied, "the address policy denies 169.254.169.254:80 (dialing node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000))"},
+		{"not cluster", node(cluster.ErrNotCluster), cluster.ClassNotCluster, "the server at " + a + " is not a Redis Cluster node (cluster support disabled)"},
+		{"cluster mode", node(cluster.ErrClusterModeServer), cluster.ClassClusterModeServer, "the server at " + a + " is a Redis Cluster node, not a standalone server"},
+		{"cluster state", node(cluster.ErrClusterStateNotOK), cluster.ClassClusterStateFail, "the node at " + a + " reports cluster_state other than ok"},
+		{"options", fmt.Errorf("%w: rootNodes[0]: redis://u:SECRET@x", cluster.ErrInvalidOptions), cluster.ClassInvalidOptions, "invalid connection options"},
+		{"unknown", errors.New("inspector closed SECRET"), cluster.ClassUnknown, "the check failed"},
+		{"control bytes in an announced address", node(io.EOF), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"several nodes: most specific wins", fmt.Errorf("%w: %w", cluster.ErrNoNodeAnswered, errors.Join(
+			&cluster.NodeError{Addr: "127.0.0.1:1", Err: io.EOF},
+			&cluster.NodeError{Addr: "127.0.0.1:2", Err: redisErr("WRONGPASS x")},
+			&cluster.NodeError{Addr: "127.0.0.1:3", Err: redisErr("NOAUTH x")})),
+			cluster.ClassAuthenticationFailed, "the Redis server at 127.0.0.1:2, 127.0.0.1:3 refused the credentials or a command the check needs (WRONGPASS, NOAUTH or NOPERM)"},
+		{"several unreachable", fmt.Errorf("%w: %w", cluster.ErrNoNodeAnswered, errors.Join(
+			&cluster.NodeError{Addr: "127.0.0.1:1", Err: io.EOF},
+			&cluster.NodeError{Addr: "127.0.0.1:2", Err: dialErr(syscall.ECONNREFUSED)})),
+			cluster.ClassUnreachable, "no Redis server answered at 127.0.0.1:1, node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000)"},
+	} {
+		class, msg := cluster.Classify(tc.err)
+		if class != tc.class || msg != tc.msg {
+			t.Errorf("%s: Classify = %s, %q; want %s, %q", tc.name, class, msg, tc.class, tc.msg)
+		}
+	}
+	if _, msg := cluster.Classify(&cluster.NodeError{Addr: "a\x1b[31m\nb:1", Err: io.EOF}); msg != "no Redis server answered at a?[31m?b:1" {
+		t.Errorf("control bytes not sanitized: %q", msg)
+	}
+}
