@@ -192,6 +192,11 @@ func (e *sharedInspector) run(notify func(types.NamespacedName)) {
 	}
 	res.at = time.Now()
 	res.took = res.at.Sub(start)
+	result := "ok"
+	if res.err != nil {
+		result = "failed"
+	}
+	probeDuration.WithLabelValues(result).Observe(res.took.Seconds())
 
 	e.mu.Lock()
 	if res.err != nil {

@@ -35,6 +35,11 @@ var (
 		Name: "rconn_inspectors_open",
 		Help: "Open sets of Redis connections (one small pool per node) held by the controller. RedisConnections with the same mode, root nodes, credentials, TLS, client name, timeouts and node address map share one set, so this is at most the number of RedisConnections.",
 	})
+	probeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rconn_probe_duration_seconds",
+		Help:    "Duration of one background discovery + health probe of a set of Redis connections, by result (ok or failed).",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
+	}, []string{"result"})
 	eventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "rconn_events_dropped_total",
 		Help: "Events not recorded because their RedisConnection exceeded its Event rate limit (20 at once, then one per 30s).",
@@ -46,7 +51,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(nodeUp, nodePing, ready, slotsCovered, topologyChanges, openInspectors, inspectorReferences, eventsDropped)
+	metrics.Registry.MustRegister(nodeUp, nodePing, ready, slotsCovered, topologyChanges, openInspectors, inspectorReferences, eventsDropped, probeDuration)
 }
 
 // recorded remembers which node series each RedisConnection has, so nodes that left the
