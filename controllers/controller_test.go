@@ -234,9 +234,7 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 	})
 
 	It("follows spec changes with observedGeneration", func() {
-		got := get(ns, "cache")
-		got.Spec.Defaults.ClientName = "renamed"
-		Expect(k8s.Update(ctx, got)).To(Succeed())
+		updateSpec(ns, "cache", func(rc *rconnv1.RedisConnection) { rc.Spec.Defaults.ClientName = "renamed" })
 		Eventually(func() bool {
 			rc := get(ns, "cache")
 			return rc.Status.ObservedGeneration == rc.Generation && rc.Generation > 1
@@ -246,9 +244,9 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 	})
 
 	It("moves its outputs when spec.output renames them, deleting the old ones", func() {
-		got := get(ns, "cache")
-		got.Spec.Output = &rconnv1.Output{ConfigMapName: "cache-v2", SecretName: "cache-v2-binding"}
-		Expect(k8s.Update(ctx, got)).To(Succeed())
+		updateSpec(ns, "cache", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Output = &rconnv1.Output{ConfigMapName: "cache-v2", SecretName: "cache-v2-binding"}
+		})
 		Eventually(func() error {
 			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache-v2"}, &corev1.ConfigMap{}); err != nil {
 				return err
@@ -263,9 +261,7 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		Expect(get(ns, "cache").Status.Binding.Name).To(Equal("cache-v2-binding"))
 
 		// Back to the default names, so the specs after this one read outputs named "cache".
-		got = get(ns, "cache")
-		got.Spec.Output = nil
-		Expect(k8s.Update(ctx, got)).To(Succeed())
+		updateSpec(ns, "cache", func(rc *rconnv1.RedisConnection) { rc.Spec.Output = nil })
 		Eventually(func() bool {
 			errNew := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache-v2"}, &corev1.ConfigMap{})
 			errOld := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, &corev1.ConfigMap{})
@@ -335,11 +331,11 @@ var _ = Describe("bad input", func() {
 		// Redis accepts no AUTH at all; an empty password makes go-redis skip AUTH.
 		eventuallyCondition(ns, "bad", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
 
-		got := get(ns, "bad")
-		got.Spec.Defaults = &rconnv1.NodeDefaults{}
-		got.Spec.RootNodes = []rconnv1.RootNode{{URL: rconnv1.RedisURL("rediss://" + s.Addr())}}
-		got.Spec.Defaults.TLS = &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "tls"}}
-		Expect(k8s.Update(ctx, got)).To(Succeed())
+		updateSpec(ns, "bad", func(got *rconnv1.RedisConnection) {
+			got.Spec.Defaults = &rconnv1.NodeDefaults{}
+			got.Spec.RootNodes = []rconnv1.RootNode{{URL: rconnv1.RedisURL("rediss://" + s.Addr())}}
+			got.Spec.Defaults.TLS = &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "tls"}}
+		})
 		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tls", Namespace: ns},
 			Data: map[string][]byte{"ca.crt": []byte("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")}})).To(Succeed())
 		eventuallyCondition(ns, "bad", rconnv1.ConditionCredentialsResolved, metav1.ConditionFalse, rconnv1.ReasonInvalidCertificate)

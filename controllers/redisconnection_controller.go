@@ -214,7 +214,11 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	discoverTimeout := opts.Defaults.ConnectTimeout + 2*timeout + time.Second
+	connectTimeout := opts.Defaults.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = 5 * time.Second // pkg/cluster's default
+	}
+	discoverTimeout := connectTimeout + 2*timeout + time.Second
 	in, err := r.inspectors.acquire(req.NamespacedName, opts, r.sharedKey(req.NamespacedName, fingerprint, amap, timeout), discoverTimeout, timeout)
 	if err != nil {
 		// Options were built from validated spec fields: a failure here is a spec the API

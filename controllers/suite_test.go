@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -152,6 +153,19 @@ func newNamespace() string {
 	ns := fmt.Sprintf("t%d", nsCounter.Add(1))
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	return ns
+}
+
+// updateSpec changes a RedisConnection's spec, retrying on conflicts with the controller's own
+// status patches (which can land between our read and our write).
+func updateSpec(ns, name string, mutate func(*rconnv1.RedisConnection)) {
+	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		rc := &rconnv1.RedisConnection{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rc); err != nil {
+			return err
+		}
+		mutate(rc)
+		return k8s.Update(ctx, rc)
+	})).To(Succeed())
 }
 
 // get fetches the current RedisConnection.
