@@ -36,7 +36,8 @@ import (
 // Objects are created 16 at a time. Reports s-setup (creating the Secrets and EndpointSlices,
 // once per process, shared by the variants), s-to-ready (manager start -> every
 // RedisConnection Ready), MiB-peak-rss (VmHWM once everything is Ready and one health interval
-// has passed) and MiB-rss (VmRSS then). Variants: manager=<rev> with RCONN_SCALE_BASELINE_REV,
+// has passed), MiB-rss (VmRSS then) and the manager's go_memstats_heap_inuse_bytes /
+// heap_sys_bytes then (MiB-heap-inuse, MiB-heap-sys). Variants: manager=<rev> with RCONN_SCALE_BASELINE_REV,
 // then the current manager ("manager=new").
 func BenchmarkManagerMemory(b *testing.B) {
 	var variants []string
@@ -210,6 +211,11 @@ func (f *fixture) memoryRun(b *testing.B, run, bin string, namespaces []string) 
 	must(b, err)
 	b.ReportMetric(float64(peak)/(1<<20), "MiB-peak-rss")
 	b.ReportMetric(float64(rss)/(1<<20), "MiB-rss")
+	if mfs, err := m.Metrics(); err == nil {
+		// The Go heap then (live + not yet collected) vs what the runtime holds from the OS.
+		b.ReportMetric(managertest.Sum(mfs, "go_memstats_heap_inuse_bytes", nil)/(1<<20), "MiB-heap-inuse")
+		b.ReportMetric(managertest.Sum(mfs, "go_memstats_heap_sys_bytes", nil)/(1<<20), "MiB-heap-sys")
+	}
 	b.Logf("%d RedisConnections Ready %s after the manager started; peak RSS %.1f MiB, RSS %.1f MiB",
 		n, ready.Round(time.Millisecond), float64(peak)/(1<<20), float64(rss)/(1<<20))
 	if m.Exited() {
