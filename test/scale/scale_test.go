@@ -14,7 +14,8 @@
 //
 // Knobs (environment): RCONN_SCALE_CONNECTIONS (default 1000), RCONN_SCALE_NAMESPACES (20),
 // RCONN_SCALE_INTERVAL (health interval, 5s), RCONN_SCALE_CHANGES (reaction samples, 100),
-// RCONN_SCALE_MANAGER_ARGS (extra manager flags, space separated).
+// RCONN_SCALE_MANAGER_ARGS (extra manager flags, space separated). BenchmarkIsolation,
+// BenchmarkManagerMemory and BenchmarkBigCluster (their own files) document their own knobs.
 package scale_test
 
 import (
