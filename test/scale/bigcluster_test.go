@@ -51,6 +51,8 @@ func (t skipTB) Fatalf(format string, args ...any) {
 //	                   process: first with new connections, then with pooled ones. The manager
 //	                   exports no probe duration metric.
 //	MiB-peak-rss       the manager's VmHWM once Ready and one health interval later
+//	status-shards, s-to-shards-converged  status.shardCount at the end, and create -> the
+//	                   status showing one shard per master (-1: not within 2 more minutes)
 //
 // The cluster is formed here rather than with redistest.StartCluster, whose formation wait is
 // 60 s: on this machine 200 nodes need longer to agree (RCONN_SCALE_BIG_FORM_TIMEOUT, default
@@ -165,6 +167,20 @@ func (f *fixture) bigClusterRun(b *testing.B, run string, nodes, replicas int) {
 	b.ReportMetric(float64(peak)/(1<<20), "MiB-peak-rss")
 	b.Logf("Ready after %s; status %d bytes (object %d), %d nodes / %d healthy / %d shards; manager peak RSS %.1f MiB",
 		ready.Round(time.Millisecond), len(st), len(raw), len(got.Status.Nodes), got.Status.HealthyNodeCount, got.Status.ShardCount, float64(peak)/(1<<20))
+	// Right after formation a node's CLUSTER SHARDS can still list some replicas as shards of
+	// their own (redis 7.0 spreads shard ids by gossip): how long until the status shows one
+	// shard per master (up to 2 minutes; -1 if it never does).
+	converged := -1.0
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		must(b, f.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "big"}, got))
+		if int(got.Status.ShardCount) == len(big.nodes)/(1+replicas) {
+			converged = time.Since(start).Seconds()
+			break
+		}
+	}
+	b.ReportMetric(float64(got.Status.ShardCount), "status-shards")
+	b.ReportMetric(converged, "s-to-shards-converged")
+	b.Logf("shardCount %d (one per master after %.1f s from create; -1: not within 2 min of the check)", got.Status.ShardCount, converged)
 	if m.Exited() {
 		b.Fatalf("the manager exited during the run; log tail:\n%s", tail(m.Log(), 3000))
 	}
