@@ -14,7 +14,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
@@ -204,6 +207,7 @@ func (f *fixture) memoryRun(b *testing.B, run, bin string, managerEnv, namespace
 	for _, mn := range f.cluster.Masters() {
 		roots = append(roots, rconnv1.RootNode{URL: rconnv1.RedisURL("redis://" + mn.Addr())})
 	}
+	b.Logf("streaming list probe (WATCH Secrets with sendInitialEvents=true): %s", f.probeWatchList(ctx, namespaces[0]))
 	before := f.apiserverListCounts(ctx, b)
 	start := time.Now()
 	m := managertest.StartBinary(b, bin, f.kubecfg, managerEnv, strings.Fields(os.Getenv("RCONN_SCALE_MANAGER_ARGS"))...)
@@ -270,4 +274,33 @@ func (f *fixture) apiserverListCounts(ctx context.Context, b *testing.B) map[str
 		out[res+"/watchlist"] = managertest.Sum(mfs, "apiserver_watch_list_duration_seconds", map[string]string{"resource": res})
 	}
 	return out
+}
+
+// probeWatchList asks the API server for a streaming list of one Secret (what client-go's
+// WatchListClient sends) and says how it answered: the initial-events-end bookmark, or the error.
+func (f *fixture) probeWatchList(ctx context.Context, ns string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := f.cs.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{
+		SendInitialEvents: ptr(true), ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
+		AllowWatchBookmarks: true, FieldSelector: "metadata.name=bulk-00000",
+	})
+	if err != nil {
+		return "refused: " + err.Error()
+	}
+	defer w.Stop()
+	objects := 0
+	for ev := range w.ResultChan() {
+		switch ev.Type {
+		case watch.Error:
+			return fmt.Sprintf("error event after %d objects: %v", objects, apierrors.FromObject(ev.Object))
+		case watch.Bookmark:
+			if m, err := meta.Accessor(ev.Object); err == nil && m.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
+				return fmt.Sprintf("served: %d initial object(s), then the initial-events-end bookmark", objects)
+			}
+		default:
+			objects++
+		}
+	}
+	return fmt.Sprintf("watch closed after %d objects without the initial-events-end bookmark", objects)
 }
