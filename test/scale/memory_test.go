@@ -14,7 +14,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
@@ -37,14 +40,21 @@ import (
 // once per process, shared by the variants), s-to-ready (manager start -> every
 // RedisConnection Ready), MiB-peak-rss (VmHWM once everything is Ready and one health interval
 // has passed), MiB-rss (VmRSS then) and the manager's go_memstats_heap_inuse_bytes /
-// heap_sys_bytes then (MiB-heap-inuse, MiB-heap-sys). Variants: manager=<rev> with RCONN_SCALE_BASELINE_REV,
-// then the current manager ("manager=new").
+// heap_sys_bytes then (MiB-heap-inuse, MiB-heap-sys), and how many streaming lists / LISTs of
+// Secrets the API server served between manager start and Ready (secrets-watchlists,
+// secrets-lists). Variants: manager=<rev> with RCONN_SCALE_BASELINE_REV, then the current
+// manager ("manager=new"); each once per RCONN_SCALE_MANAGER_ENV alternative ("|"-separated
+// sets of NAME=value for the manager process, e.g. "|GOMEMLIMIT=230MiB": without, then with).
 func BenchmarkManagerMemory(b *testing.B) {
 	var variants []string
 	if rev := os.Getenv("RCONN_SCALE_BASELINE_REV"); rev != "" {
 		variants = append(variants, rev)
 	}
 	variants = append(variants, "")
+	// RCONN_SCALE_MANAGER_ENV: extra environment for the manager, e.g. "GOMEMLIMIT=230MiB" (what the
+	// shipped Deployment sets). Alternatives separated by "|" each make a variant sharing the
+	// populated objects; an empty alternative is the plain environment: "|GOMEMLIMIT=230MiB".
+	envSets := strings.Split(os.Getenv("RCONN_SCALE_MANAGER_ENV"), "|")
 	var populated sync.Once
 	var setupTime time.Duration
 	var memNamespaces []string
@@ -57,26 +67,32 @@ func BenchmarkManagerMemory(b *testing.B) {
 		}
 	})
 	for _, rev := range variants {
-		name := "manager=new"
-		if rev != "" {
-			name = "manager=" + rev
-		}
-		b.Run(name, func(b *testing.B) {
-			f := setup(b)
-			populated.Do(func() { memNamespaces, setupTime = f.populate(b) })
-			if memNamespaces == nil {
-				b.Fatal("populating failed")
-			}
-			bin := managertest.Build(fixtureTB{b})
+		for _, envSet := range envSets {
+			name := "manager=new"
 			if rev != "" {
-				bin = managertest.BuildRevision(fixtureTB{b}, rev)
+				name = "manager=" + rev
 			}
-			for i := 0; i < b.N; i++ {
-				runs++
-				b.ReportMetric(setupTime.Seconds(), "s-setup")
-				f.memoryRun(b, fmt.Sprintf("mem%d", runs), bin, memNamespaces)
+			managerEnv := strings.Fields(envSet)
+			if len(managerEnv) > 0 {
+				name += ",env=" + strings.Join(managerEnv, ",")
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				f := setup(b)
+				populated.Do(func() { memNamespaces, setupTime = f.populate(b) })
+				if memNamespaces == nil {
+					b.Fatal("populating failed")
+				}
+				bin := managertest.Build(fixtureTB{b})
+				if rev != "" {
+					bin = managertest.BuildRevision(fixtureTB{b}, rev)
+				}
+				for i := 0; i < b.N; i++ {
+					runs++
+					b.ReportMetric(setupTime.Seconds(), "s-setup")
+					f.memoryRun(b, fmt.Sprintf("mem%d", runs), bin, managerEnv, memNamespaces)
+				}
+			})
+		}
 	}
 }
 
@@ -178,7 +194,7 @@ func lastApplied(s *corev1.Secret) string {
 	return string(j) + "\n"
 }
 
-func (f *fixture) memoryRun(b *testing.B, run, bin string, namespaces []string) {
+func (f *fixture) memoryRun(b *testing.B, run, bin string, managerEnv, namespaces []string) {
 	ctx := context.Background()
 	n := envInt("RCONN_SCALE_MEM_CONNECTIONS", 100)
 	interval := 5 * time.Second
@@ -191,9 +207,11 @@ func (f *fixture) memoryRun(b *testing.B, run, bin string, namespaces []string) 
 	for _, mn := range f.cluster.Masters() {
 		roots = append(roots, rconnv1.RootNode{URL: rconnv1.RedisURL("redis://" + mn.Addr())})
 	}
+	b.Logf("streaming list probe (WATCH Secrets with sendInitialEvents=true): %s", f.probeWatchList(ctx, namespaces[0]))
+	before := f.apiserverListCounts(ctx, b)
 	start := time.Now()
-	m := managertest.StartBinary(b, bin, f.kubecfg, nil, strings.Fields(os.Getenv("RCONN_SCALE_MANAGER_ARGS"))...)
-	b.Logf("manager pid %d, log %s", m.Pid(), m.LogPath)
+	m := managertest.StartBinary(b, bin, f.kubecfg, managerEnv, strings.Fields(os.Getenv("RCONN_SCALE_MANAGER_ARGS"))...)
+	b.Logf("manager pid %d, env %q, log %s", m.Pid(), managerEnv, m.LogPath)
 	for i := 0; i < n; i++ {
 		rc := scaleConnection(namespaces[i%len(namespaces)], fmt.Sprintf("%s-rc-%03d", run, i), roots, interval)
 		rc.Labels = map[string]string{"rconn-bench": run}
@@ -204,6 +222,17 @@ func (f *fixture) memoryRun(b *testing.B, run, bin string, namespaces []string) 
 		b.Fatalf("%v (manager log tail: %s)", err, tail(m.Log(), 3000))
 	}
 	b.ReportMetric(ready.Seconds(), "s-to-ready")
+	// How the manager's informers got their initial state: streaming lists (WATCH with
+	// sendInitialEvents, counted in apiserver_watch_list_duration_seconds) or a plain LIST (what
+	// client-go falls back to when the API server refuses streaming, e.g. on etcd 3.4 without
+	// RequestWatchProgress). Counted on the API server between manager start and Ready.
+	after := f.apiserverListCounts(ctx, b)
+	for _, k := range []string{"secrets", "endpointslices"} {
+		b.Logf("API server, %s, manager start -> Ready: LIST requests %+.0f, WATCH requests %+.0f, completed watch-lists (sendInitialEvents) %+.0f",
+			k, after[k+"/LIST"]-before[k+"/LIST"], after[k+"/WATCH"]-before[k+"/WATCH"], after[k+"/watchlist"]-before[k+"/watchlist"])
+	}
+	b.ReportMetric(after["secrets/watchlist"]-before["secrets/watchlist"], "secrets-watchlists")
+	b.ReportMetric(after["secrets/LIST"]-before["secrets/LIST"], "secrets-lists")
 	time.Sleep(interval + interval/10 + time.Second)
 	peak, err := m.PeakRSS()
 	must(b, err)
@@ -221,4 +250,57 @@ func (f *fixture) memoryRun(b *testing.B, run, bin string, namespaces []string) 
 	if m.Exited() {
 		b.Fatalf("the manager exited during the run; log tail:\n%s", tail(m.Log(), 3000))
 	}
+}
+
+// apiserverListCounts reads the API server's request counters for Secrets and EndpointSlices:
+// "<resource>/LIST", "<resource>/WATCH" (apiserver_request_total) and "<resource>/watchlist"
+// (apiserver_watch_list_duration_seconds' count: streaming lists that sent their initial events).
+func (f *fixture) apiserverListCounts(ctx context.Context, b *testing.B) map[string]float64 {
+	out := map[string]float64{}
+	raw, err := f.cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		b.Logf("API server metrics: %v", err)
+		return out
+	}
+	mfs, err := managertest.Parse(strings.NewReader(string(raw)))
+	if err != nil {
+		b.Logf("API server metrics: %v", err)
+		return out
+	}
+	for _, res := range []string{"secrets", "endpointslices"} {
+		for _, verb := range []string{"LIST", "WATCH"} {
+			out[res+"/"+verb] = managertest.Sum(mfs, "apiserver_request_total", map[string]string{"resource": res, "verb": verb})
+		}
+		out[res+"/watchlist"] = managertest.Sum(mfs, "apiserver_watch_list_duration_seconds", map[string]string{"resource": res})
+	}
+	return out
+}
+
+// probeWatchList asks the API server for a streaming list of one Secret (what client-go's
+// WatchListClient sends) and says how it answered: the initial-events-end bookmark, or the error.
+func (f *fixture) probeWatchList(ctx context.Context, ns string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := f.cs.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{
+		SendInitialEvents: ptr(true), ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
+		AllowWatchBookmarks: true, FieldSelector: "metadata.name=bulk-00000",
+	})
+	if err != nil {
+		return "refused: " + err.Error()
+	}
+	defer w.Stop()
+	objects := 0
+	for ev := range w.ResultChan() {
+		switch ev.Type {
+		case watch.Error:
+			return fmt.Sprintf("error event after %d objects: %v", objects, apierrors.FromObject(ev.Object))
+		case watch.Bookmark:
+			if m, err := meta.Accessor(ev.Object); err == nil && m.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
+				return fmt.Sprintf("served: %d initial object(s), then the initial-events-end bookmark", objects)
+			}
+		default:
+			objects++
+		}
+	}
+	return fmt.Sprintf("watch closed after %d objects without the initial-events-end bookmark", objects)
 }
