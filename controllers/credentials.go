@@ -147,8 +147,8 @@ func (r *RedisConnectionReconciler) readSecret(ctx context.Context, ns, name str
 // now: use records each RedisConnection's references after it resolved them, and a Secret no
 // RedisConnection references any more is dropped with its last reference (release on delete).
 type secretMemo struct {
-	mu   sync.Mutex
-	m    map[types.NamespacedName]*corev1.Secret
+	mu    sync.Mutex
+	m     map[types.NamespacedName]*corev1.Secret
 	refs  map[types.NamespacedName][]types.NamespacedName // RedisConnection -> Secrets
 	count map[types.NamespacedName]int                    // Secret -> references
 }

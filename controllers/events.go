@@ -20,8 +20,8 @@ const (
 )
 
 type eventLimiter struct {
-	mu      sync.Mutex
-	byRC    map[types.NamespacedName]*rcEvents
+	mu    sync.Mutex
+	byRC  map[types.NamespacedName]*rcEvents
 	burst int
 	every time.Duration
 }

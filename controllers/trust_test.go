@@ -13,9 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
 // The attacks of the trust issue, each against the real manager wiring (envtest + the
@@ -199,5 +199,29 @@ var _ = Describe("a hostile root node", func() {
 			eventuallyCondition(ns, name, rconnv1.ConditionReady, metav1.ConditionFalse, rconnv1.ReasonAddressDenied)
 			Expect(dialer.Has(apiServerAddrs[i].String())).To(BeFalse(), "the controller dialed the API server at %s", apiServerAddrs[i])
 		}
+	})
+
+	It("cannot take over a ConfigMap or Secret it does not own by naming it as an output", func() {
+		ns := newNamespace()
+		s := redistest.StartServer(GinkgoT(), redistest.ServerOptions{})
+		Expect(k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "theirs", Namespace: ns}, Data: map[string]string{"config.json": "mine"}})).To(Succeed())
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "their-secret", Namespace: ns}, Data: map[string][]byte{"password": []byte("mine")}})).To(Succeed())
+		Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
+			ObjectMeta: metav1.ObjectMeta{Name: "squat", Namespace: ns},
+			Spec: rconnv1.RedisConnectionSpec{
+				Mode:      rconnv1.ModeStandalone,
+				RootNodes: []rconnv1.RootNode{{URL: rconnv1.RedisURL("redis://" + s.Addr())}},
+				Output:    &rconnv1.Output{ConfigMapName: "theirs", SecretName: "their-secret"},
+			},
+		})).To(Succeed())
+		eventuallyCondition(ns, "squat", rconnv1.ConditionConfigRendered, metav1.ConditionFalse, rconnv1.ReasonOutputConflict)
+		cm := &corev1.ConfigMap{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "theirs"}, cm)).To(Succeed())
+		Expect(cm.Data).To(Equal(map[string]string{"config.json": "mine"}))
+		Expect(cm.OwnerReferences).To(BeEmpty())
+		sec := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "their-secret"}, sec)).To(Succeed())
+		Expect(sec.Data).To(Equal(map[string][]byte{"password": []byte("mine")}))
+		Expect(sec.OwnerReferences).To(BeEmpty())
 	})
 })
