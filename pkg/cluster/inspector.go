@@ -344,9 +344,9 @@ func (in *Inspector) discoverCluster(ctx context.Context, addr string) (*Topolog
 			return nil, err
 		}
 		if err := checkTopology(t); err != nil {
-		return nil, err
-	}
-	t.Source, t.Command = addr, "CLUSTER SHARDS"
+			return nil, err
+		}
+		t.Source, t.Command = addr, "CLUSTER SHARDS"
 		return t, nil
 	}
 	if strings.Contains(err.Error(), "cluster support disabled") {
