@@ -55,8 +55,8 @@ type RedisConnectionReconciler struct {
 	Dial cluster.DialFunc
 	// Now returns the time (tests may fix it); nil means time.Now.
 	Now func() time.Time
-	// DisableTopologySharing gives every RedisConnection its own Redis connections and a
-	// discovery + health check on every reconcile, instead of sharing them between
+	// DisableTopologySharing gives every RedisConnection its own Redis connections and its own
+	// background discovery + health probe, instead of sharing them between
 	// RedisConnections whose connections would be identical (see inspectors). The environment
 	// variable RCONN_DISABLE_TOPOLOGY_SHARING=true sets it in the manager (an escape hatch, and the
 	// baseline of the scale benchmarks in test/scale).
