@@ -8,6 +8,7 @@ LOCALBIN := $(ROOT)/bin
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 ENVTEST_ASSETS := $(LOCALBIN)/k8s
+RIG_ASSETS := $(LOCALBIN)/rig
 # Go test flags: override with e.g. make test GOTESTFLAGS='-run Foo -v'
 GOTESTFLAGS ?=
 GO_TEST_TIMEOUT ?= 25m
@@ -51,6 +52,10 @@ deps: ## Install redis-server/redis-cli (Debian) when missing.
 .PHONY: envtest
 envtest: ## Build/cache the envtest control plane (kube-apiserver from source, etcd, kubectl).
 	@hack/envtest-assets.sh $(ENVTEST_ASSETS) >/dev/null
+
+.PHONY: rig-assets
+rig-assets: ## Build/cache the real control plane rig (kube-controller-manager, kube-scheduler, kwok + its stage configs) into bin/rig; opt-in, not used by test yet.
+	@hack/rig-assets.sh $(RIG_ASSETS) >/dev/null
 
 .PHONY: test
 test: deps envtest verify-generated vet ## Run every test (envtest + real redis-server).
