@@ -216,7 +216,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	connectTimeout := opts.Defaults.ConnectTimeout
 	if connectTimeout <= 0 {
-		connectTimeout = 5 * time.Second // pkg/cluster's default
+		connectTimeout = cluster.DefaultConnectTimeout
 	}
 	discoverTimeout := connectTimeout + 2*timeout + time.Second
 	in, err := r.inspectors.acquire(req.NamespacedName, opts, r.sharedKey(req.NamespacedName, fingerprint, amap, timeout), discoverTimeout, timeout)
@@ -241,33 +241,32 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 		return ctrl.Result{RequeueAfter: discoverTimeout + timeout}, nil
 	}
-	untilStale := max(probe.staleAfter(maxAge)-time.Since(probe.at), 100*time.Millisecond)
-	topo, err := probe.topo, probe.err
+	topo, health, err := probe.topo, probe.health, probe.err
 	if err != nil {
 		reason, msg := topologyFailure(rc, err)
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, reason, msg)
 		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
 		logger.V(1).Info("discovery failed", "reason", reason, "message", msg)
+		untilStale := max(probe.staleAfter(maxAge)-time.Since(probe.at), 100*time.Millisecond)
 		return ctrl.Result{RequeueAfter: untilStale}, nil
 	}
-	if !topo.FullCoverage() {
+	clipped := ""
+	if note := setTopologyStatus(rc, topo, health); note != "" {
+		clipped = " (" + note + ")"
+	}
+	switch {
+	case !topo.FullCoverage():
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonSlotsUncovered,
-			fmt.Sprintf("%d of %d slots are served", topo.SlotsCovered, cluster.SlotCount))
-	} else if topo.Standalone {
+			fmt.Sprintf("%d of %d slots are served", topo.SlotsCovered, cluster.SlotCount)+clipped)
+	case topo.Standalone:
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, true, rconnv1.ReasonDiscovered,
 			fmt.Sprintf("standalone %s via %s", topo.Nodes[0].Role, topo.Source))
-	} else {
+	default:
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, true, rconnv1.ReasonDiscovered,
-			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", len(topo.Shards), len(topo.Nodes), topo.Command, topo.Source))
+			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", len(topo.Shards), len(topo.Nodes), topo.Command, topo.Source)+clipped)
 	}
 
 	// 4. Health of every node (checked by the probe above).
-	health := probe.health
-	if note := setTopologyStatus(rc, topo, health); note != "" {
-		if c := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionTopologyDiscovered); c != nil {
-			setCondition(rc, c.Type, c.Status == metav1.ConditionTrue, c.Reason, c.Message+" ("+note+")")
-		}
-	}
 	recordHealth(rc.Namespace, rc.Name, health)
 	if !topo.Standalone {
 		slotsCovered.WithLabelValues(rc.Namespace, rc.Name).Set(float64(topo.SlotsCovered))

@@ -61,25 +61,7 @@ const (
 // setTopologyStatus records shards, nodes and counts from a topology and its health. Lists are
 // clipped to the schema's bounds while the counts stay true; the returned note says what was
 // left out ("" when nothing was).
-func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health []cluster.NodeHealth) (clipped string) {
-	defer func() {
-		var notes []string
-		if len(rc.Status.Nodes) > maxStatusNodes {
-			rc.Status.Nodes = rc.Status.Nodes[:maxStatusNodes]
-			notes = append(notes, fmt.Sprintf("status.nodes lists the first %d of %d nodes", maxStatusNodes, len(t.Nodes)))
-		}
-		if len(rc.Status.Shards) > maxStatusShards {
-			rc.Status.Shards = rc.Status.Shards[:maxStatusShards]
-			notes = append(notes, fmt.Sprintf("status.shards lists the first %d of %d shards", maxStatusShards, len(t.Shards)))
-		}
-		for i := range rc.Status.Shards {
-			if r := rc.Status.Shards[i].ReplicaIDs; len(r) > maxStatusReplicas {
-				rc.Status.Shards[i].ReplicaIDs = r[:maxStatusReplicas]
-				notes = append(notes, fmt.Sprintf("a shard lists %d of its %d replicas", maxStatusReplicas, len(r)))
-			}
-		}
-		clipped = strings.Join(notes, "; ")
-	}()
+func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health []cluster.NodeHealth) string {
 	byAddr := map[string]cluster.NodeHealth{}
 	for _, h := range health {
 		byAddr[h.Announced] = h
@@ -133,7 +115,28 @@ func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health 
 	} else {
 		rc.Status.SlotsCovered = int32(t.SlotsCovered)
 	}
-	return // clipped is set by the deferred function
+	return clipTopologyStatus(&rc.Status, t)
+}
+
+// clipTopologyStatus cuts status.nodes, status.shards and each shard's replicas to the schema's
+// bounds and says what was left out ("" when nothing was).
+func clipTopologyStatus(st *rconnv1.RedisConnectionStatus, t *cluster.Topology) string {
+	var notes []string
+	if len(st.Nodes) > maxStatusNodes {
+		st.Nodes = st.Nodes[:maxStatusNodes]
+		notes = append(notes, fmt.Sprintf("status.nodes lists the first %d of %d nodes", maxStatusNodes, len(t.Nodes)))
+	}
+	if len(st.Shards) > maxStatusShards {
+		st.Shards = st.Shards[:maxStatusShards]
+		notes = append(notes, fmt.Sprintf("status.shards lists the first %d of %d shards", maxStatusShards, len(t.Shards)))
+	}
+	for i := range st.Shards {
+		if r := st.Shards[i].ReplicaIDs; len(r) > maxStatusReplicas {
+			st.Shards[i].ReplicaIDs = r[:maxStatusReplicas]
+			notes = append(notes, fmt.Sprintf("a shard lists %d of its %d replicas", maxStatusReplicas, len(r)))
+		}
+	}
+	return strings.Join(notes, "; ")
 }
 
 // healthCondition summarises node health with fixed messages: which node, at which address,

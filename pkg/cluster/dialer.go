@@ -97,7 +97,7 @@ func NewDialer(o DialerOptions) *Dialer {
 		d.base = nd.DialContext
 	}
 	if d.connectTimeout <= 0 {
-		d.connectTimeout = 5 * time.Second
+		d.connectTimeout = DefaultConnectTimeout
 	}
 	d.SetMap(o.Map)
 	return d

@@ -298,16 +298,16 @@ func (in *Inspector) Discover(ctx context.Context) (*Topology, error) {
 		r := <-results
 		if r.err == nil {
 			// Prefer an earlier candidate that has answered too.
+		drain:
 			for {
 				select {
 				case o := <-results:
 					if o.err == nil && o.i < r.i {
 						r = o
 					}
-					continue
 				default:
+					break drain
 				}
-				break
 			}
 			keep := make([]string, 0, len(r.t.Nodes))
 			for _, n := range r.t.Nodes {

@@ -99,6 +99,9 @@ type resolved struct {
 	limits Limits
 }
 
+// DefaultConnectTimeout bounds TCP connect plus TLS handshake when NodeOptions sets none.
+const DefaultConnectTimeout = 5 * time.Second
+
 // DefaultInspectorTimeout is the Inspector's read and write timeout when Options sets none.
 const DefaultInspectorTimeout = 10 * time.Second
 
@@ -200,7 +203,7 @@ func resolve(o Options) (*resolved, error) {
 		r.tls = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	if r.Defaults.ConnectTimeout == 0 {
-		r.Defaults.ConnectTimeout = 5 * time.Second
+		r.Defaults.ConnectTimeout = DefaultConnectTimeout
 	}
 	r.Defaults.ConnectTimeout = r.clip(r.Defaults.ConnectTimeout)
 	if r.MaxCommandRedirections == 0 {
