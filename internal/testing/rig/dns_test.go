@@ -222,7 +222,7 @@ func TestDNS(t *testing.T) {
 	})
 
 	t.Run("nothing outside the cluster domain is answered or forwarded", func(t *testing.T) {
-		for _, name := range []string{"example.invalid", "example.com", "localhost.localdomain", "cluster.local.example.com"} {
+		for _, name := range []string{"example.invalid", "example.com", "redis.internal", "cluster.local.example.com"} {
 			if addrs, err := r.lookup(name + "."); err == nil {
 				t.Fatalf("%s resolved to %v", name, addrs)
 			}
