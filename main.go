@@ -28,6 +28,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/controllers"
+	"github.com/rconn-dev/redis-connection-operator/internal/dnsflag"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
@@ -44,6 +45,7 @@ func init() {
 func main() {
 	var (
 		metricsAddr, probeAddr, watchNamespaces, clusterDomain  string
+		dnsServer                                               string
 		secureMetrics, enableLeaderElection, enableHTTP2, noDNS bool
 		maxConcurrentReconciles                                 int
 		maxRedisTimeout                                         time.Duration
@@ -58,6 +60,7 @@ func main() {
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch (default: all).")
 	flag.StringVar(&clusterDomain, "cluster-domain", "cluster.local", "Cluster DNS domain used for PodDNS addresses.")
 	flag.BoolVar(&noDNS, "no-dns", false, "Never resolve host names when dialing Redis: root nodes and node address map targets must be IP literals (air-gapped hosts, the local demo). Unmapped announced names fail with a clear error instead of a DNS query.")
+	flag.StringVar(&dnsServer, "dns-server", "", dnsflag.Usage)
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "RedisConnections reconciled in parallel.")
 	flag.DurationVar(&maxRedisTimeout, "max-redis-timeout", controllers.DefaultMaxRedisTimeout, "Cap on every Redis connect, read and health timeout a RedisConnection asks for: no RedisConnection holds a probe and its sockets longer.")
 	flag.StringVar(&denyCIDRs, "deny-cidrs", "", "Comma-separated CIDRs (or IPs) the controller never dials, in addition to link-local ranges (169.254.0.0/16, fe80::/10: cloud metadata) and the API server's own addresses, which are always denied.")
@@ -72,6 +75,13 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	// Before any client exists: every name (API server, Redis) resolves through --dns-server.
+	if server, err := dnsflag.Install(dnsServer); err != nil {
+		setupLog.Error(err, "invalid flag")
+		os.Exit(1)
+	} else if server != "" {
+		setupLog.Info("resolving names only through the --dns-server", "server", server)
+	}
 	setMemoryLimit()
 	// go-redis logs pool problems (e.g. a node that refuses connections) with fmt-style lines on
 	// stderr; route them through the structured logger instead.

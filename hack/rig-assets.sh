@@ -8,6 +8,7 @@
 #                     place of kubelets
 #   kwok-stages/      kwok's stage configs from its module: kustomize/stage/node/fast,
 #                     node/heartbeat and pod/fast (kwok --config FILE for each)
+#   coredns           the cluster DNS, a minimal CoreDNS without forward (hack/coredns-build.sh)
 # The binaries land in a cache outside the work tree (survives a fresh checkout) and are linked
 # into $BIN_DIR (default bin/rig). A second run is instant.
 #
@@ -89,6 +90,7 @@ mkdir -p "$BIN_DIR"
 build_kube
 build_kwok
 extract_stages
+"$ROOT/hack/coredns-build.sh" "$BIN_DIR" >/dev/null
 ln -sf "$KUBE_CACHE/kube-controller-manager" "$BIN_DIR/kube-controller-manager"
 ln -sf "$KUBE_CACHE/kube-scheduler" "$BIN_DIR/kube-scheduler"
 ln -sf "$KWOK_CACHE/kwok" "$BIN_DIR/kwok"

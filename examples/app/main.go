@@ -7,7 +7,8 @@
 //
 // Flags (each with an environment variable): -config-dir (RCONN_CONFIG_DIR), -secret-dir
 // (RCONN_SECRET_DIR, may be the same directory), -interval (RCONN_INTERVAL, default 1s),
-// -rounds (RCONN_ROUNDS, 0 = until SIGTERM), -no-dns (RCONN_NO_DNS=1: never resolve names).
+// -rounds (RCONN_ROUNDS, 0 = until SIGTERM), -no-dns (RCONN_NO_DNS=1: never resolve names),
+// -dns-server (RCONN_DNS_SERVER, IP:port: resolve names only through that DNS server).
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/dnsflag"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
@@ -35,7 +37,12 @@ func main() {
 	interval := flag.Duration("interval", envDuration("RCONN_INTERVAL", time.Second), "time between rounds")
 	rounds := flag.Int("rounds", envInt("RCONN_ROUNDS", 0), "stop after this many rounds (0: run until SIGTERM)")
 	noDNS := flag.Bool("no-dns", os.Getenv("RCONN_NO_DNS") == "1", "never resolve host names: every node must be mapped to an IP")
+	dnsServer := flag.String("dns-server", os.Getenv("RCONN_DNS_SERVER"), dnsflag.Usage)
 	flag.Parse()
+	if _, err := dnsflag.Install(*dnsServer); err != nil { // before any client exists
+		fmt.Fprintln(os.Stderr, "app:", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
