@@ -116,8 +116,8 @@ func TestAutoPipelineClusterFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.AutoPipeliner() == nil || c.UniversalClient != redis.UniversalClient(c.AutoPipeliner()) {
-		t.Fatal("rconn.autoPipeline is on but the client does not route through the AutoPipeliner")
+	if !c.AutoPipelining() {
+		t.Fatal("rconn.autoPipeline is on but the client does not batch")
 	}
 	var _ redis.UniversalClient = c
 
@@ -311,8 +311,8 @@ func TestAutoPipelineTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if c.AutoPipeliner() == nil {
-			t.Fatal("no AutoPipeliner")
+		if !c.AutoPipelining() {
+			t.Fatal("autoPipeline is on but the client does not batch")
 		}
 		before := wc.writes.Load()
 		cmds, err := hammer(ctx, c, 64, 50, func(g, i int) string { return fmt.Sprintf("k%d-%d", g, i) })
@@ -339,7 +339,7 @@ func TestAutoPipelineOffByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.AutoPipeliner() != nil || c.UniversalClient != c.Direct() {
+	if c.AutoPipelining() || c.UniversalClient != c.Direct() {
 		t.Fatal("autoPipeline is on without being asked for")
 	}
 }
