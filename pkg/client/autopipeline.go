@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -37,7 +38,8 @@ import (
 // processor could not be paired never batches.
 type batchHook struct {
 	mu      sync.Mutex
-	pending map[int64]*batcher // goroutine id -> batcher waiting for its pipeline processor
+	pending map[int64]*batcher      // goroutine id -> batcher waiting for its pipeline processor
+	latest  atomic.Pointer[batcher] // the last chain built with batching (tests look at its queue)
 }
 
 func newBatchHook() *batchHook { return &batchHook{pending: map[int64]*batcher{}} }
@@ -61,6 +63,7 @@ func (h *batchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		if b := h.pending[id]; b != nil {
 			delete(h.pending, id)
 			b.pipe = next // set before the chain is published: no reader yet
+			h.latest.Store(b)
 		}
 	}
 	h.mu.Unlock()
