@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,15 +148,35 @@ func TestBatchCancelWhileQueued(t *testing.T) {
 	}
 }
 
-// pastDeadline is a context whose deadline has passed but which is not done: if a batch ran
-// on the context of the caller that leads it, go-redis would set that deadline on the
-// connection and every command of the batch would time out.
-type pastDeadline struct{ context.Context }
+// canceledOnceWaiting is a context that is canceled as soon as its caller starts waiting in
+// the queue: the first Done (the queued caller's wait) is never closed, every later Done is
+// closed and Err says Canceled. If a batch ran on the context of the caller that leads it,
+// go-redis would see the cancellation when it takes a connection, and every command of the
+// batch would fail.
+type canceledOnceWaiting struct {
+	context.Context
+	calls atomic.Int32
+}
 
-func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Second), true }
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// A batch never runs on one caller's context: its leader's deadline does not fail the others.
-func TestBatchIgnoresLeaderDeadline(t *testing.T) {
+func (c *canceledOnceWaiting) Done() <-chan struct{} {
+	if c.calls.Add(1) == 1 {
+		return make(chan struct{})
+	}
+	return closedCh
+}
+
+func (c *canceledOnceWaiting) Err() error {
+	if c.calls.Load() > 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// A batch never runs on one caller's context: the leader's cancellation does not fail the
+// others (its own command, already taken, runs too).
+func TestBatchIgnoresLeaderCancellation(t *testing.T) {
 	ctx := context.Background()
 	g := newGate()
 	rc, b := gatedClient(t, g)
@@ -163,7 +184,7 @@ func TestBatchIgnoresLeaderDeadline(t *testing.T) {
 	g.hold()
 	a := goSet(ctx, rc, "a")
 	<-g.blocked
-	leader := goSet(pastDeadline{ctx}, rc, "leader")
+	leader := goSet(&canceledOnceWaiting{Context: ctx}, rc, "leader")
 	waitQueued(t, b, 1)
 	follower := goSet(ctx, rc, "follower")
 	waitQueued(t, b, 2)
