@@ -50,6 +50,9 @@ func (h *batchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	b := &batcher{next: next}
 	if id := goroutineID(); id > 0 {
 		h.mu.Lock()
+		if len(h.pending) >= maxPending {
+			clear(h.pending) // builds that never asked for a pipeline processor: forget them
+		}
 		h.pending[id] = b
 		h.mu.Unlock()
 	}
@@ -69,6 +72,10 @@ func (h *batchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	h.mu.Unlock()
 	return next
 }
+
+// maxPending bounds batchHook.pending: go-redis pairs the calls at once, so more than a few
+// entries means ProcessHook was called without a pipeline build following it.
+const maxPending = 256
 
 // maxBatch bounds one pipeline; what queued beyond it goes in the next exchange.
 const maxBatch = 1024
