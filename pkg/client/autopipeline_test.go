@@ -344,7 +344,7 @@ func TestAutoPipelineOffByDefault(t *testing.T) {
 	}
 }
 
-// The AutoPipeliner outlives a server crash: batches fail while the server is down, and the
+// Batching outlives a server crash: commands fail while the server is down, and the
 // same client batches again once it is back.
 func TestAutoPipelineSurvivesRestart(t *testing.T) {
 	ctx := testCtx(t)
