@@ -47,8 +47,9 @@ func newBatchHook() *batchHook { return &batchHook{pending: map[int64]*batcher{}
 func (h *batchHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *batchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	b := &batcher{next: next}
+	b := &batcher{next: next, hook: h}
 	if id := goroutineID(); id > 0 {
+		b.gid = id
 		h.mu.Lock()
 		if len(h.pending) >= maxPending {
 			clear(h.pending) // builds that never asked for a pipeline processor: forget them
@@ -85,6 +86,13 @@ type batcher struct {
 	next redis.ProcessHook         // the rest of the chain, for one command
 	pipe redis.ProcessPipelineHook // the rest of the pipeline chain; nil: never batch
 
+	// An unpaired chain (built for one call, e.g. by go-redis's withProcessHook) withdraws
+	// its pending pairing on first use, so that a later pipeline build on the same goroutine
+	// cannot be paired with it.
+	hook      *batchHook
+	gid       int64
+	abandoned atomic.Bool
+
 	mu    sync.Mutex
 	busy  bool      // an exchange is in flight (or being handed on)
 	queue []*waiter // commands that arrived meanwhile, in arrival order
@@ -111,7 +119,13 @@ type waiter struct {
 var waiters = sync.Pool{New: func() any { return &waiter{ch: make(chan bool, 1)} }}
 
 func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
-	if b.pipe == nil || !batchable(cmd) {
+	if b.pipe == nil {
+		if !b.abandoned.Load() {
+			b.abandon()
+		}
+		return b.next(ctx, cmd)
+	}
+	if !batchable(cmd) {
 		return b.next(ctx, cmd)
 	}
 	b.mu.Lock()
@@ -130,6 +144,15 @@ func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
 	b.queue = append(b.queue, w)
 	b.mu.Unlock()
 	return b.wait(ctx, w)
+}
+
+func (b *batcher) abandon() {
+	b.hook.mu.Lock()
+	if b.hook.pending[b.gid] == b {
+		delete(b.hook.pending, b.gid)
+	}
+	b.abandoned.Store(true)
+	b.hook.mu.Unlock()
 }
 
 // wait sleeps until w's command is done, or until w must lead its batch. A caller whose context
