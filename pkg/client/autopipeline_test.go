@@ -116,8 +116,8 @@ func TestAutoPipelineClusterFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.AutoPipeliner() == nil || c.UniversalClient != redis.UniversalClient(c.AutoPipeliner()) {
-		t.Fatal("rconn.autoPipeline is on but the client does not route through the AutoPipeliner")
+	if !c.AutoPipelining() {
+		t.Fatal("rconn.autoPipeline is on but the client does not batch")
 	}
 	var _ redis.UniversalClient = c
 
@@ -311,8 +311,8 @@ func TestAutoPipelineTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if c.AutoPipeliner() == nil {
-			t.Fatal("no AutoPipeliner")
+		if !c.AutoPipelining() {
+			t.Fatal("autoPipeline is on but the client does not batch")
 		}
 		before := wc.writes.Load()
 		cmds, err := hammer(ctx, c, 64, 50, func(g, i int) string { return fmt.Sprintf("k%d-%d", g, i) })
@@ -339,12 +339,12 @@ func TestAutoPipelineOffByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.AutoPipeliner() != nil || c.UniversalClient != c.Direct() {
+	if c.AutoPipelining() || c.UniversalClient != c.Direct() {
 		t.Fatal("autoPipeline is on without being asked for")
 	}
 }
 
-// The AutoPipeliner outlives a server crash: batches fail while the server is down, and the
+// Batching outlives a server crash: commands fail while the server is down, and the
 // same client batches again once it is back.
 func TestAutoPipelineSurvivesRestart(t *testing.T) {
 	ctx := testCtx(t)
@@ -378,4 +378,366 @@ func TestAutoPipelineSurvivesRestart(t *testing.T) {
 	if _, err := hammer(ctx, c, 16, 20, key); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
+}
+
+// batchedCluster is a 3-master cluster announcing unreachable hostnames, and an autoPipeline
+// client on it through the map, counting connection writes.
+func batchedCluster(t *testing.T) (*redistest.Cluster, *client.Client, *writeCounter, *recorder) {
+	t.Helper()
+	ctx := testCtx(t)
+	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
+	sm, err := cluster.StaticMap(rc.AddressMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	wc := &writeCounter{base: rec.Dial}
+	c, err := client.NewCluster(ctx, client.ClusterOptions{
+		RootNodes: []string{"redis://" + rc.Nodes[0].Announced}, NodeAddressMap: sm,
+		Dial: wc.Dial, AutoPipeline: true, MonitorInterval: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return rc, c, wc, rec
+}
+
+// requireBatched fails unless the commands since before went out at least 4 per write, so
+// that the assertions next to it were made on batches, not on lone commands.
+func requireBatched(t *testing.T, wc *writeCounter, before, cmds int64) {
+	t.Helper()
+	writes := wc.writes.Load() - before
+	t.Logf("%d commands in %d writes", cmds, writes)
+	if writes*4 > cmds {
+		t.Fatalf("%d commands took %d writes: not batched, the test proves nothing", cmds, writes)
+	}
+}
+
+// Each caller's commands run in the order it issued them, on its own keys and on a key that
+// every caller shares, while they ride batches with everyone else's.
+func TestAutoPipelineOrderPerCaller(t *testing.T) {
+	ctx := testCtx(t)
+	_, c, wc, _ := batchedCluster(t)
+	const callers, n = 64, 100
+	shared := "{shared}order"
+	before := wc.writes.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			own := slotKey(fmt.Sprintf("order%d", g), g)
+			for i := range n {
+				if err := c.RPush(ctx, own, i).Err(); err != nil {
+					errs <- err
+					return
+				}
+				if err := c.RPush(ctx, shared, fmt.Sprintf("%d:%d", g, i)).Err(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	requireBatched(t, wc, before, 2*callers*n)
+	for g := range callers {
+		got, err := c.LRange(ctx, slotKey(fmt.Sprintf("order%d", g), g), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			if v != strconv.Itoa(i) {
+				t.Fatalf("caller %d: element %d is %s (list %v)", g, i, v, got)
+			}
+		}
+		if len(got) != n {
+			t.Fatalf("caller %d: %d elements, want %d", g, len(got), n)
+		}
+	}
+	all, err := c.LRange(ctx, shared, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make([]int, callers)
+	for _, e := range all {
+		gs, is, _ := strings.Cut(e, ":")
+		g, _ := strconv.Atoi(gs)
+		i, _ := strconv.Atoi(is)
+		if i != next[g] {
+			t.Fatalf("shared list: caller %d's element %d came where %d was due", g, i, next[g])
+		}
+		next[g]++
+	}
+	if len(all) != callers*n {
+		t.Fatalf("shared list has %d elements, want %d", len(all), callers*n)
+	}
+}
+
+// In one batch every command gets its own reply: a value, redis.Nil, WRONGTYPE, or ERR.
+func TestAutoPipelineRepliesPerCommand(t *testing.T) {
+	ctx := testCtx(t)
+	_, c, wc, _ := batchedCluster(t)
+	list, text := slotKey("list", 3), slotKey("text", 5)
+	if err := c.RPush(ctx, list, "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, text, "abc", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const callers, n = 64, 100
+	before := wc.writes.Load()
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				k := slotKey(fmt.Sprintf("r%d", g), g*n+i)
+				var err error
+				switch i % 4 {
+				case 0: // a value
+					if err = c.Set(ctx, k, k, 0).Err(); err == nil {
+						var v string
+						if v, err = c.Get(ctx, k).Result(); err == nil && v != k {
+							err = fmt.Errorf("GET %s = %q", k, v)
+						}
+					}
+				case 1: // missing
+					if err = c.Get(ctx, k+"-missing").Err(); errors.Is(err, redis.Nil) {
+						err = nil
+					} else {
+						err = fmt.Errorf("GET missing = %v, want redis.Nil", err)
+					}
+				case 2: // WRONGTYPE
+					if err = c.Get(ctx, list).Err(); err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE") {
+						err = nil
+					} else {
+						err = fmt.Errorf("GET list = %v, want WRONGTYPE", err)
+					}
+				case 3: // ERR
+					if err = c.Incr(ctx, text).Err(); err != nil && strings.HasPrefix(err.Error(), "ERR") {
+						err = nil
+					} else {
+						err = fmt.Errorf("INCR text = %v, want ERR", err)
+					}
+				}
+				if err != nil {
+					failures.Add(1)
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.FailNow()
+	}
+	requireBatched(t, wc, before, callers*n*5/4)
+}
+
+// WATCH/MULTI/EXEC (Watch) runs on its own connection while other callers' commands batch:
+// optimistic locking still works, so concurrent increments through Watch lose nothing.
+func TestAutoPipelineWatchUnderLoad(t *testing.T) {
+	ctx := testCtx(t)
+	_, c, wc, _ := batchedCluster(t)
+	counter := slotKey("counter", 7)
+	stop := make(chan struct{})
+	load := make(chan error, 1)
+	before := wc.writes.Load()
+	var loadCmds atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				load <- nil
+				return
+			default:
+			}
+			// Same slot as the counter: the batches go to the same node.
+			n, err := hammer(ctx, c, 64, 20, func(g, i int) string { return "{" + counter + "}" + strconv.Itoa(g) })
+			loadCmds.Add(n)
+			if err != nil {
+				load <- err
+				return
+			}
+		}
+	}()
+	const workers, incrs = 8, 25
+	var done, attempts atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range incrs {
+				for {
+					attempts.Add(1)
+					err := c.Watch(ctx, func(tx *redis.Tx) error {
+						v, err := tx.Get(ctx, counter).Int()
+						if err != nil && !errors.Is(err, redis.Nil) {
+							return err
+						}
+						_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+							p.Set(ctx, counter, v+1, 0)
+							return nil
+						})
+						return err
+					}, counter)
+					if err == nil {
+						done.Add(1)
+						break
+					}
+					if !errors.Is(err, redis.TxFailedErr) {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-load; err != nil {
+		t.Fatal(err)
+	}
+	// A Watch attempt writes up to 4 times (WATCH, GET, MULTI..EXEC, UNWATCH) and is never
+	// batched; the load must still have gone out in batches, at least 2 commands per write
+	// over everything.
+	cmds, writes := loadCmds.Load()+4*attempts.Load(), wc.writes.Load()-before
+	t.Logf("%d load commands and %d Watch attempts in %d writes", loadCmds.Load(), attempts.Load(), writes)
+	if writes*2 > cmds {
+		t.Fatalf("%d writes for %d commands: the load was not batched, the test proves nothing", writes, cmds)
+	}
+	got, err := c.Get(ctx, counter).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != done.Load() || got != workers*incrs {
+		t.Fatalf("counter = %d after %d committed increments (want %d): WATCH did not guard EXEC", got, done.Load(), workers*incrs)
+	}
+}
+
+// Connections killed by the servers mid-batch: no caller ever gets another caller's reply, the
+// client reconnects by itself, and batching goes on.
+func TestAutoPipelineReconnect(t *testing.T) {
+	ctx := testCtx(t)
+	rc, c, wc, _ := batchedCluster(t)
+	key := func(g, i int) string { return slotKey(fmt.Sprintf("rc%d", g), g*1000+i) }
+	stop := make(chan struct{})
+	load := make(chan error, 1)
+	var rounds atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				load <- nil
+				return
+			default:
+			}
+			if _, err := hammer(ctx, c, 64, 20, key); err != nil && strings.Contains(err.Error(), "want") {
+				load <- err // a wrong value: replies went to the wrong caller
+				return
+			}
+			rounds.Add(1)
+		}
+	}()
+	var killed int64
+	for range 5 {
+		for _, n := range rc.Masters() {
+			admin := n.Client()
+			k, err := admin.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Result()
+			_ = admin.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			killed += k
+		}
+		for r := rounds.Load(); rounds.Load() < r+2; {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	close(stop)
+	if err := <-load; err != nil {
+		t.Fatal(err)
+	}
+	if killed == 0 {
+		t.Fatal("no client connection was killed: the test proves nothing")
+	}
+	t.Logf("%d connections killed over %d rounds", killed, rounds.Load())
+	before := wc.writes.Load()
+	cmds, err := hammer(ctx, c, 64, 50, key)
+	if err != nil {
+		t.Fatalf("after the kills: %v", err)
+	}
+	requireBatched(t, wc, before, cmds)
+}
+
+// A new node address map mid-load: commands keep their replies, connections move to the new
+// targets, and batches then go only there.
+func TestAutoPipelineMapChange(t *testing.T) {
+	ctx := testCtx(t)
+	rc, c, wc, rec := batchedCluster(t)
+	key := func(g, i int) string { return slotKey(fmt.Sprintf("mc%d", g), g*1000+i) }
+	if _, err := hammer(ctx, c, 64, 10, key); err != nil {
+		t.Fatal(err)
+	}
+	proxies := map[string]*proxy{}
+	m := map[string]string{}
+	var targets []string
+	for announced, addr := range rc.AddressMap() {
+		p := startProxy(t, addr)
+		proxies[announced], m[announced] = p, p.Addr()
+		targets = append(targets, p.Addr())
+	}
+	sm, err := cluster.StaticMap(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	load := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				load <- nil
+				return
+			default:
+			}
+			if _, err := hammer(ctx, c, 64, 20, key); err != nil {
+				load <- err
+				return
+			}
+		}
+	}()
+	rec.Reset()
+	c.SetNodeAddressMap(sm)
+	waitFor(t, "connections through every new target", func() error {
+		for a, p := range proxies {
+			if p.Accepted.Load() == 0 {
+				return fmt.Errorf("%s: %w", a, errNotYet)
+			}
+		}
+		return nil
+	})
+	close(stop)
+	if err := <-load; err != nil {
+		t.Fatalf("during the map change: %v", err)
+	}
+	rec.Reset()
+	before := wc.writes.Load()
+	cmds, err := hammer(ctx, c, 64, 50, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireBatched(t, wc, before, cmds)
+	rec.AssertOnly(t, targets...)
 }

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -53,16 +52,16 @@ const DefaultMonitorInterval = time.Second
 
 // Client is a go-redis client (cluster or standalone) with node address mapping, node-redis
 // reconnect strategy and events, and, from Open, hot reload of the mounted configuration. It
-// is a redis.UniversalClient: pass it to anything that takes one. With autoPipeline the
-// embedded UniversalClient is go-redis's blocking AutoPipeliner (see the package
-// documentation); without it, the go-redis client itself.
+// is a redis.UniversalClient: pass it to anything that takes one. The embedded
+// UniversalClient is the go-redis client itself; with autoPipeline its node clients batch
+// naturally (see the package documentation).
 type Client struct {
 	redis.UniversalClient
 
 	cluster *cluster.Client       // cluster mode
 	single  *redis.Client         // standalone mode
-	direct  redis.UniversalClient // cluster or single: the client beneath any autopipeliner
-	ap      *redis.AutoPipeliner  // autoPipeline only
+	direct  redis.UniversalClient // cluster or single: the embedded client
+	batched bool                  // autoPipeline: node clients batch naturally
 	setMap  func(cluster.NodeAddressMap)
 	probe   func(ctx context.Context) error
 
@@ -158,12 +157,10 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 		}
 		c.cluster, c.direct, c.setMap = cc, cc, cc.SetNodeAddressMap
 		if s.autoPipeline {
-			// The blocking face on the go-redis ClusterClient: slot-sharded batches, split per
-			// node at flush, MOVED/ASK followed per command by the cluster pipeline path.
-			if c.ap, err = cc.ClusterClient.AutoPipeline(); err != nil {
-				_ = cc.Close()
-				return nil, fmt.Errorf("rconn: autoPipeline: %w", err)
-			}
+			// Batch per node, beneath go-redis's slot routing and MOVED/ASK handling. Nodes are
+			// created on first use (Connect below), after this.
+			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook()) })
+			c.batched = true
 		}
 		first := true
 		c.probe = func(ctx context.Context) error {
@@ -196,18 +193,12 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 		})
 		c.single, c.direct, c.setMap = rc, rc, d.SetMap
 		if s.autoPipeline {
-			var err error
-			if c.ap, err = rc.AutoPipeline(); err != nil {
-				_ = rc.Close()
-				return nil, fmt.Errorf("rconn: autoPipeline: %w", err)
-			}
+			rc.AddHook(newBatchHook())
+			c.batched = true
 		}
 		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
 	}
 	c.UniversalClient = c.direct
-	if c.ap != nil {
-		c.UniversalClient = c.ap
-	}
 	if err := c.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -314,12 +305,7 @@ func (c *Client) shutdown() {
 		c.closed.Store(true)
 		c.open.Store(false)
 		c.ready.Store(false)
-		var apErr error
-		if c.ap != nil {
-			// Drains queued commands before the pools beneath them close.
-			apErr = c.ap.Close()
-		}
-		c.closeErr = errors.Join(apErr, c.direct.Close())
+		c.closeErr = c.direct.Close()
 	})
 }
 
@@ -340,15 +326,19 @@ func (c *Client) OnEvent(h func(Event)) { c.events.add(h) }
 // Cluster returns the cluster client (nil in standalone mode), for topology and health.
 func (c *Client) Cluster() *cluster.Client { return c.cluster }
 
-// Direct returns the go-redis client beneath the autopipeliner (the *cluster.Client or the
-// *redis.Client): the same connections and node address map, without batching. Use it for a
-// command that must honour its own context deadline. Without autoPipeline it is the client
-// the Client already embeds.
+// Direct returns the go-redis client the Client embeds (the *cluster.Client or the
+// *redis.Client). With natural batching there is no separate client beneath: kept for code
+// written against the earlier AutoPipeliner-based autoPipeline.
 func (c *Client) Direct() redis.UniversalClient { return c.direct }
 
-// AutoPipeliner returns go-redis's blocking AutoPipeliner the Client routes commands through
-// (nil without autoPipeline).
-func (c *Client) AutoPipeliner() *redis.AutoPipeliner { return c.ap }
+// AutoPipelining reports whether the Client batches the commands of concurrent callers
+// (autoPipeline).
+func (c *Client) AutoPipelining() bool { return c.batched }
+
+// AutoPipeliner returns nil: autoPipeline no longer runs on go-redis's AutoPipeliner.
+//
+// Deprecated: use AutoPipelining.
+func (c *Client) AutoPipeliner() *redis.AutoPipeliner { return nil }
 
 // SetNodeAddressMap atomically replaces the node address map; pooled connections whose
 // mapping changed are retired.

@@ -38,22 +38,24 @@
 // # autoPipeline
 //
 // node-redis and rueidis batch the commands that concurrent callers issue into pipelines. With
-// AutoPipeline (or "rconn": {"autoPipeline": true} in config.json) the Client does the same
-// through go-redis's blocking AutoPipeliner (experimental in go-redis v9.23): c.Get(ctx, k)
-// keeps its shape and blocks until its reply, while the commands of all goroutines waiting at
-// that moment go out as one pipeline per node (per shard of slots in cluster mode). The
-// AutoPipeliner is itself a redis.UniversalClient, so it becomes the Client's embedded
-// UniversalClient: the typed commands and Process are batched; Do, Watch, Subscribe,
-// TxPipeline, blocking commands (BLPOP, XREAD BLOCK, ...) and cluster-wide commands (DBSize,
-// Script*) run on the go-redis client beneath it, unbatched. Batches use that client's
-// connections, so the node address map, TLS and credentials apply unchanged; each command
-// keeps its own reply or error (a WRONGTYPE fails only its command), and in cluster mode
-// MOVED and ASK are followed per command by go-redis's cluster pipeline path.
+// AutoPipeline (or "rconn": {"autoPipeline": true} in config.json) the Client does the same,
+// naturally: per node, a command issued while the node's connection is idle goes out at once,
+// alone, on its caller's context (the plain go-redis path); the commands issued while an
+// exchange is in flight wait and go out together, as one pipeline, as soon as it ends. No
+// timer, no goroutine of its own: a lone caller pays nothing and batches grow with the load.
 //
-// Trade-offs: a queued command runs on the AutoPipeliner's context, not the caller's, so a
-// per-command deadline or cancellation is not honoured once queued (ReadTimeout/WriteTimeout,
-// 3s by default, still bound it); a batch that fails on a network error is retried as a whole,
-// so a non-idempotent command may run twice. Direct returns the client beneath, on the same
-// connections, for commands that need either. A lone caller gains nothing; the gain grows with
-// the number of concurrent callers (see docs/benchmarks.md).
+// The batching is a go-redis hook on every node client (on the client itself in standalone
+// mode), beneath go-redis's slot routing: the Client is still the go-redis client, c.Get(ctx,
+// k) keeps its shape and blocks until its own reply, the node address map, TLS and credentials
+// apply unchanged, and each command keeps its own reply or error (a WRONGTYPE fails only its
+// command; MOVED and ASK are followed per command by go-redis). Blocking commands (BLPOP, XREAD
+// BLOCK, WAIT, ...), Watch transactions and Conn run unbatched on their own connections.
+//
+// Trade-offs: a caller whose context ends while its command is queued returns the context's
+// error and its command is never sent; once the command is in a batch on the wire the caller
+// waits for its reply (ReadTimeout/WriteTimeout, 3s by default, bound it), because a batch
+// runs on a context of its own so that no caller's cancellation fails the others. A batch that
+// fails on a network error is retried as a whole, like any go-redis pipeline, so a
+// non-idempotent command may run twice. Hooks added to node clients through OnNewNode see a
+// batch as one pipeline. See docs/benchmarks.md for figures.
 package client
