@@ -88,7 +88,7 @@ func main() {
 	if c.Cluster() != nil {
 		mode = "cluster"
 	}
-	log.Info("redis opened", "mode", mode, "autoPipeline", c.AutoPipeliner() != nil, "nodeAddressMap", mapString(c.Config().NodeAddressMap))
+	log.Info("redis opened", "mode", mode, "autoPipeline", c.AutoPipelining(), "nodeAddressMap", mapString(c.Config().NodeAddressMap))
 
 	t := time.NewTicker(*interval)
 	defer t.Stop()

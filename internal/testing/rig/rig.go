@@ -254,7 +254,9 @@ func (r *Rig) waitServiceAccount(ctx context.Context, ns string) error {
 
 // WaitNamespace waits until a namespace's default ServiceAccount exists (the serviceaccount
 // controller makes it; pods cannot be created before).
-func (r *Rig) WaitNamespace(ctx context.Context, ns string) error { return r.waitServiceAccount(ctx, ns) }
+func (r *Rig) WaitNamespace(ctx context.Context, ns string) error {
+	return r.waitServiceAccount(ctx, ns)
+}
 
 // Stop ends every process the rig started and removes the network namespace and (if the rig
 // made it) its directory. Safe to call more than once.

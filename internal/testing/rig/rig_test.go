@@ -56,7 +56,9 @@ func TestControlPlaneSchedulesPodsWithPodNetworkIPs(t *testing.T) {
 			}
 		}
 		return n == 3, nil
-	}, func() string { return r.Kubectl("get", "pods,sts,nodes,endpointslices", "-A", "-o", "wide") + r.LogTail() })
+	}, func() string {
+		return r.Kubectl("get", "pods,sts,nodes,endpointslices", "-A", "-o", "wide") + r.LogTail()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
