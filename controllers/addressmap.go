@@ -47,8 +47,8 @@ func (m *addressMap) list() []rconnv1.AppliedAddressMapping {
 	return out
 }
 
-// buildAddressMap resolves spec.nodeAddressMap: static entries, then every ready endpoint of
-// the selected Services. Static wins; two different dynamic targets for one key are a conflict
+// buildAddressMap resolves spec.nodeAddressMap: static entries, then every endpoint of the
+// selected Services. Static wins; two different dynamic targets for one key are a conflict
 // (reported, and the key left out).
 func (r *RedisConnectionReconciler) buildAddressMap(ctx context.Context, rc *rconnv1.RedisConnection) (*addressMap, error) {
 	m := &addressMap{entries: map[string]rconnv1.AppliedAddressMapping{}}
@@ -123,7 +123,17 @@ func servicePort(svc *corev1.Service, want *intstr.IntOrString) (*corev1.Service
 	return nil, false
 }
 
-// serviceMappings returns announced -> reachable entries for one Service's ready endpoints.
+// endpointServing says whether an endpoint can take traffic: serving (ready or terminating
+// but still serving), else ready; a slice that says neither is taken as ready.
+func endpointServing(ep discoveryv1.Endpoint) bool {
+	if ep.Conditions.Serving != nil {
+		return *ep.Conditions.Serving
+	}
+	return ep.Conditions.Ready == nil || *ep.Conditions.Ready
+}
+
+// serviceMappings returns announced -> reachable entries for one Service's endpoints (all of
+// them: ready, not ready and terminating).
 func (r *RedisConnectionReconciler) serviceMappings(ctx context.Context, svc *corev1.Service, src rconnv1.ServiceAddressSource, m *addressMap) ([]rconnv1.AppliedAddressMapping, error) {
 	sp, ok := servicePort(svc, src.Port)
 	if !ok {
@@ -176,10 +186,15 @@ func (r *RedisConnectionReconciler) serviceMappings(ctx context.Context, svc *co
 			continue
 		}
 		for _, ep := range es.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
+			// Every endpoint listed is mapped, whatever its conditions: the endpointslice
+			// controller lists a pod for as long as it exists with that IP, and a node that is
+			// not ready (failing its probe) or terminating (still serving in its grace period)
+			// is still announced by the cluster and may still answer. Dropping its entry would
+			// only turn a reachable node into an unmapped one. Readiness is reported by the
+			// health checks, not by the map. (docs/api.md, "Which endpoints are mapped")
+			if endpointServing(ep) {
+				ready++
 			}
-			ready++
 			var reachable string
 			switch src.AddressType {
 			case rconnv1.AddressTypePodDNS:
@@ -213,7 +228,7 @@ func (r *RedisConnectionReconciler) serviceMappings(ctx context.Context, svc *co
 		}
 	}
 	if ready == 0 {
-		m.problem(rconnv1.ReasonNoEndpoints, "Service %s has no ready endpoints on port %s", svc.Name, sp.Name)
+		m.problem(rconnv1.ReasonNoEndpoints, "Service %s has no serving endpoints on port %s", svc.Name, sp.Name)
 	}
 	return out, nil
 }
