@@ -54,11 +54,11 @@ envtest: ## Build/cache the envtest control plane (kube-apiserver from source, e
 	@hack/envtest-assets.sh $(ENVTEST_ASSETS) >/dev/null
 
 .PHONY: rig-assets
-rig-assets: ## Build/cache the real control plane rig (kube-controller-manager, kube-scheduler, kwok + its stage configs) into bin/rig; opt-in, not used by test yet.
+rig-assets: envtest ## Build/cache the real control plane rig (kube-controller-manager, kube-scheduler, kwok + its stage configs, CoreDNS) into bin/rig.
 	@hack/rig-assets.sh $(RIG_ASSETS) >/dev/null
 
 .PHONY: test
-test: deps envtest verify-generated vet ## Run every test (envtest + real redis-server).
+test: deps envtest rig-assets verify-generated vet ## Run every test (envtest, the rig, real redis-server).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
 # Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
@@ -71,7 +71,7 @@ BENCH_OUT ?= $(ROOT)/bench.out
 BENCH_FLAGS = -run '^$$' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) -timeout 60m
 
 .PHONY: test-e2e
-test-e2e: deps envtest ## Only the end-to-end suite (test/e2e; make test runs it too).
+test-e2e: deps envtest rig-assets ## Only the end-to-end suite (test/e2e; make test runs it too).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/e2e -count=1 -v -timeout 15m $(GOTESTFLAGS)
 
 .PHONY: bench
@@ -86,7 +86,7 @@ bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and red
 # KEEP=1 leaves the demo running in the background; `make demo-stop` ends it.
 KEEP ?=
 .PHONY: demo
-demo: deps envtest ## Run rconn end to end on this machine (local control plane, Redis Cluster, manager, example app).
+demo: deps envtest rig-assets ## Run rconn end to end on this machine (local control plane, Redis Cluster, manager, example app).
 	@go build -o bin/rconn-demo ./hack/demo
 	@KEEP=$(KEEP) bin/rconn-demo
 

@@ -28,8 +28,11 @@ apt_install() {
 build_apiserver() {
   local out="$CACHE/kube-apiserver"
   [ -x "$out" ] && return 0
-  log "building kube-apiserver $KUBE_VERSION from the k8s.io/kubernetes module (a few CPU-minutes, once)"
-  kube_build "$CACHE" k8s.io/kubernetes/cmd/kube-apiserver
+  # The rig (make test, make demo) needs kube-controller-manager and kube-scheduler from the same
+  # module: one go build of all three costs little more than kube-apiserver alone, while three
+  # separate builds would link the shared packages three times.
+  log "building kube-apiserver, kube-controller-manager and kube-scheduler $KUBE_VERSION from the k8s.io/kubernetes module (a few CPU-minutes, once)"
+  kube_build "$CACHE" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
 }
 
 ensure_etcd() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision the real control plane rig's extra binaries (see issue 12 and design.md, "The real
-# control plane rig") with nothing but the Go module proxy. Opt-in: make test does not use it yet.
+# control plane rig") with nothing but the Go module proxy. make test and make demo run it.
 #   kube-controller-manager, kube-scheduler   built in ONE go build from the k8s.io/kubernetes
 #                     module at the pin of hack/lib/kube-build.sh (the same throwaway go.mod as
 #                     kube-apiserver), cached beside kube-apiserver

@@ -182,6 +182,7 @@ func TestOnTheRig(t *testing.T) {
 
 	t.Run("kubectl rollout restart: every pod comes back under a new IP, the map follows", func(t *testing.T) {
 		before := podMap()
+		ids := rs.NodeIDs(ctx, t)
 		start := time.Now()
 		if out := r.Kubectl("rollout", "restart", "-n", ns, "statefulset/"+name); !strings.Contains(out, "restarted") {
 			t.Fatal(out)
@@ -195,6 +196,10 @@ func TestOnTheRig(t *testing.T) {
 			if _, ok := before[a]; ok {
 				t.Fatalf("pod address %s survived the rollout", a)
 			}
+		}
+		// The charts keep nodes.conf on the pod's volume: every pod keeps its node ID.
+		if got := rs.NodeIDs(ctx, t); !mapsEqual(got, ids) || len(got) != rs.Pods {
+			t.Errorf("node IDs by pod changed across the rollout: before %v, after %v", ids, got)
 		}
 		waitMap("after rollout restart", after, 90*time.Second)
 	})

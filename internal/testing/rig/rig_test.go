@@ -64,35 +64,3 @@ func TestControlPlaneSchedulesPodsWithPodNetworkIPs(t *testing.T) {
 	}
 }
 
-func TestRedisStatefulSetSurvivesRollingRestartWithItsNodeIDs(t *testing.T) {
-	r := startRig(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	rs, err := r.RedisCluster(ctx, RedisClusterOptions{Namespace: "redis", Name: "redis"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := rs.NodeIDs(ctx, t)
-	ipsBefore := map[string]string{}
-	for _, p := range rs.Runner.ReadyPods() {
-		ipsBefore[p.Name] = p.Status.PodIP
-	}
-	if err := rs.RolloutRestart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rs.WaitRolledOut(ctx, 4*time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	after := rs.NodeIDs(ctx, t)
-	for _, p := range rs.Runner.ReadyPods() {
-		if p.Status.PodIP == ipsBefore[p.Name] {
-			t.Errorf("pod %s kept IP %s across the restart: kwok gave no new IP", p.Name, p.Status.PodIP)
-		}
-		if before[p.Name] == "" || after[p.Name] != before[p.Name] {
-			t.Errorf("pod %s: node ID %q before the restart, %q after (nodes.conf must survive)", p.Name, before[p.Name], after[p.Name])
-		}
-	}
-	if errs := rs.Runner.Errors(); len(errs) > 0 {
-		t.Errorf("pod runner: %v", errs)
-	}
-}
