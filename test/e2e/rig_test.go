@@ -83,7 +83,7 @@ func TestOnTheRig(t *testing.T) {
 	}
 	// waitMap waits until the RedisConnection is Ready and its map is exactly want (announced
 	// pod IP:6379 -> PodDNS name), bounded.
-	waitMap := func(what string, want map[string]string, timeout time.Duration) {
+	waitMap := func(t *testing.T, what string, want map[string]string, timeout time.Duration) {
 		t.Helper()
 		var got map[string]string
 		err := pollE2E(ctx, timeout, func() bool {
@@ -101,7 +101,7 @@ func TestOnTheRig(t *testing.T) {
 			t.Fatalf("%s: map never became %v (last %v)\n%s", what, want, got, diag())
 		}
 	}
-	podMap := func() map[string]string {
+	podMap := func(t *testing.T) map[string]string {
 		m := map[string]string{}
 		var pods corev1.PodList
 		if err := r.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{rig.AppLabel: name}); err != nil {
@@ -114,7 +114,7 @@ func TestOnTheRig(t *testing.T) {
 		}
 		return m
 	}
-	waitMap("first reconcile", podMap(), 2*time.Minute)
+	waitMap(t, "first reconcile", podMap(t), 2*time.Minute)
 
 	t.Run("kubectl delete pod: the map follows the pod's new IP", func(t *testing.T) {
 		pod := name + "-2"
@@ -126,11 +126,11 @@ func TestOnTheRig(t *testing.T) {
 		if _, err := rs.Runner.WaitReady(ctx, rs.Pods, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		want := podMap()
+		want := podMap(t)
 		if _, ok := want[net.JoinHostPort(old, "6379")]; ok {
 			t.Fatalf("old IP %s still on a pod", old)
 		}
-		waitMap("after kubectl delete pod", want, 90*time.Second)
+		waitMap(t, "after kubectl delete pod", want, 90*time.Second)
 	})
 
 	t.Run("a not-ready pod that still serves stays mapped, with and without publishNotReadyAddresses", func(t *testing.T) {
@@ -138,12 +138,12 @@ func TestOnTheRig(t *testing.T) {
 		ip := podIP(ctx, t, r, ns, pod)
 		patchAnnotation(ctx, t, r, ns, pod, rig.NotReadyAnnotation, "true")
 		waitEndpoint(ctx, t, r, ns, rs.Service, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && !*c.Ready })
-		want := podMap()
-		waitMap("pod not ready", want, 30*time.Second)
+		want := podMap(t)
+		waitMap(t, "pod not ready", want, 30*time.Second)
 		// The Bitnami chart's headless Service: the endpointslice controller lists the pod ready.
 		patchJSON(ctx, t, r, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: rs.Service}}, `{"spec":{"publishNotReadyAddresses":true}}`)
 		waitEndpoint(ctx, t, r, ns, rs.Service, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && *c.Ready })
-		waitMap("publishNotReadyAddresses", want, 30*time.Second)
+		waitMap(t, "publishNotReadyAddresses", want, 30*time.Second)
 		patchJSON(ctx, t, r, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: rs.Service}}, `{"spec":{"publishNotReadyAddresses":false}}`)
 		patchAnnotation(ctx, t, r, ns, pod, rig.NotReadyAnnotation, "")
 		waitEndpoint(ctx, t, r, ns, rs.Service, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && *c.Ready })
@@ -177,11 +177,11 @@ func TestOnTheRig(t *testing.T) {
 		if _, err := rs.Runner.WaitReady(ctx, rs.Pods, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		waitMap("after the terminating pod went", podMap(), 90*time.Second)
+		waitMap(t, "after the terminating pod went", podMap(t), 90*time.Second)
 	})
 
 	t.Run("kubectl rollout restart: every pod comes back under a new IP, the map follows", func(t *testing.T) {
-		before := podMap()
+		before := podMap(t)
 		ids := rs.NodeIDs(ctx, t)
 		start := time.Now()
 		if out := r.Kubectl("rollout", "restart", "-n", ns, "statefulset/"+name); !strings.Contains(out, "restarted") {
@@ -191,7 +191,7 @@ func TestOnTheRig(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("rollout of %d pods took %s", rs.Pods, time.Since(start).Round(time.Second))
-		after := podMap()
+		after := podMap(t)
 		for a := range after {
 			if _, ok := before[a]; ok {
 				t.Fatalf("pod address %s survived the rollout", a)
@@ -201,7 +201,7 @@ func TestOnTheRig(t *testing.T) {
 		if got := rs.NodeIDs(ctx, t); !mapsEqual(got, ids) || len(got) != rs.Pods {
 			t.Errorf("node IDs by pod changed across the rollout: before %v, after %v", ids, got)
 		}
-		waitMap("after rollout restart", after, 90*time.Second)
+		waitMap(t, "after rollout restart", after, 90*time.Second)
 	})
 	if errs := rs.Runner.Errors(); len(errs) > 0 {
 		t.Errorf("pod runner: %v", errs)

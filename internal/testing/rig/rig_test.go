@@ -70,7 +70,6 @@ func TestControlPlaneSchedulesPodsWithPodNetworkIPs(t *testing.T) {
 	}
 }
 
-
 func TestStopRemovesEveryProcessAndTheNamespace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
