@@ -203,6 +203,44 @@ func TestOnTheRig(t *testing.T) {
 		}
 		waitMap(t, "after rollout restart", after, 90*time.Second)
 	})
+	t.Run("scale out: a new shard joins and takes slots; scale in: it leaves", func(t *testing.T) {
+		shards := func() int32 {
+			var cur rconnv1.RedisConnection
+			if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur); err != nil {
+				t.Fatal(err)
+			}
+			return cur.Status.ShardCount
+		}
+		if _, err := rs.AddShard(ctx, 200); err != nil {
+			t.Fatal(err)
+		}
+		want := podMap(t)
+		if len(want) != 8 {
+			t.Fatalf("expected 8 pods after scaling out, got %v", want)
+		}
+		waitMap(t, "after scale out", want, 90*time.Second)
+		if err := pollE2E(ctx, time.Minute, func() bool { return shards() == 4 }); err != nil {
+			t.Fatalf("shardCount %d after adding a shard, want 4\n%s", shards(), diag())
+		}
+		if err := rs.RemoveShard(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.Runner.WaitReady(ctx, rs.Pods, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		waitGone := func() bool {
+			var pods corev1.PodList
+			_ = r.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{rig.AppLabel: name})
+			return len(pods.Items) == rs.Pods
+		}
+		if err := pollE2E(ctx, time.Minute, waitGone); err != nil {
+			t.Fatalf("the scaled-in pods never went\n%s", diag())
+		}
+		waitMap(t, "after scale in", podMap(t), 90*time.Second)
+		if err := pollE2E(ctx, time.Minute, func() bool { return shards() == 3 }); err != nil {
+			t.Fatalf("shardCount %d after removing a shard, want 3\n%s", shards(), diag())
+		}
+	})
 	if errs := rs.Runner.Errors(); len(errs) > 0 {
 		t.Errorf("pod runner: %v", errs)
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,4 +118,163 @@ func (rc *RedisCluster) NodeIDs(ctx context.Context, t testing.TB) map[string]st
 		out[p.Name] = id
 	}
 	return out
+}
+
+// CLI runs redis-cli inside the pod network with the runner's CLIArgs first.
+func (rc *RedisCluster) CLI(ctx context.Context, args ...string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	full := append(append([]string{"netns", "exec", rc.rig.Net.Name, "redis-cli"}, rc.Runner.opts.CLIArgs...), args...)
+	cmd := exec.CommandContext(cctx, "ip", full...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("redis-cli %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Scale sets the StatefulSet's replicas (kubectl scale).
+func (rc *RedisCluster) Scale(ctx context.Context, n int) error {
+	sts := &appsv1.StatefulSet{}
+	sts.Namespace, sts.Name = rc.Namespace, rc.Name
+	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
+	return rc.rig.Client.Patch(ctx, sts, client.RawPatch(types.MergePatchType, []byte(patch)))
+}
+
+func (rc *RedisCluster) podAddr(ctx context.Context, pod string) (string, error) {
+	var p corev1.Pod
+	if err := rc.rig.Client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: pod}, &p); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(p.Status.PodIP, strconv.Itoa(RedisPort)), nil
+}
+
+func (rc *RedisCluster) podName(i int) string { return fmt.Sprintf("%s-%d", rc.Name, i) }
+
+// AddShard scales the StatefulSet out by two pods and makes them a new shard the way an
+// operator does by hand: redis-cli --cluster add-node (a master, then its replica) and a
+// reshard of slots slots from the existing masters to the new one. It returns the new master's
+// pod name.
+func (rc *RedisCluster) AddShard(ctx context.Context, slots int) (string, error) {
+	n := rc.Pods
+	if err := rc.Scale(ctx, n+2); err != nil {
+		return "", err
+	}
+	if _, err := rc.Runner.WaitReady(ctx, n+2, 2*time.Minute); err != nil {
+		return "", err
+	}
+	seed, err := rc.podAddr(ctx, rc.podName(0))
+	if err != nil {
+		return "", err
+	}
+	master, replica := rc.podName(n), rc.podName(n+1)
+	ma, err := rc.podAddr(ctx, master)
+	if err != nil {
+		return "", err
+	}
+	ra, err := rc.podAddr(ctx, replica)
+	if err != nil {
+		return "", err
+	}
+	if _, err := rc.CLI(ctx, "--cluster", "add-node", ma, seed); err != nil {
+		return "", err
+	}
+	id, err := rc.nodeID(ctx, ma)
+	if err != nil {
+		return "", err
+	}
+	// The replica's add-node needs the seed to know the new master (the MEET handshake).
+	if err := poll(ctx, time.Minute, "the seed knowing "+master, func() (bool, error) {
+		c := redis.NewClient(rc.Runner.opts.ClientOptions(seed))
+		defer c.Close()
+		nodes, err := c.ClusterNodes(ctx).Result()
+		return err == nil && strings.Contains(nodes, id) && !strings.Contains(nodes, "handshake"), err
+	}, rc.Runner.diag); err != nil {
+		return "", err
+	}
+	if _, err := rc.CLI(ctx, "--cluster", "add-node", ra, seed, "--cluster-slave", "--cluster-master-id", id); err != nil {
+		return "", err
+	}
+	rc.Pods = n + 2
+	if err := rc.Runner.WaitClusterOK(ctx, n+2, time.Minute); err != nil {
+		return "", err
+	}
+	if _, err := rc.CLI(ctx, "--cluster", "reshard", seed, "--cluster-from", "all", "--cluster-to", id,
+		"--cluster-slots", strconv.Itoa(slots), "--cluster-yes"); err != nil {
+		return "", err
+	}
+	return master, rc.Runner.WaitClusterOK(ctx, n+2, time.Minute)
+}
+
+// RemoveShard undoes AddShard: the last shard's slots go back to the first master, both of its
+// nodes leave the cluster (redis-cli --cluster del-node, which also shuts them down), and the
+// StatefulSet scales in by two.
+func (rc *RedisCluster) RemoveShard(ctx context.Context) error {
+	n := rc.Pods
+	master, replica := rc.podName(n-2), rc.podName(n-1)
+	seed, err := rc.podAddr(ctx, rc.podName(0))
+	if err != nil {
+		return err
+	}
+	ma, err := rc.podAddr(ctx, master)
+	if err != nil {
+		return err
+	}
+	ra, err := rc.podAddr(ctx, replica)
+	if err != nil {
+		return err
+	}
+	mid, err := rc.nodeID(ctx, ma)
+	if err != nil {
+		return err
+	}
+	rid, err := rc.nodeID(ctx, ra)
+	if err != nil {
+		return err
+	}
+	// The slots go to whichever node is a master among the first shards' pods.
+	to, err := rc.firstMasterID(ctx, n-2)
+	if err != nil {
+		return err
+	}
+	if _, err := rc.CLI(ctx, "--cluster", "reshard", seed, "--cluster-from", mid, "--cluster-to", to,
+		"--cluster-slots", "16384", "--cluster-yes"); err != nil {
+		return err
+	}
+	for _, id := range []string{rid, mid} {
+		if _, err := rc.CLI(ctx, "--cluster", "del-node", seed, id); err != nil {
+			return err
+		}
+	}
+	if err := rc.Scale(ctx, n-2); err != nil {
+		return err
+	}
+	rc.Pods = n - 2
+	return rc.Runner.WaitClusterOK(ctx, n-2, 2*time.Minute)
+}
+
+func (rc *RedisCluster) nodeID(ctx context.Context, addr string) (string, error) {
+	c := redis.NewClient(rc.Runner.opts.ClientOptions(addr))
+	defer c.Close()
+	return c.ClusterMyID(ctx).Result()
+}
+
+// firstMasterID returns the node ID of a master among pods 0..n-1.
+func (rc *RedisCluster) firstMasterID(ctx context.Context, n int) (string, error) {
+	for i := 0; i < n; i++ {
+		addr, err := rc.podAddr(ctx, rc.podName(i))
+		if err != nil {
+			return "", err
+		}
+		c := redis.NewClient(rc.Runner.opts.ClientOptions(addr))
+		role, err := c.Do(ctx, "ROLE").Slice()
+		if err == nil && len(role) > 0 && role[0] == "master" {
+			id, err := c.ClusterMyID(ctx).Result()
+			_ = c.Close()
+			return id, err
+		}
+		_ = c.Close()
+	}
+	return "", fmt.Errorf("no master among the first %d pods", n)
 }
