@@ -120,8 +120,24 @@ func (rc *RedisCluster) NodeIDs(ctx context.Context, t testing.TB) map[string]st
 	return out
 }
 
-// CLI runs redis-cli inside the pod network with the runner's CLIArgs first.
+// CLI runs redis-cli inside the pod network with the runner's CLIArgs first. A --cluster
+// command refused at its initial check because gossip has not converged yet ("Nodes don't agree
+// about configuration": nothing was changed) is tried again, up to 10 times a second apart.
 func (rc *RedisCluster) CLI(ctx context.Context, args ...string) (string, error) {
+	for i := 0; ; i++ {
+		out, err := rc.cli(ctx, args...)
+		if err == nil || i == 9 || !strings.Contains(out, "don't agree about configuration") {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (rc *RedisCluster) cli(ctx context.Context, args ...string) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	full := append(append([]string{"netns", "exec", rc.rig.Net.Name, "redis-cli"}, rc.Runner.opts.CLIArgs...), args...)
