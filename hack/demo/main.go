@@ -1,11 +1,13 @@
 // Command rconn-demo is `make demo`: rconn end to end on this machine, with no Kubernetes
-// cluster at hand. It starts the local control plane (the same kube-apiserver + etcd the tests
-// use), a 3-master/3-replica Redis Cluster whose nodes announce names nobody can resolve, the
-// Services/EndpointSlices/LoadBalancer ingress a real cluster would publish for them, installs
-// the CRD, runs the real manager binary, applies config/samples/rconn_v1_redisconnection_demo.yaml,
-// mounts the rendered ConfigMap/Secret like kubelet does, runs the example app on them, then
-// moves a node and shows everything following it. Everything runs on loopback; nothing resolves
-// a name.
+// cluster at hand, on the rig (internal/testing/rig): a real control plane (kube-apiserver +
+// etcd, kube-controller-manager, kube-scheduler) with kwok nodes, a Redis Cluster StatefulSet of
+// six pods served by real redis-servers on 198.18.N.x pod IPs inside a network namespace, the
+// real endpointslice controller, and CoreDNS for cluster.local. It installs the CRD, runs the
+// real manager binary, applies config/samples/rconn_v1_redisconnection_demo.yaml (PodDNS), mounts
+// the rendered ConfigMap/Secret like kubelet does, runs the example app on them, then deletes a
+// pod and rolls the StatefulSet and shows everything following, and finally switches to the
+// LoadBalancer variant. Names resolve only through CoreDNS; the only non-loopback addresses are
+// the pod IPs inside the rig's namespace. Needs root (network namespaces) and `make rig-assets`.
 //
 //	rconn-demo            run, print what happens, stop everything, exit 0
 //	KEEP=1 rconn-demo     leave it running in the background and print how to use and stop it
@@ -18,6 +20,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,7 +41,10 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
-const sample = "config/samples/rconn_v1_redisconnection_demo.yaml"
+const (
+	sample   = "config/samples/rconn_v1_redisconnection_demo.yaml"
+	sampleLB = "config/samples/rconn_v1_redisconnection_demo_loadbalancer.yaml"
+)
 
 func main() {
 	root, err := kubetest.RepoRoot()
@@ -109,6 +115,11 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	}
 	t := &runner{dir: dir}
 	ctrllog.SetLogger(logr.Discard()) // the demo prints its own story; the manager logs to a file
+	var timings []demo.Timing
+	timed := func(what string, since time.Time) {
+		timings = append(timings, demo.Timing{What: what, Took: time.Since(since)})
+		t.Logf("(%s: %.1fs)", what, time.Since(since).Seconds())
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			msg, ok := r.(fatal)
@@ -122,7 +133,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 			fmt.Printf("logs: %s\n", dir)
 			code = 1
 		}
-		fmt.Println("==> stopping every process the demo started")
+		fmt.Println("==> stopping every process the demo started (manager, app, CoreDNS, redis-servers, kwok, control plane) and removing the pod network namespace")
 		stopping := time.Now()
 		t.cleanup()
 		fmt.Printf("    stopped in %.1fs\n", time.Since(stopping).Seconds())
@@ -133,59 +144,69 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 			t.Fatalf("%v", err)
 		}
 	}
-	step := newStepper(8)
+	step := newStepper(10)
 	within := func(d time.Duration) context.Context {
 		c, cancel := context.WithTimeout(ctx, d)
 		t.Cleanup(cancel)
 		return c
 	}
+	ns := []string{"-n", demo.Namespace}
 
 	step.next("building bin/manager and the example app (go build -trimpath, CGO_ENABLED=0, as the Dockerfile)")
+	building := time.Now()
 	manager, app, err := demo.Build(root, filepath.Join(root, "bin"))
 	must(err)
+	timed("go build", building)
 
-	step.next("starting the local world")
-	w := demo.Start(t, demo.Options{Dir: dir, Progress: t.Logf})
-	for i, n := range w.Redis.Nodes {
-		role := "master"
-		if n.MasterIndex >= 0 {
-			role = fmt.Sprintf("replica of node-%d", n.MasterIndex)
-		}
-		t.Logf("  node-%d  listens 127.0.0.1:%d  announces %-38s %s", i, n.Port, n.Announced, role)
+	step.next("starting the rig: a real control plane with kwok nodes, a Redis Cluster StatefulSet, CoreDNS")
+	worldStart := time.Now()
+	w := demo.StartRig(t, within(5*time.Minute), demo.Options{Dir: dir, Progress: t.Logf})
+	timings = append(timings, w.Timings...)
+	show(t, w, ctx, append(ns, "get", "nodes,pods,sts,endpointslices", "-o", "wide")...)
+	fmt.Println()
+	t.Logf("the pods' IPs (%s) exist only inside network namespace %s; the host reaches them through a veth", w.Rig.Net.PodCIDR, w.Rig.Net.Name)
+	for i := 0; i < w.Redis.Pods; i++ {
+		t.Logf("LoadBalancer Service %s: ingress %s:6379, a loopback forwarder to %s-%d's current IP", demo.LoadBalancerService(i), demo.LoadBalancerIP(i), demo.RedisName, i)
 	}
-	must(w.Publish(within(30 * time.Second)))
 	must(w.InstallCRD(within(90 * time.Second)))
 
-	step.next("running the manager binary (as user %s, bound to config/rbac/role.yaml only)", demo.ManagerUser)
+	step.next("running the manager binary (as user %s, bound to config/rbac/role.yaml only; --dns-server %s)", demo.ManagerUser, w.DNS.Addr())
+	mgrStart := time.Now()
 	mgr := w.StartManager(t, manager)
 	t.Logf("pid %d, log %s, metrics http://%s/metrics", mgr.Pid(), mgr.LogPath, mgr.MetricsAddr)
+	timed("manager ready", mgrStart)
 
-	step.next("applying the sample RedisConnection")
-	show(t, w, ctx, "apply", "-n", demo.Namespace, "-f", sample)
-	show(t, w, ctx, "wait", "-n", demo.Namespace, "--for=condition=Ready", "--timeout=90s", "rconn/demo")
-	show(t, w, ctx, "get", "rconn", "-n", demo.Namespace, "-o", "wide")
+	step.next("applying the sample RedisConnection (PodDNS through the headless Service)")
+	applied := time.Now()
+	show(t, w, ctx, append(ns, "apply", "-f", sample)...)
+	show(t, w, ctx, append(ns, "wait", "--for=condition=Ready", "--timeout=90s", "rconn/demo")...)
+	timed("RedisConnection Ready", applied)
+	show(t, w, ctx, append(ns, "get", "rconn", "-o", "wide")...)
 	fmt.Println("\n  status conditions:")
-	show(t, w, ctx, "get", "rconn", "demo", "-n", demo.Namespace, "-o",
-		`jsonpath={range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}`)
+	show(t, w, ctx, append(ns, "get", "rconn", "demo", "-o",
+		`jsonpath={range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}`)...)
 	fmt.Println("\n  node address map (status.nodeAddressMap):")
-	show(t, w, ctx, "get", "rconn", "demo", "-n", demo.Namespace, "-o",
-		`jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\t("}{.source}{" "}{.service}{")\n"}{end}`)
+	showMap(t, w, ctx, true)
 
 	step.next("the rendered outputs")
-	out, err := w.Kubectl(ctx, "get", "configmap", "demo", "-n", demo.Namespace, "-o", `jsonpath={.data.config\.json}`)
+	out, err := w.Kubectl(ctx, append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
 	must(err)
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, []byte(out), "    ", "  ") != nil {
 		pretty.WriteString(out)
 	}
 	fmt.Printf("  ConfigMap %s/demo, config.json:\n    %s\n", demo.Namespace, pretty.String())
-	show(t, w, ctx, "get", "secret", "demo", "-n", demo.Namespace, "-o",
-		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)
+	show(t, w, ctx, append(ns, "get", "secret", "demo", "-o",
+		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)...)
 
-	step.next("mounting them like kubelet does, and running the example app (pkg/client Open)")
-	m := w.Mount(t, within(30*time.Second), "demo")
+	step.next("mounting them like kubelet does, and running the example app (pkg/client Open, -dns-server %s)", w.DNS.Addr())
+	appStart := time.Now()
+	m := w.Mount(t, within(30*time.Second), "demo", demo.MountOptions{SyncPeriod: mountPeriod})
 	t.Logf("config: %s", m.ConfigDir)
 	t.Logf("secret: %s", m.SecretDir)
+	t.Logf("volume updates: a real kubelet rewrites them on its pod sync, every %s-%s (--sync-frequency %s + 50%% jitter), so a change lands 0-%s later;",
+		demo.KubeletSyncPeriod, time.Duration(float64(demo.KubeletSyncPeriod)*(1+demo.KubeletSyncJitter)), demo.KubeletSyncPeriod, time.Duration(float64(demo.KubeletSyncPeriod)*(1+demo.KubeletSyncJitter)))
+	t.Logf("this demo's kubelet stand-in syncs every %s-%s to keep the demo short", mountPeriod, time.Duration(float64(mountPeriod)*(1+demo.KubeletSyncJitter)))
 	var echo atomic.Bool
 	echo.Store(true)
 	appProc := w.StartApp(t, app, m.ConfigDir, m.SecretDir, func(line string) {
@@ -193,69 +214,139 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 			fmt.Println("    app | " + trimLogTime(line))
 		}
 	})
-	from, err := appProc.WaitLine(within(60*time.Second), 0, "a round on all 3 shards", func(l string) bool {
-		return strings.Contains(l, `msg=round`) && strings.Contains(l, `ok="3/3 shards"`)
-	})
+	good := func(l string) bool { return strings.Contains(l, `msg=round`) && strings.Contains(l, `ok="3/3 shards"`) }
+	from, err := appProc.WaitLine(within(60*time.Second), 0, "a round on all 3 shards", good)
 	must(err)
-	_, err = appProc.WaitLine(within(30*time.Second), from+1, "a second good round", func(l string) bool {
-		return strings.Contains(l, `msg=round`) && strings.Contains(l, `ok="3/3 shards"`)
-	})
+	_, err = appProc.WaitLine(within(30*time.Second), from+1, "a second good round", good)
 	must(err)
 	echo.Store(false)
+	timed("app's first good rounds", appStart)
 
-	step.next("moving node-1 (a master) the way a pod restart does: it comes back under a new address")
-	mark := len(appProc.Lines())
-	oldAddr, newAddr, err := w.MoveNode(within(60*time.Second), 1)
-	must(err)
-	t.Logf("node-1 now announces %s (was %s); its EndpointSlice lists the new name", newAddr, oldAddr)
-	must(waitMapped(within(60*time.Second), w, newAddr))
-	show(t, w, ctx, "get", "rconn", "demo", "-n", demo.Namespace, "-o",
-		`jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\n"}{end}`)
-	fmt.Println()
-	select {
-	case what := <-m.Updates():
-		t.Logf("the %s was re-rendered and the mount swapped (..data)", what)
-	case <-within(60 * time.Second).Done():
-		t.Fatalf("the ConfigMap was not re-rendered after the move")
-	}
-	echo.Store(true)
-	_, err = appProc.WaitLine(within(60*time.Second), mark, "the app to reload its config", func(l string) bool {
-		return strings.Contains(l, "config reloaded") && strings.Contains(l, newAddr)
-	})
-	must(err)
-	_, err = appProc.WaitLine(within(60*time.Second), mark, "a round served by node-1 under its new address", func(l string) bool {
-		return strings.Contains(l, `msg=round`) && strings.Contains(l, `ok="3/3 shards"`) && strings.Contains(l, newAddr+"->")
-	})
-	must(err)
-	echo.Store(false)
-	failed := 0
-	for _, l := range appProc.Lines()[mark:] {
-		if strings.Contains(l, "msg=round") && strings.Contains(l, "level=WARN") {
-			failed++
+	// follow waits until the map is exactly the pods' current IPs, then for the mount to swap
+	// and the app to reload a config that has all of them, and for a good round after it.
+	follow := func(what string, mark int) {
+		began := time.Now()
+		want, err := waitPodMap(within(3*time.Minute), w)
+		must(err)
+		t.Logf("status.nodeAddressMap follows: every pod's current IP maps to its DNS name (%.1fs)", time.Since(began).Seconds())
+		showMap(t, w, ctx, false)
+		fmt.Println()
+		echo.Store(true)
+		i, err := appProc.WaitLine(within(90*time.Second), mark, "the app to reload a config with every new pod IP", func(l string) bool {
+			if !strings.Contains(l, "config reloaded") {
+				return false
+			}
+			for a := range want {
+				if !strings.Contains(l, a+"->") {
+					return false
+				}
+			}
+			return true
+		})
+		must(err)
+		_, err = appProc.WaitLine(within(60*time.Second), i+1, "a good round after the reload", good)
+		must(err)
+		echo.Store(false)
+		failed := 0
+		for _, l := range appProc.Lines()[mark:] {
+			if strings.Contains(l, "msg=round") && strings.Contains(l, "level=WARN") {
+				failed++
+			}
 		}
+		t.Logf("the app (pid %d, never restarted) followed; rounds with an error meanwhile: %d", appProc.Pid(), failed)
+		timed(what, began)
 	}
-	t.Logf("the app (pid %d, never restarted) followed the move; rounds with an error meanwhile: %d", appProc.Pid(), failed)
 
-	step.next("done in %s", time.Since(start).Round(100*time.Millisecond))
+	step.next("kubectl delete pod %s-1: the StatefulSet recreates it under a new pod IP", demo.RedisName)
+	mark := len(appProc.Lines())
+	pod := demo.RedisName + "-1"
+	oldIP := w.PodIP(ctx, pod)
+	moved := time.Now()
+	show(t, w, ctx, append(ns, "delete", "pod", pod, "--wait=false")...)
+	newIP, err := waitNewIP(within(2*time.Minute), w, pod, oldIP)
+	must(err)
+	_, err = w.Redis.Runner.WaitReady(ctx, w.Redis.Pods, 2*time.Minute)
+	must(err)
+	t.Logf("%s is back as %s (was %s), Ready after %.1fs", pod, newIP, oldIP, time.Since(moved).Seconds())
+	follow("pod delete -> app on the new map", mark)
+
+	step.next("kubectl rollout restart statefulset/%s: every pod, one at a time, comes back under a new IP", demo.RedisName)
+	mark = len(appProc.Lines())
+	rolling := time.Now()
+	show(t, w, ctx, append(ns, "rollout", "restart", "statefulset/"+demo.RedisName)...)
+	show(t, w, ctx, append(ns, "rollout", "status", "statefulset/"+demo.RedisName, "--timeout=5m")...)
+	must(w.Redis.WaitRolledOut(ctx, 5*time.Minute))
+	timed("rollout restart of 6 pods", rolling)
+	show(t, w, ctx, append(ns, "get", "pods", "-o", "wide")...)
+	fmt.Println()
+	follow("rollout -> app on the new map", mark)
+
+	step.next("the LoadBalancer variant: the same RedisConnection now maps each pod IP to its pod's LoadBalancer Service")
+	mark = len(appProc.Lines())
+	lb := time.Now()
+	show(t, w, ctx, append(ns, "apply", "-f", sampleLB)...)
+	must(waitMap(within(90*time.Second), w, func(m map[string]string) bool {
+		n := 0
+		for _, r := range m {
+			if strings.HasPrefix(r, "127.2.0.") {
+				n++
+			}
+		}
+		return n == w.Redis.Pods && len(m) == w.Redis.Pods
+	}))
+	showMap(t, w, ctx, true)
+	fmt.Println()
+	echo.Store(true)
+	// The variant changes rootNodes too (127.2.0.1, the first load balancer): pkg/client applies
+	// the new map at once and says that new root nodes take a restart.
+	i, err := appProc.WaitLine(within(90*time.Second), mark, "the app to take the LoadBalancer map", func(l string) bool {
+		return (strings.Contains(l, "config reloaded") && strings.Count(l, "->127.2.0.") == w.Redis.Pods) ||
+			(strings.Contains(l, "config reload failed") && strings.Contains(l, "node address map"))
+	})
+	must(err)
+	_, err = appProc.WaitLine(within(60*time.Second), i+1, "a good round through the load balancers", func(l string) bool {
+		return good(l) && strings.Contains(l, "->127.2.0.")
+	})
+	must(err)
+	echo.Store(false)
+	timed("LoadBalancer variant -> app on the new map", lb)
+
+	inDemo := time.Since(worldStart)
+	step.next("done in %s (in-demo, from the rig's start: %s)", time.Since(start).Round(100*time.Millisecond), inDemo.Round(100*time.Millisecond))
+	fmt.Println("  where the time went:")
+	for _, tm := range timings {
+		fmt.Printf("    %-62s %6.1fs\n", tm.What, tm.Took.Seconds())
+	}
+	if errs := w.Redis.Runner.Errors(); len(errs) > 0 {
+		t.Logf("pod runner reported: %s", strings.Join(errs, "; "))
+	}
 	if !keep {
 		return 0
 	}
 	must(os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644))
 	fmt.Printf(`
-The demo keeps running (pid %d).
+The demo keeps running (pid %d), the rig with it.
   export KUBECONFIG=%s
-  %s get rconn -A -o wide
+  %s get nodes,pods,sts,endpointslices,rconn -n %s -o wide
+  %s delete pod -n %s %s-2          # and watch the app follow
   tail -f %s    # the manager
   tail -f %s        # the example app
 Stop it with: make demo-stop
 ==> ready
-`, os.Getpid(), w.Kubeconfig, filepath.Join(w.Env.BinaryAssetsDirectory, "kubectl"), mgr.LogPath, appProc.LogFile)
+`, os.Getpid(), w.Kubeconfig, w.KubectlPath(), demo.Namespace, w.KubectlPath(), demo.Namespace, demo.RedisName, mgr.LogPath, appProc.LogFile)
 	<-ctx.Done()
 	return 0
 }
 
+// mountPeriod is the demo's kubelet sync period (a real kubelet's is demo.KubeletSyncPeriod).
+const mountPeriod = 2 * time.Second
+
+type kubectler interface {
+	Kubectl(ctx context.Context, args ...string) (string, error)
+}
+
 // show prints a kubectl command and its output.
-func show(t *runner, w *demo.World, ctx context.Context, args ...string) {
+func show(t *runner, w kubectler, ctx context.Context, args ...string) {
 	fmt.Printf("\n  $ kubectl %s\n", quoteArgs(args))
 	out, err := w.Kubectl(ctx, args...)
 	if err != nil {
@@ -264,6 +355,14 @@ func show(t *runner, w *demo.World, ctx context.Context, args ...string) {
 	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		fmt.Println("  " + l)
 	}
+}
+
+func showMap(t *runner, w kubectler, ctx context.Context, withSource bool) {
+	f := `jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\n"}{end}`
+	if withSource {
+		f = `jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\t("}{.source}{" "}{.service}{")\n"}{end}`
+	}
+	show(t, w, ctx, "get", "rconn", "demo", "-n", demo.Namespace, "-o", f)
 }
 
 func quoteArgs(args []string) string {
@@ -277,20 +376,74 @@ func quoteArgs(args []string) string {
 	return strings.Join(out, " ")
 }
 
-// waitMapped waits until the RedisConnection's status maps announced.
-func waitMapped(ctx context.Context, w *demo.World, announced string) error {
+// waitMap waits until the RedisConnection demo is Ready and ok accepts its map (announced ->
+// reachable).
+func waitMap(ctx context.Context, w *demo.RigWorld, ok func(map[string]string) bool) error {
+	var got map[string]string
 	for {
 		rc := &rconnv1.RedisConnection{}
-		if err := w.Kube.Get(ctx, client.ObjectKey{Namespace: demo.Namespace, Name: "demo"}, rc); err == nil {
+		if err := w.Rig.Client.Get(ctx, client.ObjectKey{Namespace: demo.Namespace, Name: "demo"}, rc); err == nil {
+			got = map[string]string{}
 			for _, e := range rc.Status.NodeAddressMap {
-				if e.Announced == announced {
-					return nil
-				}
+				got[e.Announced] = e.Reachable
+			}
+			if ready(rc) && ok(got) {
+				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("status.nodeAddressMap never listed %s", announced)
+			return fmt.Errorf("status.nodeAddressMap never became what was expected (last: %v)", got)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func ready(rc *rconnv1.RedisConnection) bool {
+	for _, c := range rc.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+// waitPodMap waits until the map is exactly every pod's IP:6379 -> its PodDNS name, and
+// returns it.
+func waitPodMap(ctx context.Context, w *demo.RigWorld) (map[string]string, error) {
+	var want map[string]string
+	err := waitMap(ctx, w, func(got map[string]string) bool {
+		want = map[string]string{}
+		for i := 0; i < w.Redis.Pods; i++ {
+			pod := fmt.Sprintf("%s-%d", demo.RedisName, i)
+			ip := w.PodIP(ctx, pod)
+			if ip == "" {
+				return false
+			}
+			want[net.JoinHostPort(ip, "6379")] = fmt.Sprintf("%s.%s.%s.svc.cluster.local:6379", pod, w.Redis.Service, demo.Namespace)
+		}
+		if len(got) != len(want) {
+			return false
+		}
+		for k, v := range want {
+			if got[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+	return want, err
+}
+
+// waitNewIP waits until pod exists again with an IP other than old.
+func waitNewIP(ctx context.Context, w *demo.RigWorld, pod, old string) (string, error) {
+	for {
+		if ip := w.PodIP(ctx, pod); ip != "" && ip != old {
+			return ip, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("pod %s never came back under a new IP", pod)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

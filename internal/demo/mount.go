@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,21 +16,54 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
 )
 
+// Kubelet's volume semantics, which the Mount below reproduces. A running pod's ConfigMap and
+// Secret volumes are rewritten only when kubelet syncs the pod: every --sync-frequency
+// (KubeletSyncPeriod, default 1m), the pod worker requeued with wait.Jitter(period, 0.5), so
+// each sync comes 60-90 s after the previous one. The content comes from the Watch-based cache
+// (the default configMapAndSecretChangeDetectionStrategy), so it is current at each sync; a
+// ConfigMap change therefore lands in the pod after a delay anywhere between 0 and ~90 s
+// ("the kubelet sync period + cache propagation delay", as the ConfigMap docs put it). At pod
+// start the volumes are written before the containers run.
+const (
+	// KubeletSyncPeriod is kubelet's default --sync-frequency.
+	KubeletSyncPeriod = time.Minute
+	// KubeletSyncJitter is kubelet's workerResyncIntervalJitterFactor.
+	KubeletSyncJitter = 0.5
+)
+
+// MountOptions configure a kubelet stand-in.
+type MountOptions struct {
+	// SyncPeriod is the stand-in's --sync-frequency (0: KubeletSyncPeriod, the real default).
+	// Each sync comes SyncPeriod..1.5*SyncPeriod after the previous one.
+	SyncPeriod time.Duration
+}
+
 // Mount is a kubelet stand-in: it keeps a ConfigMap and a Secret written to two directories in
 // kubelet's atomic layout (files are symlinks into "..data", which is swapped in one rename).
 type Mount struct {
 	ConfigDir, SecretDir string
+	// SyncPeriod is the period in use.
+	SyncPeriod time.Duration
 	// Updates counts the writes after the first one.
 	updates chan string
 }
 
-// Mount starts syncing ConfigMap and Secret `name` (in Namespace) into Dir/mount/<name>/{config,
-// secret}, polling every 200ms like a very fast kubelet, until t's Cleanup. It returns after the
-// first write of both (bounded by ctx).
+// Mount syncs ConfigMap and Secret `name` of Namespace into Dir/mount/<name>/{config,secret}
+// with a 200 ms sync period (a very fast kubelet: the e2e tests' setting), until t's Cleanup.
 func (w *World) Mount(t TB, ctx context.Context, name string) *Mount {
 	t.Helper()
-	base := filepath.Join(w.Dir, "mount", name)
-	m := &Mount{ConfigDir: filepath.Join(base, "config"), SecretDir: filepath.Join(base, "secret"), updates: make(chan string, 64)}
+	return StartMount(t, ctx, w.Kube, Namespace, name, filepath.Join(w.Dir, "mount", name), MountOptions{SyncPeriod: 200 * time.Millisecond})
+}
+
+// StartMount starts syncing ConfigMap and Secret namespace/name into base/{config,secret} with
+// kubelet's semantics (see KubeletSyncPeriod), until t's Cleanup. It returns after the first
+// write of both (the pod's start; bounded by ctx).
+func StartMount(t TB, ctx context.Context, kube client.Reader, namespace, name, base string, o MountOptions) *Mount {
+	t.Helper()
+	if o.SyncPeriod <= 0 {
+		o.SyncPeriod = KubeletSyncPeriod
+	}
+	m := &Mount{ConfigDir: filepath.Join(base, "config"), SecretDir: filepath.Join(base, "secret"), SyncPeriod: o.SyncPeriod, updates: make(chan string, 64)}
 	for _, d := range []string{m.ConfigDir, m.SecretDir} {
 		if err := os.RemoveAll(d); err != nil {
 			t.Fatalf("demo: %v", err)
@@ -47,8 +81,8 @@ func (w *World) Mount(t TB, ctx context.Context, name string) *Mount {
 		reported := false
 		for {
 			cm, sec := &corev1.ConfigMap{}, &corev1.Secret{}
-			key := client.ObjectKey{Namespace: Namespace, Name: name}
-			errCM, errSec := w.Kube.Get(syncCtx, key, cm), w.Kube.Get(syncCtx, key, sec)
+			key := client.ObjectKey{Namespace: namespace, Name: name}
+			errCM, errSec := kube.Get(syncCtx, key, cm), kube.Get(syncCtx, key, sec)
 			var err error
 			switch {
 			case errCM != nil && !apierrors.IsNotFound(errCM):
@@ -88,7 +122,7 @@ func (w *World) Mount(t TB, ctx context.Context, name string) *Mount {
 			select {
 			case <-syncCtx.Done():
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-time.After(m.nextSync(reported)):
 			}
 		}
 	}()
@@ -99,9 +133,18 @@ func (w *World) Mount(t TB, ctx context.Context, name string) *Mount {
 			t.Fatalf("demo: mounting %s: %v", name, err)
 		}
 	case <-ctx.Done():
-		t.Fatalf("demo: ConfigMap/Secret %s/%s never appeared", Namespace, name)
+		t.Fatalf("demo: ConfigMap/Secret %s/%s never appeared", namespace, name)
 	}
 	return m
+}
+
+// nextSync is the wait before the next sync: 200 ms while the pod waits for its volumes to
+// exist, then kubelet's jittered period.
+func (m *Mount) nextSync(started bool) time.Duration {
+	if !started {
+		return 200 * time.Millisecond
+	}
+	return m.SyncPeriod + time.Duration(rand.Float64()*KubeletSyncJitter*float64(m.SyncPeriod))
 }
 
 func (m *Mount) notify(what string) {

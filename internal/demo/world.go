@@ -241,12 +241,20 @@ func (w *World) InstallCRD(ctx context.Context) error {
 // Kubectl runs the kubectl next to kube-apiserver with the admin kubeconfig and returns its
 // combined output.
 func (w *World) Kubectl(ctx context.Context, args ...string) (string, error) {
-	kubectl := filepath.Join(w.Env.BinaryAssetsDirectory, "kubectl")
+	return kubectlAt(ctx, w.Env.BinaryAssetsDirectory, w.Kubeconfig, w.Root, args...)
+}
+
+func kubectlBin(assets string) string {
+	kubectl := filepath.Join(assets, "kubectl")
 	if _, err := os.Stat(kubectl); err != nil {
-		kubectl = "kubectl"
+		return "kubectl"
 	}
-	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", w.Kubeconfig}, args...)...)
-	cmd.Dir = w.Root
+	return kubectl
+}
+
+func kubectlAt(ctx context.Context, assets, kubeconfig, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, kubectlBin(assets), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

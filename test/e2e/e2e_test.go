@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	nettest.RunWithoutDNS(m)
 }
 
-const sample = "config/samples/rconn_v1_redisconnection_demo.yaml"
+const sample = "config/samples/rconn_v1_redisconnection_demo_loadbalancer.yaml"
 
 func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

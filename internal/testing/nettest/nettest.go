@@ -128,6 +128,13 @@ func StartProxy(t TB, target string) *Proxy {
 // ClusterIP) and forwards to target until t's Cleanup.
 func StartProxyAt(t TB, listen, target string) *Proxy {
 	t.Helper()
+	return StartProxyFunc(t, listen, func() string { return target })
+}
+
+// StartProxyFunc is StartProxyAt with the target looked up for each new connection (what
+// kube-proxy does for a Service whose endpoint moved; "" refuses the connection).
+func StartProxyFunc(t TB, listen string, target func() string) *Proxy {
+	t.Helper()
 	if host, _, err := net.SplitHostPort(listen); err != nil || !net.ParseIP(host).IsLoopback() {
 		t.Fatalf("nettest: proxy address %q is not loopback", listen)
 	}
@@ -143,7 +150,12 @@ func StartProxyAt(t TB, listen, target string) *Proxy {
 				return
 			}
 			p.Accepted.Add(1)
-			up, err := net.Dial("tcp", target)
+			to := target()
+			if to == "" {
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", to)
 			if err != nil {
 				c.Close()
 				continue
