@@ -109,10 +109,31 @@ func TestProbeRetryBackoff(t *testing.T) {
 		{4, fmt.Errorf("x"), 4 * time.Second},
 		{6, fmt.Errorf("x"), maxAge},
 		{1000, fmt.Errorf("x"), maxAge},
+		// A degraded probe (no error, some node unhealthy) counts as a failure for the schedule.
+		{1, nil, 500 * time.Millisecond},
+		{3, nil, 2 * time.Second},
 	} {
 		p := &probeResult{failures: tc.failures, err: tc.err}
 		if got := p.staleAfter(maxAge); got != tc.want {
 			t.Errorf("failures=%d: staleAfter=%s, want %s", tc.failures, got, tc.want)
+		}
+	}
+}
+
+func TestDegradedProbes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		health []cluster.NodeHealth
+		want   bool
+	}{
+		{"all healthy", []cluster.NodeHealth{{Reachable: true, ClusterState: "ok"}, {Reachable: true, ClusterState: "ok"}}, false},
+		{"standalone", []cluster.NodeHealth{{Reachable: true}}, false},
+		{"a node unreachable", []cluster.NodeHealth{{Reachable: true, ClusterState: "ok"}, {Reachable: false, Err: fmt.Errorf("refused")}}, true},
+		{"a node in cluster_state:fail", []cluster.NodeHealth{{Reachable: true, ClusterState: "fail"}}, true},
+		{"a node answering with an error", []cluster.NodeHealth{{Reachable: true, Err: fmt.Errorf("LOADING")}}, true},
+	} {
+		if got := degraded(tc.health); got != tc.want {
+			t.Errorf("%s: degraded=%v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

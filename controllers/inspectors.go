@@ -67,14 +67,28 @@ type probeResult struct {
 	topo   *cluster.Topology
 	health []cluster.NodeHealth
 	err    error
-	// failures counts consecutive failed probes (0 when this one succeeded).
+	// failures counts consecutive failed or degraded probes (0 when this one found every node
+	// healthy).
 	failures int
 }
 
-// staleAfter is how long the result serves: maxAge when it succeeded, an exponential backoff
-// (capped at maxAge) when it failed.
+// degraded says a probe succeeded but some node did not answer healthily through its mapped
+// address: what a pod restart looks like while the node comes back (new IP, loading, rejoining).
+// Such a result is re-probed on the failure backoff, not after the full age, so Ready returns
+// within seconds of the node instead of up to half a health interval later.
+func degraded(health []cluster.NodeHealth) bool {
+	for _, h := range health {
+		if !h.Reachable || h.Err != nil || h.ClusterState == "fail" {
+			return true
+		}
+	}
+	return false
+}
+
+// staleAfter is how long the result serves: maxAge when it succeeded with every node healthy,
+// an exponential backoff (capped at maxAge) when it failed or was degraded.
 func (p *probeResult) staleAfter(maxAge time.Duration) time.Duration {
-	if p.err == nil || p.failures <= 0 {
+	if p.failures <= 0 {
 		return maxAge
 	}
 	d := probeRetryBase << min(p.failures-1, 16)
@@ -199,7 +213,7 @@ func (e *sharedInspector) run(notify func(types.NamespacedName)) {
 	probeDuration.WithLabelValues(result).Observe(res.took.Seconds())
 
 	e.mu.Lock()
-	if res.err != nil {
+	if res.err != nil || degraded(res.health) {
 		res.failures = 1
 		if e.last != nil {
 			res.failures = e.last.failures + 1

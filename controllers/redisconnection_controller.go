@@ -125,6 +125,9 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	before := rc.DeepCopy()
 	discovering := false
+	// retryAfter, when set, replaces the health cadence: a degraded probe (a node down or
+	// coming back) is re-run on the retry backoff.
+	var retryAfter time.Duration
 	interval, timeout := healthSettings(rc)
 	timeout = min(timeout, r.maxTimeout())
 
@@ -154,6 +157,9 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		if retErr == nil && result.RequeueAfter == 0 {
 			// Health cadence, with up to 10% jitter so 1,000 connections do not tick together.
 			result.RequeueAfter = interval + time.Duration(rand.Int64N(int64(interval)/10+1))
+			if retryAfter > 0 {
+				result.RequeueAfter = retryAfter
+			}
 		}
 	}()
 
@@ -249,6 +255,9 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		logger.V(1).Info("discovery failed", "reason", reason, "message", msg)
 		untilStale := max(probe.staleAfter(maxAge)-time.Since(probe.at), 100*time.Millisecond)
 		return ctrl.Result{RequeueAfter: untilStale}, nil
+	}
+	if probe.failures > 0 {
+		retryAfter = max(probe.staleAfter(maxAge)-time.Since(probe.at), 100*time.Millisecond)
 	}
 	clipped := ""
 	if note := setTopologyStatus(rc, topo, health); note != "" {

@@ -95,10 +95,19 @@ func TestOnTheRig(t *testing.T) {
 			for _, e := range cur.Status.NodeAddressMap {
 				got[e.Announced] = e.Reachable
 			}
+			if os.Getenv("RCONN_RIG_TRACE") != "" {
+				t.Logf("trace %s: ready=%v mapOK=%v", time.Now().Format("15:04:05.0"), isReady(&cur), mapsEqual(got, want))
+			}
 			return isReady(&cur) && mapsEqual(got, want)
 		})
 		if err != nil {
 			t.Fatalf("%s: map never became %v (last %v)\n%s", what, want, got, diag())
+		}
+		if os.Getenv("RCONN_RIG_TRACE") != "" {
+			var cur rconnv1.RedisConnection
+			_ = r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur)
+			b, _ := json.MarshalIndent(cur.Status.Conditions, "", " ")
+			t.Logf("%s: conditions %s", what, b)
 		}
 	}
 	podMap := func(t *testing.T) map[string]string {
@@ -122,15 +131,20 @@ func TestOnTheRig(t *testing.T) {
 		if out := r.Kubectl("delete", "pod", "-n", ns, pod, "--wait=false"); !strings.Contains(out, "deleted") {
 			t.Fatal(out)
 		}
+		start := time.Now()
 		waitNewIP(ctx, t, r, ns, pod, old)
+		newIP := time.Since(start)
 		if _, err := rs.Runner.WaitReady(ctx, rs.Pods, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
+		ready := time.Since(start)
 		want := podMap(t)
 		if _, ok := want[net.JoinHostPort(old, "6379")]; ok {
 			t.Fatalf("old IP %s still on a pod", old)
 		}
 		waitMap(t, "after kubectl delete pod", want, 90*time.Second)
+		t.Logf("pod delete: new IP after %s, all pods Ready after %s, map + Ready after %s",
+			newIP.Round(100*time.Millisecond), ready.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 	})
 
 	t.Run("a not-ready pod that still serves stays mapped, with and without publishNotReadyAddresses", func(t *testing.T) {

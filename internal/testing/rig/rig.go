@@ -162,6 +162,10 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 		// once kwok reports it Ready (and would evict from a node kwok stopped renewing).
 		"--controllers=statefulset-controller,endpointslice-controller,garbage-collector-controller,serviceaccount-controller,node-lifecycle-controller",
 		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
+		// kwok renews node leases from one process on a loaded 2-core machine; a late renewal
+		// must not make node-lifecycle taint the nodes (NoSchedule) in the middle of a rollout
+		// (seen: replacement pods Pending for 40-56 s). Nodes here only fail when kwok does.
+		"--node-monitor-grace-period=10m",
 	); err != nil {
 		return nil, err
 	}
