@@ -26,6 +26,8 @@ var _ = Describe("config/samples", func() {
 			Expect(yaml.UnmarshalStrict(raw, rc)).To(Succeed(), f)
 			rc.Namespace = "default"
 			Expect(k8sClient.Create(ctx, rc)).To(Succeed(), f)
+			// Two samples may share a name (the demo's PodDNS and LoadBalancer variants).
+			Expect(k8sClient.Delete(ctx, rc)).To(Succeed(), f)
 		}
 	})
 
