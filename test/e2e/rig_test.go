@@ -31,6 +31,7 @@ import (
 // The drills are what users do to such a cluster: delete a pod, let one terminate slowly, fail
 // a readiness probe, flip publishNotReadyAddresses, and `kubectl rollout restart`.
 func TestOnTheRig(t *testing.T) {
+	t.Parallel() // its own control plane and addresses: overlaps the waits of the other e2e tests
 	if err := rig.Available(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("the rig is required in CI: %v", err)
