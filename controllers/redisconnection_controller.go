@@ -260,7 +260,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			fmt.Sprintf("standalone %s via %s", topo.Nodes[0].Role, topo.Source))
 	default:
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, true, rconnv1.ReasonDiscovered,
-			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", len(topo.Shards), len(topo.Nodes), topo.Command, topo.Source)+clipped)
+			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", rc.Status.ShardCount, len(topo.Nodes), topo.Command, topo.Source)+clipped)
 	}
 
 	// 4. Health of every node (checked by the probe above).
