@@ -69,4 +69,37 @@ var _ = Describe("latent bugs", func() {
 		eventuallyCondition(ns, "db3", rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonInvalidOptions)
 		Expect(condition(ns, "db3", rconnv1.ConditionTopologyDiscovered).Message).To(ContainSubstring("not an IPv6 address"))
 	})
+
+	It("keeps a Secret in the memo only while a RedisConnection references it", func() {
+		ns := newNamespace()
+		aclSecret(ns, "acl", "app", "pw")
+		aclSecret(ns, "acl2", "app", "pw2")
+		Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
+			ObjectMeta: metav1.ObjectMeta{Name: "memo", Namespace: ns},
+			Spec: rconnv1.RedisConnectionSpec{
+				RootNodes: []rconnv1.RootNode{{URL: "redis://127.0.0.1:1"}},
+				Defaults:  &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "acl"}}},
+			},
+		})).To(Succeed())
+		r := &controllers.RedisConnectionReconciler{Client: k8s, APIReader: k8s, Scheme: kubetest.Scheme(), Dial: dialer.Dial}
+		reconcile := func() {
+			_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "memo"}})
+			ExpectWithOffset(1, err).NotTo(HaveOccurred())
+		}
+		reconcile()
+		Expect(r.MemoizedSecrets()).To(Equal(1), "the referenced Secret is memoized")
+		updateSpec(ns, "memo", func(rc *rconnv1.RedisConnection) { rc.Spec.Defaults.ACL.SecretRef.Name = "acl2" })
+		reconcile()
+		Expect(r.MemoizedSecrets()).To(Equal(1), "the Secret it moved to replaces the old one")
+		updateSpec(ns, "memo", func(rc *rconnv1.RedisConnection) { rc.Spec.Defaults = nil })
+		reconcile()
+		Expect(r.MemoizedSecrets()).To(Equal(0), "no reference, no memo")
+		updateSpec(ns, "memo", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "acl"}}}
+		})
+		reconcile()
+		Expect(r.MemoizedSecrets()).To(Equal(1))
+		Expect(k8s.Delete(ctx, get(ns, "memo"))).To(Succeed())
+		Eventually(func() int { reconcile(); return r.MemoizedSecrets() }, 10*time.Second, 100*time.Millisecond).Should(Equal(0), "a deleted RedisConnection's Secrets go")
+	})
 })
