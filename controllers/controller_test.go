@@ -294,6 +294,10 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		// The dead node stays in the topology as failed: the cluster works again, the node does not.
 		eventuallyCondition(ns, "cache", rconnv1.ConditionTopologyDiscovered, metav1.ConditionTrue, rconnv1.ReasonDiscovered)
 		eventuallyCondition(ns, "cache", rconnv1.ConditionNodesHealthy, metav1.ConditionFalse, rconnv1.ReasonNodesUnreachable)
+		// ... but its empty shard is not a shard: three own the slots.
+		Eventually(func() int32 { return get(ns, "cache").Status.ShardCount }, 30*time.Second, 200*time.Millisecond).Should(Equal(int32(3)))
+		Consistently(func() int32 { return get(ns, "cache").Status.ShardCount }, 3*time.Second, 200*time.Millisecond).Should(Equal(int32(3)))
+		Expect(condition(ns, "cache", rconnv1.ConditionTopologyDiscovered).Message).To(HavePrefix("3 shards,"))
 		master.Restart(GinkgoT())
 		// The restarted node lost the in-memory ACL rotation of the test above: replay it.
 		c := master.Client()

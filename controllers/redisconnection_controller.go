@@ -172,11 +172,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	r.secrets.use(req.NamespacedName, secretKeys)
 	creds, err := r.resolveCredentials(ctx, rc)
 	if ce, ok := asCredentialError(err); ok {
-		setCondition(rc, rconnv1.ConditionCredentialsResolved, false, ce.reason, ce.message)
-		r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
-		if before.Status.ObservedGeneration == 0 || conditionChanged(before, rc, rconnv1.ConditionCredentialsResolved) {
-			r.event(rc, corev1.EventTypeWarning, ce.reason, ce.message)
-		}
+		r.credentialsFailed(rc, before, ce)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	} else if err != nil {
 		return ctrl.Result{}, err
@@ -216,8 +212,10 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	// 3. Topology, through the map (the same code apps run).
 	opts, fingerprint, err := r.clusterOptions(rc, creds, amap)
 	if ce, ok := asCredentialError(err); ok {
-		setCondition(rc, rconnv1.ConditionCredentialsResolved, false, ce.reason, ce.message)
-		r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
+		r.credentialsFailed(rc, before, ce)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	} else if err != nil {
+		r.invalidOptions(rc, err)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
 	connectTimeout := opts.Defaults.ConnectTimeout
@@ -227,10 +225,9 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	discoverTimeout := connectTimeout + 2*timeout + time.Second
 	in, err := r.inspectors.acquire(req.NamespacedName, opts, r.sharedKey(req.NamespacedName, fingerprint, amap, timeout), discoverTimeout, timeout)
 	if err != nil {
-		// Options were built from validated spec fields: a failure here is a spec the API
+		// NewInspector only validates (it dials nothing): a failure here is a spec the API
 		// server's validation let through; say so without echoing anything from Redis.
-		setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonRootNodesUnreachable, "invalid root node settings: "+err.Error())
-		r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
+		r.invalidOptions(rc, err)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
 	// Discovery and the health of every node run in the background (shared with the other
@@ -272,7 +269,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			fmt.Sprintf("standalone %s via %s", topo.Nodes[0].Role, topo.Source))
 	default:
 		setCondition(rc, rconnv1.ConditionTopologyDiscovered, true, rconnv1.ReasonDiscovered,
-			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", len(topo.Shards), len(topo.Nodes), topo.Command, topo.Source)+clipped)
+			fmt.Sprintf("%d shards, %d nodes, all slots served (%s via %s)", rc.Status.ShardCount, len(topo.Nodes), topo.Command, topo.Source)+clipped)
 	}
 
 	// 4. Health of every node (checked by the probe above).
@@ -312,6 +309,23 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		logger.Info("rendered outputs", "configMap", cm, "secret", sec)
 	}
 	return ctrl.Result{}, nil
+}
+
+// credentialsFailed reports a credential error (reading the Secrets, or building the TLS
+// config from them) on CredentialsResolved, with a Warning when the condition changed.
+func (r *RedisConnectionReconciler) credentialsFailed(rc, before *rconnv1.RedisConnection, ce *credentialError) {
+	setCondition(rc, rconnv1.ConditionCredentialsResolved, false, ce.reason, ce.message)
+	r.blockedAfter(rc, rconnv1.ConditionCredentialsResolved)
+	if before.Status.ObservedGeneration == 0 || conditionChanged(before, rc, rconnv1.ConditionCredentialsResolved) {
+		r.event(rc, corev1.EventTypeWarning, ce.reason, ce.message)
+	}
+}
+
+// invalidOptions reports connection options pkg/cluster refuses (nothing was dialed; the
+// message names only what the spec and the address map hold).
+func (r *RedisConnectionReconciler) invalidOptions(rc *rconnv1.RedisConnection, err error) {
+	setCondition(rc, rconnv1.ConditionTopologyDiscovered, false, rconnv1.ReasonInvalidOptions, "invalid connection settings: "+err.Error())
+	r.blockedAfter(rc, rconnv1.ConditionTopologyDiscovered)
 }
 
 // blockedAfter marks the conditions after a failed one as waiting for it (so Ready names the

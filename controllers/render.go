@@ -117,7 +117,7 @@ func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap
 				rs.CapMs = s.Cap.Milliseconds()
 			}
 			// The documented default (200ms) is rendered, so "jitter: 0s" stays expressible.
-			rs.JitterMs = 200
+			rs.JitterMs = pkgclient.DefaultReconnectJitter.Milliseconds()
 			if s.Jitter != nil {
 				rs.JitterMs = s.Jitter.Milliseconds()
 			}

@@ -58,6 +58,23 @@ const (
 	maxStatusMap      = 2000
 )
 
+// shardCount counts the shards that own slots or have a live master. After a failover with the
+// old master down, CLUSTER SHARDS still lists that master alone with no slots: it is listed in
+// status.shards (the node is real and down) but is not a shard of the cluster.
+func shardCount(t *cluster.Topology) int {
+	n := 0
+	for _, s := range t.Shards {
+		if len(s.Slots) > 0 || (s.Master != nil && !failedHealth(s.Master.Health)) {
+			n++
+		}
+	}
+	return n
+}
+
+// failedHealth reports a CLUSTER SHARDS health of a node the cluster marked as failed: "fail"
+// (Redis 7.0, seen on a real server) or "failed" (as the documentation spells it).
+func failedHealth(h string) bool { return h == "fail" || h == "failed" }
+
 // setTopologyStatus records shards, nodes and counts from a topology and its health. Lists are
 // clipped to the schema's bounds while the counts stay true; the returned note says what was
 // left out ("" when nothing was).
@@ -107,7 +124,7 @@ func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health 
 		}
 		rc.Status.Shards = append(rc.Status.Shards, ss)
 	}
-	rc.Status.ShardCount = int32(len(t.Shards))
+	rc.Status.ShardCount = int32(shardCount(t))
 	rc.Status.NodeCount = int32(len(t.Nodes))
 	rc.Status.HealthyNodeCount = healthy
 	if t.Standalone {

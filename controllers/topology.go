@@ -20,13 +20,17 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 		Standalone:          rc.Spec.Mode == rconnv1.ModeStandalone,
 		UseReplicas:         rc.Spec.UseReplicas,
 		MinimizeConnections: rc.Spec.MinimizeConnections,
-		NodeAddressMap:      staticMap(m),
 		Dial:                r.Dial,
 		Defaults:            cluster.NodeOptions{Username: creds.ctrlUsername, Password: creds.ctrlPassword},
 		MaxTimeout:          r.maxTimeout(),
 		Limits:              r.Limits,
 		AddressPolicy:       r.AddressPolicy,
 	}
+	nm, err := staticMap(m)
+	if err != nil {
+		return o, "", err
+	}
+	o.NodeAddressMap = nm
 	// The fingerprint covers what the connections are made of, by content (not by Secret
 	// resourceVersion), so RedisConnections in different namespaces with equal credentials share.
 	fp := sha256.New()
@@ -88,10 +92,11 @@ func ptrVal(p *int32) int32 {
 	return *p
 }
 
-// staticMap turns the resolved map into a pkg/cluster map.
-func staticMap(m *addressMap) cluster.NodeAddressMap {
+// staticMap turns the resolved map into a pkg/cluster map. An entry it cannot parse stops the
+// connection (an ErrInvalidOptions error) rather than leaving every node dialed unmapped.
+func staticMap(m *addressMap) (cluster.NodeAddressMap, error) {
 	if m == nil || len(m.entries) == 0 {
-		return nil
+		return nil, nil
 	}
 	entries := make(map[string]string, len(m.entries))
 	for k, e := range m.entries {
@@ -99,10 +104,9 @@ func staticMap(m *addressMap) cluster.NodeAddressMap {
 	}
 	nm, err := cluster.StaticMap(entries)
 	if err != nil {
-		// Entries come from validated spec fields and endpoint addresses; a bad one maps nothing.
-		return nil
+		return nil, fmt.Errorf("%w: %w", cluster.ErrInvalidOptions, err)
 	}
-	return nm
+	return nm, nil
 }
 
 func mapKey(m *addressMap) string {
@@ -148,6 +152,8 @@ func topologyFailure(rc *rconnv1.RedisConnection, err error) (reason, message st
 		return rconnv1.ReasonTopologyTooLarge, msg
 	case cluster.ClassAddressDenied:
 		return rconnv1.ReasonAddressDenied, msg
+	case cluster.ClassInvalidOptions:
+		return rconnv1.ReasonInvalidOptions, msg
 	default:
 		return rconnv1.ReasonRootNodesUnreachable, "no Redis server answered at " + rootList(rc)
 	}

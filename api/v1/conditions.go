@@ -64,6 +64,10 @@ const (
 	// ReasonAddressDenied: every root node address is refused by the manager's address policy
 	// (link-local, the API server, --deny-cidrs).
 	ReasonAddressDenied = "AddressDenied"
+	// ReasonInvalidOptions: the spec passed the API server's validation but pkg/cluster refuses
+	// the connection options it makes (e.g. a database other than 0 in Cluster mode, root nodes
+	// mixing redis:// and rediss://, TLS with redis:// URLs). Nothing was dialed.
+	ReasonInvalidOptions = "InvalidOptions"
 
 	// NodesHealthy
 	ReasonAllNodesHealthy  = "AllHealthy"

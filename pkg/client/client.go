@@ -114,7 +114,7 @@ type spec struct {
 func build(ctx context.Context, s *spec) (*Client, error) {
 	c := &Client{strategy: s.strategy, monitor: s.monitor, tls: s.tls, stop: make(chan struct{}), events: newDispatcher()}
 	if c.strategy == nil {
-		c.strategy = DefaultReconnectStrategy
+		c.strategy = DefaultReconnect()
 	}
 	if c.monitor <= 0 {
 		c.monitor = DefaultMonitorInterval

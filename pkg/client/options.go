@@ -44,7 +44,7 @@ type Options struct {
 	TLSInsecureSkipVerify bool
 	// NodeAddressMap maps the address of the server to the address to dial.
 	NodeAddressMap cluster.NodeAddressMap
-	// ReconnectStrategy (nil: DefaultReconnectStrategy).
+	// ReconnectStrategy (nil: DefaultReconnect()).
 	ReconnectStrategy ReconnectStrategy
 	// OnEvent receives connection events from the first connect on.
 	OnEvent func(Event)

@@ -11,7 +11,7 @@ import (
 // far and the error that caused it. Returning an error stops reconnecting: the client emits
 // "end" with that error and closes (node-redis: returning false or an Error).
 //
-// nil means DefaultReconnectStrategy. Note: the node-redis "Connect" guide says the default
+// nil means DefaultReconnect(). Note: the node-redis "Connect" guide says the default
 // is not to reconnect, while node-redis itself reconnects by default; rconn reconnects by
 // default (exponential backoff with jitter), because a 3 a.m. network blip must not kill the
 // app. Use NoReconnect for the guide's behaviour.
@@ -44,9 +44,27 @@ func ExponentialBackoff(base, max, jitter time.Duration) ReconnectStrategy {
 	}
 }
 
-// DefaultReconnectStrategy is the seed's example and node-redis's own default:
-// min(2^retries*50ms, 2s) + rand(0..200ms).
-var DefaultReconnectStrategy = ExponentialBackoff(50*time.Millisecond, 2*time.Second, 200*time.Millisecond)
+// The default reconnect backoff, node-redis's own default: min(2^retries*50ms, 2s) +
+// rand(0..200ms). They are also the defaults of a rendered exponentialBackoff's baseMs, capMs
+// and (when the RedisConnection sets none) jitterMs.
+const (
+	DefaultReconnectBase   = 50 * time.Millisecond
+	DefaultReconnectCap    = 2 * time.Second
+	DefaultReconnectJitter = 200 * time.Millisecond
+)
+
+// DefaultReconnect returns the strategy a client with no ReconnectStrategy uses:
+// ExponentialBackoff(DefaultReconnectBase, DefaultReconnectCap, DefaultReconnectJitter).
+func DefaultReconnect() ReconnectStrategy {
+	return ExponentialBackoff(DefaultReconnectBase, DefaultReconnectCap, DefaultReconnectJitter)
+}
+
+// DefaultReconnectStrategy is DefaultReconnect().
+//
+// Deprecated: use DefaultReconnect. Assigning this variable has no effect: a client with no
+// ReconnectStrategy always uses DefaultReconnect (a package variable would let any package
+// change every client's behaviour in the process).
+var DefaultReconnectStrategy = DefaultReconnect()
 
 func (rc *ReconnectConfig) strategy() ReconnectStrategy {
 	if rc == nil {
@@ -61,10 +79,10 @@ func (rc *ReconnectConfig) strategy() ReconnectStrategy {
 	default:
 		base, capd, jitter := ms(rc.BaseMs), ms(rc.CapMs), ms(rc.JitterMs)
 		if base == 0 {
-			base = 50 * time.Millisecond
+			base = DefaultReconnectBase
 		}
 		if capd == 0 {
-			capd = 2 * time.Second
+			capd = DefaultReconnectCap
 		}
 		return ExponentialBackoff(base, capd, jitter)
 	}

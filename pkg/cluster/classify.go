@@ -201,7 +201,7 @@ func classifyOne(err error, atNode bool) ErrorClass {
 	}
 	var re redis.Error
 	if errors.As(err, &re) {
-		if redis.IsAuthError(err) || redis.IsPermissionError(err) || hasAuthPrefix(re.Error()) {
+		if redis.IsAuthError(err) || redis.IsPermissionError(err) {
 			return ClassAuthenticationFailed
 		}
 		return ClassServerError
@@ -210,16 +210,6 @@ func classifyOne(err error, atNode bool) ErrorClass {
 		return ClassUnreachable
 	}
 	return ClassUnknown
-}
-
-func hasAuthPrefix(s string) bool {
-	s = strings.TrimPrefix(s, "ERR ")
-	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM"} {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // message is the fixed text for a class; addrs are sanitized addresses.

@@ -329,7 +329,7 @@ func (in *Inspector) Discover(ctx context.Context) (*Topology, error) {
 
 func isUnknownOrDenied(err error) bool {
 	s := err.Error()
-	return strings.Contains(s, "unknown subcommand") || strings.Contains(s, "unknown command") || strings.HasPrefix(s, "NOPERM")
+	return strings.Contains(s, "unknown subcommand") || strings.Contains(s, "unknown command") || redis.IsPermissionError(err)
 }
 
 func (in *Inspector) discoverCluster(ctx context.Context, addr string) (*Topology, error) {
