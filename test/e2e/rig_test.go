@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,12 +15,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/rig"
 )
@@ -57,7 +60,11 @@ func TestOnTheRig(t *testing.T) {
 	}
 
 	// The manager, as a user that has only the generated ClusterRole.
-	if out := r.Kubectl("apply", "-f", filepath.Join(repoRoot(t), "config", "rbac", "role.yaml")); !strings.Contains(out, "configured") && !strings.Contains(out, "created") {
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := r.Kubectl("apply", "-f", filepath.Join(root, "config", "rbac", "role.yaml")); !strings.Contains(out, "configured") && !strings.Contains(out, "created") {
 		t.Fatalf("applying the ClusterRole: %s", out)
 	}
 	kc := managerKubeconfig(t, r)
@@ -96,19 +103,10 @@ func TestOnTheRig(t *testing.T) {
 			for _, e := range cur.Status.NodeAddressMap {
 				got[e.Announced] = e.Reachable
 			}
-			if os.Getenv("RCONN_RIG_TRACE") != "" {
-				t.Logf("trace %s: ready=%v mapOK=%v", time.Now().Format("15:04:05.0"), isReady(&cur), mapsEqual(got, want))
-			}
-			return isReady(&cur) && mapsEqual(got, want)
+			return meta.IsStatusConditionTrue(cur.Status.Conditions, rconnv1.ConditionReady) && maps.Equal(got, want)
 		})
 		if err != nil {
 			t.Fatalf("%s: map never became %v (last %v)\n%s", what, want, got, diag())
-		}
-		if os.Getenv("RCONN_RIG_TRACE") != "" {
-			var cur rconnv1.RedisConnection
-			_ = r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur)
-			b, _ := json.MarshalIndent(cur.Status.Conditions, "", " ")
-			t.Logf("%s: conditions %s", what, b)
 		}
 	}
 	podMap := func(t *testing.T) map[string]string {
@@ -175,9 +173,6 @@ func TestOnTheRig(t *testing.T) {
 			return c.Terminating != nil && *c.Terminating && c.Serving != nil && *c.Serving
 		})
 		var cur rconnv1.RedisConnection
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur); err != nil {
-			t.Fatal(err)
-		}
 		// Give the controller a moment to see the terminating endpoint; it must keep it.
 		time.Sleep(time.Second)
 		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur); err != nil {
@@ -213,7 +208,7 @@ func TestOnTheRig(t *testing.T) {
 			}
 		}
 		// The charts keep nodes.conf on the pod's volume: every pod keeps its node ID.
-		if got := rs.NodeIDs(ctx, t); !mapsEqual(got, ids) || len(got) != rs.Pods {
+		if got := rs.NodeIDs(ctx, t); !maps.Equal(got, ids) || len(got) != rs.Pods {
 			t.Errorf("node IDs by pod changed across the rollout: before %v, after %v", ids, got)
 		}
 		waitMap(t, "after rollout restart", after, 90*time.Second)
@@ -262,15 +257,6 @@ func TestOnTheRig(t *testing.T) {
 	if mgr.Exited() {
 		t.Fatalf("manager exited:\n%s", tailLines(mgr.Log(), 40))
 	}
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	d, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(d, "..", "..")
 }
 
 // managerKubeconfig adds a user bound to the generated ClusterRole only.
@@ -323,14 +309,14 @@ func waitEndpoint(ctx context.Context, t *testing.T, r *rig.Rig, ns, svc, ip str
 	t.Helper()
 	var seen []string
 	err := pollE2E(ctx, time.Minute, func() bool {
-		var slices discoveryv1.EndpointSliceList
-		if err := r.Client.List(ctx, &slices, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
+		var list discoveryv1.EndpointSliceList
+		if err := r.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
 			return false
 		}
 		seen = seen[:0]
-		for _, s := range slices.Items {
+		for _, s := range list.Items {
 			for _, ep := range s.Endpoints {
-				if slicesContains(ep.Addresses, ip) {
+				if slices.Contains(ep.Addresses, ip) {
 					b, _ := json.Marshal(ep.Conditions)
 					seen = append(seen, string(b))
 					if ok(ep.Conditions) {
@@ -346,8 +332,6 @@ func waitEndpoint(ctx context.Context, t *testing.T, r *rig.Rig, ns, svc, ip str
 	}
 }
 
-func slicesContains(s []string, v string) bool { return slices.Contains(s, v) }
-
 func patchAnnotation(ctx context.Context, t *testing.T, r *rig.Rig, ns, pod, key, value string) {
 	t.Helper()
 	v := "null"
@@ -362,27 +346,6 @@ func patchJSON(ctx context.Context, t *testing.T, r *rig.Rig, obj client.Object,
 	if err := r.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatalf("patching %s: %v", obj.GetName(), err)
 	}
-}
-
-func isReady(rc *rconnv1.RedisConnection) bool {
-	for _, c := range rc.Status.Conditions {
-		if c.Type == "Ready" {
-			return c.Status == metav1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func pollE2E(ctx context.Context, timeout time.Duration, f func() bool) error {

@@ -207,5 +207,6 @@ func ownerAlive(name string) bool {
 	}
 	// A live PID that is a different program (PID reuse) still counts as alive: leaving a
 	// namespace is safer than removing a live run's.
-	return syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM)
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
