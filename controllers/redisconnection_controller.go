@@ -75,6 +75,7 @@ type RedisConnectionReconciler struct {
 	inspectors inspectors
 	secrets    secretMemo
 	outputs    outputMemo
+	nodeIDs    nodeIDMemo
 	events     eventLimiter
 	nodes      nodeAddressCache
 	// probed carries "a background probe finished" to the controller's queue.
@@ -285,7 +286,8 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonPrerequisitesNotMet, "keeping the previous output until the address map and topology are resolved")
 		return ctrl.Result{}, nil
 	}
-	cfg := renderConfig(rc, creds, amap)
+	cfg := renderConfig(rc, creds, amap, topo)
+	cfg.Rconn.NodeIDs = stickyNodeIDs(r.nodeIDs.get(req.NamespacedName), cfg.Rconn.NodeIDs, topo)
 	if err := cfg.Validate(); err != nil {
 		setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonPrerequisitesNotMet, "rendered config is invalid: "+err.Error())
 		return ctrl.Result{}, nil
@@ -303,6 +305,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	case err != nil:
 		return ctrl.Result{}, err
 	}
+	r.nodeIDs.set(req.NamespacedName, cfg.Rconn.NodeIDs)
 	cm, sec := outputNames(rc)
 	setCondition(rc, rconnv1.ConditionConfigRendered, true, rconnv1.ReasonRendered, fmt.Sprintf("ConfigMap %s and Secret %s are current", cm, sec))
 	if changed {
@@ -395,6 +398,7 @@ func (r *RedisConnectionReconciler) event(rc *rconnv1.RedisConnection, typ, reas
 func (r *RedisConnectionReconciler) forget(key types.NamespacedName) {
 	r.inspectors.close(key)
 	r.outputs.drop(key)
+	r.nodeIDs.drop(key)
 	r.events.forget(key)
 	r.secrets.release(key)
 	r.warnMu.Lock()

@@ -47,7 +47,10 @@ func outputNames(rc *rconnv1.RedisConnection) (configMap, secret string) {
 }
 
 // renderConfig builds config.json: node-redis createCluster/createClient options, no secrets.
-func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap) *pkgclient.Config {
+// topo (nil: none) adds rconn.nodeIds: each node's ID -> the reachable address its announced
+// address maps to, so that pkg/client finds a restarted node (same ID, new address) before the
+// new map reaches it.
+func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap, topo *cluster.Topology) *pkgclient.Config {
 	cfg := &pkgclient.Config{
 		UseReplicas:         rc.Spec.UseReplicas,
 		MinimizeConnections: rc.Spec.MinimizeConnections,
@@ -96,6 +99,18 @@ func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap
 				continue
 			}
 			cfg.NodeAddressMap[k] = pkgclient.MappedAddress{Host: a.Host, Port: a.Port}
+		}
+	}
+	if topo != nil && !topo.Standalone && len(cfg.NodeAddressMap) > 0 {
+		for _, n := range topo.Nodes {
+			a, ok := cfg.NodeAddressMap[n.Announced]
+			if !ok || cluster.ValidateNodeIDMap(cluster.NodeIDMap{n.ID: {Host: a.Host, Port: a.Port}}) != nil {
+				continue // unmapped, or not an ID pkg/client would accept (a hostile node)
+			}
+			if cfg.Rconn.NodeIDs == nil {
+				cfg.Rconn.NodeIDs = map[string]pkgclient.MappedAddress{}
+			}
+			cfg.Rconn.NodeIDs[n.ID] = a
 		}
 	}
 	if s := rc.Spec.ReconnectStrategy; s != nil {
@@ -415,6 +430,59 @@ func (o *outputMemo) set(key types.NamespacedName, s outputState) {
 }
 
 func (o *outputMemo) drop(key types.NamespacedName) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, key)
+}
+
+// stickyNodeIDs keeps the last rendered address of a node that is still in the topology but
+// whose announced address has no map entry right now: a restarting pod is gossiped under its
+// old address while its endpoint is already gone, and exactly then apps need its ID entry.
+// Nodes that left the topology drop out.
+func stickyNodeIDs(prev, now map[string]pkgclient.MappedAddress, topo *cluster.Topology) map[string]pkgclient.MappedAddress {
+	if len(prev) == 0 || topo == nil {
+		return now
+	}
+	for _, n := range topo.Nodes {
+		if _, ok := now[n.ID]; ok {
+			continue
+		}
+		if a, ok := prev[n.ID]; ok {
+			if now == nil {
+				now = map[string]pkgclient.MappedAddress{}
+			}
+			now[n.ID] = a
+		}
+	}
+	return now
+}
+
+// nodeIDMemo holds each RedisConnection's last rendered rconn.nodeIds (for stickyNodeIDs).
+type nodeIDMemo struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]map[string]pkgclient.MappedAddress
+}
+
+func (o *nodeIDMemo) get(key types.NamespacedName) map[string]pkgclient.MappedAddress {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.m[key]
+}
+
+func (o *nodeIDMemo) set(key types.NamespacedName, ids map[string]pkgclient.MappedAddress) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[types.NamespacedName]map[string]pkgclient.MappedAddress{}
+	}
+	if len(ids) == 0 {
+		delete(o.m, key)
+		return
+	}
+	o.m[key] = ids
+}
+
+func (o *nodeIDMemo) drop(key types.NamespacedName) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.m, key)

@@ -29,7 +29,7 @@ func TestRenderReconnectJitter(t *testing.T) {
 			RootNodes:         []rconnv1.RootNode{{URL: "redis://127.0.0.1:7000"}},
 			ReconnectStrategy: &rconnv1.ReconnectStrategy{Type: rconnv1.ReconnectExponentialBackoff, Jitter: tc.jitter},
 		}}
-		cfg := renderConfig(rc, &credentials{}, &addressMap{})
+		cfg := renderConfig(rc, &credentials{}, &addressMap{}, nil)
 		rs := cfg.Rconn.ReconnectStrategy
 		if rs == nil || rs.Type != pkgclient.ReconnectTypeExponentialBackoff || rs.JitterMs != tc.want {
 			t.Errorf("%s: rendered %+v, want jitterMs %d", tc.name, rs, tc.want)

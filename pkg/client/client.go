@@ -100,6 +100,7 @@ type spec struct {
 	tls            *rtls.Reloadable // nil: plaintext
 	serverName     string
 	nodeMap        cluster.NodeAddressMap
+	nodeIDs        cluster.NodeIDMap
 	useReplicas    bool
 	minimize       bool
 	maxRedirects   int
@@ -150,6 +151,7 @@ func build(ctx context.Context, s *spec) (*Client, error) {
 			MinimizeConnections:    s.minimize,
 			MaxCommandRedirections: s.maxRedirects,
 			NodeAddressMap:         s.nodeMap,
+			NodeIDMap:              s.nodeIDs,
 			Dial:                   base,
 		})
 		if err != nil {

@@ -102,6 +102,10 @@ type RconnConfig struct {
 	// TLSInsecureSkipVerify disables server certificate verification (logged as a warning).
 	TLSInsecureSkipVerify bool        `json:"tlsInsecureSkipVerify,omitempty"`
 	SecretFiles           SecretFiles `json:"secretFiles,omitzero"`
+	// NodeIDs maps each cluster node's ID to its reachable address: the fallback for an
+	// announced address nodeAddressMap has no entry for yet (a restarted pod's new IP before
+	// this file caught up). node-redis and ioredis ignore it (see docs/consuming.md).
+	NodeIDs map[string]MappedAddress `json:"nodeIds,omitempty"`
 }
 
 // ReconnectConfig is the reconnect policy: "none", "fixedDelay" (delayMs) or
@@ -231,6 +235,20 @@ func (c *Config) Validate() error {
 			bad("nodeAddressMap[%q].port %d: out of range 1-65535", k, v.Port)
 		} else if _, err := cluster.ParseAddress(v.String()); err != nil {
 			bad("nodeAddressMap[%q]: %v", k, err)
+		}
+	}
+	if len(c.Rconn.NodeIDs) > 0 && mode == ModeStandalone {
+		bad("rconn.nodeIds apply to cluster mode only")
+	}
+	ids := make([]string, 0, len(c.Rconn.NodeIDs))
+	for k := range c.Rconn.NodeIDs {
+		ids = append(ids, k)
+	}
+	sort.Strings(ids)
+	for _, k := range ids {
+		v := c.Rconn.NodeIDs[k]
+		if err := cluster.ValidateNodeIDMap(cluster.NodeIDMap{k: {Host: v.Host, Port: v.Port}}); err != nil {
+			bad("rconn.%v", err)
 		}
 	}
 	if rs := c.Rconn.ReconnectStrategy; rs != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -107,10 +108,10 @@ func (c *Config) clone() *Config {
 	out := *c
 	out.RootNodes = append([]RootNodeConfig(nil), c.RootNodes...)
 	if c.NodeAddressMap != nil {
-		out.NodeAddressMap = make(map[string]MappedAddress, len(c.NodeAddressMap))
-		for k, v := range c.NodeAddressMap {
-			out.NodeAddressMap[k] = v
-		}
+		out.NodeAddressMap = maps.Clone(c.NodeAddressMap)
+	}
+	if c.Rconn.NodeIDs != nil {
+		out.Rconn.NodeIDs = maps.Clone(c.Rconn.NodeIDs)
 	}
 	if c.Rconn.ReconnectStrategy != nil {
 		rs := *c.Rconn.ReconnectStrategy
@@ -282,6 +283,17 @@ func (s *snapshot) nodeMap() (cluster.NodeAddressMap, error) {
 	return cluster.StaticMap(m)
 }
 
+func (s *snapshot) nodeIDs() cluster.NodeIDMap {
+	if len(s.cfg.Rconn.NodeIDs) == 0 {
+		return nil
+	}
+	m := make(cluster.NodeIDMap, len(s.cfg.Rconn.NodeIDs))
+	for k, v := range s.cfg.Rconn.NodeIDs {
+		m[k] = cluster.Address{Host: v.Host, Port: v.Port}
+	}
+	return m
+}
+
 // spec turns a snapshot into client options.
 func (s *snapshot) spec() (*spec, error) {
 	cfg := s.cfg
@@ -302,6 +314,7 @@ func (s *snapshot) spec() (*spec, error) {
 	if sp.nodeMap, err = s.nodeMap(); err != nil {
 		return nil, err
 	}
+	sp.nodeIDs = s.nodeIDs()
 	for _, rn := range cfg.RootNodes {
 		u, err := cluster.ParseURL(rn.URL)
 		if err != nil {
@@ -403,6 +416,9 @@ func (r *reloader) apply() error {
 		}
 	}
 	prev := r.last
+	if !reflect.DeepEqual(prev.cfg.Rconn.NodeIDs, next.cfg.Rconn.NodeIDs) && r.c.cluster != nil {
+		_ = r.c.cluster.SetNodeIDMap(next.nodeIDs()) // validated by LoadConfig
+	}
 	if !reflect.DeepEqual(prev.cfg.NodeAddressMap, next.cfg.NodeAddressMap) {
 		r.c.SetNodeAddressMap(m)
 	}
@@ -413,6 +429,7 @@ func (r *reloader) apply() error {
 		// Keep reporting against the running configuration.
 		r.last = &snapshot{cfg: prev.cfg.clone(), username: next.username, password: next.password, material: next.material, files: next.files}
 		r.last.cfg.NodeAddressMap = next.cfg.NodeAddressMap
+		r.last.cfg.Rconn.NodeIDs = next.cfg.Rconn.NodeIDs
 		return fmt.Errorf("rconn: %w to apply changed %s (node address map, credentials and certificates were applied)", ErrRestartRequired, strings.Join(changed, ", "))
 	}
 	return nil

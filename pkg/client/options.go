@@ -69,7 +69,10 @@ type ClusterOptions struct {
 	MinimizeConnections    bool
 	MaxCommandRedirections int
 	// NodeAddressMap is static (cluster.StaticMap) or any function.
-	NodeAddressMap    cluster.NodeAddressMap
+	NodeAddressMap cluster.NodeAddressMap
+	// NodeIDMap is the fallback for announced addresses NodeAddressMap has no entry for: the
+	// node is looked up by its cluster node ID (see cluster.NodeIDMap).
+	NodeIDMap         cluster.NodeIDMap
 	ReconnectStrategy ReconnectStrategy
 	OnEvent           func(Event)
 	Dial              cluster.DialFunc
@@ -135,7 +138,7 @@ func NewCluster(ctx context.Context, o ClusterOptions) (*Client, error) {
 	s := &spec{
 		cluster: true, username: d.Username, password: d.Password, name: d.Name,
 		connectTimeout: d.Socket.ConnectTimeout, serverName: d.Socket.ServerName,
-		nodeMap: o.NodeAddressMap, useReplicas: o.UseReplicas, minimize: o.MinimizeConnections,
+		nodeMap: o.NodeAddressMap, nodeIDs: o.NodeIDMap, useReplicas: o.UseReplicas, minimize: o.MinimizeConnections,
 		maxRedirects: o.MaxCommandRedirections, dial: o.Dial, strategy: o.ReconnectStrategy,
 		onEvent: o.OnEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
 	}

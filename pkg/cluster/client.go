@@ -33,6 +33,9 @@ func NewClient(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := ValidateNodeIDMap(o.NodeIDMap); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
 	d := r.newDialer()
 	co := &redis.ClusterOptions{
 		Addrs:               r.rootAddrs(),
@@ -64,7 +67,10 @@ func NewClient(o Options) (*Client, error) {
 			}
 		}
 	}
-	return &Client{ClusterClient: redis.NewClusterClient(co), inspector: newInspector(r, d), o: r}, nil
+	c := &Client{ClusterClient: redis.NewClusterClient(co), inspector: newInspector(r, d), o: r}
+	d.SetNodeIDs(o.NodeIDMap)
+	d.SetNodeIDLookup(c.inspector.Discover)
+	return c, nil
 }
 
 // Connect discovers the topology and, unless MinimizeConnections, connects to every node the
@@ -103,6 +109,15 @@ func (c *Client) Dialer() *Dialer { return c.inspector.dialer }
 func (c *Client) SetNodeAddressMap(m NodeAddressMap) {
 	c.inspector.dialer.SetMap(m)
 	c.ReloadState(context.Background())
+}
+
+// SetNodeIDMap replaces the node ID fallback (see NodeIDMap) for new connections.
+func (c *Client) SetNodeIDMap(m NodeIDMap) error {
+	if err := ValidateNodeIDMap(m); err != nil {
+		return err
+	}
+	c.inspector.dialer.SetNodeIDs(m)
+	return nil
 }
 
 // SlotMaster returns the go-redis client of the master serving slot, for server commands

@@ -63,6 +63,8 @@ type Dialer struct {
 
 	mu      sync.Mutex
 	targets map[string]*target // announced -> what live connections to it were dialed at
+
+	ids idResolver
 }
 
 // target is the reachable address connections to one announced address use; retired flips
@@ -87,6 +89,9 @@ type DialerOptions struct {
 	ServerName string
 	// ConnectTimeout bounds TCP connect plus TLS handshake (default 5s).
 	ConnectTimeout time.Duration
+	// NodeIDs is the fallback for announced addresses Map has no entry for (see NodeIDMap);
+	// it needs a lookup (SetNodeIDLookup; a cluster Client sets its Inspector's Discover).
+	NodeIDs NodeIDMap
 }
 
 // NewDialer returns a mapping dialer.
@@ -99,8 +104,21 @@ func NewDialer(o DialerOptions) *Dialer {
 	if d.connectTimeout <= 0 {
 		d.connectTimeout = DefaultConnectTimeout
 	}
+	d.ids.set(o.NodeIDs)
 	d.SetMap(o.Map)
 	return d
+}
+
+// SetNodeIDs replaces the node ID map (nil: no fallback by node ID).
+func (d *Dialer) SetNodeIDs(m NodeIDMap) { d.ids.set(m) }
+
+// SetNodeIDLookup sets how the Dialer asks the cluster which node announces an address it
+// has no map entry for: one topology discovery, bounded by ctx. Dials made by lookup itself
+// never fall back by node ID.
+func (d *Dialer) SetNodeIDLookup(lookup func(ctx context.Context) (*Topology, error)) {
+	d.ids.mu.Lock()
+	d.ids.lookup = lookup
+	d.ids.mu.Unlock()
 }
 
 // Resolve returns the address to dial for an announced "host:port" and whether the map had an
@@ -129,19 +147,38 @@ func (d *Dialer) SetMap(m NodeAddressMap) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for announced, t := range d.targets {
-		if now, _ := d.Resolve(announced); now != t.reachable {
+		if now := d.resolveCached(announced); now != t.reachable {
 			t.retired.Store(true)
 			delete(d.targets, announced)
 		}
 	}
 }
 
-// DialContext dials the node announced at addr. It has go-redis's Dialer signature.
+// resolveCached is Resolve, then the node ID fallback's last answer (no lookup).
+func (d *Dialer) resolveCached(announced string) string {
+	if r, ok := d.Resolve(announced); ok {
+		return r
+	}
+	if a, _, ok := d.ids.cached(announced, false); ok {
+		return a.String()
+	}
+	return announced
+}
+
+// DialContext dials the node announced at addr. It has go-redis's Dialer signature. An
+// announced address the map has no entry for is looked up by node ID (see NodeIDMap) before
+// it is dialed as announced.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.connectTimeout)
 	defer cancel()
-	d.mu.Lock()
 	reachable, mapped := d.Resolve(addr)
+	byID := ""
+	if !mapped {
+		if a, id, ok := d.ids.resolve(ctx, addr); ok {
+			reachable, mapped, byID = a.String(), true, id
+		}
+	}
+	d.mu.Lock()
 	t := d.targets[addr]
 	if t == nil || t.reachable != reachable {
 		t = &target{reachable: reachable}
@@ -151,7 +188,10 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 
 	conn, err := d.base(ctx, network, reachable)
 	if err != nil {
-		return nil, dialError(addr, reachable, mapped, err)
+		if byID != "" {
+			d.ids.forget(addr)
+		}
+		return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, NodeID: byID, Err: err}
 	}
 	if d.tls != nil || d.tlsFor != nil {
 		name := d.serverName
@@ -168,7 +208,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, Err: fmt.Errorf("TLS handshake (server name %q): %w", name, rtls.Explain(err))}
+			return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, NodeID: byID, Err: fmt.Errorf("TLS handshake (server name %q): %w", name, rtls.Explain(err))}
 		}
 		return &mappedConn{Conn: tc, t: t}, nil
 	}
@@ -180,11 +220,15 @@ type DialError struct {
 	Announced string
 	Dialed    string
 	Mapped    bool
-	Err       error
+	// NodeID is set when the address was found by node ID (no map entry for Announced).
+	NodeID string
+	Err    error
 }
 
 func (e *DialError) Error() string {
 	switch {
+	case e.NodeID != "":
+		return fmt.Sprintf("dialing node %s (no nodeAddressMap entry; node %s mapped by ID to %s): %v", e.Announced, e.NodeID, e.Dialed, e.Err)
 	case e.Mapped:
 		return fmt.Sprintf("dialing node %s (mapped to %s): %v", e.Announced, e.Dialed, e.Err)
 	default:
@@ -193,10 +237,6 @@ func (e *DialError) Error() string {
 }
 
 func (e *DialError) Unwrap() error { return e.Err }
-
-func dialError(announced, dialed string, mapped bool, err error) error {
-	return &DialError{Announced: announced, Dialed: dialed, Mapped: mapped, Err: err}
-}
 
 // mappedConn is a pooled connection that knows whether its mapping is still current. go-redis
 // health-checks an idle connection through syscall.Conn before reusing it: a retired one fails

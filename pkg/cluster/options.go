@@ -57,6 +57,10 @@ type Options struct {
 	MaxCommandRedirections int
 	// NodeAddressMap maps announced addresses to reachable ones (StaticMap, or a function).
 	NodeAddressMap NodeAddressMap
+	// NodeIDMap is the Client's fallback for announced addresses NodeAddressMap has no entry
+	// for: the node announcing it is looked up by ID (see NodeIDMap). The Inspector does not
+	// use it.
+	NodeIDMap NodeIDMap
 	// Dial is the base dial function beneath the address map (default net.Dialer).
 	Dial DialFunc
 	// Standalone makes an Inspector treat the single root node as a standalone server.
