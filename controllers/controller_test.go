@@ -111,6 +111,16 @@ func renderedMap(cm *corev1.ConfigMap) map[string]string {
 	return out
 }
 
+func renderedNodeIDs(cm *corev1.ConfigMap) map[string]string {
+	var cfg pkgclient.Config
+	ExpectWithOffset(1, json.Unmarshal([]byte(cm.Data[pkgclient.ConfigFileName]), &cfg)).To(Succeed())
+	out := map[string]string{}
+	for k, v := range cfg.Rconn.NodeIDs {
+		out[k] = v.String()
+	}
+	return out
+}
+
 var _ = Describe("a cluster announcing unreachable hostnames, mapped through PodDNS", Ordered, func() {
 	var (
 		ns string
@@ -151,6 +161,11 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 
 		cm, sec := outputs(ns, "cache")
 		Expect(renderedMap(cm)).To(Equal(want))
+		wantIDs := map[string]string{}
+		for _, n := range rc.Nodes {
+			wantIDs[n.ID] = want[n.Announced]
+		}
+		Expect(renderedNodeIDs(cm)).To(Equal(wantIDs), "rconn.nodeIds: every node's ID -> its mapped address")
 		Expect(metav1.IsControlledBy(cm, got)).To(BeTrue())
 		Expect(metav1.IsControlledBy(sec, got)).To(BeTrue())
 		Expect(cm.Annotations).To(HaveKey("rconn.dev/content-hash"))

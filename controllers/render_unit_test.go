@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +80,45 @@ func TestRecordHealthDropsDepartedNodes(t *testing.T) {
 	forgetMetrics(ns, name)
 	if got := series(nodeUp); len(got) != 0 {
 		t.Errorf("after forget: %v", got)
+	}
+}
+
+// A node still in the topology whose announced address lost its map entry (a restarting pod,
+// gossiped under its old IP while its endpoint is gone) keeps its last rendered ID entry;
+// nodes that left the topology drop out.
+func TestStickyNodeIDs(t *testing.T) {
+	a, b, c := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
+	addr := func(h string) pkgclient.MappedAddress { return pkgclient.MappedAddress{Host: h, Port: 6379} }
+	prev := map[string]pkgclient.MappedAddress{a: addr("redis-0"), b: addr("redis-1"), c: addr("redis-2")}
+	topo := &cluster.Topology{Nodes: []*cluster.Node{{ID: a}, {ID: b}}}
+	now := map[string]pkgclient.MappedAddress{a: addr("redis-0-new")}
+	got := stickyNodeIDs(prev, now, topo)
+	want := map[string]pkgclient.MappedAddress{a: addr("redis-0-new"), b: addr("redis-1")}
+	if !maps.Equal(got, want) {
+		t.Fatalf("stickyNodeIDs = %v, want %v", got, want)
+	}
+	if got := stickyNodeIDs(nil, nil, topo); got != nil {
+		t.Fatalf("no previous render: %v", got)
+	}
+}
+
+// rconn.nodeIds come from the topology's IDs and the rendered map; a node whose ID pkg/client
+// would refuse (a hostile server) or whose address is unmapped is left out.
+func TestRenderNodeIDs(t *testing.T) {
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	rc := &rconnv1.RedisConnection{Spec: rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{Host: "h", Port: 6379}}}}
+	m := &addressMap{entries: map[string]rconnv1.AppliedAddressMapping{"10.0.0.1:6379": {Reachable: "redis-0:6379"}, "10.0.0.2:6379": {Reachable: "redis-1:6379"}, "10.0.0.9:6379": {Reachable: "x:6379"}}}
+	topo := &cluster.Topology{Nodes: []*cluster.Node{
+		{ID: a, Announced: "10.0.0.1:6379"},
+		{ID: "not-an-id\r\n", Announced: "10.0.0.9:6379"},
+		{ID: b, Announced: "10.0.0.3:6379"},
+	}}
+	cfg := renderConfig(rc, &credentials{}, m, topo)
+	want := map[string]pkgclient.MappedAddress{a: {Host: "redis-0", Port: 6379}}
+	if !maps.Equal(cfg.Rconn.NodeIDs, want) {
+		t.Fatalf("nodeIds = %v, want %v", cfg.Rconn.NodeIDs, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
