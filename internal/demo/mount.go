@@ -36,6 +36,9 @@ type MountOptions struct {
 	// SyncPeriod is the stand-in's --sync-frequency (0: KubeletSyncPeriod, the real default).
 	// Each sync comes SyncPeriod..1.5*SyncPeriod after the previous one.
 	SyncPeriod time.Duration
+	// ConfigFilter, when set, rewrites each ConfigMap file before it is written (a benchmark's
+	// "client that ignores a field").
+	ConfigFilter func(key string, data []byte) []byte
 }
 
 // Mount is a kubelet stand-in: it keeps a ConfigMap and a Secret written to two directories in
@@ -94,6 +97,9 @@ func StartMount(t TB, ctx context.Context, kube client.Reader, namespace, name, 
 					files := map[string][]byte{}
 					for k, v := range cm.Data {
 						files[k] = []byte(v)
+						if o.ConfigFilter != nil {
+							files[k] = o.ConfigFilter(k, files[k])
+						}
 					}
 					if err = kubeletmount.Write(m.ConfigDir, files, 0o644); err == nil {
 						if cmRV != "" {

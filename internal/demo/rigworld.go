@@ -45,6 +45,15 @@ type RigWorld struct {
 	Timings []Timing
 
 	progress func(format string, args ...any)
+	lbNet    string
+}
+
+// LoadBalancerIP is the ingress address of pod i's LoadBalancer Service in this world.
+func (w *RigWorld) LoadBalancerIP(i int) string {
+	if w.lbNet == "" {
+		return LoadBalancerIP(i)
+	}
+	return fmt.Sprintf("%s.%d", w.lbNet, i+1)
 }
 
 // Timing is one measured part of the demo.
@@ -70,7 +79,7 @@ func StartRig(t TB, ctx context.Context, o Options) *RigWorld {
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
-	w := &RigWorld{Dir: o.Dir, Root: root, progress: o.Progress}
+	w := &RigWorld{Dir: o.Dir, Root: root, progress: o.Progress, lbNet: o.LoadBalancerNet}
 	if w.progress == nil {
 		w.progress = t.Logf
 	}
@@ -153,11 +162,11 @@ func StartRig(t TB, ctx context.Context, o Options) *RigWorld {
 
 // publishLoadBalancers creates one LoadBalancer Service per pod (selecting it by
 // statefulset.kubernetes.io/pod-name, labelled ExposeLabel), sets its ingress to
-// LoadBalancerIP(i) as a cloud controller would, and serves that address with a forwarder to
+// w.LoadBalancerIP(i) as a cloud controller would, and serves that address with a forwarder to
 // the pod's current IP (what the cloud load balancer + kube-proxy do).
 func (w *RigWorld) publishLoadBalancers(t TB, ctx context.Context) error {
 	for i := 0; i < w.Redis.Pods; i++ {
-		addr := net.JoinHostPort(LoadBalancerIP(i), "6379")
+		addr := net.JoinHostPort(w.LoadBalancerIP(i), "6379")
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("the load balancer address %s is taken (a demo left running with KEEP=1? `make demo-stop`): %v", addr, err)
@@ -178,12 +187,12 @@ func (w *RigWorld) publishLoadBalancers(t TB, ctx context.Context) error {
 		if err := w.Rig.Client.Create(ctx, svc); err != nil {
 			return err
 		}
-		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: LoadBalancerIP(i)}}
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: w.LoadBalancerIP(i)}}
 		if err := w.Rig.Client.Status().Update(ctx, svc); err != nil {
 			return err
 		}
 		runner := w.Redis.Runner
-		nettest.StartProxyFunc(t, net.JoinHostPort(LoadBalancerIP(i), "6379"), func() string { return runner.Addr(pod) })
+		nettest.StartProxyFunc(t, net.JoinHostPort(w.LoadBalancerIP(i), "6379"), func() string { return runner.Addr(pod) })
 	}
 	return nil
 }

@@ -92,6 +92,10 @@ type Options struct {
 	Dir string
 	// Progress prints a step (default: t.Logf).
 	Progress func(format string, args ...any)
+	// LoadBalancerNet is the first three octets of the LoadBalancer ingress addresses of the
+	// rig world (default "127.2.0", LoadBalancerIP's): tests that run beside the demo's
+	// addresses pick another loopback /24.
+	LoadBalancerNet string
 }
 
 // Start brings the world up; t's Cleanup tears it down.

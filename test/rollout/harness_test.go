@@ -1,0 +1,280 @@
+// Package rollout measures what `kubectl rollout restart statefulset` of a Redis Cluster costs
+// an app that reaches the cluster only through rconn's map: the real control plane rig (kwok
+// pods, the endpointslice controller, CoreDNS), 3 masters + 3 replicas restarted one by one
+// with failovers, per-pod LoadBalancer Services, the manager binary, and an app outside the
+// pod network (it cannot dial pod IPs) that reads its config through a kubelet-style volume
+// synced every 60-90 s. BenchmarkRolloutRestart reports the figures per client variant;
+// TestRolloutRestartDrill asserts the goal for the default client.
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/rig"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+)
+
+// lbNet is this package's LoadBalancer /24 (the demo and test/e2e use 127.2.0).
+const lbNet = "127.4.0"
+
+// connName is the RedisConnection the apps consume.
+const connName = "rollout"
+
+// world is the rig with the Redis StatefulSet, its LoadBalancer Services and the manager.
+type world struct {
+	*demo.RigWorld
+	mgr *managertest.Manager
+}
+
+// startWorld brings everything up (bounded by ctx) and waits for the RedisConnection to be
+// Ready; t's Cleanup removes it all.
+func startWorld(t testing.TB, ctx context.Context) *world {
+	t.Helper()
+	if err := rig.Available(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the rig is required in CI: %v", err)
+		}
+		t.Skipf("no rig here: %v", err)
+	}
+	dir := t.TempDir()
+	w := &world{RigWorld: demo.StartRig(t, ctx, demo.Options{Dir: dir, LoadBalancerNet: lbNet, Progress: t.Logf})}
+	if err := w.InstallCRD(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.mgr = w.StartManager(t, managertest.Build(t))
+	rc := &rconnv1.RedisConnection{
+		ObjectMeta: metav1.ObjectMeta{Namespace: demo.Namespace, Name: connName},
+		Spec: rconnv1.RedisConnectionSpec{
+			RootNodes: []rconnv1.RootNode{{URL: rconnv1.RedisURL("redis://" + net.JoinHostPort(w.LoadBalancerIP(0), "6379"))}},
+			Defaults: &rconnv1.NodeDefaults{
+				ACL: &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: demo.ACLSecret}, UsernameKey: "username", PasswordKey: "password"},
+			},
+			NodeAddressMap: &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{
+				Selector:    metav1.LabelSelector{MatchLabels: map[string]string{demo.ExposeLabel: demo.ExposeValue}},
+				AddressType: rconnv1.AddressTypeLoadBalancer,
+			}}},
+		},
+	}
+	if err := w.Rig.Client.Create(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.waitReady(ctx, 2*time.Minute); err != nil {
+		t.Fatalf("%v\nmanager log:\n%s", err, w.mgr.Log())
+	}
+	return w
+}
+
+// waitReady waits until the RedisConnection is Ready with all 6 nodes mapped and healthy.
+func (w *world) waitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		var rc rconnv1.RedisConnection
+		if err := w.Rig.Client.Get(ctx, client.ObjectKey{Namespace: demo.Namespace, Name: connName}, &rc); err == nil {
+			ready := false
+			for _, c := range rc.Status.Conditions {
+				if c.Type == rconnv1.ConditionReady {
+					ready = c.Status == metav1.ConditionTrue
+					last = c.Reason + ": " + c.Message
+				}
+			}
+			if ready && rc.Status.HealthyNodeCount == 6 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("RedisConnection %s never became Ready with 6 healthy nodes (last: %s)", connName, last)
+}
+
+// outsideDial is the app's network: it is outside the pod network, so a pod IP (198.18.0.0/15)
+// is a black hole (the SYN goes unanswered until the connect timeout), as for an app on a VM
+// or another cluster; everything else is dialed (loopback LoadBalancer addresses).
+func outsideDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && netip.MustParsePrefix("198.18.0.0/15").Contains(ap.Addr()) {
+		<-ctx.Done()
+		return nil, fmt.Errorf("dial %s %s: %w (pod network unreachable from the app)", network, addr, ctx.Err())
+	}
+	return cluster.IPOnlyDial(ctx, network, addr)
+}
+
+// stripNodeIDs is the mount filter of the "no node IDs" variant: config.json as a client that
+// does not know rconn.nodeIds reads it (today's main).
+func stripNodeIDs(key string, data []byte) []byte {
+	if key != pkgclient.ConfigFileName {
+		return data
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) != nil {
+		return data
+	}
+	var rconn map[string]json.RawMessage
+	if json.Unmarshal(raw["rconn"], &rconn) != nil {
+		return data
+	}
+	delete(rconn, "nodeIds")
+	b, _ := json.Marshal(rconn)
+	raw["rconn"] = b
+	out, _ := json.Marshal(raw)
+	return out
+}
+
+// variant is one way an app consumes rconn's output.
+type variant struct {
+	name string
+	// open returns the app's client; cleanup is registered on t.
+	open func(t testing.TB, ctx context.Context, w *world) *pkgclient.Client
+}
+
+// mountVariant reads a kubelet-style mount synced every 60-90 s (kubelet's default period).
+func mountVariant(name string, filter func(string, []byte) []byte) variant {
+	return variant{name: name, open: func(t testing.TB, ctx context.Context, w *world) *pkgclient.Client {
+		m := w.Mount(t, ctx, connName, demo.MountOptions{SyncPeriod: demo.KubeletSyncPeriod, ConfigFilter: filter})
+		c, err := pkgclient.OpenOptions{Dial: outsideDial}.Open(ctx, m.ConfigDir, m.SecretDir)
+		if err != nil {
+			t.Fatalf("%s: Open: %v", name, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}}
+}
+
+var (
+	variantNoNodeIDs = mountVariant("mount-60s-no-node-ids", stripNodeIDs)
+	variantNodeIDs   = mountVariant("mount-60s-node-ids", nil)
+)
+
+// result is what the app saw during one rollout.
+type result struct {
+	ops, failed, killed int64
+	longestStall        time.Duration
+	p50, p99, max       time.Duration
+	// errors: up to 8 distinct failure messages with counts.
+	errors map[string]int
+	took   time.Duration
+}
+
+func (r *result) String() string {
+	var errs []string
+	for e, n := range r.errors {
+		errs = append(errs, fmt.Sprintf("%dx %s", n, e))
+	}
+	slices.Sort(errs)
+	return fmt.Sprintf("rollout %.0fs: %d commands, %d failed (%d killed in flight), longest stall %v, p50 %v, p99 %v, max %v; errors: %s",
+		r.took.Seconds(), r.ops, r.failed, r.killed, r.longestStall.Round(time.Millisecond), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Millisecond), strings.Join(errs, "; "))
+}
+
+// killedInFlight: the command was on a connection the restart closed (its server exited).
+func killedInFlight(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// parallelism is how many app goroutines run SET/GET.
+const parallelism = 16
+
+// rolloutUnderLoad runs SET+GET over keys of every slot at parallelism 16 while the
+// StatefulSet rolls out, and for 5 s after the cluster is whole again.
+func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.Client) *result {
+	t.Helper()
+	loadCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		lat     []time.Duration
+		res     = &result{errors: map[string]int{}}
+		ops     atomic.Int64
+		failed  atomic.Int64
+		killed  atomic.Int64
+		stallNs atomic.Int64
+	)
+	for g := 0; g < parallelism; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<16)
+			lastOK := time.Now()
+			for i := 0; loadCtx.Err() == nil; i++ {
+				key := cluster.KeyForSlot((g*1031 + i*131) % cluster.SlotCount)
+				val := fmt.Sprintf("%d-%d", g, i)
+				start := time.Now()
+				err := c.Set(loadCtx, key, val, 0).Err()
+				if err == nil {
+					var got string
+					got, err = c.Get(loadCtx, key).Result()
+					if err == nil && got != val {
+						err = fmt.Errorf("GET %s = %q, want %q (a write was lost)", key, got, val)
+					}
+				}
+				now := time.Now()
+				ops.Add(1)
+				if loadCtx.Err() != nil {
+					break
+				}
+				if err != nil {
+					failed.Add(1)
+					if killedInFlight(err) {
+						killed.Add(1)
+					}
+					mu.Lock()
+					msg := err.Error()
+					if len(res.errors) < 8 || res.errors[msg] > 0 {
+						res.errors[msg]++
+					}
+					mu.Unlock()
+					continue
+				}
+				local = append(local, now.Sub(start))
+				if s := now.Sub(lastOK); s > time.Duration(stallNs.Load()) {
+					stallNs.Store(int64(s)) // racy max is fine: workers rarely tie
+				}
+				lastOK = now
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	if err := w.Redis.RolloutRestart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Redis.WaitRolledOut(ctx, 8*time.Minute); err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	res.took = time.Since(start)
+	time.Sleep(5 * time.Second)
+	stop()
+	wg.Wait()
+	res.ops, res.failed, res.killed, res.longestStall = ops.Load(), failed.Load(), killed.Load(), time.Duration(stallNs.Load())
+	slices.Sort(lat)
+	if n := len(lat); n > 0 {
+		res.p50, res.p99, res.max = lat[n/2], lat[n*99/100], lat[n-1]
+	}
+	return res
+}
