@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -177,6 +178,9 @@ type result struct {
 	// errors: up to 8 distinct failure messages with counts.
 	errors map[string]int
 	took   time.Duration
+	// slow lists the first commands that took more than a second (time since the rollout
+	// started, duration, error), for the log.
+	slow []string
 }
 
 func (r *result) String() string {
@@ -185,8 +189,8 @@ func (r *result) String() string {
 		errs = append(errs, fmt.Sprintf("%dx %s", n, e))
 	}
 	slices.Sort(errs)
-	return fmt.Sprintf("rollout %.0fs: %d commands, %d failed (%d killed in flight), longest stall %v, p50 %v, p99 %v, max %v; errors: %s",
-		r.took.Seconds(), r.ops, r.failed, r.killed, r.longestStall.Round(time.Millisecond), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Millisecond), strings.Join(errs, "; "))
+	return fmt.Sprintf("rollout %.0fs: %d commands, %d failed (%d killed in flight), longest stall %v, p50 %v, p99 %v, max %v; errors: %s; slow commands: %s",
+		r.took.Seconds(), r.ops, r.failed, r.killed, r.longestStall.Round(time.Millisecond), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Millisecond), strings.Join(errs, "; "), strings.Join(r.slow, "; "))
 }
 
 // killedInFlight: the command was on a connection the restart closed (its server exited).
@@ -203,6 +207,7 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 	t.Helper()
 	loadCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	began := time.Now()
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -233,6 +238,13 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 				}
 				now := time.Now()
 				ops.Add(1)
+				if d := now.Sub(start); d > time.Second {
+					mu.Lock()
+					if len(res.slow) < 40 {
+						res.slow = append(res.slow, fmt.Sprintf("t+%.1fs %v %v", start.Sub(began).Seconds(), d.Round(10*time.Millisecond), err))
+					}
+					mu.Unlock()
+				}
 				if loadCtx.Err() != nil {
 					break
 				}
@@ -261,6 +273,7 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 		}()
 	}
 	start := time.Now()
+	go w.logPods(t, loadCtx, began)
 	if err := w.Redis.RolloutRestart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -277,4 +290,31 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 		res.p50, res.p99, res.max = lat[n/2], lat[n*99/100], lat[n-1]
 	}
 	return res
+}
+
+// logPods logs each pod's IP and readiness when they change (t+ seconds since began).
+func (w *world) logPods(t testing.TB, ctx context.Context, began time.Time) {
+	seen := map[string]string{}
+	for ctx.Err() == nil {
+		var pods corev1.PodList
+		if err := w.Rig.Client.List(ctx, &pods, client.InNamespace(demo.Namespace), client.MatchingLabels{rig.AppLabel: demo.RedisName}); err == nil {
+			for _, p := range pods.Items {
+				ready := false
+				for _, c := range p.Status.Conditions {
+					if c.Type == corev1.PodReady {
+						ready = c.Status == corev1.ConditionTrue
+					}
+				}
+				st := fmt.Sprintf("ip=%s ready=%t deleting=%t", p.Status.PodIP, ready, p.DeletionTimestamp != nil)
+				if seen[p.Name] != st {
+					seen[p.Name] = st
+					t.Logf("t+%.1fs pod %s %s", time.Since(began).Seconds(), p.Name, st)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

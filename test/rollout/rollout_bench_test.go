@@ -1,0 +1,34 @@
+package rollout
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// BenchmarkRolloutRestart: one `kubectl rollout restart statefulset` of 3 masters + 3 replicas
+// per variant, under SET+GET at parallelism 16 over all slots, on one rig. Metrics: failed
+// commands (and those of them in flight on a connection the restart closed), the longest time
+// an app goroutine went without a successful command, p99 and max command latency. b.N is
+// ignored: a rollout is one sample (run with -benchtime 1x).
+func BenchmarkRolloutRestart(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	w := startWorld(b, ctx)
+	for _, v := range []variant{variantNoNodeIDs, variantNodeIDs} {
+		b.Run(v.name, func(b *testing.B) {
+			c := v.open(b, ctx, w)
+			res := rolloutUnderLoad(b, ctx, w, c)
+			b.Logf("%s: %s", v.name, res)
+			b.ReportMetric(float64(res.failed), "failed")
+			b.ReportMetric(float64(res.failed-res.killed), "failed-beyond-killed")
+			b.ReportMetric(res.longestStall.Seconds(), "s-longest-stall")
+			b.ReportMetric(float64(res.p99.Microseconds())/1000, "ms-p99")
+			b.ReportMetric(res.max.Seconds(), "s-max")
+			b.ReportMetric(float64(res.ops)/res.took.Seconds(), "cmds/s")
+			if err := w.waitReady(ctx, 2*time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
