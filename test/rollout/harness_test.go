@@ -173,6 +173,8 @@ var (
 // result is what the app saw during one rollout.
 type result struct {
 	ops, failed, killed int64
+	// lost counts GETs that did not return the value just SET.
+	lost int64
 	longestStall        time.Duration
 	p50, p99, max       time.Duration
 	// errors: up to 8 distinct failure messages with counts.
@@ -189,8 +191,8 @@ func (r *result) String() string {
 		errs = append(errs, fmt.Sprintf("%dx %s", n, e))
 	}
 	slices.Sort(errs)
-	return fmt.Sprintf("rollout %.0fs: %d commands, %d failed (%d killed in flight), longest stall %v, p50 %v, p99 %v, max %v; errors: %s; slow commands: %s",
-		r.took.Seconds(), r.ops, r.failed, r.killed, r.longestStall.Round(time.Millisecond), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Millisecond), strings.Join(errs, "; "), strings.Join(r.slow, "; "))
+	return fmt.Sprintf("rollout %.0fs: %d commands, %d failed (%d killed in flight, %d lost writes), longest stall %v, p50 %v, p99 %v, max %v; errors: %s; slow commands: %s",
+		r.took.Seconds(), r.ops, r.failed, r.killed, r.lost, r.longestStall.Round(time.Millisecond), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Millisecond), strings.Join(errs, "; "), strings.Join(r.slow, "; "))
 }
 
 // killedInFlight: the command was on a connection the restart closed (its server exited).
@@ -225,7 +227,8 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 			local := make([]time.Duration, 0, 1<<16)
 			lastOK := time.Now()
 			for i := 0; loadCtx.Err() == nil; i++ {
-				key := cluster.KeyForSlot((g*1031 + i*131) % cluster.SlotCount)
+				// Each goroutine its own keys ({tag} keeps the slot), so a GET sees only its writes.
+				key := fmt.Sprintf("{%s}:%d", cluster.KeyForSlot((g*1031+i*131)%cluster.SlotCount), g)
 				val := fmt.Sprintf("%d-%d", g, i)
 				start := time.Now()
 				err := c.Set(loadCtx, key, val, 0).Err()
@@ -255,6 +258,9 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 					}
 					mu.Lock()
 					msg := err.Error()
+					if strings.Contains(msg, "a write was lost") {
+						res.lost++
+					}
 					if len(res.errors) < 8 || res.errors[msg] > 0 {
 						res.errors[msg]++
 					}

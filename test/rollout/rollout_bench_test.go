@@ -22,6 +22,7 @@ func BenchmarkRolloutRestart(b *testing.B) {
 			b.Logf("%s: %s", v.name, res)
 			b.ReportMetric(float64(res.failed), "failed")
 			b.ReportMetric(float64(res.failed-res.killed), "failed-beyond-killed")
+			b.ReportMetric(float64(res.lost), "lost-writes")
 			b.ReportMetric(res.longestStall.Seconds(), "s-longest-stall")
 			b.ReportMetric(float64(res.p99.Microseconds())/1000, "ms-p99")
 			b.ReportMetric(res.max.Seconds(), "s-max")

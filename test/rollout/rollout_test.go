@@ -20,6 +20,9 @@ func TestRolloutRestartDrill(t *testing.T) {
 	if res.ops == 0 {
 		t.Fatal("the app ran no command")
 	}
+	if res.lost > 0 {
+		t.Fatalf("%d writes were lost: %s", res.lost, res)
+	}
 	if res.failed > res.killed {
 		t.Fatalf("%d commands failed beyond the %d in flight on killed connections: %s", res.failed-res.killed, res.killed, res)
 	}
