@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -108,6 +109,7 @@ func (r *RedisConnectionReconciler) now() time.Time {
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles,verbs=get;list;watch;create;patch;delete
 
 // Reconcile brings one RedisConnection's status and outputs in line with the cluster.
 func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -306,6 +308,13 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	r.nodeIDs.set(req.NamespacedName, cfg.Rconn.NodeIDs)
+	if err := r.applyReaderRole(ctx, rc); err != nil {
+		if errors.As(err, &conflict) {
+			setCondition(rc, rconnv1.ConditionConfigRendered, false, rconnv1.ReasonOutputConflict, err.Error())
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
 	cm, sec := outputNames(rc)
 	setCondition(rc, rconnv1.ConditionConfigRendered, true, rconnv1.ReasonRendered, fmt.Sprintf("ConfigMap %s and Secret %s are current", cm, sec))
 	if changed {
@@ -457,6 +466,7 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Secrets: metadata only, for owned outputs and referenced inputs alike; content is read
 		// from the API server when needed, so no Secret data sits in the cache.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		Owns(&rbacv1.Role{}, builder.OnlyMetadata).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.forService)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.forEndpointSlice)).

@@ -304,6 +304,16 @@ type Output struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="secretName must be a lowercase DNS subdomain"
 	SecretName string `json:"secretName,omitempty"`
+
+	// readerRoleName, when set, makes the controller render a Role of this name that grants
+	// get, list and watch on exactly the two outputs (resourceNames), for apps that read their
+	// config through the Kubernetes API (pkg/client/kubesource) instead of a volume: granting an
+	// app access is then one RoleBinding to this Role. Unset: no Role (one rendered before is
+	// deleted).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="readerRoleName must be a lowercase DNS subdomain"
+	ReaderRoleName string `json:"readerRoleName,omitempty"`
 }
 
 // RedisConnectionSpec declares how apps reach one Redis Cluster or standalone server.
