@@ -144,7 +144,7 @@ render: ## Print the manifests deploy would apply: make render IMG=registry/rcon
 ##@ Release
 .PHONY: release
 release: helm ## make release VERSION=vX.Y.Z: dist/install.yaml, the packaged chart, the manager binary, SHA256SUMS (DIST=, IMAGE_REPO=).
-	@if [ "$(origin VERSION)" != "command line" ] && [ "$(origin VERSION)" != "environment" ]; then \
+	@if [ -z "$(VERSION)" ] || { [ "$(origin VERSION)" != "command line" ] && [ "$(origin VERSION)" != "environment" ]; }; then \
 		echo "make release needs the version: make release VERSION=vX.Y.Z" >&2; exit 2; fi
 	@HELM=$(HELM) KUBECTL=$(KUBECTL) hack/release.sh "$(VERSION)" "$(DIST)" "$(IMAGE_REPO)"
 
