@@ -92,10 +92,7 @@ func TestHelmInstall(t *testing.T) {
 		gen := decodeObjects(t, readFile(t, "config/rbac/role.yaml"))
 		var role rbacv1.ClusterRole
 		fromUnstructured(t, gen[0], &role)
-		mapper, err := freshMapper(admin)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mapper := admin.RESTMapper()
 		var nsRules, clusterRules []rbacv1.PolicyRule
 		for _, r := range role.Rules {
 			n, c := splitRuleByScope(t, mapper, r)
@@ -308,8 +305,6 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-func freshMapper(c client.Client) (meta.RESTMapper, error) { return c.RESTMapper(), nil }
-
 // splitRuleByScope splits a rule into its namespaced and its cluster-scoped resources, as the
 // API server's discovery says (a subresource has its resource's scope).
 func splitRuleByScope(t *testing.T, mapper meta.RESTMapper, r rbacv1.PolicyRule) (namespaced, cluster []rbacv1.PolicyRule) {
@@ -392,5 +387,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
-
