@@ -9,6 +9,16 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 ENVTEST_ASSETS := $(LOCALBIN)/k8s
 RIG_ASSETS := $(LOCALBIN)/rig
+# helm for the chart tests and make release: built from the module proxy (hack/helm-assets.sh,
+# which holds the pin), cached outside the work tree.
+HELM := $(LOCALBIN)/helm
+# The version stamped into bin/manager (manager --version, rconn_build_info). make release needs
+# it on the command line: make release VERSION=v1.2.3.
+VERSION ?= $(shell git describe --tags --match 'v*' --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Where make release puts its outputs, and the image repository it pins.
+DIST ?= $(ROOT)/dist
+IMAGE_REPO ?= ghcr.io/rconn-dev/rconn-manager
 # Go test flags: override with e.g. make test GOTESTFLAGS='-run Foo -v'
 GOTESTFLAGS ?=
 GO_TEST_TIMEOUT ?= 25m
@@ -23,8 +33,9 @@ help: ## Show the targets.
 
 ##@ Development
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests from the markers.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests from the markers (and copy them into charts/rconn/files).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@hack/chart-sync.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
@@ -32,9 +43,9 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when the committed generated files differ from a fresh generation.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
 		echo "generated files are out of date; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git --no-pager diff --stat -- api config; exit 1; \
+		git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; \
 	fi
 
 .PHONY: fmt
@@ -53,12 +64,16 @@ deps: ## Install redis-server/redis-cli (Debian) when missing.
 envtest: ## Build/cache the envtest control plane (kube-apiserver from source, etcd, kubectl).
 	@hack/envtest-assets.sh $(ENVTEST_ASSETS) >/dev/null
 
+.PHONY: helm
+helm: ## Build/cache the pinned helm (hack/helm-assets.sh) into bin/helm.
+	@hack/helm-assets.sh $(LOCALBIN) >/dev/null
+
 .PHONY: rig-assets
 rig-assets: envtest ## Build/cache the real control plane rig (kube-controller-manager, kube-scheduler, kwok + its stage configs, CoreDNS) into bin/rig.
 	@hack/rig-assets.sh $(RIG_ASSETS) >/dev/null
 
 .PHONY: test
-test: deps envtest rig-assets verify-generated vet ## Run every test (envtest, the rig, real redis-server).
+test: deps envtest rig-assets helm verify-generated vet ## Run every test (envtest, the rig, real redis-server, the chart).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
 # Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
@@ -73,6 +88,10 @@ BENCH_FLAGS = -run '^$$' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME
 .PHONY: test-e2e
 test-e2e: deps envtest rig-assets ## Only the end-to-end suite (test/e2e; make test runs it too).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/e2e -count=1 -v -timeout 15m $(GOTESTFLAGS)
+
+.PHONY: test-helm
+test-helm: deps envtest helm ## Only the chart, alert, dashboard and release tests (test/helm; make test runs them too).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/helm -count=1 -v -timeout 10m $(GOTESTFLAGS)
 
 .PHONY: bench
 bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and redis-benchmark), print one table.
@@ -96,16 +115,16 @@ demo-stop: ## Stop a demo left running with KEEP=1.
 
 ##@ Build
 .PHONY: build
-build: ## Build bin/manager.
-	CGO_ENABLED=0 go build -trimpath -o bin/manager .
+build: ## Build bin/manager (VERSION=... stamps the version).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/manager .
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a container engine; IMG=...). The same go build runs in `make build-static`.
-	docker build -t $(IMG) .
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
 .PHONY: build-static
 build-static: ## The Dockerfile's build step, without a container engine: static linux binary in bin/manager-static.
-	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o bin/manager-static .
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w $(LDFLAGS)" -o bin/manager-static .
 	@if command -v file >/dev/null; then file bin/manager-static; fi
 
 ##@ Deployment
@@ -121,6 +140,13 @@ undeploy: ## Remove what deploy created (CRD included: every RedisConnection goe
 .PHONY: render
 render: ## Print the manifests deploy would apply: make render IMG=registry/rconn:tag
 	@KUBECTL=$(KUBECTL) IMG=$(IMG) hack/deploy.sh render
+
+##@ Release
+.PHONY: release
+release: helm ## make release VERSION=vX.Y.Z: dist/install.yaml, the packaged chart, the manager binary, SHA256SUMS (DIST=, IMAGE_REPO=).
+	@if [ -z "$(VERSION)" ] || { [ "$(origin VERSION)" != "command line" ] && [ "$(origin VERSION)" != "environment" ]; }; then \
+		echo "make release needs the version: make release VERSION=vX.Y.Z" >&2; exit 2; fi
+	@HELM=$(HELM) KUBECTL=$(KUBECTL) hack/release.sh "$(VERSION)" "$(DIST)" "$(IMAGE_REPO)"
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.

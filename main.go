@@ -47,6 +47,7 @@ func main() {
 		metricsAddr, probeAddr, watchNamespaces, clusterDomain  string
 		dnsServer                                               string
 		secureMetrics, enableLeaderElection, enableHTTP2, noDNS bool
+		showVersion                                             bool
 		maxConcurrentReconciles                                 int
 		maxRedisTimeout                                         time.Duration
 		denyCIDRs, allowCIDRs                                   string
@@ -71,9 +72,15 @@ func main() {
 	flag.Int64Var(&limits.MaxBulkLen, "max-bulk-len", limits.MaxBulkLen, "Cap on the length of one Redis bulk string.")
 	flag.IntVar(&limits.MaxTopologyNodes, "max-topology-nodes", limits.MaxTopologyNodes, "Cap on the nodes of one discovered topology (Redis Cluster's documented maximum is 1000).")
 	flag.IntVar(&limits.MaxTopologyShards, "max-topology-shards", limits.MaxTopologyShards, "Cap on the shards of one discovered topology.")
+	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if showVersion {
+		fmt.Println(versionString())
+		return
+	}
+	registerBuildInfo()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	// Before any client exists: every name (API server, Redis) resolves through --dns-server.
 	if server, err := dnsflag.Install(dnsServer); err != nil {
@@ -154,7 +161,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	setupLog.Info("starting manager")
+	setupLog.Info("starting manager", "version", version, "revision", revision())
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)

@@ -173,8 +173,18 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		Expect(string(sec.Data["password"])).To(Equal("s3cret"))
 		Expect(string(sec.Data["username"])).To(Equal("app"))
 		Expect(string(sec.Data["type"])).To(Equal("redis"))
-		Expect(sec.Data).To(HaveKey("host"))
-		Expect(sec.Data).To(HaveKey("port"))
+		Expect(string(sec.Data["host"]) + ":" + string(sec.Data["port"])).To(Equal(rc.Nodes[0].Addr()))
+		// Spring Cloud Bindings' cluster keys: the root node first, then every reachable
+		// (mapped) address once; never an announced one.
+		seeds := strings.Split(string(sec.Data["cluster.nodes"]), ",")
+		Expect(seeds[0]).To(Equal(rc.Nodes[0].Addr()))
+		var targets []string
+		for _, t := range want {
+			targets = append(targets, t)
+		}
+		Expect(seeds[1:]).To(ConsistOf(targets))
+		Expect(string(sec.Data["cluster.max-redirects"])).To(Equal("16"))
+		Expect(sec.Data).NotTo(HaveKey("ssl"))
 	})
 
 	It("renders what pkg/client opens: SET/GET across all shards through the map", func() {

@@ -2,10 +2,13 @@ package controllers
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
@@ -48,10 +51,18 @@ var (
 		Name: "rconn_inspector_references",
 		Help: "RedisConnections using one of the open sets of Redis connections (rconn_inspectors_open).",
 	})
+	readyReason = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rconn_ready_reason",
+		Help: "1 for the reason of the RedisConnection's Ready condition (one series per RedisConnection; Ready when rconn_ready is 1, else the root cause): alerts join it to rconn_ready to say why.",
+	}, []string{"namespace", "name", "reason"})
+	certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rconn_certificate_expiry_timestamp_seconds",
+		Help: "Unix time at which the earliest TLS certificate the RedisConnection references (CA or client certificate) expires. Only for RedisConnections with TLS material; kept at the last valid value while a rotation fails.",
+	}, []string{"namespace", "name"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(nodeUp, nodePing, ready, slotsCovered, topologyChanges, openInspectors, inspectorReferences, eventsDropped, probeDuration)
+	metrics.Registry.MustRegister(nodeUp, nodePing, ready, readyReason, slotsCovered, topologyChanges, certExpiry, openInspectors, inspectorReferences, eventsDropped, probeDuration)
 }
 
 // recorded remembers which node series each RedisConnection has, so nodes that left the
@@ -59,7 +70,8 @@ func init() {
 var recorded = struct {
 	sync.Mutex
 	up, ping map[[2]string]map[string]bool
-}{up: map[[2]string]map[string]bool{}, ping: map[[2]string]map[string]bool{}}
+	reason   map[[2]string]string
+}{up: map[[2]string]map[string]bool{}, ping: map[[2]string]map[string]bool{}, reason: map[[2]string]string{}}
 
 func recordHealth(ns, name string, health []cluster.NodeHealth) {
 	up, ping := map[string]bool{}, map[string]bool{}
@@ -91,12 +103,34 @@ func recordHealth(ns, name string, health []cluster.NodeHealth) {
 	recorded.up[key], recorded.ping[key] = up, ping
 }
 
-func recordReady(ns, name string, isReady bool) {
+// recordReady sets rconn_ready and rconn_ready_reason. The reason series is replaced (set, then
+// the previous one deleted), never absent in between, so an alert's "for" is not reset by a
+// scrape that falls between the two. The topology counter starts at 0, so that increase() sees
+// the first change.
+func recordReady(ns, name string, isReady bool, reason string) {
 	v := 0.0
 	if isReady {
 		v = 1
 	}
 	ready.WithLabelValues(ns, name).Set(v)
+	topologyChanges.WithLabelValues(ns, name)
+	readyReason.WithLabelValues(ns, name, reason).Set(1)
+	key := [2]string{ns, name}
+	recorded.Lock()
+	defer recorded.Unlock()
+	if old, ok := recorded.reason[key]; ok && old != reason {
+		readyReason.DeleteLabelValues(ns, name, old)
+	}
+	recorded.reason[key] = reason
+}
+
+// recordCertificateExpiry sets or (without TLS certificates) removes the expiry gauge.
+func recordCertificateExpiry(ns, name string, expiry time.Time) {
+	if expiry.IsZero() {
+		certExpiry.DeleteLabelValues(ns, name)
+		return
+	}
+	certExpiry.WithLabelValues(ns, name).Set(float64(expiry.Unix()))
 }
 
 // forgetMetrics drops every series of a deleted RedisConnection.
@@ -105,10 +139,20 @@ func forgetMetrics(ns, name string) {
 	nodeUp.DeletePartialMatch(l)
 	nodePing.DeletePartialMatch(l)
 	ready.DeletePartialMatch(l)
+	readyReason.DeletePartialMatch(l)
 	recorded.Lock()
 	delete(recorded.up, [2]string{ns, name})
 	delete(recorded.ping, [2]string{ns, name})
+	delete(recorded.reason, [2]string{ns, name})
 	recorded.Unlock()
 	slotsCovered.DeletePartialMatch(l)
+	certExpiry.DeletePartialMatch(l)
 	topologyChanges.DeletePartialMatch(l)
+}
+
+func readyReasonOf(c *metav1.Condition) string {
+	if c == nil || c.Reason == "" {
+		return rconnv1.ReasonReconciling
+	}
+	return c.Reason
 }

@@ -14,10 +14,11 @@ import (
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 )
 
-// readerRoleRules grant reading exactly the two outputs: get for the first read, list and watch
-// (with a metadata.name field selector, which RBAC matches against resourceNames) to follow them.
+// readerRoleRules grant reading exactly the two outputs: get for the first read and watch (with a
+// metadata.name field selector, which RBAC matches against resourceNames) to follow them; what
+// pkg/client/kubesource needs, and nothing more.
 func readerRoleRules(cmName, secName string) []rbacv1.PolicyRule {
-	verbs := []string{"get", "list", "watch"}
+	verbs := []string{"get", "watch"}
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{cmName}, Verbs: verbs},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{secName}, Verbs: verbs},

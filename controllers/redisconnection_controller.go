@@ -12,8 +12,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -136,7 +136,8 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	defer func() {
 		setReady(rc)
-		recordReady(rc.Namespace, rc.Name, meta.IsStatusConditionTrue(rc.Status.Conditions, rconnv1.ConditionReady))
+		readyCond := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionReady)
+		recordReady(rc.Namespace, rc.Name, readyCond != nil && readyCond.Status == metav1.ConditionTrue, readyReasonOf(readyCond))
 		// observedGeneration moves only once the generation has been processed through to the
 		// outputs (or to the condition that stops it): while the first probe through new
 		// settings runs, it keeps the previous value.
@@ -185,6 +186,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	} else {
 		setCondition(rc, rconnv1.ConditionCredentialsResolved, true, rconnv1.ReasonCredentialsResolved, "ACL and TLS Secrets are present and valid")
 	}
+	recordCertificateExpiry(rc.Namespace, rc.Name, creds.expiry)
 	r.warnExpiry(rc, creds)
 
 	// 2. Node address map.

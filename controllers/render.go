@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -173,7 +174,50 @@ func renderSecretData(rc *rconnv1.RedisConnection, creds *credentials, cfg *pkgc
 			}
 		}
 	}
+	addSpringBindingKeys(data, cfg)
 	return data
+}
+
+// addSpringBindingKeys adds what Spring Cloud Bindings' "redis" type reads beyond host and port
+// (docs/consuming.md, "Service Binding"): database, client-name, ssl, and in cluster mode
+// cluster.nodes (reachable seeds: the root nodes, then every distinct nodeAddressMap target)
+// and cluster.max-redirects.
+func addSpringBindingKeys(data map[string][]byte, cfg *pkgclient.Config) {
+	if cfg.Defaults.Socket.TLS {
+		data["ssl"] = []byte("true")
+	}
+	if cfg.Defaults.Name != "" {
+		data["client-name"] = []byte(cfg.Defaults.Name)
+	}
+	if cfg.Defaults.Database != 0 {
+		data["database"] = []byte(strconv.Itoa(cfg.Defaults.Database))
+	}
+	if cfg.Rconn.Mode == pkgclient.ModeStandalone {
+		return
+	}
+	var seeds, mapped []string
+	seen := map[string]bool{}
+	for _, rn := range cfg.RootNodes {
+		if u, err := cluster.ParseURL(rn.URL); err == nil && !seen[u.Address.String()] {
+			seen[u.Address.String()] = true
+			seeds = append(seeds, u.Address.String())
+		}
+	}
+	for _, a := range cfg.NodeAddressMap {
+		if !seen[a.String()] {
+			seen[a.String()] = true
+			mapped = append(mapped, a.String())
+		}
+	}
+	sort.Strings(mapped)
+	if seeds = append(seeds, mapped...); len(seeds) > 0 {
+		data["cluster.nodes"] = []byte(strings.Join(seeds, ","))
+	}
+	redirects := cfg.MaxCommandRedirections
+	if redirects == 0 {
+		redirects = cluster.DefaultMaxCommandRedirections
+	}
+	data["cluster.max-redirects"] = []byte(strconv.Itoa(redirects))
 }
 
 func hashData(strs map[string]string, bins map[string][]byte) string {

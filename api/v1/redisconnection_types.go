@@ -306,7 +306,7 @@ type Output struct {
 	SecretName string `json:"secretName,omitempty"`
 
 	// readerRoleName, when set, makes the controller render a Role of this name that grants
-	// get, list and watch on exactly the two outputs (resourceNames), for apps that read their
+	// get and watch on exactly the two outputs (resourceNames), for apps that read their
 	// config through the Kubernetes API (pkg/client/kubesource) instead of a volume: granting an
 	// app access is then one RoleBinding to this Role. Unset: no Role (one rendered before is
 	// deleted).

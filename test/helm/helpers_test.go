@@ -1,0 +1,190 @@
+// Package helm tests what ships besides the binary: the Helm chart (lint, template, RBAC against
+// controller-gen's, bad values, an install against a real API server with the manager running
+// from the installed objects), the alert rules (promtool), the dashboard (every metric it reads
+// exists in what the manager exports) and `make release`.
+//
+// helm is bin/helm (make helm, hack/helm-assets.sh), promtool Debian's (make deps).
+package helm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+)
+
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
+	nettest.RunWithoutDNS(m)
+}
+
+const chartDir = "charts/rconn"
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// helmBin is bin/helm; the test fails (never skips) without it.
+func helmBin(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(repoRoot(t), "bin", "helm")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("no %s: run `make helm` (hack/helm-assets.sh builds the pinned helm)", p)
+	}
+	return p
+}
+
+func kubectlBin() string {
+	if a := os.Getenv("KUBEBUILDER_ASSETS"); a != "" {
+		if _, err := os.Stat(filepath.Join(a, "kubectl")); err == nil {
+			return filepath.Join(a, "kubectl")
+		}
+	}
+	return "kubectl"
+}
+
+// run runs a command in the repository root and returns stdout; stderr goes into the error.
+func run(ctx context.Context, t *testing.T, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		err = errors.New(strings.TrimSpace(stderr.String()) + " (" + err.Error() + ")")
+	}
+	return stdout.String(), err
+}
+
+// helmTemplate renders the chart with a release "rconn" in rconn-system plus args.
+func helmTemplate(t *testing.T, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := run(context.Background(), t, nil, helmBin(t), append([]string{"template", "rconn", chartDir, "-n", "rconn-system"}, args...)...)
+	if err != nil {
+		t.Fatalf("helm template %v: %v", args, err)
+	}
+	return decodeObjects(t, []byte(out))
+}
+
+func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := run(context.Background(), t, nil, kubectlBin(), "kustomize", dir)
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	return decodeObjects(t, []byte(out))
+}
+
+func decodeObjects(t *testing.T, b []byte) []*unstructured.Unstructured {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatalf("decoding manifests: %v", err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+}
+
+func find(objs []*unstructured.Unstructured, kind, namespace, name string) *unstructured.Unstructured {
+	for _, u := range objs {
+		if u.GetKind() == kind && u.GetNamespace() == namespace && u.GetName() == name {
+			return u
+		}
+	}
+	return nil
+}
+
+func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {
+	t.Helper()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+// rbacObjects maps "Kind namespace/name" to the normalized rules of every Role and ClusterRole.
+func rbacObjects(t *testing.T, objs []*unstructured.Unstructured) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "Role", "ClusterRole":
+			var r rbacv1.ClusterRole // same shape for Role
+			fromUnstructured(t, u, &r)
+			out[u.GetKind()+" "+u.GetNamespace()+"/"+u.GetName()] = normalizeRules(r.Rules)
+		}
+	}
+	return out
+}
+
+// bindings maps "Kind namespace/name" of every (Cluster)RoleBinding to "roleKind roleName ->
+// subjects".
+func bindings(t *testing.T, objs []*unstructured.Unstructured) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "RoleBinding", "ClusterRoleBinding":
+			var b rbacv1.ClusterRoleBinding
+			fromUnstructured(t, u, &b)
+			var subj []string
+			for _, s := range b.Subjects {
+				subj = append(subj, s.Kind+" "+s.Namespace+"/"+s.Name)
+			}
+			sort.Strings(subj)
+			out[u.GetKind()+" "+u.GetNamespace()+"/"+u.GetName()] = b.RoleRef.Kind + " " + b.RoleRef.Name + " -> " + strings.Join(subj, ",")
+		}
+	}
+	return out
+}
+
+// normalizeRules renders rules as sorted "group/resource:verbs" lines, one per resource, so the
+// same grants written as differently grouped rules compare equal.
+func normalizeRules(rules []rbacv1.PolicyRule) string {
+	var lines []string
+	for _, r := range rules {
+		verbs := slices.Clone(r.Verbs)
+		sort.Strings(verbs)
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				lines = append(lines, g+"/"+res+":"+strings.Join(verbs, ","))
+			}
+		}
+		for _, u := range r.NonResourceURLs {
+			lines = append(lines, "url "+u+":"+strings.Join(verbs, ","))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, " ")
+}
