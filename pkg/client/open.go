@@ -225,4 +225,3 @@ func (s *snapshot) spec() (*spec, error) {
 	}
 	return sp, nil
 }
-
