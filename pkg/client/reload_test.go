@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -225,9 +226,16 @@ func TestOpenSecretsOnlyFromSecretDir(t *testing.T) {
 				client.SecretKeyUsername: []byte("attacker"),
 			})
 			sec := newMount(t, tc.secret)
-			for _, dirs := range [][]string{{cm.dir, sec.dir}, {sec.dir, cm.dir}} {
+			opts := client.OpenOptions{ReloadInterval: -1, Dial: (&recorder{}).Dial, ReconnectStrategy: client.NoReconnect}
+			for _, dirs := range [][]string{{cm.dir, sec.dir}, {sec.dir, cm.dir}, {"OpenMounts"}} {
 				ctx, cancel := contextWithTimeout(t, 5*time.Second)
-				c, err := client.OpenOptions{ReloadInterval: -1, Dial: (&recorder{}).Dial, ReconnectStrategy: client.NoReconnect}.Open(ctx, dirs...)
+				var c *client.Client
+				var err error
+				if dirs[0] == "OpenMounts" {
+					c, err = opts.OpenMounts(ctx, client.Mounts{Config: cm.dir, Secret: sec.dir})
+				} else {
+					c, err = opts.Open(ctx, dirs...)
+				}
 				cancel()
 				if err != nil {
 					t.Fatalf("Open(%v): %v", dirs, err)
@@ -239,6 +247,58 @@ func TestOpenSecretsOnlyFromSecretDir(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Two directories that both hold config.json leave it open which one is the ConfigMap's.
+func TestOpenRefusesTwoConfigDirs(t *testing.T) {
+	raw := render(t, plainStandalone("127.0.0.1:6379"))
+	a := newMount(t, map[string][]byte{client.ConfigFileName: raw})
+	b := newMount(t, map[string][]byte{client.ConfigFileName: raw, client.SecretKeyPassword: []byte("x")})
+	if _, err := client.Open(testCtx(t), a.dir, b.dir); err == nil || !strings.Contains(err.Error(), "found in") {
+		t.Fatalf("Open with config.json in both directories: %v", err)
+	}
+}
+
+// A Secret that never matches config.json is waited for SecretWait, then what is there is
+// applied and reported; later updates with the same mismatch do not wait again.
+func TestReloadSecretWaitIsBounded(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.ServerOptions{})
+	announced := "app-redis.rconn-test.invalid:6379"
+	cfg := &client.Config{
+		RootNodes:      []client.RootNodeConfig{{URL: "redis://" + announced}},
+		NodeAddressMap: map[string]client.MappedAddress{announced: mapped(srv.Addr())},
+		Rconn:          client.RconnConfig{Mode: client.ModeStandalone, SecretToken: "t1"},
+	}
+	cm := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	sec := newMount(t, map[string][]byte{client.SecretKeyToken: []byte("t1")})
+	var rl reloads
+	ctx := testCtx(t)
+	c, err := client.OpenOptions{ReloadInterval: 20 * time.Millisecond, SecretWait: 300 * time.Millisecond, Dial: (&recorder{}).Dial, OnReload: rl.handle}.OpenMounts(ctx, client.Mounts{Config: cm.dir, Secret: sec.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, proxy := range []*proxy{startProxy(t, srv.Addr()), startProxy(t, srv.Addr())} {
+		cfg.NodeAddressMap[announced] = mapped(proxy.Addr())
+		cfg.Rconn.SecretToken = "t2"
+		_, before := rl.last()
+		cm.update(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+		waitFor(t, "the map to apply", func() error {
+			if got := c.Config().NodeAddressMap[announced]; got != mapped(proxy.Addr()) {
+				return fmt.Errorf("%w: map has %v", errNotYet, got)
+			}
+			return nil
+		})
+		errs := rl.since(before)
+		switch {
+		case len(errs) == 0 || !errors.Is(errs[len(errs)-1], client.ErrSecretPending):
+			t.Fatalf("update %d: the mismatch was not reported with the applied update: %v", i, errs)
+		case i == 0 && !errors.Is(errs[0], client.ErrSecretPending):
+			t.Fatalf("update 0 applied without waiting first: %v", errs)
+		case i == 1 && len(errs) != 1:
+			t.Fatalf("update 1 waited again for the same mismatch: %v", errs)
+		}
 	}
 }
 
@@ -322,10 +382,10 @@ func TestReloadWaitsForTheMatchingSecret(t *testing.T) {
 	cfg.NodeAddressMap[announced] = mapped(p.Addr())
 	cm.update(t, map[string][]byte{client.ConfigFileName: withRconn(t, render(t, cfg), map[string]any{"secretToken": "t2"})})
 	waitFor(t, "the report that config.json waits for its Secret", func() error {
-		if err, _ := rl.last(); err != nil {
-			return nil
+		if err, _ := rl.last(); !errors.Is(err, client.ErrSecretPending) {
+			return fmt.Errorf("%w: %v", errNotYet, err)
 		}
-		return errNotYet
+		return nil
 	})
 	if got := c.Config().NodeAddressMap[announced]; got != mapped(srv.Addr()) {
 		t.Fatalf("config.json was applied before its Secret: map has %v", got)
