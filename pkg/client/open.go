@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
@@ -95,7 +96,15 @@ func (o OpenOptions) OpenMounts(ctx context.Context, m Mounts) (*Client, error) 
 //     every ReloadInterval) for up to SecretWait, then what is there is applied and reported;
 //   - fields that cannot change live are reported with ErrRestartRequired (the live parts of
 //     that update are applied).
-func (o OpenOptions) OpenSource(ctx context.Context, src Source) (*Client, error) {
+//
+// OpenSource owns src: when it implements io.Closer it is closed with the client, or when
+// OpenSource fails.
+func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err error) {
+	defer func() {
+		if c, ok := src.(io.Closer); ok && err != nil {
+			_ = c.Close()
+		}
+	}()
 	if o.SecretWait <= 0 {
 		o.SecretWait = DefaultSecretWait
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"sync"
@@ -48,6 +49,9 @@ type reloader struct {
 func (r *reloader) stop() {
 	r.once.Do(func() { close(r.quit) })
 	r.wg.Wait()
+	if c, ok := r.src.(io.Closer); ok {
+		_ = c.Close()
+	}
 }
 
 // initial reads the first version for Open: read failures are retried with backoff and an
