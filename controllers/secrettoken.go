@@ -91,4 +91,3 @@ func (o *outputMemo) setToken(key types.NamespacedName, contentHash, token strin
 	}
 	o.tokens[key] = tokenState{contentHash, token}
 }
-
