@@ -110,7 +110,7 @@ type RconnConfig struct {
 	// mutual TLS removed is a legal update); a listed key the Secret lacks means the Secret is
 	// not there yet. Nil (config.json from an older controller or written by hand): the client
 	// reads whatever the Secret has.
-	SecretKeys []string `json:"secretKeys,omitempty"`
+	SecretKeys []string `json:"secretKeys,omitzero"`
 	// SecretToken is the generation token of the Secret this config.json was rendered with
 	// (the Secret's SecretKeyToken key): config.json and the Secret are applied as a pair, so a
 	// client that sees a config.json whose token the Secret does not carry waits (bounded) for
