@@ -302,6 +302,32 @@ func TestReloadSecretWaitIsBounded(t *testing.T) {
 	}
 }
 
+// A config.json over the bound is rejected without being parsed, and the last good one keeps
+// running.
+func TestReloadRejectsOversizedConfig(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.ServerOptions{})
+	raw := render(t, plainStandalone(srv.Addr()))
+	m := newMount(t, map[string][]byte{client.ConfigFileName: raw})
+	var rl reloads
+	ctx := testCtx(t)
+	c, err := client.OpenOptions{ReloadInterval: 20 * time.Millisecond, Dial: (&recorder{}).Dial, OnReload: rl.handle}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	huge := append(append([]byte{}, raw[:len(raw)-2]...), []byte(`, "pad": "`+strings.Repeat("x", client.MaxConfigBytes)+`"}`)...)
+	m.update(t, map[string][]byte{client.ConfigFileName: huge})
+	waitFor(t, "the oversized config.json to be rejected", func() error {
+		if err, _ := rl.last(); err == nil || !strings.Contains(err.Error(), "larger than") {
+			return fmt.Errorf("%w: %v", errNotYet, err)
+		}
+		return nil
+	})
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // dispatchers counts the event dispatcher goroutines of all clients.
 func dispatchers() int {
 	buf := make([]byte, 1<<20)

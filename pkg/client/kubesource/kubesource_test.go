@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -246,6 +247,21 @@ func TestOpenThroughTheAPI(t *testing.T) {
 		return nil
 	})
 	rec.AssertOnly(t, w.srv.Addr(), p1.Addr(), p2.Addr())
+	must(t, c.Close())
+	waitWatchesEnded(t)
+}
+
+// waitWatchesEnded waits until no watch goroutine of any Source runs.
+func waitWatchesEnded(t *testing.T) {
+	t.Helper()
+	waitFor(t, "the watches to end", func() error {
+		buf := make([]byte, 1<<22)
+		n := runtime.Stack(buf, true)
+		if k := strings.Count(string(buf[:n]), "kubesource.(*object).run"); k > 0 {
+			return fmt.Errorf("%w: %d watch goroutines", errNotYet, k)
+		}
+		return nil
+	})
 }
 
 // The identity of the minimal Role reads the two outputs and nothing else.
@@ -301,4 +317,5 @@ func TestMinimalRoleReadsNothingElse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("Open on a Secret it may not read: %v", err)
 	}
+	waitWatchesEnded(t)
 }
