@@ -129,6 +129,7 @@ func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err
 		return nil, err
 	}
 	r.c, r.last, r.version = c, snap, version
+	r.ctx, r.end = context.WithCancel(context.Background())
 	c.reload = r
 	if pending != nil {
 		c.events.emit(Event{Type: EventError, Err: pending})

@@ -42,12 +42,17 @@ type reloader struct {
 	failures     int       // consecutive read failures
 
 	quit chan struct{}
+	ctx  context.Context // ends with quit: bounds the source's reads
+	end  context.CancelFunc
 	once sync.Once
 	wg   sync.WaitGroup
 }
 
 func (r *reloader) stop() {
-	r.once.Do(func() { close(r.quit) })
+	r.once.Do(func() {
+		close(r.quit)
+		r.end()
+	})
 	r.wg.Wait()
 	if c, ok := r.src.(io.Closer); ok {
 		_ = c.Close()
@@ -130,7 +135,7 @@ func (r *reloader) run() {
 // at the next change). OnReload and the error event run after the lock is released, so they
 // may use the client (Config, Close, ...).
 func (r *reloader) poll() time.Duration {
-	snap, err := r.src.Snapshot(context.Background())
+	snap, err := r.src.Snapshot(r.ctx)
 	r.mu.Lock()
 	var (
 		report  error
