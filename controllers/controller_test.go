@@ -225,6 +225,10 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 	})
 
 	It("re-renders the Secret when the ACL Secret rotates", func() {
+		cm0, sec0 := outputs(ns, "cache")
+		tokenBefore := string(sec0.Data[pkgclient.SecretKeyToken])
+		Expect(tokenBefore).NotTo(BeEmpty())
+		Expect(cm0.Data[pkgclient.ConfigFileName]).To(ContainSubstring(`"secretToken": "` + tokenBefore + `"`))
 		admin := rc.Nodes[0].Client()
 		defer admin.Close()
 		for _, n := range rc.Nodes {
@@ -240,6 +244,17 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 			_, sec := outputs(ns, "cache")
 			return string(sec.Data["password"])
 		}, 30*time.Second, 100*time.Millisecond).Should(Equal("rotated"))
+		// config.json names the new Secret's generation token (a new one: the content changed)
+		// and the keys of secret material it holds.
+		_, sec := outputs(ns, "cache")
+		token := string(sec.Data[pkgclient.SecretKeyToken])
+		Expect(token).NotTo(BeEmpty())
+		Expect(token).NotTo(Equal(tokenBefore))
+		cm, _ := outputs(ns, "cache")
+		cfg, err := pkgclient.LoadConfig([]byte(cm.Data[pkgclient.ConfigFileName]))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.Rconn.SecretToken).To(Equal(token))
+		Expect(cfg.Rconn.SecretKeys).To(Equal([]string{pkgclient.SecretKeyUsername, pkgclient.SecretKeyPassword}))
 	})
 
 	It("restores a deleted or hand-edited output", func() {

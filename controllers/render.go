@@ -305,6 +305,11 @@ func outputWriteError(kind, name string, err error) error {
 // nothing. A hand edit changes the content and is overwritten; a deleted object is re-created.
 func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv1.RedisConnection, cfg *pkgclient.Config, secretData map[string][]byte) (changed bool, err error) {
 	cmName, secName := outputNames(rc)
+	token, err := r.secretToken(ctx, rc, secName, hashData(nil, secretData))
+	if err != nil {
+		return false, err
+	}
+	pairOutputs(cfg, secretData, token)
 	raw, err := pkgclient.Render(cfg)
 	if err != nil {
 		return false, fmt.Errorf("rendering config.json: %w", err)
@@ -442,8 +447,9 @@ type outputState struct {
 // verified last, nobody changed them since (a hand edit or delete changes the resourceVersion,
 // and its watch event triggers a reconcile that then reads and repairs the object).
 type outputMemo struct {
-	mu sync.Mutex
-	m  map[types.NamespacedName]outputState
+	mu     sync.Mutex
+	m      map[types.NamespacedName]outputState
+	tokens map[types.NamespacedName]tokenState // secrettoken.go
 }
 
 func (o *outputMemo) current(ctx context.Context, c client.Reader, key types.NamespacedName, ns string, want outputState) bool {
@@ -477,6 +483,7 @@ func (o *outputMemo) drop(key types.NamespacedName) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.m, key)
+	delete(o.tokens, key)
 }
 
 // stickyNodeIDs keeps the last rendered address of a node that is still in the topology but

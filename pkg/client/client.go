@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -111,9 +112,15 @@ type spec struct {
 	autoPipeline   bool
 }
 
-// build creates the client and connects it, bounded by ctx.
-func build(ctx context.Context, s *spec) (*Client, error) {
+// build creates the client and connects it, bounded by ctx. On error nothing of it runs on:
+// the event dispatcher ends too.
+func build(ctx context.Context, s *spec) (_ *Client, err error) {
 	c := &Client{strategy: s.strategy, monitor: s.monitor, tls: s.tls, stop: make(chan struct{}), events: newDispatcher()}
+	defer func() {
+		if err != nil {
+			c.events.close()
+		}
+	}()
 	if c.strategy == nil {
 		c.strategy = DefaultReconnect()
 	}
@@ -389,6 +396,19 @@ func (c *Client) stopped() bool {
 	}
 }
 
+// MaxQueuedEvents bounds the events waiting for slow handlers; more are dropped, counted
+// (Client.DroppedEvents) and reported by an EventError wrapping ErrEventsDropped once the
+// queue has room again.
+const MaxQueuedEvents = 1024
+
+// ErrEventsDropped is wrapped by the EventError that reports events dropped because the
+// handlers fell MaxQueuedEvents behind.
+var ErrEventsDropped = errors.New("rconn: events dropped: the event handlers fell behind")
+
+// DroppedEvents returns how many events were dropped because the handlers fell
+// MaxQueuedEvents behind.
+func (c *Client) DroppedEvents() uint64 { return c.events.dropped.Load() }
+
 // dispatcher delivers events to handlers in order on one goroutine, never blocking the emitter.
 type dispatcher struct {
 	mu       sync.Mutex
@@ -397,6 +417,9 @@ type dispatcher struct {
 	handlers []func(Event)
 	closed   bool
 	done     chan struct{}
+
+	dropped    atomic.Uint64
+	unreported uint64 // dropped since the last report
 }
 
 func newDispatcher() *dispatcher {
@@ -415,10 +438,24 @@ func (d *dispatcher) add(h func(Event)) {
 func (d *dispatcher) emit(e Event) {
 	d.mu.Lock()
 	if !d.closed {
-		d.queue = append(d.queue, e)
+		d.reportDrops()
+		if len(d.queue) < MaxQueuedEvents {
+			d.queue = append(d.queue, e)
+		} else {
+			d.dropped.Add(1)
+			d.unreported++
+		}
 		d.cond.Signal()
 	}
 	d.mu.Unlock()
+}
+
+// reportDrops queues the report of dropped events when there is room (d.mu held).
+func (d *dispatcher) reportDrops() {
+	if d.unreported > 0 && len(d.queue) < MaxQueuedEvents {
+		d.queue = append(d.queue, Event{Type: EventError, Err: fmt.Errorf("%w: %d events", ErrEventsDropped, d.unreported)})
+		d.unreported = 0
+	}
 }
 
 func (d *dispatcher) close() {
@@ -442,7 +479,9 @@ func (d *dispatcher) run() {
 			return
 		}
 		e := d.queue[0]
+		d.queue[0] = Event{}
 		d.queue = d.queue[1:]
+		d.reportDrops()
 		hs := append([]func(Event){}, d.handlers...)
 		d.mu.Unlock()
 		for _, h := range hs {

@@ -21,6 +21,9 @@ const (
 	SecretKeyCA       = "ca.crt"
 	SecretKeyCert     = "tls.crt"
 	SecretKeyKey      = "tls.key"
+	// SecretKeyToken holds the Secret's generation token: config.json names the token of the
+	// Secret it was rendered with in rconn.secretToken (see RconnConfig.SecretToken).
+	SecretKeyToken = "rconn-token"
 )
 
 // Modes of Config.Rconn.Mode.
@@ -106,6 +109,19 @@ type RconnConfig struct {
 	// announced address nodeAddressMap has no entry for yet (a restarted pod's new IP before
 	// this file caught up). node-redis and ioredis ignore it (see docs/consuming.md).
 	NodeIDs map[string]MappedAddress `json:"nodeIds,omitempty"`
+	// SecretKeys lists the keys of the secret material (the SecretFiles names) that the Secret
+	// rendered with this config.json holds. A key not listed is not configured (usernameKey or
+	// mutual TLS removed is a legal update); a listed key the Secret lacks means the Secret is
+	// not there yet. Nil (config.json from an older controller or written by hand): the client
+	// reads whatever the Secret has.
+	SecretKeys []string `json:"secretKeys,omitzero"`
+	// SecretToken is the generation token of the Secret this config.json was rendered with
+	// (the Secret's SecretKeyToken key): config.json and the Secret are applied as a pair, so a
+	// client that sees a config.json whose token the Secret does not carry waits (bounded) for
+	// the matching Secret. The token is random, drawn anew whenever the Secret's content
+	// changes: it tells a ConfigMap reader nothing about the Secret (a hash of the content
+	// would be a guessing oracle for a weak password). Empty: no pairing.
+	SecretToken string `json:"secretToken,omitempty"`
 }
 
 // ReconnectConfig is the reconnect policy: "none", "fixedDelay" (delayMs) or
@@ -283,6 +299,14 @@ func (c *Config) Validate() error {
 		if !validFileName(n.name) {
 			bad("rconn.secretFiles.%s %q: want a plain file name (a Secret key)", n.field, n.name)
 		}
+	}
+	for i, k := range c.Rconn.SecretKeys {
+		if !validFileName(k) {
+			bad("rconn.secretKeys[%d] %q: want a Secret key", i, k)
+		}
+	}
+	if t := c.Rconn.SecretToken; t != "" && (len(t) > 128 || !validFileName(t)) {
+		bad("rconn.secretToken: want at most 128 characters of [-._a-zA-Z0-9]")
 	}
 	return errors.Join(errs...)
 }

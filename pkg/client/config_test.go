@@ -184,3 +184,20 @@ func TestValidateErrors(t *testing.T) {
 		})
 	}
 }
+
+// An empty rconn.secretKeys ("no secret material configured") survives rendering and loading:
+// it must not turn into "not listed" (nil), which means "a config.json without pairing".
+func TestSecretKeysEmptyIsRendered(t *testing.T) {
+	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://127.0.0.1:6379"}}, Rconn: client.RconnConfig{SecretKeys: []string{}}}
+	b, err := client.Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := client.LoadConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Rconn.SecretKeys == nil {
+		t.Fatalf("empty secretKeys lost in %s", b)
+	}
+}

@@ -11,9 +11,21 @@
 // config.json (Config, ConfigFileName) carries node-redis createCluster options with their
 // node-redis names plus rconn-only fields under "rconn"; credentials and keys come from the
 // Secret files (SecretKeyUsername, SecretKeyPassword, SecretKeyCA, SecretKeyCert,
-// SecretKeyKey). Open watches the mounts (kubelet swaps "..data" atomically) and applies a new
-// nodeAddressMap, password and TLS material live; a broken update is reported as EventError
-// and the last good configuration keeps running.
+// SecretKeyKey), and only from the Secret: Open takes config.json, and nothing else, from the
+// directory that holds it (OpenMounts names both directories). Open watches the mounts (kubelet
+// swaps "..data" atomically) and applies a new nodeAddressMap, password and TLS material live.
+//
+// # Sources and reload rules
+//
+// A Source supplies Snapshots (config.json plus the Secret's keys, with a version): the mount
+// poller behind Open and OpenMounts, or package kubesource, which reads the same two objects
+// through the Kubernetes API (a separate package, so that this one links no client-go).
+// OpenSource applies every new version by one set of rules: everything is validated before
+// anything is applied; a version that does not validate is reported (EventError) and skipped
+// while the last good configuration keeps running; a version that cannot be read right now is
+// retried with backoff; config.json and the Secret apply as a pair (Config.Rconn.SecretToken,
+// SecretKeys; ErrSecretPending, bounded by OpenOptions.SecretWait); fields that cannot change
+// live are reported with ErrRestartRequired. docs/consuming.md has the details.
 //
 // # Option mapping (node-redis -> Go)
 //

@@ -80,6 +80,13 @@ func (r *reloads) handle(err error) {
 	}
 }
 
+// since returns the results after the first n.
+func (r *reloads) since(n int) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.errs[n:])
+}
+
 func (r *reloads) last() (error, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -2,18 +2,10 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"maps"
-	"os"
-	"path/filepath"
-	"reflect"
-	"sort"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
@@ -38,9 +30,15 @@ type OpenOptions struct {
 	ReconnectStrategy ReconnectStrategy
 	// MonitorInterval is how often the connection is checked (default 1s).
 	MonitorInterval time.Duration
-	// OnReload, when set, is called after every reload attempt on the reload goroutine, with
-	// nil when the change was applied (failures are also emitted as EventError).
+	// OnReload, when set, is called on the reload goroutine after every reload that applied a
+	// new version (with nil, or an error wrapping ErrRestartRequired) or failed in a way not
+	// reported just before (a retried failure that stays the same is reported once). Failures
+	// are also emitted as EventError.
 	OnReload func(err error)
+	// SecretWait bounds how long a config.json waits for the Secret it was rendered with
+	// (ErrSecretPending) before what is there is applied (default DefaultSecretWait). Open waits
+	// at most half of the time its ctx has left.
+	SecretWait time.Duration
 }
 
 // ErrRestartRequired is wrapped by the reload error reporting a change that cannot be applied
@@ -54,19 +52,68 @@ func Open(ctx context.Context, dirs ...string) (*Client, error) {
 }
 
 // Open reads config.json and the Secret files from the mount directories of the ConfigMap and
-// the Secret (one directory holding both, or several: a file is taken from the first directory
-// that has it), builds a cluster or standalone client, and returns once it is ready (bounded
-// by ctx). It then watches the mounts (kubelet swaps "..data" atomically) and applies a new
-// node address map, password or TLS material live. An update that does not load completely
-// (invalid JSON, invalid config, bad PEM, a secret file that disappeared) is reported as an
-// EventError and the last good configuration keeps running.
+// the Secret, builds a cluster or standalone client, and returns once it is ready (bounded by
+// ctx). It then watches the mounts (the kubelet swaps "..data" atomically) and applies a new
+// node address map, password or TLS material live, by the rules of OpenSource.
+//
+// dirs is one directory holding both (a projected volume), or several of which exactly one
+// holds config.json: that one is the ConfigMap's and nothing else is read from it; secret
+// material is read only from the others (the first that has a file). OpenMounts says the same
+// without the search.
 func (o OpenOptions) Open(ctx context.Context, dirs ...string) (*Client, error) {
 	if len(dirs) == 0 {
 		return nil, errors.New("rconn: Open needs the mount directory of the config (and of the Secret)")
 	}
-	dirs = append([]string(nil), dirs...)
-	sig, _ := signature(dirs)
-	snap, err := load(dirs, nil)
+	src, err := mountsOf(dirs)
+	if err != nil {
+		return nil, err
+	}
+	return o.OpenSource(ctx, src)
+}
+
+// OpenMounts is Open with the ConfigMap's and the Secret's mounts named: config.json comes
+// from m.Config only, credentials and TLS material from m.Secret only (m.Config when empty).
+func (o OpenOptions) OpenMounts(ctx context.Context, m Mounts) (*Client, error) {
+	if m.Config == "" {
+		return nil, errors.New("rconn: OpenMounts needs the ConfigMap's mount directory")
+	}
+	if m.Secret == "" {
+		return o.OpenSource(ctx, newMountSource(m.Config))
+	}
+	return o.OpenSource(ctx, newMountSource(m.Config, m.Secret))
+}
+
+// OpenSource builds a client from the configuration a Source supplies and returns once it is
+// ready (bounded by ctx), then applies every new version of it:
+//
+//   - everything is read and validated before anything is applied; an update that does not
+//     validate (invalid JSON or config, bad PEM, a certificate without its key, too large) is
+//     reported as an EventError and the last good configuration keeps running; that version is
+//     not retried (it cannot heal until it changes);
+//   - a version that could not be read (a file vanishing mid-swap, EMFILE, an API error, a
+//     deleted object) is reported and retried with backoff (100ms doubling to 5s);
+//   - config.json and the Secret are applied as a pair: while the Secret lacks the token or a
+//     key config.json was rendered with, that version waits (ErrSecretPending, re-checked
+//     every ReloadInterval) for up to SecretWait, then what is there is applied and reported;
+//   - fields that cannot change live are reported with ErrRestartRequired (the live parts of
+//     that update are applied).
+//
+// OpenSource owns src: when it implements io.Closer it is closed with the client, or when
+// OpenSource fails.
+func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err error) {
+	defer func() {
+		if c, ok := src.(io.Closer); ok && err != nil {
+			_ = c.Close()
+		}
+	}()
+	if o.SecretWait <= 0 {
+		o.SecretWait = DefaultSecretWait
+	}
+	if o.ReloadInterval == 0 {
+		o.ReloadInterval = DefaultReloadInterval
+	}
+	r := &reloader{src: src, interval: o.ReloadInterval, wait: o.SecretWait, onReload: o.OnReload, quit: make(chan struct{})}
+	snap, version, pending, err := r.initial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -82,14 +129,15 @@ func (o OpenOptions) Open(ctx context.Context, dirs ...string) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &reloader{c: c, dirs: dirs, last: snap, sig: sig, quit: make(chan struct{}), onReload: o.OnReload}
+	r.c, r.last, r.version = c, snap, version
+	r.ctx, r.end = context.WithCancel(context.Background())
 	c.reload = r
-	if o.ReloadInterval >= 0 {
-		if o.ReloadInterval == 0 {
-			o.ReloadInterval = DefaultReloadInterval
-		}
+	if pending != nil {
+		c.events.emit(Event{Type: EventError, Err: pending})
+	}
+	if o.ReloadInterval > 0 {
 		r.wg.Add(1)
-		go r.run(o.ReloadInterval)
+		go r.run()
 	}
 	return c, nil
 }
@@ -107,6 +155,10 @@ func (c *Client) Config() *Config {
 func (c *Config) clone() *Config {
 	out := *c
 	out.RootNodes = append([]RootNodeConfig(nil), c.RootNodes...)
+	out.Rconn.SecretKeys = append([]string(nil), c.Rconn.SecretKeys...)
+	if c.Rconn.SecretKeys == nil {
+		out.Rconn.SecretKeys = nil
+	}
 	if c.NodeAddressMap != nil {
 		out.NodeAddressMap = maps.Clone(c.NodeAddressMap)
 	}
@@ -118,147 +170,6 @@ func (c *Config) clone() *Config {
 		out.Rconn.ReconnectStrategy = &rs
 	}
 	return &out
-}
-
-// snapshot is everything loaded from the mounts at one point.
-type snapshot struct {
-	cfg      *Config
-	username *string
-	password *string
-	material *rtls.Material // TLS material when defaults.socket.tls
-	files    map[string]bool
-	tls      *rtls.Reloadable
-}
-
-// roots returns where to read each dir's files: the resolved "..data" (kubelet projected
-// volumes, so that all files come from one atomic version) or the dir itself.
-func roots(dirs []string) []string {
-	out := make([]string, len(dirs))
-	for i, d := range dirs {
-		out[i] = d
-		if t, err := os.Readlink(filepath.Join(d, "..data")); err == nil {
-			if !filepath.IsAbs(t) {
-				t = filepath.Join(d, t)
-			}
-			out[i] = t
-		}
-	}
-	return out
-}
-
-// signature identifies the state of the mounts: the target of each "..data", or a hash of the
-// files when a dir has none.
-func signature(dirs []string) (string, error) {
-	h := sha256.New()
-	var errs []error
-	for _, d := range dirs {
-		if t, err := os.Readlink(filepath.Join(d, "..data")); err == nil {
-			fmt.Fprintf(h, "L%s\x00%s\x00", d, t)
-			continue
-		}
-		entries, err := os.ReadDir(d)
-		if err != nil {
-			errs = append(errs, err)
-			fmt.Fprintf(h, "E%s\x00", d)
-			continue
-		}
-		names := make([]string, 0, len(entries))
-		for _, e := range entries {
-			if !strings.HasPrefix(e.Name(), "..") {
-				names = append(names, e.Name())
-			}
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			b, err := os.ReadFile(filepath.Join(d, n))
-			if err != nil {
-				continue // directories and the like
-			}
-			fmt.Fprintf(h, "F%s\x00%d\x00", n, len(b))
-			h.Write(b)
-		}
-	}
-	return string(h.Sum(nil)), errors.Join(errs...)
-}
-
-// load reads and validates everything. prev, when set, is the last good snapshot: a secret
-// file it had that is now missing is an error (a half-written Secret must not drop auth).
-func load(dirs []string, prev *snapshot) (*snapshot, error) {
-	rs := roots(dirs)
-	read := func(name string) ([]byte, bool, error) {
-		for _, r := range rs {
-			b, err := os.ReadFile(filepath.Join(r, name))
-			if err == nil {
-				return b, true, nil
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return nil, false, fmt.Errorf("rconn: reading %s: %w", name, err)
-			}
-		}
-		return nil, false, nil
-	}
-	data, ok, err := read(ConfigFileName)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("rconn: %s not found in %s", ConfigFileName, strings.Join(dirs, ", "))
-	}
-	cfg, err := LoadConfig(data)
-	if err != nil {
-		return nil, err
-	}
-	s := &snapshot{cfg: cfg, files: map[string]bool{}}
-	f := cfg.Rconn.SecretFiles.withDefaults()
-	get := func(name string) ([]byte, error) {
-		b, ok, err := read(name)
-		if err != nil {
-			return nil, err
-		}
-		if !ok && prev != nil && prev.files[name] {
-			return nil, fmt.Errorf("rconn: secret file %s disappeared from %s", name, strings.Join(dirs, ", "))
-		}
-		if ok {
-			s.files[name] = true
-		}
-		return b, nil
-	}
-	str := func(b []byte) *string {
-		if b == nil {
-			return nil
-		}
-		v := strings.TrimRight(string(b), "\r\n")
-		return &v
-	}
-	b, err := get(f.Username)
-	if err != nil {
-		return nil, err
-	}
-	s.username = str(b)
-	if b, err = get(f.Password); err != nil {
-		return nil, err
-	}
-	s.password = str(b)
-	if cfg.Defaults.Socket.TLS {
-		m := &rtls.Material{}
-		if m.CA, err = get(f.CA); err != nil {
-			return nil, err
-		}
-		if m.Cert, err = get(f.Cert); err != nil {
-			return nil, err
-		}
-		if m.Key, err = get(f.Key); err != nil {
-			return nil, err
-		}
-		if (m.Cert == nil) != (m.Key == nil) {
-			return nil, fmt.Errorf("rconn: TLS client certificate and key go together: found only one of %s and %s", f.Cert, f.Key)
-		}
-		if _, err := rtls.Validate(m, time.Now()); err != nil && !errors.Is(err, rtls.ErrCertificateNotYetValid) {
-			return nil, fmt.Errorf("rconn: TLS material: %w", err)
-		}
-		s.material = m
-	}
-	return s, nil
 }
 
 func (s *snapshot) creds() (string, string) {
@@ -336,122 +247,4 @@ func (s *snapshot) spec() (*spec, error) {
 		sp.tls = r
 	}
 	return sp, nil
-}
-
-// reloader polls the mounts and applies changes.
-type reloader struct {
-	c    *Client
-	dirs []string
-
-	mu   sync.Mutex
-	last *snapshot
-	sig  string
-
-	failedSig string
-	onReload  func(error)
-	applied   atomic.Int64
-	quit      chan struct{}
-	once      sync.Once
-	wg        sync.WaitGroup
-}
-
-func (r *reloader) stop() {
-	r.once.Do(func() { close(r.quit) })
-	r.wg.Wait()
-}
-
-func (r *reloader) run(interval time.Duration) {
-	defer r.wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.quit:
-			return
-		case <-t.C:
-		}
-		r.poll()
-	}
-}
-
-// poll applies the mounts if they changed since the last poll. OnReload and the error event
-// run after the lock is released, so they may use the client (Config, Close, ...).
-func (r *reloader) poll() {
-	sig, _ := signature(r.dirs)
-	r.mu.Lock()
-	if sig == r.sig || sig == r.failedSig {
-		r.mu.Unlock()
-		return
-	}
-	err := r.apply()
-	switch {
-	case err == nil || errors.Is(err, ErrRestartRequired):
-		r.sig, r.failedSig = sig, ""
-	default:
-		r.failedSig = sig
-	}
-	r.mu.Unlock()
-	if r.onReload != nil {
-		r.onReload(err)
-	}
-	if err != nil {
-		r.c.events.emit(Event{Type: EventError, Err: err})
-	}
-}
-
-// apply loads and validates everything, then applies it (TLS first: it is the only part that
-// can still fail), or nothing.
-func (r *reloader) apply() error {
-	next, err := load(r.dirs, r.last)
-	if err != nil {
-		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)
-	}
-	m, err := next.nodeMap()
-	if err != nil {
-		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)
-	}
-	if r.c.tls != nil && next.material != nil {
-		if err := r.c.tls.Update(next.material); err != nil {
-			return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: TLS material: %w", err)
-		}
-	}
-	prev := r.last
-	if !reflect.DeepEqual(prev.cfg.Rconn.NodeIDs, next.cfg.Rconn.NodeIDs) && r.c.cluster != nil {
-		_ = r.c.cluster.SetNodeIDMap(next.nodeIDs()) // validated by LoadConfig
-	}
-	if !reflect.DeepEqual(prev.cfg.NodeAddressMap, next.cfg.NodeAddressMap) {
-		r.c.SetNodeAddressMap(m)
-	}
-	r.c.SetCredentials(next.creds())
-	r.last = next
-	r.applied.Add(1)
-	if changed := restartFields(prev.cfg, next.cfg); len(changed) > 0 {
-		// Keep reporting against the running configuration.
-		r.last = &snapshot{cfg: prev.cfg.clone(), username: next.username, password: next.password, material: next.material, files: next.files}
-		r.last.cfg.NodeAddressMap = next.cfg.NodeAddressMap
-		r.last.cfg.Rconn.NodeIDs = next.cfg.Rconn.NodeIDs
-		return fmt.Errorf("rconn: %w to apply changed %s (node address map, credentials and certificates were applied)", ErrRestartRequired, strings.Join(changed, ", "))
-	}
-	return nil
-}
-
-// restartFields lists the fields that differ and cannot be applied live.
-func restartFields(a, b *Config) []string {
-	var out []string
-	diff := func(name string, x, y any) {
-		if !reflect.DeepEqual(x, y) {
-			out = append(out, name)
-		}
-	}
-	diff("rootNodes", a.RootNodes, b.RootNodes)
-	diff("defaults", a.Defaults, b.Defaults)
-	diff("useReplicas", a.UseReplicas, b.UseReplicas)
-	diff("minimizeConnections", a.MinimizeConnections, b.MinimizeConnections)
-	diff("maxCommandRedirections", a.MaxCommandRedirections, b.MaxCommandRedirections)
-	diff("rconn.mode", a.ModeOrDefault(), b.ModeOrDefault())
-	diff("rconn.reconnectStrategy", a.Rconn.ReconnectStrategy, b.Rconn.ReconnectStrategy)
-	diff("rconn.autoPipeline", a.Rconn.AutoPipeline, b.Rconn.AutoPipeline)
-	diff("rconn.tlsInsecureSkipVerify", a.Rconn.TLSInsecureSkipVerify, b.Rconn.TLSInsecureSkipVerify)
-	diff("rconn.secretFiles", a.Rconn.SecretFiles.withDefaults(), b.Rconn.SecretFiles.withDefaults())
-	return out
 }

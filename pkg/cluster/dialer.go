@@ -68,10 +68,23 @@ type Dialer struct {
 }
 
 // target is the reachable address connections to one announced address use; retired flips
-// when a new map sends that announced address elsewhere.
+// when a new map sends that announced address elsewhere. refs counts the connections (and
+// dials in flight) that use it: at zero it is forgotten, so the map holds no more entries than
+// there are live connections, however many addresses MOVED/ASK and topology changes named.
 type target struct {
 	reachable string
 	retired   atomic.Bool
+	refs      int // under Dialer.mu
+}
+
+// release drops one reference to t, forgetting t with the last one.
+func (d *Dialer) release(announced string, t *target) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t.refs--
+	if t.refs <= 0 && d.targets[announced] == t {
+		delete(d.targets, announced)
+	}
 }
 
 // DialerOptions configure NewDialer.
@@ -184,10 +197,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		t = &target{reachable: reachable}
 		d.targets[addr] = t
 	}
+	t.refs++
 	d.mu.Unlock()
 
 	conn, err := d.base(ctx, network, reachable)
 	if err != nil {
+		d.release(addr, t)
 		if byID != "" {
 			d.ids.forget(addr)
 		}
@@ -208,11 +223,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
+			d.release(addr, t)
 			return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, NodeID: byID, Err: fmt.Errorf("TLS handshake (server name %q): %w", name, rtls.Explain(err))}
 		}
-		return &mappedConn{Conn: tc, t: t}, nil
+		return &mappedConn{Conn: tc, t: t, release: func() { d.release(addr, t) }}, nil
 	}
-	return &mappedConn{Conn: conn, t: t}, nil
+	return &mappedConn{Conn: conn, t: t, release: func() { d.release(addr, t) }}, nil
 }
 
 // DialError says which announced address was dialed at which address, and why it failed.
@@ -243,7 +259,16 @@ func (e *DialError) Unwrap() error { return e.Err }
 // that check and is replaced; a live one passes on the plaintext socket's own check.
 type mappedConn struct {
 	net.Conn
-	t *target
+	t       *target
+	release func()
+	closed  sync.Once
+}
+
+// Close closes the connection and, the first time, gives up its reference to the target.
+func (c *mappedConn) Close() error {
+	err := c.Conn.Close()
+	c.closed.Do(c.release)
+	return err
 }
 
 func (c *mappedConn) SyscallConn() (syscall.RawConn, error) {

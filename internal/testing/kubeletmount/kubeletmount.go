@@ -16,12 +16,24 @@ import (
 // new timestamped directory, "..data" renamed over to point at it, a symlink per file into
 // "..data"; links of files that are gone and the previous version are removed.
 func Write(dir string, files map[string][]byte, mode os.FileMode) error {
+	return WriteFunc(dir, files, mode, nil)
+}
+
+// WriteFunc is Write, with before (when set) called on the new version's directory after its
+// files are written and before it is swapped in: the seam for tests that need a version which
+// is already broken (a file replaced by a directory, say) the moment it becomes visible.
+func WriteFunc(dir string, files map[string][]byte, mode os.FileMode, before func(versionDir string) error) error {
 	ts := filepath.Join(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05.000000000"))
 	if err := os.Mkdir(ts, 0o755); err != nil {
 		return err
 	}
 	for k, v := range files {
 		if err := os.WriteFile(filepath.Join(ts, k), v, mode); err != nil {
+			return err
+		}
+	}
+	if before != nil {
+		if err := before(ts); err != nil {
 			return err
 		}
 	}

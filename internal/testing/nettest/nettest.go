@@ -186,7 +186,11 @@ func (p *Proxy) Close() {
 
 // RunWithoutDNS is a TestMain body: it makes every DNS query fail and be recorded, runs the
 // tests, and fails the binary if any query was attempted.
-func RunWithoutDNS(m *testing.M) {
+func RunWithoutDNS(m *testing.M) { os.Exit(WithoutDNS(m.Run)) }
+
+// WithoutDNS is RunWithoutDNS for a TestMain that sets up and tears down around the tests:
+// run returns the exit code, and the result is it, or 1 if any DNS query was attempted.
+func WithoutDNS(run func() int) int {
 	var mu sync.Mutex
 	var queries []string
 	net.DefaultResolver = &net.Resolver{
@@ -198,12 +202,12 @@ func RunWithoutDNS(m *testing.M) {
 			return nil, errors.New("DNS is disabled in tests")
 		},
 	}
-	code := m.Run()
+	code := run()
 	mu.Lock()
+	defer mu.Unlock()
 	if len(queries) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: %d DNS queries were attempted (first: %s)\n", len(queries), queries[0])
 		code = 1
 	}
-	mu.Unlock()
-	os.Exit(code)
+	return code
 }

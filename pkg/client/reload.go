@@ -1,0 +1,270 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Retry pacing of versions that could not be read (and of Open's first read).
+const (
+	retryBase = 100 * time.Millisecond
+	retryCap  = 5 * time.Second
+)
+
+func backoff(failures int) time.Duration {
+	if failures > 6 {
+		return retryCap
+	}
+	return min(retryBase<<failures, retryCap)
+}
+
+// reloader applies the versions a Source supplies, by the rules documented on OpenSource.
+type reloader struct {
+	c        *Client
+	src      Source
+	interval time.Duration
+	wait     time.Duration
+	onReload func(error)
+
+	mu           sync.Mutex
+	last         *snapshot // what runs
+	version      string    // the version applied last
+	rejected     string    // a version whose content failed to validate: not retried
+	pendingSince time.Time // when config.json started waiting for its Secret
+	forced       string    // the mismatch applied after waiting: the same one waits no more
+	reported     string    // the failure reported last: a retry failing alike is not reported again
+	failures     int       // consecutive read failures
+
+	quit chan struct{}
+	ctx  context.Context // ends with quit: bounds the source's reads
+	end  context.CancelFunc
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+func (r *reloader) stop() {
+	r.once.Do(func() {
+		close(r.quit)
+		r.end()
+	})
+	r.wg.Wait()
+	if c, ok := r.src.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+// initial reads the first version for Open: read failures are retried with backoff and an
+// incomplete pair waits, both bounded by ctx (the pair wait also by SecretWait and half of what
+// ctx has left); invalid content fails at once. pending reports a pair applied incomplete.
+func (r *reloader) initial(ctx context.Context) (snap *snapshot, version string, pending, err error) {
+	start := time.Now()
+	wait := r.wait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)/2)
+	}
+	var last error
+	for attempt := 0; ; attempt++ {
+		s, err := r.src.Snapshot(ctx)
+		delay := backoff(attempt)
+		if err == nil {
+			force := time.Since(start) >= wait
+			next, derr := decode(s, nil, force)
+			switch {
+			case derr == nil && force && last != nil && errors.Is(last, ErrSecretPending):
+				return next, s.Version, fmt.Errorf("rconn: opened with config.json and a Secret that do not match, after waiting %s: %w", wait.Round(time.Millisecond), last), nil
+			case derr == nil:
+				return next, s.Version, nil, nil
+			case !errors.Is(derr, ErrSecretPending):
+				return nil, "", nil, derr
+			}
+			err = derr
+			delay = max(min(delay, wait-time.Since(start)), time.Millisecond)
+		}
+		last = err
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, "", nil, fmt.Errorf("rconn: reading the configuration: %w (last error: %w)", ctx.Err(), last)
+		case <-t.C:
+		}
+	}
+}
+
+func (r *reloader) run() {
+	defer r.wg.Done()
+	var tick <-chan time.Time
+	changed := r.src.Changed()
+	if changed == nil {
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	var retryAt time.Time
+	for {
+		select {
+		case <-r.quit:
+			return
+		case <-tick:
+			if !retryAt.IsZero() && time.Now().Before(retryAt) {
+				continue // backing off
+			}
+		case <-changed:
+		case <-retry.C:
+		}
+		d := r.poll()
+		retry.Stop()
+		retryAt = time.Time{}
+		if d > 0 {
+			retryAt = time.Now().Add(d)
+			retry.Reset(d)
+		}
+	}
+}
+
+// poll applies the source's current version if it is new, and returns when to try again (0:
+// at the next change). OnReload and the error event run after the lock is released, so they
+// may use the client (Config, Close, ...).
+func (r *reloader) poll() time.Duration {
+	snap, err := r.src.Snapshot(r.ctx)
+	r.mu.Lock()
+	var (
+		report  error
+		key     string
+		applied bool
+		retry   time.Duration
+	)
+	switch {
+	case err != nil:
+		report = fmt.Errorf("rconn: config reload failed, keeping the last good configuration (retrying): %w", err)
+		key = "read\x00" + report.Error()
+		retry = backoff(r.failures)
+		r.failures++
+	case snap.Version == r.version:
+		r.failures, r.reported = 0, ""
+	case snap.Version == r.rejected:
+		r.failures = 0
+	default:
+		r.failures = 0
+		report, applied, retry = r.update(snap)
+		key = snap.Version + "\x00"
+		if report != nil {
+			key += report.Error()
+		}
+	}
+	if report != nil && !applied {
+		if key == r.reported {
+			report = nil
+		} else {
+			r.reported = key
+		}
+	}
+	r.mu.Unlock()
+	if (applied || report != nil) && r.onReload != nil {
+		r.onReload(report)
+	}
+	if report != nil {
+		r.c.events.emit(Event{Type: EventError, Err: report})
+	}
+	return retry
+}
+
+// update decodes and applies a new version; applied means it now runs (report may still say
+// ErrRestartRequired, or that the pair was applied incomplete after SecretWait).
+func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry time.Duration) {
+	waited := !r.pendingSince.IsZero() && time.Since(r.pendingSince) >= r.wait
+	next, err := decode(snap, r.last, waited)
+	var mismatch error
+	if errors.Is(err, ErrSecretPending) {
+		if err.Error() != r.forced {
+			if r.pendingSince.IsZero() {
+				r.pendingSince = time.Now()
+			}
+			left := r.wait - time.Since(r.pendingSince)
+			return fmt.Errorf("rconn: config reload waits, keeping the last good configuration: %w", err), false, max(min(r.interval, left), time.Millisecond)
+		}
+		// The mismatch already applied after waiting: the Secret is not coming.
+		mismatch = err
+		next, err = decode(snap, r.last, true)
+	} else if waited && err == nil {
+		mismatch = paired(next.cfg, snap.Secret, r.last)
+	}
+	if err != nil {
+		r.rejected = snap.Version
+		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err), false, 0
+	}
+	if err = r.apply(next); err != nil && !errors.Is(err, ErrRestartRequired) {
+		r.rejected = snap.Version
+		return err, false, 0
+	}
+	r.version, r.rejected, r.pendingSince, r.reported = snap.Version, "", time.Time{}, ""
+	if mismatch != nil {
+		r.forced = mismatch.Error()
+		err = errors.Join(err, fmt.Errorf("rconn: applied config.json without the Secret it was rendered with: %w", mismatch))
+	} else {
+		r.forced = ""
+	}
+	return err, true, 0
+}
+
+// apply applies a validated snapshot (TLS first: it is the only part that can still fail), or
+// nothing.
+func (r *reloader) apply(next *snapshot) error {
+	m, err := next.nodeMap()
+	if err != nil {
+		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)
+	}
+	if r.c.tls != nil && next.material != nil {
+		if err := r.c.tls.Update(next.material); err != nil {
+			return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: TLS material: %w", err)
+		}
+	}
+	prev := r.last
+	if !reflect.DeepEqual(prev.cfg.Rconn.NodeIDs, next.cfg.Rconn.NodeIDs) && r.c.cluster != nil {
+		_ = r.c.cluster.SetNodeIDMap(next.nodeIDs()) // validated by LoadConfig
+	}
+	if !reflect.DeepEqual(prev.cfg.NodeAddressMap, next.cfg.NodeAddressMap) {
+		r.c.SetNodeAddressMap(m)
+	}
+	r.c.SetCredentials(next.creds())
+	r.last = next
+	if changed := restartFields(prev.cfg, next.cfg); len(changed) > 0 {
+		// Keep reporting against the running configuration.
+		r.last = &snapshot{cfg: prev.cfg.clone(), username: next.username, password: next.password, material: next.material, files: next.files}
+		r.last.cfg.NodeAddressMap = next.cfg.NodeAddressMap
+		r.last.cfg.Rconn.NodeIDs = next.cfg.Rconn.NodeIDs
+		r.last.cfg.Rconn.SecretKeys, r.last.cfg.Rconn.SecretToken = next.cfg.Rconn.SecretKeys, next.cfg.Rconn.SecretToken
+		return fmt.Errorf("rconn: %w to apply changed %s (node address map, credentials and certificates were applied)", ErrRestartRequired, strings.Join(changed, ", "))
+	}
+	return nil
+}
+
+// restartFields lists the fields that differ and cannot be applied live.
+func restartFields(a, b *Config) []string {
+	var out []string
+	diff := func(name string, x, y any) {
+		if !reflect.DeepEqual(x, y) {
+			out = append(out, name)
+		}
+	}
+	diff("rootNodes", a.RootNodes, b.RootNodes)
+	diff("defaults", a.Defaults, b.Defaults)
+	diff("useReplicas", a.UseReplicas, b.UseReplicas)
+	diff("minimizeConnections", a.MinimizeConnections, b.MinimizeConnections)
+	diff("maxCommandRedirections", a.MaxCommandRedirections, b.MaxCommandRedirections)
+	diff("rconn.mode", a.ModeOrDefault(), b.ModeOrDefault())
+	diff("rconn.reconnectStrategy", a.Rconn.ReconnectStrategy, b.Rconn.ReconnectStrategy)
+	diff("rconn.autoPipeline", a.Rconn.AutoPipeline, b.Rconn.AutoPipeline)
+	diff("rconn.tlsInsecureSkipVerify", a.Rconn.TLSInsecureSkipVerify, b.Rconn.TLSInsecureSkipVerify)
+	diff("rconn.secretFiles", a.Rconn.SecretFiles.withDefaults(), b.Rconn.SecretFiles.withDefaults())
+	return out
+}
