@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -67,10 +70,55 @@ func NewClient(o Options) (*Client, error) {
 			}
 		}
 	}
+	// One dial per attempt: the cluster's own retry loop (MaxCommandRedirections attempts with
+	// backoff, re-routing after each state reload) is what rides out a failover; go-redis's
+	// per-pool dial retries would spend that budget redialling the dead node.
+	co.DialerRetries = 1
 	c := &Client{ClusterClient: redis.NewClusterClient(co), inspector: newInspector(r, d), o: r}
 	d.SetNodeIDs(o.NodeIDMap)
 	d.SetNodeIDLookup(c.inspector.Discover)
+	c.OnNewNode(func(n *redis.Client) { n.AddHook(reloadOnNetworkError{c.ClusterClient}) })
 	return c, nil
+}
+
+// reloadOnNetworkError asks for a slot map reload when a node cannot be reached or its
+// connection broke. go-redis reloads on MOVED/ASK/READONLY and on a timer only: after a
+// master dies, its retries keep going to the dead node until the timer fires, long after a
+// replica took over. LazyReload is coalesced (one reload at a time, 200 ms apart).
+type reloadOnNetworkError struct{ cc *redis.ClusterClient }
+
+func (h reloadOnNetworkError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnNetworkError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if isNetworkError(err) {
+			h.cc.ReloadState(ctx)
+		}
+		return err
+	}
+}
+
+func (h reloadOnNetworkError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if isNetworkError(err) {
+			h.cc.ReloadState(ctx)
+		}
+		return err
+	}
+}
+
+// isNetworkError: the node is unreachable or the connection broke (not a Redis error reply,
+// not the caller's cancellation).
+func isNetworkError(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var de *DialError
+	var ne net.Error
+	return errors.As(err, &de) || errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
 // Connect discovers the topology and, unless MinimizeConnections, connects to every node the

@@ -1,0 +1,95 @@
+package cluster_test
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+)
+
+// A master that stops (a pod's SIGTERM) costs the app no failed command: the client reloads the
+// slot map when the node is unreachable and keeps retrying (MaxCommandRedirections attempts with
+// backoff) until its replica has taken over. go-redis alone keeps sending the retries to the
+// dead master until its periodic state reload, and the commands fail.
+func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
+	ctx := testCtx(t)
+	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1})
+	c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 2, "redis"), Dial: cluster.IPOnlyDial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("{%s}:%d", cluster.KeyForSlot((g*1031+i*131)%cluster.SlotCount), g)
+				if err := c.Set(ctx, key, i, 0).Err(); err != nil {
+					failed.Add(1)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	master := rc.Masters()[1]
+	master.Stop()
+	// Bounded: until some replica serves the dead master's slots as a master, then 2 s more of
+	// load through the new topology.
+	waitFor := time.Now().Add(30 * time.Second)
+	promoted := false
+	for !promoted && time.Now().Before(waitFor) {
+		for _, n := range rc.Nodes {
+			if n == master {
+				continue
+			}
+			nc := n.Client()
+			role, err := nc.Do(ctx, "ROLE").Slice()
+			nc.Close()
+			if err == nil && len(role) > 0 && role[0] == "master" && n.MasterIndex == master.Index {
+				promoted = true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !promoted {
+		close(stop)
+		wg.Wait()
+		t.Fatal("no replica took over the stopped master")
+	}
+	time.Sleep(2 * time.Second)
+	before := ok.Load()
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	if ok.Load() == before {
+		t.Fatal("no command succeeded after the failover")
+	}
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d commands failed across the failover; first: %v", n, n+ok.Load(), firstErr)
+	}
+}
