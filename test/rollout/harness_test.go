@@ -25,14 +25,18 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/rig"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/client/kubesource"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
@@ -75,6 +79,7 @@ func startWorld(t testing.TB, ctx context.Context) *world {
 				Selector:    metav1.LabelSelector{MatchLabels: map[string]string{demo.ExposeLabel: demo.ExposeValue}},
 				AddressType: rconnv1.AddressTypeLoadBalancer,
 			}}},
+			Output: &rconnv1.Output{ReaderRoleName: readerRole},
 		},
 	}
 	if err := w.Rig.Client.Create(ctx, rc); err != nil {
@@ -165,6 +170,38 @@ func mountVariant(name string, filter func(string, []byte) []byte) variant {
 	}}
 }
 
+// readerRole is the RedisConnection's spec.output.readerRoleName.
+const readerRole = "rollout-reader"
+
+// apiVariant reads config through the API (pkg/client/kubesource) as a user bound to the
+// controller's reader Role only: no volume lag.
+var apiVariant = variant{name: "api-source", open: func(t testing.TB, ctx context.Context, w *world) *pkgclient.Client {
+	const user = "rollout-app"
+	if err := w.Rig.Client.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: demo.Namespace, Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: readerRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	u, err := w.Rig.Env.AddUser(envtest.User{Name: user}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *pkgclient.Client
+	for try := 0; try < 50; try++ { // the Role and the binding may still be on their way
+		if c, err = kubesource.Open(ctx, kubesource.Options{Config: u.Config(), Namespace: demo.Namespace, Name: connName}, pkgclient.OpenOptions{Dial: outsideDial}); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("api-source: Open: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}}
+
 var (
 	variantNoNodeIDs = mountVariant("mount-60s-no-node-ids", stripNodeIDs)
 	variantNodeIDs   = mountVariant("mount-60s-node-ids", nil)
@@ -174,9 +211,9 @@ var (
 type result struct {
 	ops, failed, killed int64
 	// lost counts GETs that did not return the value just SET.
-	lost int64
-	longestStall        time.Duration
-	p50, p99, max       time.Duration
+	lost          int64
+	longestStall  time.Duration
+	p50, p99, max time.Duration
 	// errors: up to 8 distinct failure messages with counts.
 	errors map[string]int
 	took   time.Duration
@@ -203,13 +240,40 @@ func killedInFlight(err error) bool {
 // parallelism is how many app goroutines run SET/GET.
 const parallelism = 16
 
-// rolloutUnderLoad runs SET+GET over keys of every slot at parallelism 16 while the
-// StatefulSet rolls out, and for 5 s after the cluster is whole again.
-func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.Client) *result {
+// rolloutUnderLoad runs SET+GET over keys of every slot at parallelism 16 per client (all
+// clients at once, each on its own keys) while the StatefulSet rolls out, and for 5 s after the
+// cluster is whole again. Results follow the order of clients.
+func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, clients ...*pkgclient.Client) []*result {
 	t.Helper()
 	loadCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	began := time.Now()
+	finish := make([]func() *result, len(clients))
+	for i, c := range clients {
+		finish[i] = startLoad(loadCtx, fmt.Sprintf("app%d", i), c, began)
+	}
+	start := time.Now()
+	go w.logPods(t, loadCtx, began)
+	if err := w.Redis.RolloutRestart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Redis.WaitRolledOut(ctx, 8*time.Minute); err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	took := time.Since(start)
+	time.Sleep(5 * time.Second)
+	stop()
+	out := make([]*result, len(clients))
+	for i, f := range finish {
+		out[i] = f()
+		out[i].took = took
+	}
+	return out
+}
+
+// startLoad starts parallelism goroutines of SET+GET on c (keys prefixed with prefix) until ctx
+// ends; the returned func waits for them and returns what they saw.
+func startLoad(loadCtx context.Context, prefix string, c *pkgclient.Client, began time.Time) func() *result {
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -228,7 +292,7 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 			lastOK := time.Now()
 			for i := 0; loadCtx.Err() == nil; i++ {
 				// Each goroutine its own keys ({tag} keeps the slot), so a GET sees only its writes.
-				key := fmt.Sprintf("{%s}:%d", cluster.KeyForSlot((g*1031+i*131)%cluster.SlotCount), g)
+				key := fmt.Sprintf("{%s}:%s:%d", cluster.KeyForSlot((g*1031+i*131)%cluster.SlotCount), prefix, g)
 				val := fmt.Sprintf("%d-%d", g, i)
 				start := time.Now()
 				err := c.Set(loadCtx, key, val, 0).Err()
@@ -278,24 +342,15 @@ func rolloutUnderLoad(t testing.TB, ctx context.Context, w *world, c *pkgclient.
 			mu.Unlock()
 		}()
 	}
-	start := time.Now()
-	go w.logPods(t, loadCtx, began)
-	if err := w.Redis.RolloutRestart(ctx); err != nil {
-		t.Fatal(err)
+	return func() *result {
+		wg.Wait()
+		res.ops, res.failed, res.killed, res.longestStall = ops.Load(), failed.Load(), killed.Load(), time.Duration(stallNs.Load())
+		slices.Sort(lat)
+		if n := len(lat); n > 0 {
+			res.p50, res.p99, res.max = lat[n/2], lat[n*99/100], lat[n-1]
+		}
+		return res
 	}
-	if err := w.Redis.WaitRolledOut(ctx, 8*time.Minute); err != nil {
-		t.Fatalf("rollout: %v", err)
-	}
-	res.took = time.Since(start)
-	time.Sleep(5 * time.Second)
-	stop()
-	wg.Wait()
-	res.ops, res.failed, res.killed, res.longestStall = ops.Load(), failed.Load(), killed.Load(), time.Duration(stallNs.Load())
-	slices.Sort(lat)
-	if n := len(lat); n > 0 {
-		res.p50, res.p99, res.max = lat[n/2], lat[n*99/100], lat[n-1]
-	}
-	return res
 }
 
 // logPods logs each pod's IP and readiness when they change (t+ seconds since began).

@@ -15,10 +15,10 @@ func BenchmarkRolloutRestart(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	w := startWorld(b, ctx)
-	for _, v := range []variant{variantNoNodeIDs, variantNodeIDs} {
+	for _, v := range []variant{variantNoNodeIDs, variantNodeIDs, apiVariant} {
 		b.Run(v.name, func(b *testing.B) {
 			c := v.open(b, ctx, w)
-			res := rolloutUnderLoad(b, ctx, w, c)
+			res := rolloutUnderLoad(b, ctx, w, c)[0]
 			b.Logf("%s: %s", v.name, res)
 			b.ReportMetric(float64(res.failed), "failed")
 			b.ReportMetric(float64(res.failed-res.killed), "failed-beyond-killed")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
 // TestRolloutRestartDrill: while `kubectl rollout restart statefulset` restarts all 6 pods
@@ -14,16 +16,22 @@ func TestRolloutRestartDrill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
 	w := startWorld(t, ctx)
-	c := variantNodeIDs.open(t, ctx, w)
-	res := rolloutUnderLoad(t, ctx, w, c)
-	t.Logf("%s: %s", variantNodeIDs.name, res)
-	if res.ops == 0 {
-		t.Fatal("the app ran no command")
+	variants := []variant{variantNodeIDs, apiVariant}
+	var clients []*pkgclient.Client
+	for _, v := range variants {
+		clients = append(clients, v.open(t, ctx, w))
 	}
-	if res.lost > 0 {
-		t.Fatalf("%d writes were lost: %s", res.lost, res)
-	}
-	if res.failed > res.killed {
-		t.Fatalf("%d commands failed beyond the %d in flight on killed connections: %s", res.failed-res.killed, res.killed, res)
+	for i, res := range rolloutUnderLoad(t, ctx, w, clients...) {
+		name := variants[i].name
+		t.Logf("%s: %s", name, res)
+		if res.ops == 0 {
+			t.Errorf("%s: the app ran no command", name)
+		}
+		if res.lost > 0 {
+			t.Errorf("%s: %d writes were lost: %s", name, res.lost, res)
+		}
+		if res.failed > res.killed {
+			t.Errorf("%s: %d commands failed beyond the %d in flight on killed connections: %s", name, res.failed-res.killed, res.killed, res)
+		}
 	}
 }
