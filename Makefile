@@ -94,11 +94,12 @@ test-helm: deps envtest helm ## Only the chart, alert, dashboard and release tes
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/helm -count=1 -v -timeout 10m $(GOTESTFLAGS)
 
 .PHONY: bench
-bench: deps ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and redis-benchmark), print one table.
+bench: deps envtest rig-assets ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and redis-benchmark), print one table.
 	@: > $(BENCH_OUT)
 	go test -p 1 ./pkg/... -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	cd bench && go test . -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/scale -run '^$$' -bench . -benchtime 1x -timeout 60m | tee -a $(BENCH_OUT)
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/rollout -run '^$$' -bench . -benchtime 1x -timeout 60m | tee -a $(BENCH_OUT)
 	@echo; cd bench && go run ./cmd/table < $(BENCH_OUT)
 
 ##@ Demo
