@@ -28,7 +28,7 @@ func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var ok, failed atomic.Int64
+	var ok, failed, maxNs atomic.Int64
 	var mu sync.Mutex
 	var firstErr error
 	for g := 0; g < 16; g++ {
@@ -42,7 +42,12 @@ func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
 				default:
 				}
 				key := fmt.Sprintf("{%s}:%d", cluster.KeyForSlot((g*1031+i*131)%cluster.SlotCount), g)
-				if err := c.Set(ctx, key, i, 0).Err(); err != nil {
+				start := time.Now()
+				err := c.Set(ctx, key, i, 0).Err()
+				if d := int64(time.Since(start)); d > maxNs.Load() {
+					maxNs.Store(d) // racy max: a log figure only
+				}
+				if err != nil {
 					failed.Add(1)
 					mu.Lock()
 					if firstErr == nil {
@@ -57,7 +62,9 @@ func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	master := rc.Masters()[1]
+	stopped := time.Now()
 	master.Stop()
+	t.Logf("master exited after %v", time.Since(stopped))
 	// Bounded: until some replica serves the dead master's slots as a master, then 2 s more of
 	// load through the new topology.
 	waitFor := time.Now().Add(30 * time.Second)
@@ -76,6 +83,7 @@ func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("replica promoted %v after the stop", time.Since(stopped))
 	if !promoted {
 		close(stop)
 		wg.Wait()
@@ -86,6 +94,7 @@ func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
+	t.Logf("longest SET: %v", time.Duration(maxNs.Load()))
 	if ok.Load() == before {
 		t.Fatal("no command succeeded after the failover")
 	}
