@@ -140,8 +140,9 @@ func StartRig(t TB, ctx context.Context, o Options) *RigWorld {
 					"masterauth " + admin,
 					fmt.Sprintf("user %s on >%s ~* &* +@all", AppUser, w.Password),
 				},
-				ClientOptions: func(addr string) *redis.Options { return &redis.Options{Addr: addr, Password: admin} },
-				CLIArgs:       []string{"-a", admin, "--no-auth-warning"},
+				ClientOptions:   func(addr string) *redis.Options { return &redis.Options{Addr: addr, Password: admin} },
+				CLIArgs:         []string{"-a", admin, "--no-auth-warning"},
+				PreStopFailover: o.PreStopFailover,
 			},
 		})
 		if err != nil {

@@ -96,6 +96,9 @@ type Options struct {
 	// rig world (default "127.2.0", LoadBalancerIP's): tests that run beside the demo's
 	// addresses pick another loopback /24.
 	LoadBalancerNet string
+	// PreStopFailover gives the rig's Redis pods a preStop hook that hands a master's slots to
+	// a replica before SIGTERM (rig.RunnerOptions.PreStopFailover).
+	PreStopFailover bool
 }
 
 // Start brings the world up; t's Cleanup tears it down.

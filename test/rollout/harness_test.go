@@ -54,7 +54,7 @@ type world struct {
 
 // startWorld brings everything up (bounded by ctx) and waits for the RedisConnection to be
 // Ready; t's Cleanup removes it all.
-func startWorld(t testing.TB, ctx context.Context) *world {
+func startWorld(t testing.TB, ctx context.Context, o demo.Options) *world {
 	t.Helper()
 	if err := rig.Available(); err != nil {
 		if os.Getenv("CI") != "" {
@@ -62,8 +62,8 @@ func startWorld(t testing.TB, ctx context.Context) *world {
 		}
 		t.Skipf("no rig here: %v", err)
 	}
-	dir := t.TempDir()
-	w := &world{RigWorld: demo.StartRig(t, ctx, demo.Options{Dir: dir, LoadBalancerNet: lbNet, Progress: t.Logf})}
+	o.Dir, o.LoadBalancerNet, o.Progress = t.TempDir(), lbNet, t.Logf
+	w := &world{RigWorld: demo.StartRig(t, ctx, o)}
 	if err := w.InstallCRD(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -5,17 +5,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/demo"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
 // TestRolloutRestartDrill: while `kubectl rollout restart statefulset` restarts all 6 pods
-// (every master fails over to a replica that came back under a new pod IP), an app outside the
-// pod network whose mounted config lags 60-90 s keeps working: no command fails except those in
-// flight on a connection the restart closed, and no write is lost.
+// (every master fails over to a replica that came back under a new pod IP; the pods' preStop
+// hands a master's slots over first, as a chart hook does), two apps outside the pod network
+// keep working — one whose mounted config lags 60-90 s (node IDs carry it), one reading the
+// config through the API: no command fails except those in flight on a connection the restart
+// closed, and no write is lost. (Without the preStop handover the same holds — see
+// BenchmarkRolloutRestart/sigterm — but each master's slots wait for Redis's own failover.)
 func TestRolloutRestartDrill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
-	w := startWorld(t, ctx)
+	w := startWorld(t, ctx, demo.Options{PreStopFailover: true})
 	variants := []variant{variantNodeIDs, apiVariant}
 	var clients []*pkgclient.Client
 	for _, v := range variants {

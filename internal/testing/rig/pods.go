@@ -62,6 +62,10 @@ type RunnerOptions struct {
 	ClientOptions func(addr string) *redis.Options
 	// CLIArgs go to redis-cli before --cluster (TLS, auth).
 	CLIArgs []string
+	// PreStopFailover makes each pod's preStop hand its slots over before SIGTERM, as a chart
+	// hook running `redis-cli CLUSTER FAILOVER` on a replica of a terminating master does: the
+	// master becomes a replica first, so no slot waits for failure detection.
+	PreStopFailover bool
 }
 
 // Runner serves the pods of one StatefulSet.
@@ -359,8 +363,51 @@ func (ru *Runner) terminate(ctx context.Context, pod *corev1.Pod, ps *podServer)
 		case <-time.After(wait):
 		}
 	}
+	if ru.opts.PreStopFailover {
+		if err := ru.handOver(ctx, pod.Status.PodIP, deadline.Add(-2*time.Second)); err != nil {
+			ru.errorf("preStop failover of %s: %v", pod.Name, err)
+		}
+	}
 	ps.proc.StopWithin(max(time.Until(deadline), 100*time.Millisecond))
 	ru.finalize(ctx, pod)
+}
+
+// handOver is the preStop hook of PreStopFailover: when the pod's server is a master with a
+// connected replica, CLUSTER FAILOVER on that replica, then wait (until deadline) for the
+// master to report itself a replica.
+func (ru *Runner) handOver(ctx context.Context, podIP string, deadline time.Time) error {
+	if podIP == "" {
+		return nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	addr := net.JoinHostPort(podIP, strconv.Itoa(RedisPort))
+	mc := redis.NewClient(ru.opts.ClientOptions(addr))
+	defer mc.Close()
+	role, err := mc.Do(ctx, "ROLE").Slice()
+	if err != nil || len(role) < 3 || role[0] != "master" {
+		return err
+	}
+	replicas, _ := role[2].([]any)
+	if len(replicas) == 0 {
+		return nil
+	}
+	r, _ := replicas[0].([]any)
+	if len(r) < 2 {
+		return fmt.Errorf("ROLE replica entry %v", replicas[0])
+	}
+	rc := redis.NewClient(ru.opts.ClientOptions(net.JoinHostPort(fmt.Sprint(r[0]), fmt.Sprint(r[1]))))
+	defer rc.Close()
+	if err := rc.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		if role, err := mc.Do(ctx, "ROLE").Slice(); err == nil && len(role) > 0 && role[0] == "slave" {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return ctx.Err()
 }
 
 func (ru *Runner) finalize(ctx context.Context, pod *corev1.Pod) {
