@@ -232,7 +232,7 @@ func (r *result) String() string {
 		r.took.Seconds(), r.ops, r.failed, r.killed, r.lost, r.longestStall.Round(time.Millisecond), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Millisecond), strings.Join(errs, "; "), strings.Join(r.slow, "; "))
 }
 
-// killedInFlight: the command was on a connection the restart closed (its server exited).
+// killedInFlight: the command's connection was closed under it (its server exited).
 func killedInFlight(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
@@ -317,7 +317,9 @@ func startLoad(loadCtx context.Context, prefix string, c *pkgclient.Client, bega
 				}
 				if err != nil {
 					failed.Add(1)
-					if killedInFlight(err) {
+					// In flight when the restart closed its connection: the error comes at once. An
+					// EOF after seconds of retries is a failover that outlasted the retry budget.
+					if killedInFlight(err) && now.Sub(start) < time.Second {
 						killed.Add(1)
 					}
 					mu.Lock()
