@@ -91,7 +91,9 @@ func startWorld(t testing.TB, ctx context.Context, o demo.Options) *world {
 	return w
 }
 
-// waitReady waits until the RedisConnection is Ready with all 6 nodes mapped and healthy.
+// waitReady waits until the RedisConnection is Ready with all 6 nodes healthy and every pod's
+// current IP in its map (the manager itself can dial pod IPs, so Ready alone does not say the
+// map caught up with the last restart).
 func (w *world) waitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -105,7 +107,7 @@ func (w *world) waitReady(ctx context.Context, timeout time.Duration) error {
 					last = c.Reason + ": " + c.Message
 				}
 			}
-			if ready && rc.Status.HealthyNodeCount == 6 {
+			if ready && rc.Status.HealthyNodeCount == 6 && w.mapCoversPods(ctx, rc.Status.NodeAddressMap) {
 				return nil
 			}
 		}
@@ -380,4 +382,35 @@ func (w *world) logPods(t testing.TB, ctx context.Context, began time.Time) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// podIPs lists pod=IP of the Redis pods (for logs).
+func (w *world) podIPs(ctx context.Context) string {
+	var pods corev1.PodList
+	if err := w.Rig.Client.List(ctx, &pods, client.InNamespace(demo.Namespace), client.MatchingLabels{rig.AppLabel: demo.RedisName}); err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, p := range pods.Items {
+		out = append(out, p.Name+"="+p.Status.PodIP)
+	}
+	return strings.Join(out, " ")
+}
+
+// mapCoversPods reports whether every Redis pod's current IP is an announced address of m.
+func (w *world) mapCoversPods(ctx context.Context, m []rconnv1.AppliedAddressMapping) bool {
+	var pods corev1.PodList
+	if err := w.Rig.Client.List(ctx, &pods, client.InNamespace(demo.Namespace), client.MatchingLabels{rig.AppLabel: demo.RedisName}); err != nil || len(pods.Items) != 6 {
+		return false
+	}
+	have := map[string]bool{}
+	for _, e := range m {
+		have[e.Announced] = true
+	}
+	for _, p := range pods.Items {
+		if p.Status.PodIP == "" || !have[net.JoinHostPort(p.Status.PodIP, "6379")] {
+			return false
+		}
+	}
+	return true
 }

@@ -23,7 +23,9 @@ func TestRolloutRestartDrill(t *testing.T) {
 	variants := []variant{variantNodeIDs, apiVariant}
 	var clients []*pkgclient.Client
 	for _, v := range variants {
-		clients = append(clients, v.open(t, ctx, w))
+		c := v.open(t, ctx, w)
+		clients = append(clients, c)
+		t.Logf("%s: config map %v node IDs %d; pods %s", v.name, c.Config().NodeAddressMap, len(c.Config().Rconn.NodeIDs), w.podIPs(ctx))
 	}
 	for i, res := range rolloutUnderLoad(t, ctx, w, clients...) {
 		name := variants[i].name
