@@ -138,3 +138,41 @@ func nettestFreePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// With a node ID map, an announced address that no node of the cluster announces (a departed
+// node, a restarted pod's old IP) fails at once with ErrNotInCluster instead of being dialed as
+// announced, where it could only hang until the connect timeout.
+func TestAddressNoNodeAnnouncesIsNotDialed(t *testing.T) {
+	ctx := testCtx(t)
+	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
+	sm, err := cluster.StaticMap(rc.AddressMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := cluster.NodeIDMap{}
+	for _, n := range rc.Nodes {
+		ids[n.ID] = cluster.Address{Host: "127.0.0.1", Port: n.Port}
+	}
+	rec := newRecorder(nil)
+	c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), NodeAddressMap: sm, NodeIDMap: ids, Dial: rec.Dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gone := "node-9.rconn-test.invalid:6379"
+	_, err = c.Dialer().DialContext(ctx, "tcp", gone)
+	if !errors.Is(err, cluster.ErrNotInCluster) {
+		t.Fatalf("dialing %s: %v, want ErrNotInCluster", gone, err)
+	}
+	for _, a := range rec.Dialed() {
+		if a == gone {
+			t.Fatalf("%s was dialed", gone)
+		}
+	}
+	if !strings.Contains(err.Error(), "not dialing node "+gone) {
+		t.Fatalf("error %q", err)
+	}
+}
