@@ -224,4 +224,6 @@ var (
 )
 
 // isRedirect tells whether a captured error line is a redirection worth parsing.
-func isRedirect(line []byte) bool { return bytes.HasPrefix(line, bMOVED) || bytes.HasPrefix(line, bASK) }
+func isRedirect(line []byte) bool {
+	return bytes.HasPrefix(line, bMOVED) || bytes.HasPrefix(line, bASK)
+}
