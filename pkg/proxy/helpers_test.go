@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,4 +184,21 @@ func waitFor(t *testing.T, what string, cond func() error) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (b *lockedBuffer) add(s string) {
+	b.mu.Lock()
+	b.l = append(b.l, s)
+	b.mu.Unlock()
+}
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.l...)
 }
