@@ -89,11 +89,12 @@ func classify(c command, rs *replyState) (expect, bool) {
 // replyState is CLIENT REPLY as the request side tracks it.
 type replyState struct{ off, skip bool }
 
+// family: 1 channels, 2 patterns, 3 shard channels.
 func family(name []byte) uint8 {
-	switch name[0] | 0x20 {
-	case 'p':
+	switch {
+	case eq(name, "PSUBSCRIBE"), eq(name, "PUNSUBSCRIBE"):
 		return 2
-	case 's':
+	case eq(name, "SSUBSCRIBE"), eq(name, "SUNSUBSCRIBE"):
 		return 3
 	}
 	return 1
