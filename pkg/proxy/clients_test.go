@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
 )
 
 // cli runs redis-cli with args (plus stdin) and returns its output.
@@ -176,7 +175,9 @@ func (p *proc) stop() {
 	<-p.done
 }
 
-func (p *proc) has(s string) bool { return slices.ContainsFunc(p.out.lines(), func(l string) bool { return strings.Contains(l, s) }) }
+func (p *proc) has(s string) bool {
+	return slices.ContainsFunc(p.out.lines(), func(l string) bool { return strings.Contains(l, s) })
+}
 
 func (p *proc) output() string { return strings.Join(p.out.lines(), "\n") }
 

@@ -42,7 +42,7 @@ type envOptions struct {
 	seedPort int
 }
 
-func startEnv(t *testing.T, o envOptions) *env {
+func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{}
 	var so redistest.ServerOptions
@@ -87,7 +87,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-func (e *env) write(t *testing.T) {
+func (e *env) write(t testing.TB) {
 	t.Helper()
 	b, err := client.Render(e.cfg)
 	if err != nil {
@@ -146,20 +146,20 @@ func appClient(t *testing.T, seed string, rec *nettest.Recorder) *redis.ClusterC
 	return c
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(tWriter{t}, nil))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
