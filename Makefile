@@ -116,12 +116,17 @@ demo-stop: ## Stop a demo left running with KEEP=1.
 
 ##@ Build
 .PHONY: build
-build: ## Build bin/manager (VERSION=... stamps the version).
+build: ## Build bin/manager and bin/rconn-proxy (VERSION=... stamps the version).
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/manager .
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/rconn-proxy ./cmd/rconn-proxy
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a container engine; IMG=...). The same go build runs in `make build-static`.
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+.PHONY: docker-build-proxy
+docker-build-proxy: ## Build the rconn-proxy image from the same Dockerfile (--target proxy; PROXY_IMG=...).
+	docker build --build-arg VERSION=$(VERSION) --target proxy -t $(PROXY_IMG) .
 
 .PHONY: build-static
 build-static: ## The Dockerfile's build step, without a container engine: static linux binary in bin/manager-static.

@@ -1,0 +1,154 @@
+// Command rconn-proxy lets any Redis client use a Redis Cluster whose nodes announce addresses
+// the client cannot reach. It reads the configuration the rconn controller renders (the
+// mounted ConfigMap and Secret, or the objects through the Kubernetes API) and follows it live,
+// opens a seed listener plus one listener per cluster node on a loopback address, and forwards
+// each connection to its node's mapped address with TLS origination. Only topology is
+// rewritten: CLUSTER SLOTS / SHARDS / NODES replies and -MOVED / -ASK name the listeners.
+//
+//	rconn-proxy --seed-port 7000 /etc/rconn           # mounted ConfigMap + Secret
+//	rconn-proxy --seed-port 7000 --kube shop/cache    # through the API (kubesource)
+//	redis-cli -c -p 7000
+//
+// See docs/consuming.md ("rconn proxy").
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/client/kubesource"
+	"github.com/rconn-dev/redis-connection-operator/pkg/proxy"
+)
+
+// version is stamped by the build (-ldflags "-X main.version=vX.Y.Z").
+var version = "dev"
+
+const usage = `Usage: rconn-proxy [flags] [MOUNT_DIR...]
+
+Forwards local listeners to the nodes of the Redis Cluster (or standalone server) an rconn
+RedisConnection describes, so that clients without an address map (redis-cli -c, redis-py,
+Jedis, GUI tools, ...) can use it unchanged:
+
+  rconn-proxy --seed-port 7000 /etc/rconn          config.json and the Secret in one mount
+  rconn-proxy --seed-port 7000 /etc/rconn-config /etc/rconn-secret
+  rconn-proxy --seed-port 7000 --kube shop/cache   the ConfigMap and Secret through the API
+  redis-cli -c -p 7000
+
+Node listeners take the ports after the seed port (one per node, kept per node ID). Clients
+authenticate themselves (AUTH is forwarded); TLS to the nodes uses the Secret's material.
+
+Flags:
+`
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("rconn-proxy", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	var (
+		listen    = fs.String("listen", proxy.DefaultListenHost, "address the listeners bind")
+		advertise = fs.String("advertise", "", "host rewritten replies name (default: --listen)")
+		seedPort  = fs.Int("seed-port", 7000, "seed listener port; node listeners take the following ports (0: ephemeral ports)")
+		nodePorts = fs.Int("node-ports", proxy.DefaultNodePorts, "how many ports after --seed-port node listeners may take")
+		kube      = fs.String("kube", "", "NAMESPACE/NAME of a RedisConnection: read its ConfigMap and Secret through the API instead of mounts")
+		kubecfg   = fs.String("kubeconfig", "", "kubeconfig for --kube (default $KUBECONFIG, ~/.kube/config, or the pod's ServiceAccount)")
+		refresh   = fs.Duration("refresh", proxy.DefaultRefreshInterval, "how often the topology is read")
+		drain     = fs.Duration("drain", proxy.DefaultDrainTimeout, "how long connections to a departed node may live on")
+		maxTopo   = fs.Int("max-topology-reply", proxy.DefaultMaxTopologyReply, "largest CLUSTER SLOTS/SHARDS/NODES reply buffered for rewriting (bytes)")
+		verbose   = fs.Bool("v", false, "log debug detail")
+		showVer   = fs.Bool("version", false, "print the version and exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVer {
+		fmt.Printf("rconn-proxy %s (revision %s, %s)\n", version, revision(), runtime.Version())
+		return 0
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	src, err := source(*kube, *kubecfg, fs.Args())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rconn-proxy:", err)
+		fs.Usage()
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	w, err := client.Watch(startCtx, src, client.WatchOptions{OnError: func(err error) { log.Warn(err.Error()) }})
+	if err != nil {
+		log.Error("reading the configuration", "err", err)
+		return 1
+	}
+	defer w.Close()
+	p, err := proxy.Start(startCtx, w.Current(), proxy.Options{
+		ListenHost: *listen, AdvertiseHost: *advertise, SeedPort: *seedPort, NodePorts: *nodePorts,
+		RefreshInterval: *refresh, DrainTimeout: *drain, MaxTopologyReply: *maxTopo, Logger: log,
+	})
+	if err != nil {
+		log.Error("starting", "err", err)
+		return 1
+	}
+	defer p.Close()
+	for _, n := range p.Nodes() {
+		log.Info("node", "id", n.ID, "announced", n.Announced, "listen", n.Listen)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("rconn proxy: shutting down")
+			return 0
+		case r := <-w.Updates():
+			_ = p.Apply(r) // logged by Apply
+		}
+	}
+}
+
+func source(kube, kubeconfig string, dirs []string) (client.Source, error) {
+	if kube != "" {
+		if len(dirs) > 0 {
+			return nil, errors.New("--kube and mount directories exclude each other")
+		}
+		ns, name, ok := strings.Cut(kube, "/")
+		if !ok {
+			ns, name = "", kube
+		}
+		return kubesource.NewSource(kubesource.Options{Namespace: ns, Name: name, Kubeconfig: kubeconfig})
+	}
+	if len(dirs) == 0 {
+		return nil, errors.New("name the mount directory of config.json (and of the Secret), or --kube NAMESPACE/NAME")
+	}
+	return client.NewMountSource(dirs...)
+}
+
+func revision() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,20 @@
+// Package proxy is rconn-proxy: local listeners, one per Redis Cluster node plus a seed, that
+// forward each connection to its node's mapped address (pkg/cluster's Dialer: the node
+// address map, the node-ID fallback, TLS origination with the per-node server name and the
+// Secret's client certificate), so that clients without an address map (redis-cli -c,
+// redis-py 4, Jedis, GUI tools) use a cluster whose nodes announce unreachable addresses.
+//
+// Only topology is rewritten: replies to CLUSTER SLOTS, SHARDS, NODES (and REPLICAS/SLAVES)
+// and top-level -MOVED/-ASK errors name the proxy's listeners; every other byte passes as it
+// came. To know which replies those are, both directions are parsed by streaming scanners
+// (scan.go, hand-written: they must walk values of any size across chunk boundaries without
+// buffering or allocating, which no maintained Go RESP library does — redcon, rueidis and
+// go-redis's reader all materialize values), and each command queues what its replies look
+// like (match.go): CLIENT REPLY OFF/ON/SKIP, RESP3 pushes, HELLO and RESET are followed; RESP2
+// pub/sub mode and MONITOR end the counting until RESET (docs/consuming.md lists what is not
+// supported). Topology replies are the only thing buffered, bounded by
+// Options.MaxTopologyReply; the connection is closed beyond it.
+//
+// Start builds a Proxy from a client.Resolved (client.Watch follows the mounts or kubesource);
+// Apply applies a new version live. cmd/rconn-proxy is the binary.
+package proxy

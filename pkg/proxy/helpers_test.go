@@ -1,0 +1,204 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/proxy"
+)
+
+// TestMain fails the package if any test attempted a DNS query.
+func TestMain(m *testing.M) { nettest.RunWithoutDNS(m) }
+
+// env is a cluster announcing unreachable names and a proxy in front of it, configured from a
+// mounted config.json exactly as the controller renders it.
+type env struct {
+	rc    *redistest.Cluster
+	p     *proxy.Proxy
+	dial  *nettest.Recorder // the proxy's base dialer
+	mount string
+	cfg   *client.Config
+	tls   *redistest.TLS
+}
+
+type envOptions struct {
+	tls      bool
+	replicas int
+	seedPort int
+}
+
+func startEnv(t testing.TB, o envOptions) *env {
+	t.Helper()
+	e := &env{}
+	var so redistest.ServerOptions
+	if o.tls {
+		e.tls = redistest.NewTLS(t, redistest.TLSOptions{})
+		so.TLS = e.tls
+	}
+	e.rc = redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: o.replicas, Announce: redistest.AnnounceHostname, Server: so})
+	scheme := "redis://"
+	if o.tls {
+		scheme = "rediss://"
+	}
+	e.cfg = &client.Config{RootNodes: []client.RootNodeConfig{{URL: scheme + e.rc.Nodes[0].Announced}}, NodeAddressMap: map[string]client.MappedAddress{}}
+	e.cfg.Defaults.Socket.TLS = o.tls
+	for announced, addr := range e.rc.AddressMap() {
+		h, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		e.cfg.NodeAddressMap[announced] = client.MappedAddress{Host: h, Port: port}
+	}
+	e.mount = t.TempDir()
+	e.write(t)
+	src, err := client.NewMountSource(e.mount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := client.Watch(ctx(t), src, client.WatchOptions{ReloadInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	e.dial = nettest.NewRecorder(nil)
+	e.p, err = proxy.Start(ctx(t), w.Current(), proxy.Options{SeedPort: o.seedPort, Dial: e.dial.Dial, RefreshInterval: 200 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.p.Close() })
+	go func() {
+		for r := range w.Updates() {
+			_ = e.p.Apply(r)
+		}
+	}()
+	return e
+}
+
+func (e *env) write(t testing.TB) {
+	t.Helper()
+	b, err := client.Render(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{client.ConfigFileName: b}
+	if e.tls != nil {
+		files[client.SecretKeyCA] = e.tls.CA.CertPEM
+		files[client.SecretKeyCert] = e.tls.Client.CertPEM
+		files[client.SecretKeyKey] = e.tls.Client.KeyPEM
+	}
+	if err := kubeletmount.Write(e.mount, files, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listeners is every address the proxy listens on.
+func (e *env) listeners() []string {
+	out := []string{e.p.SeedAddr()}
+	for _, n := range e.p.Nodes() {
+		out = append(out, n.Listen)
+	}
+	return out
+}
+
+// listenerOf returns the proxy listener of a node.
+func (e *env) listenerOf(t *testing.T, n *redistest.Node) string {
+	t.Helper()
+	for _, l := range e.p.Nodes() {
+		if l.ID == n.ID {
+			return l.Listen
+		}
+	}
+	t.Fatalf("no proxy listener for node %d (%s)", n.Index, n.ID)
+	return ""
+}
+
+// ownerOf is the master serving key's slot, as formed (slots split evenly over 3 masters).
+func (e *env) ownerOf(key string) *redistest.Node {
+	slot := slotOf(key)
+	return e.rc.Masters()[slot*3/16384]
+}
+
+// appClient is a plain go-redis ClusterClient on the seed, as any app would use it: no address
+// map, no custom dialer beyond one that refuses names (the test must not send DNS queries).
+func appClient(t *testing.T, seed string, rec *nettest.Recorder) *redis.ClusterClient {
+	t.Helper()
+	c := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                    []string{seed},
+		Dialer:                   rec.Dial,
+		MaxRedirects:             8,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (b *lockedBuffer) add(s string) {
+	b.mu.Lock()
+	b.l = append(b.l, s)
+	b.mu.Unlock()
+}
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.l...)
+}

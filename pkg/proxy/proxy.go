@@ -1,0 +1,586 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
+)
+
+// Defaults of Options.
+const (
+	DefaultListenHost      = "127.0.0.1"
+	DefaultNodePorts       = 128
+	DefaultRefreshInterval = 5 * time.Second
+	DefaultDrainTimeout    = 30 * time.Second
+)
+
+// Options configure a Proxy. The zero value listens on 127.0.0.1, ephemeral ports.
+type Options struct {
+	// ListenHost is the address every listener binds (default 127.0.0.1).
+	ListenHost string
+	// AdvertiseHost is the host rewritten replies name (default ListenHost).
+	AdvertiseHost string
+	// SeedPort is the seed listener's port; node listeners take SeedPort+1 ...
+	// SeedPort+NodePorts, one per node, kept per node ID while the proxy runs. 0: every
+	// listener on an ephemeral port.
+	SeedPort int
+	// NodePorts is how many node ports follow SeedPort (default 128).
+	NodePorts int
+	// Dial is the base dial function beneath the node address map (default net.Dialer).
+	Dial cluster.DialFunc
+	// RefreshInterval is how often the topology is read (default 5s); a redirection to a
+	// node without a listener also triggers a read.
+	RefreshInterval time.Duration
+	// DrainTimeout is how long connections through a departed node's listener may live on
+	// (default 30s).
+	DrainTimeout time.Duration
+	// MaxTopologyReply bounds one buffered topology reply (default 4 MiB).
+	MaxTopologyReply int
+	// Logger receives what the proxy does (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Proxy forwards local listeners, one per cluster node plus a seed, to the nodes' mapped
+// addresses (see the package documentation).
+type Proxy struct {
+	o   Options
+	log *slog.Logger
+
+	in         *cluster.Inspector
+	tls        *rtls.Reloadable
+	creds      atomic.Pointer[[2]string]
+	standalone bool
+	roots      []string
+
+	mu       sync.Mutex
+	cfg      *client.Config
+	seed     *listener
+	byID     map[string]*listener
+	byAddr   map[string]*listener // announced address -> listener
+	all      map[*listener]bool
+	reserved map[string]int // node ID -> port, kept after the node left
+	used     map[int]bool
+	masters  []string
+	next     int
+	closed   bool
+
+	kick chan struct{}
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+// listener is one local port and the node it forwards to.
+type listener struct {
+	ln      net.Listener
+	port    int
+	id      string
+	target  atomic.Pointer[string] // announced address to dial ("" for the seed: chosen per connection)
+	seed    bool
+	missing int // consecutive topology reads without this node
+
+	mu      sync.Mutex
+	pipes   map[*pipe]bool
+	drained bool
+}
+
+// Node is a node listener as Nodes reports it.
+type Node struct {
+	ID        string
+	Announced string
+	Listen    string
+}
+
+// Start builds the proxy for the resolved configuration, opens the seed listener and, in
+// cluster mode, one listener per node of the first topology read (bounded by ctx).
+func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
+	if o.ListenHost == "" {
+		o.ListenHost = DefaultListenHost
+	}
+	if o.AdvertiseHost == "" {
+		o.AdvertiseHost = o.ListenHost
+	}
+	if o.NodePorts <= 0 {
+		o.NodePorts = DefaultNodePorts
+	}
+	if o.RefreshInterval <= 0 {
+		o.RefreshInterval = DefaultRefreshInterval
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.MaxTopologyReply <= 0 {
+		o.MaxTopologyReply = DefaultMaxTopologyReply
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	p := &Proxy{o: o, log: o.Logger, cfg: r.Config, byID: map[string]*listener{}, byAddr: map[string]*listener{},
+		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+	if err := p.build(r); err != nil {
+		return nil, err
+	}
+	seed, err := p.listen(o.SeedPort)
+	if err != nil {
+		p.in.Close()
+		return nil, fmt.Errorf("rconn proxy: seed listener: %w", err)
+	}
+	seed.seed = true
+	p.seed = seed
+	p.serve(seed)
+	if !p.standalone {
+		if err := p.refresh(ctx); err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.wg.Add(1)
+		go p.refreshLoop()
+	}
+	p.log.Info("rconn proxy listening", "seed", p.SeedAddr(), "mode", r.Config.ModeOrDefault(), "nodes", len(p.Nodes()))
+	return p, nil
+}
+
+func (p *Proxy) build(r *client.Resolved) error {
+	cfg := r.Config
+	p.standalone = cfg.ModeOrDefault() == client.ModeStandalone
+	u, pw := r.Credentials()
+	p.creds.Store(&[2]string{u, pw})
+	var roots []cluster.RootNode
+	for _, rn := range cfg.RootNodes {
+		roots = append(roots, cluster.RootNode{URL: rn.URL})
+		if pu, err := cluster.ParseURL(rn.URL); err == nil {
+			p.roots = append(p.roots, pu.Address.String())
+		}
+	}
+	def := cluster.NodeOptions{
+		CredentialsProvider: func() (string, string) { c := p.creds.Load(); return c[0], c[1] },
+		TLSServerName:       cfg.Defaults.Socket.ServerName,
+		ConnectTimeout:      time.Duration(cfg.Defaults.Socket.ConnectTimeout) * time.Millisecond,
+	}
+	if cfg.Defaults.Socket.TLS {
+		t, err := rtls.NewReloadable(rtls.Options{Material: r.TLS, ServerName: cfg.Defaults.Socket.ServerName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify})
+		if err != nil {
+			return fmt.Errorf("rconn proxy: TLS material: %w", err)
+		}
+		p.tls = t
+		def.TLSConfigFor = t.ConfigFor
+	}
+	m, err := nodeMap(cfg)
+	if err != nil {
+		return err
+	}
+	in, err := cluster.NewInspector(cluster.Options{RootNodes: roots, Defaults: def, NodeAddressMap: m, Dial: p.o.Dial, Standalone: p.standalone})
+	if err != nil {
+		return fmt.Errorf("rconn proxy: %w", err)
+	}
+	p.in = in
+	d := in.Dialer()
+	d.SetNodeIDs(nodeIDs(cfg))
+	d.SetNodeIDLookup(in.Discover)
+	return nil
+}
+
+func nodeMap(cfg *client.Config) (cluster.NodeAddressMap, error) {
+	if len(cfg.NodeAddressMap) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(cfg.NodeAddressMap))
+	for k, v := range cfg.NodeAddressMap {
+		m[k] = v.String()
+	}
+	return cluster.StaticMap(m)
+}
+
+func nodeIDs(cfg *client.Config) cluster.NodeIDMap {
+	if len(cfg.Rconn.NodeIDs) == 0 {
+		return nil
+	}
+	m := make(cluster.NodeIDMap, len(cfg.Rconn.NodeIDs))
+	for k, v := range cfg.Rconn.NodeIDs {
+		m[k] = cluster.Address{Host: v.Host, Port: v.Port}
+	}
+	return m
+}
+
+// Apply applies a new version of the configuration live: node address map, node IDs,
+// credentials and TLS material (for new connections). Fields that need a restart are logged
+// and returned as an error wrapping client.ErrRestartRequired; the live parts still apply.
+func (p *Proxy) Apply(r *client.Resolved) error {
+	p.mu.Lock()
+	prev := p.cfg
+	p.cfg = r.Config
+	p.mu.Unlock()
+	if p.tls != nil && r.TLS != nil {
+		if err := p.tls.Update(r.TLS); err != nil {
+			return fmt.Errorf("rconn proxy: TLS material: %w", err)
+		}
+	}
+	u, pw := r.Credentials()
+	p.creds.Store(&[2]string{u, pw})
+	if !reflect.DeepEqual(prev.NodeAddressMap, r.Config.NodeAddressMap) {
+		m, err := nodeMap(r.Config)
+		if err != nil {
+			return err
+		}
+		p.in.SetNodeAddressMap(m)
+	}
+	p.in.Dialer().SetNodeIDs(nodeIDs(r.Config))
+	p.log.Info("rconn proxy: configuration applied", "version", r.Version)
+	p.Refresh()
+	if changed := client.RestartFields(prev, r.Config); len(changed) > 0 {
+		err := fmt.Errorf("rconn proxy: %w to apply changed %s", client.ErrRestartRequired, strings.Join(changed, ", "))
+		p.log.Warn(err.Error())
+		return err
+	}
+	return nil
+}
+
+// SeedAddr is the seed listener's address.
+func (p *Proxy) SeedAddr() string { return p.addr(p.seed) }
+
+func (p *Proxy) addr(l *listener) string {
+	return net.JoinHostPort(p.o.AdvertiseHost, strconv.Itoa(l.port))
+}
+
+// Nodes lists the node listeners, by port.
+func (p *Proxy) Nodes() []Node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Node, 0, len(p.all))
+	for l := range p.all {
+		out = append(out, Node{ID: l.id, Announced: *l.target.Load(), Listen: p.addr(l)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Listen < out[j].Listen })
+	return out
+}
+
+// Refresh asks for a topology read now (coalesced).
+func (p *Proxy) Refresh() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops every listener and closes every forwarded connection.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	ls := []*listener{p.seed}
+	for l := range p.all {
+		ls = append(ls, l)
+	}
+	p.mu.Unlock()
+	close(p.quit)
+	for _, l := range ls {
+		l.ln.Close()
+		l.closePipes()
+	}
+	p.wg.Wait()
+	return p.in.Close()
+}
+
+func (p *Proxy) refreshLoop() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.o.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.quit:
+			return
+		case <-t.C:
+		case <-p.kick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		go func() {
+			select {
+			case <-p.quit:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if err := p.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			p.log.Warn("rconn proxy: topology read failed, keeping the listeners", "err", err)
+		}
+		cancel()
+	}
+}
+
+// refresh reads the topology and makes the listeners follow it: a listener for every node
+// (the same port for the same node ID), departed nodes drained after two reads without them.
+func (p *Proxy) refresh(ctx context.Context) error {
+	t, err := p.in.Discover(ctx)
+	if err != nil {
+		return fmt.Errorf("rconn proxy: reading the topology: %w", err)
+	}
+	var ordered []*cluster.Node
+	var masters []string
+	for _, sh := range t.Shards {
+		if sh.Master != nil {
+			ordered = append(ordered, sh.Master)
+			masters = append(masters, sh.Master.Announced)
+		}
+		ordered = append(ordered, sh.Replicas...)
+	}
+	ordered = append(ordered, t.Nodes...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.masters = masters
+	seen := map[*listener]bool{}
+	for _, n := range ordered {
+		l, err := p.ensureLocked(n.ID, n.Announced)
+		if err != nil {
+			p.log.Warn("rconn proxy: no listener for node", "node", n.ID, "announced", n.Announced, "err", err)
+			continue
+		}
+		seen[l] = true
+	}
+	for l := range p.all {
+		if seen[l] {
+			l.missing = 0
+			continue
+		}
+		if l.missing++; l.missing >= 2 {
+			p.removeLocked(l)
+		}
+	}
+	return nil
+}
+
+// ensureLocked returns the listener for a node, creating it or following a new announced
+// address of a known node ID.
+func (p *Proxy) ensureLocked(id, announced string) (*listener, error) {
+	l := p.byID[id]
+	if id == "" {
+		l = nil
+	}
+	if l == nil {
+		if a := p.byAddr[announced]; a != nil && (a.id == "" || a.id == id) {
+			l = a
+		}
+	}
+	if l == nil {
+		port := 0
+		if p.o.SeedPort > 0 {
+			var ok bool
+			if port, ok = p.freePortLocked(id); !ok {
+				return nil, fmt.Errorf("all %d node ports after %d are taken", p.o.NodePorts, p.o.SeedPort)
+			}
+		}
+		nl, err := p.listen(port)
+		if err != nil {
+			return nil, err
+		}
+		l = nl
+		p.used[l.port] = true
+		p.all[l] = true
+		p.serve(l)
+		p.log.Info("rconn proxy: node listener", "node", id, "announced", announced, "listen", p.addr(l))
+	}
+	if id != "" && l.id == "" {
+		l.id = id
+	}
+	if l.id != "" {
+		p.byID[l.id] = l
+		p.reserved[l.id] = l.port
+	}
+	if old := *l.target.Load(); old != announced {
+		if p.byAddr[old] == l {
+			delete(p.byAddr, old)
+		}
+		l.target.Store(&announced)
+		p.log.Info("rconn proxy: node announces a new address", "node", l.id, "announced", announced, "listen", p.addr(l))
+	}
+	p.byAddr[announced] = l
+	return l, nil
+}
+
+func (p *Proxy) freePortLocked(id string) (int, bool) {
+	if port, ok := p.reserved[id]; ok && !p.used[port] {
+		return port, true
+	}
+	taken := map[int]bool{}
+	for _, port := range p.reserved {
+		taken[port] = true
+	}
+	for pass := 0; pass < 2; pass++ {
+		for port := p.o.SeedPort + 1; port <= p.o.SeedPort+p.o.NodePorts && port <= 65535; port++ {
+			if !p.used[port] && (pass == 1 || !taken[port]) {
+				return port, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func (p *Proxy) removeLocked(l *listener) {
+	delete(p.all, l)
+	delete(p.used, l.port)
+	if p.byID[l.id] == l {
+		delete(p.byID, l.id)
+	}
+	if a := *l.target.Load(); p.byAddr[a] == l {
+		delete(p.byAddr, a)
+	}
+	l.ln.Close()
+	p.log.Info("rconn proxy: node left, draining its listener", "node", l.id, "listen", p.addr(l), "drain", p.o.DrainTimeout)
+	time.AfterFunc(p.o.DrainTimeout, l.closePipes)
+}
+
+func (p *Proxy) listen(port int) (*listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(p.o.ListenHost, strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{ln: ln, port: ln.Addr().(*net.TCPAddr).Port, pipes: map[*pipe]bool{}}
+	empty := ""
+	l.target.Store(&empty)
+	return l, nil
+}
+
+// local implements router for the pipes: the listener for a node, created on demand for a
+// node the last topology read did not have (a redirection to a new node).
+func (p *Proxy) local(id, announced string) (string, int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.byID[id]; id != "" && l != nil {
+		return p.o.AdvertiseHost, l.port, true
+	}
+	if l := p.byAddr[announced]; l != nil {
+		return p.o.AdvertiseHost, l.port, true
+	}
+	if p.closed || !dialable(announced) {
+		return "", 0, false
+	}
+	l, err := p.ensureLocked(id, announced)
+	if err != nil {
+		p.log.Warn("rconn proxy: no listener for a redirection target", "announced", announced, "err", err)
+		return "", 0, false
+	}
+	p.Refresh()
+	return p.o.AdvertiseHost, l.port, true
+}
+
+// dialable rejects what Redis names when it does not know an endpoint ("?", "", port 0).
+func dialable(announced string) bool {
+	a, err := cluster.ParseAddress(announced)
+	return err == nil && a.Host != "?"
+}
+
+func (p *Proxy) serve(l *listener) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := l.ln.Accept()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.forward(l, c)
+			}()
+		}
+	}()
+}
+
+func (p *Proxy) seedTarget() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.masters) > 0 {
+		p.next++
+		return p.masters[p.next%len(p.masters)]
+	}
+	if len(p.roots) > 0 {
+		return p.roots[0]
+	}
+	return ""
+}
+
+func (p *Proxy) forward(l *listener, c net.Conn) {
+	target := *l.target.Load()
+	if l.seed {
+		target = p.seedTarget()
+	}
+	if p.standalone && len(p.roots) > 0 {
+		target = p.roots[0]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-p.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	up, err := p.in.Dialer().DialContext(ctx, "tcp", target)
+	cancel()
+	if err != nil {
+		p.log.Warn("rconn proxy: dialing the node failed", "listen", p.addr(l), "announced", target, "err", err)
+		c.Close()
+		return
+	}
+	pp := newPipe(c, up, p, p.o.MaxTopologyReply, !p.standalone)
+	if !l.add(pp) {
+		pp.close()
+		return
+	}
+	err = pp.run()
+	l.remove(pp)
+	if err != nil {
+		p.log.Warn("rconn proxy: connection closed", "listen", p.addr(l), "announced", target, "err", err)
+	}
+}
+
+func (l *listener) add(p *pipe) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.drained {
+		return false
+	}
+	l.pipes[p] = true
+	return true
+}
+
+func (l *listener) remove(p *pipe) {
+	l.mu.Lock()
+	delete(l.pipes, p)
+	l.mu.Unlock()
+}
+
+func (l *listener) closePipes() {
+	l.mu.Lock()
+	l.drained = true
+	ps := make([]*pipe, 0, len(l.pipes))
+	for p := range l.pipes {
+		ps = append(ps, p)
+	}
+	l.mu.Unlock()
+	for _, p := range ps {
+		p.close()
+	}
+}
