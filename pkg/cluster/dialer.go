@@ -187,12 +187,8 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	reachable, mapped := d.Resolve(addr)
 	byID := ""
 	if !mapped {
-		a, id, ok, departed := d.ids.resolve(ctx, addr)
-		switch {
-		case ok:
+		if a, id, ok := d.ids.resolve(ctx, addr); ok {
 			reachable, mapped, byID = a.String(), true, id
-		case departed:
-			return nil, &DialError{Announced: addr, Dialed: "", Err: ErrNotInCluster}
 		}
 	}
 	d.mu.Lock()
@@ -247,8 +243,6 @@ type DialError struct {
 
 func (e *DialError) Error() string {
 	switch {
-	case e.Dialed == "":
-		return fmt.Sprintf("not dialing node %s (no nodeAddressMap entry): %v", e.Announced, e.Err)
 	case e.NodeID != "":
 		return fmt.Sprintf("dialing node %s (no nodeAddressMap entry; node %s mapped by ID to %s): %v", e.Announced, e.NodeID, e.Dialed, e.Err)
 	case e.Mapped:

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -24,12 +23,6 @@ const nodeIDLookupInterval = 500 * time.Millisecond
 // nodeIDCacheTTL is how long an announced address -> node ID answer is used without asking
 // again (pod IPs are reused: an old answer must not send a new node's traffic elsewhere for long).
 const nodeIDCacheTTL = 10 * time.Second
-
-// ErrNotInCluster is wrapped by the dial error for an announced address that has no node
-// address map entry and that no node of the cluster announces (asked just now, through a node
-// the client can reach): a node that left, or a pod's old IP. It is not dialed as announced,
-// which could only hang on an address nobody serves or reach some other server.
-var ErrNotInCluster = errors.New("no node of the cluster announces this address (a departed node or a restarted pod's old address)")
 
 // lookupKey marks the context of the fallback's own discovery: the dials it makes never fall
 // back again (no recursion, no waiting on itself).
@@ -85,49 +78,43 @@ func (r *idResolver) enabled() bool {
 
 // resolve returns the reachable address of the node announced at announced by its node ID,
 // asking the cluster when the last answer does not know the address (at most once per
-// nodeIDLookupInterval; concurrent callers share one lookup). departed is true when an answer
-// younger than nodeIDLookupInterval has no node at that address at all (see ErrNotInCluster);
-// a node the cluster knows whose ID the map lacks is neither found nor departed.
-func (r *idResolver) resolve(ctx context.Context, announced string) (a Address, id string, found, departed bool) {
+// nodeIDLookupInterval; concurrent callers share one lookup).
+func (r *idResolver) resolve(ctx context.Context, announced string) (Address, string, bool) {
 	if !r.enabled() || ctx.Value(lookupKey{}) != nil {
-		return Address{}, "", false, false
+		return Address{}, "", false
 	}
 	if a, id, ok := r.cached(announced, true); ok {
-		return a, id, true, false
+		return a, id, true
 	}
 	r.lookupMu.Lock()
 	defer r.lookupMu.Unlock()
 	if a, id, ok := r.cached(announced, true); ok { // answered while waiting
-		return a, id, true, false
+		return a, id, true
 	}
-	if time.Since(r.lastTry) >= nodeIDLookupInterval {
-		r.lastTry = time.Now()
-		t, err := r.lookup(context.WithValue(ctx, lookupKey{}, true))
-		if err != nil || t == nil {
-			return Address{}, "", false, false
-		}
-		byAddr := make(map[string]string, len(t.Nodes))
-		for _, n := range t.Nodes {
+	if time.Since(r.lastTry) < nodeIDLookupInterval {
+		return Address{}, "", false
+	}
+	r.lastTry = time.Now()
+	t, err := r.lookup(context.WithValue(ctx, lookupKey{}, true))
+	if err != nil || t == nil {
+		return Address{}, "", false
+	}
+	byAddr := make(map[string]string, len(t.Nodes))
+	for _, n := range t.Nodes {
+		if n.ID != "" {
 			byAddr[n.Announced] = n.ID
 		}
-		r.mu.Lock()
-		r.byAddr, r.at = byAddr, time.Now()
-		r.mu.Unlock()
-	}
-	if a, id, ok := r.cached(announced, true); ok {
-		return a, id, true, false
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, known := r.byAddr[announced]
-	return Address{}, "", false, !known && r.byAddr != nil && time.Since(r.at) < nodeIDLookupInterval
+	r.byAddr, r.at = byAddr, time.Now()
+	r.mu.Unlock()
+	return r.cached(announced, true)
 }
 
-// forget drops the last answer after a dial through it failed (the address may have moved on
-// since): the next resolve asks again, and nothing is called departed from that answer.
-func (r *idResolver) forget(string) {
+// forget drops a cached answer that did not work (the address moved on since).
+func (r *idResolver) forget(announced string) {
 	r.mu.Lock()
-	r.byAddr, r.at = nil, time.Time{}
+	delete(r.byAddr, announced)
 	r.mu.Unlock()
 }
 
