@@ -147,7 +147,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		_, secName := outputNames(rc)
 		rc.Status.Binding = &rconnv1.BindingStatus{Name: secName}
 		for _, e := range transitions(&before.Status, &rc.Status) {
-			if e.reason == "TopologyChanged" || e.reason == "FailoverDetected" {
+			if e.reason == rconnv1.EventReasonTopologyChanged || e.reason == rconnv1.EventReasonFailoverDetected {
 				topologyChanges.WithLabelValues(rc.Namespace, rc.Name).Inc()
 			}
 			r.event(rc, e.typ, e.reason, e.message)
@@ -388,7 +388,7 @@ func (r *RedisConnectionReconciler) warnExpiry(rc *rconnv1.RedisConnection, cred
 		return
 	}
 	r.expiryWarned[key] = r.now()
-	r.event(rc, corev1.EventTypeWarning, "CertificateExpiringSoon", fmt.Sprintf("a TLS certificate expires at %s (in %s)", creds.expiry.UTC().Format(time.RFC3339), creds.expiry.Sub(r.now()).Round(time.Hour)))
+	r.event(rc, corev1.EventTypeWarning, rconnv1.EventReasonCertificateExpiringSoon, fmt.Sprintf("a TLS certificate expires at %s (in %s)", creds.expiry.UTC().Format(time.RFC3339), creds.expiry.Sub(r.now()).Round(time.Hour)))
 }
 
 func (r *RedisConnectionReconciler) event(rc *rconnv1.RedisConnection, typ, reason, msg string) {
