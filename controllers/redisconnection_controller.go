@@ -88,9 +88,7 @@ type RedisConnectionReconciler struct {
 }
 
 const (
-	indexSecretRefs     = "rconn.dev/secret-refs"
-	indexServiceSources = "rconn.dev/has-service-sources"
-	certWarnWithin      = 14 * 24 * time.Hour
+	certWarnWithin = 14 * 24 * time.Hour
 )
 
 func (r *RedisConnectionReconciler) now() time.Time {
@@ -433,19 +431,7 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if v, err := strconv.ParseBool(os.Getenv("RCONN_DISABLE_TOPOLOGY_SHARING")); err == nil && v {
 		r.DisableTopologySharing = true
 	}
-	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexSecretRefs, func(o client.Object) []string {
-		return secretRefs(o.(*rconnv1.RedisConnection))
-	}); err != nil {
-		return err
-	}
-	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexServiceSources, func(o client.Object) []string {
-		rc := o.(*rconnv1.RedisConnection)
-		if rc.Spec.NodeAddressMap != nil && len(rc.Spec.NodeAddressMap.FromServices) > 0 {
-			return []string{"true"}
-		}
-		return nil
-	}); err != nil {
+	if err := AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	concurrent := r.MaxConcurrentReconciles
@@ -510,7 +496,7 @@ const DefaultMaxRedisTimeout = 30 * time.Second
 
 func (r *RedisConnectionReconciler) forSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	var list rconnv1.RedisConnectionList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSecretRefs: o.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{SecretRefsField: o.GetName()}); err != nil {
 		return nil
 	}
 	return requests(list.Items)
@@ -536,7 +522,7 @@ func (r *RedisConnectionReconciler) forEndpointSlice(ctx context.Context, o clie
 // found through the index of connections that have Service sources at all.
 func (r *RedisConnectionReconciler) selecting(ctx context.Context, ns string, lbls labels.Set) []reconcile.Request {
 	var list rconnv1.RedisConnectionList
-	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexServiceSources: "true"}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{ServiceSourcesField: hasServiceSources}); err != nil {
 		return nil
 	}
 	var out []rconnv1.RedisConnection
