@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -448,16 +449,21 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})); err != nil {
 		return err
 	}
+	// Resyncs of the informers (same resourceVersion) carry nothing new.
+	changed := builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&rconnv1.RedisConnection{}).
-		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
+		// Only spec changes (and creates and deletes) of a RedisConnection enqueue it: the
+		// controller reads none of its labels or annotations, and a status-only update (its own
+		// status patch above all) changes nothing a reconcile reads.
+		For(&rconnv1.RedisConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, changed).
 		// Secrets: metadata only, for owned outputs and referenced inputs alike; content is read
 		// from the API server when needed, so no Secret data sits in the cache.
-		Owns(&corev1.Secret{}, builder.OnlyMetadata).
-		Owns(&rbacv1.Role{}, builder.OnlyMetadata).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret)).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.forService)).
-		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.forEndpointSlice)).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata, changed).
+		Owns(&rbacv1.Role{}, builder.OnlyMetadata, changed).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret), changed).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.forService), changed).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.forEndpointSlice), changed).
 		// A background probe finished: its RedisConnections read the new result.
 		WatchesRawSource(source.Channel(r.probed, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
