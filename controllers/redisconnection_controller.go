@@ -135,8 +135,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	defer func() {
 		setReady(rc)
-		readyCond := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionReady)
-		recordReady(rc.Namespace, rc.Name, readyCond != nil && readyCond.Status == metav1.ConditionTrue, readyReasonOf(readyCond))
+		initTopologyChanges(rc.Namespace, rc.Name)
 		// observedGeneration moves only once the generation has been processed through to the
 		// outputs (or to the condition that stops it): while the first probe through new
 		// settings runs, it keeps the previous value.
@@ -277,10 +276,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 
 	// 4. Health of every node (checked by the probe above).
-	recordHealth(rc.Namespace, rc.Name, health)
-	if !topo.Standalone {
-		slotsCovered.WithLabelValues(rc.Namespace, rc.Name).Set(float64(topo.SlotsCovered))
-	}
+	recordPing(rc.Namespace, rc.Name, health)
 	ok, reason, msg := healthCondition(health)
 	setCondition(rc, rconnv1.ConditionNodesHealthy, ok, reason, msg)
 
@@ -434,6 +430,9 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if err := AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
+	}
+	if err := registerStateCollector(mgr.GetCache(), mgr.Elected()); err != nil {
+		return fmt.Errorf("registering the RedisConnection state metrics: %w", err)
 	}
 	concurrent := r.MaxConcurrentReconciles
 	if concurrent <= 0 {
