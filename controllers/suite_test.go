@@ -34,15 +34,15 @@ import (
 )
 
 var (
-	env       *envtest.Environment
-	k8s       client.Client
-	ctx       context.Context
-	dialer    *nettest.Recorder
-	writes    writeCounter
-	reads     writeCounter // the manager's GETs of single objects (not lists or watches)
+	env    *envtest.Environment
+	k8s    client.Client
+	ctx    context.Context
+	dialer *nettest.Recorder
+	writes writeCounter
+	reads  writeCounter // the manager's GETs of single objects (not lists or watches)
 	// reconciles counts the reconciles of every RedisConnection (see reconcileCounter).
 	reconciles reconcileCounter
-	nsCounter atomic.Int64
+	nsCounter  atomic.Int64
 	// apiServerAddrs are the API server's ip:port addresses the controller must never dial.
 	apiServerAddrs []netip.AddrPort
 )
