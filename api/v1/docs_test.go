@@ -183,7 +183,7 @@ type reasonConst struct{ name, value, condition string }
 // comment belong to Ready.
 func conditionConstants(t *testing.T, file string) (types []string, reasons []reasonConst) {
 	t.Helper()
-	specs, _, values := constants(t, file)
+	specs, values := constants(t, file)
 	isType := map[string]bool{}
 	for _, vs := range specs {
 		for _, n := range vs.Names {
@@ -263,7 +263,7 @@ func eventsMissing(t *testing.T, doc string, reasons []reasonConst) []string {
 	}
 
 	want := map[string]string{}
-	_, _, consts := constants(t, "events.go")
+	_, consts := constants(t, "events.go")
 	for name, value := range consts {
 		if strings.HasPrefix(name, "EventReason") {
 			want[value] = name
@@ -302,10 +302,9 @@ func eventsMissing(t *testing.T, doc string, reasons []reasonConst) []string {
 
 // constants parses the const declarations of one file of this package: their specs in order,
 // and the values of the string constants by name.
-func constants(t *testing.T, file string) (specs []*ast.ValueSpec, fset *token.FileSet, values map[string]string) {
+func constants(t *testing.T, file string) (specs []*ast.ValueSpec, values map[string]string) {
 	t.Helper()
-	fset = token.NewFileSet()
-	f, err := parser.ParseFile(fset, file, nil, parser.ParseComments)
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ParseComments)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,5 +326,5 @@ func constants(t *testing.T, file string) (specs []*ast.ValueSpec, fset *token.F
 			specs = append(specs, vs)
 		}
 	}
-	return specs, fset, values
+	return specs, values
 }

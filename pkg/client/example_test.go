@@ -25,7 +25,7 @@ func ExampleOpen() {
 	defer c.Close()
 
 	if err := c.Set(ctx, "greeting", "hello", 0).Err(); err != nil { // c is a redis.UniversalClient
-		log.Fatal(err)
+		log.Print(err)
 	}
 }
 
