@@ -7,6 +7,9 @@ ROOT := $(shell pwd)
 LOCALBIN := $(ROOT)/bin
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+# golangci-lint, pinned, built from the module proxy into bin/ (make lint; .golangci.yml).
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 ENVTEST_ASSETS := $(LOCALBIN)/k8s
 RIG_ASSETS := $(LOCALBIN)/rig
 # helm for the chart tests and make release: built from the module proxy (hack/helm-assets.sh,
@@ -71,6 +74,10 @@ helm: ## Build/cache the pinned helm (hack/helm-assets.sh) into bin/helm.
 .PHONY: rig-assets
 rig-assets: envtest ## Build/cache the real control plane rig (kube-controller-manager, kube-scheduler, kwok + its stage configs, CoreDNS) into bin/rig.
 	@hack/rig-assets.sh $(RIG_ASSETS) >/dev/null
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (the linters of .golangci.yml) over every package.
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test
 test: deps envtest rig-assets helm verify-generated vet ## Run every test (envtest, the rig, real redis-server, the chart).
@@ -157,6 +164,11 @@ release: helm ## make release VERSION=vX.Y.Z: dist/install.yaml, the packaged ch
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.
 	go run ./main.go
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(LOCALBIN)/golangci-lint $(GOLANGCI_LINT)
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(LOCALBIN)

@@ -401,6 +401,16 @@ var _ = Describe("bad input", func() {
 		eventuallyCondition(ns, "notcluster", rconnv1.ConditionReady, metav1.ConditionFalse, rconnv1.ReasonRootNodesUnreachable)
 	})
 
+	It("reports root node settings pkg/cluster refuses as InvalidOptions, not RootNodesUnreachable", func() {
+		ns := newNamespace()
+		Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
+			ObjectMeta: metav1.ObjectMeta{Name: "db3", Namespace: ns},
+			Spec:       rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{URL: "redis://[127.0.0.1]:6379"}}},
+		})).To(Succeed())
+		eventuallyCondition(ns, "db3", rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonInvalidOptions)
+		Expect(condition(ns, "db3", rconnv1.ConditionTopologyDiscovered).Message).To(ContainSubstring("not an IPv6 address"))
+	})
+
 	It("reports uncovered slots and keeps the previous output", func() {
 		ns := newNamespace()
 		rc := redistest.StartCluster(GinkgoT(), redistest.ClusterOptions{Masters: 3})

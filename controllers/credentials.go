@@ -190,7 +190,7 @@ func (s *secretMemo) size() int {
 	return len(s.m)
 }
 
-// secretRefs lists the Secrets a RedisConnection references (the index function's values).
+// secretRefs lists the Secrets a RedisConnection references (RedisConnectionBySecretRef).
 func secretRefs(rc *rconnv1.RedisConnection) []string {
 	var out []string
 	if rc.Spec.ControllerACL != nil {

@@ -76,7 +76,7 @@ func (r *RedisConnectionReconciler) applyReaderRole(ctx context.Context, rc *rco
 		if err := r.Delete(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: item.Name, Namespace: rc.Namespace}}, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting the previous reader Role %s: %w", item.Name, err)
 		}
-		r.event(rc, corev1.EventTypeNormal, "OutputRenamed", fmt.Sprintf("deleted Role %s: spec.output.readerRoleName now names %q", item.Name, want))
+		r.event(rc, corev1.EventTypeNormal, rconnv1.EventReasonOutputRenamed, fmt.Sprintf("deleted Role %s: spec.output.readerRoleName now names %q", item.Name, want))
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -88,9 +89,7 @@ type RedisConnectionReconciler struct {
 }
 
 const (
-	indexSecretRefs     = "rconn.dev/secret-refs"
-	indexServiceSources = "rconn.dev/has-service-sources"
-	certWarnWithin      = 14 * 24 * time.Hour
+	certWarnWithin = 14 * 24 * time.Hour
 )
 
 func (r *RedisConnectionReconciler) now() time.Time {
@@ -136,8 +135,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	defer func() {
 		setReady(rc)
-		readyCond := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionReady)
-		recordReady(rc.Namespace, rc.Name, readyCond != nil && readyCond.Status == metav1.ConditionTrue, readyReasonOf(readyCond))
+		initTopologyChanges(rc.Namespace, rc.Name)
 		// observedGeneration moves only once the generation has been processed through to the
 		// outputs (or to the condition that stops it): while the first probe through new
 		// settings runs, it keeps the previous value.
@@ -147,7 +145,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		_, secName := outputNames(rc)
 		rc.Status.Binding = &rconnv1.BindingStatus{Name: secName}
 		for _, e := range transitions(&before.Status, &rc.Status) {
-			if e.reason == "TopologyChanged" || e.reason == "FailoverDetected" {
+			if e.reason == rconnv1.EventReasonTopologyChanged || e.reason == rconnv1.EventReasonFailoverDetected {
 				topologyChanges.WithLabelValues(rc.Namespace, rc.Name).Inc()
 			}
 			r.event(rc, e.typ, e.reason, e.message)
@@ -278,10 +276,7 @@ func (r *RedisConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 
 	// 4. Health of every node (checked by the probe above).
-	recordHealth(rc.Namespace, rc.Name, health)
-	if !topo.Standalone {
-		slotsCovered.WithLabelValues(rc.Namespace, rc.Name).Set(float64(topo.SlotsCovered))
-	}
+	recordPing(rc.Namespace, rc.Name, health)
 	ok, reason, msg := healthCondition(health)
 	setCondition(rc, rconnv1.ConditionNodesHealthy, ok, reason, msg)
 
@@ -388,7 +383,7 @@ func (r *RedisConnectionReconciler) warnExpiry(rc *rconnv1.RedisConnection, cred
 		return
 	}
 	r.expiryWarned[key] = r.now()
-	r.event(rc, corev1.EventTypeWarning, "CertificateExpiringSoon", fmt.Sprintf("a TLS certificate expires at %s (in %s)", creds.expiry.UTC().Format(time.RFC3339), creds.expiry.Sub(r.now()).Round(time.Hour)))
+	r.event(rc, corev1.EventTypeWarning, rconnv1.EventReasonCertificateExpiringSoon, fmt.Sprintf("a TLS certificate expires at %s (in %s)", creds.expiry.UTC().Format(time.RFC3339), creds.expiry.Sub(r.now()).Round(time.Hour)))
 }
 
 func (r *RedisConnectionReconciler) event(rc *rconnv1.RedisConnection, typ, reason, msg string) {
@@ -433,20 +428,11 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if v, err := strconv.ParseBool(os.Getenv("RCONN_DISABLE_TOPOLOGY_SHARING")); err == nil && v {
 		r.DisableTopologySharing = true
 	}
-	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexSecretRefs, func(o client.Object) []string {
-		return secretRefs(o.(*rconnv1.RedisConnection))
-	}); err != nil {
+	if err := AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	if err := idx.IndexField(ctx, &rconnv1.RedisConnection{}, indexServiceSources, func(o client.Object) []string {
-		rc := o.(*rconnv1.RedisConnection)
-		if rc.Spec.NodeAddressMap != nil && len(rc.Spec.NodeAddressMap.FromServices) > 0 {
-			return []string{"true"}
-		}
-		return nil
-	}); err != nil {
-		return err
+	if err := registerStateCollector(mgr.GetCache(), mgr.Elected()); err != nil {
+		return fmt.Errorf("registering the RedisConnection state metrics: %w", err)
 	}
 	concurrent := r.MaxConcurrentReconciles
 	if concurrent <= 0 {
@@ -462,16 +448,21 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})); err != nil {
 		return err
 	}
+	// Resyncs of the informers (same resourceVersion) carry nothing new.
+	changed := builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&rconnv1.RedisConnection{}).
-		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
+		// Only spec changes (and creates and deletes) of a RedisConnection enqueue it: the
+		// controller reads none of its labels or annotations, and a status-only update (its own
+		// status patch above all) changes nothing a reconcile reads.
+		For(&rconnv1.RedisConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, changed).
 		// Secrets: metadata only, for owned outputs and referenced inputs alike; content is read
 		// from the API server when needed, so no Secret data sits in the cache.
-		Owns(&corev1.Secret{}, builder.OnlyMetadata).
-		Owns(&rbacv1.Role{}, builder.OnlyMetadata).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret)).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.forService)).
-		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.forEndpointSlice)).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata, changed).
+		Owns(&rbacv1.Role{}, builder.OnlyMetadata, changed).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret), changed).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.forService), changed).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.forEndpointSlice), changed).
 		// A background probe finished: its RedisConnections read the new result.
 		WatchesRawSource(source.Channel(r.probed, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
@@ -510,7 +501,7 @@ const DefaultMaxRedisTimeout = 30 * time.Second
 
 func (r *RedisConnectionReconciler) forSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	var list rconnv1.RedisConnectionList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSecretRefs: o.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{SecretRefsField: o.GetName()}); err != nil {
 		return nil
 	}
 	return requests(list.Items)
@@ -536,7 +527,7 @@ func (r *RedisConnectionReconciler) forEndpointSlice(ctx context.Context, o clie
 // found through the index of connections that have Service sources at all.
 func (r *RedisConnectionReconciler) selecting(ctx context.Context, ns string, lbls labels.Set) []reconcile.Request {
 	var list rconnv1.RedisConnectionList
-	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexServiceSources: "true"}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{ServiceSourcesField: hasServiceSources}); err != nil {
 		return nil
 	}
 	var out []rconnv1.RedisConnection

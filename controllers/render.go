@@ -429,7 +429,7 @@ func (r *RedisConnectionReconciler) pruneOutputs(ctx context.Context, rc *rconnv
 			if err := r.Delete(ctx, obj, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("deleting the previous output %s: %w", item.Name, err)
 			}
-			r.event(rc, corev1.EventTypeNormal, "OutputRenamed", fmt.Sprintf("deleted %s %s: spec.output now names %s", kind.name, item.Name, kind.keep))
+			r.event(rc, corev1.EventTypeNormal, rconnv1.EventReasonOutputRenamed, fmt.Sprintf("deleted %s %s: spec.output now names %s", kind.name, item.Name, kind.keep))
 		}
 	}
 	return nil

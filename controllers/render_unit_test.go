@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
@@ -36,50 +34,6 @@ func TestRenderReconnectJitter(t *testing.T) {
 		if rs == nil || rs.Type != pkgclient.ReconnectTypeExponentialBackoff || rs.JitterMs != tc.want {
 			t.Errorf("%s: rendered %+v, want jitterMs %d", tc.name, rs, tc.want)
 		}
-	}
-}
-
-// A node that leaves the topology loses its series; one that stops answering keeps rconn_node_up
-// (0) and loses its stale ping.
-func TestRecordHealthDropsDepartedNodes(t *testing.T) {
-	ns, name := "metrics-unit", "rc"
-	series := func(v *prometheus.GaugeVec) map[string]float64 {
-		out := map[string]float64{}
-		ch := make(chan prometheus.Metric, 64)
-		v.Collect(ch)
-		close(ch)
-		for m := range ch {
-			var d dto.Metric
-			if err := m.Write(&d); err != nil {
-				t.Fatal(err)
-			}
-			labels := map[string]string{}
-			for _, l := range d.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["namespace"] == ns && labels["name"] == name {
-				out[labels["node"]] = d.GetGauge().GetValue()
-			}
-		}
-		return out
-	}
-	healthy := func(addr string) cluster.NodeHealth {
-		return cluster.NodeHealth{Announced: addr, Reachable: true, Latency: time.Millisecond, Role: "master"}
-	}
-	recordHealth(ns, name, []cluster.NodeHealth{healthy("a:1"), healthy("b:1"), healthy("c:1")})
-	if got := series(nodeUp); len(got) != 3 || got["b:1"] != 1 {
-		t.Fatalf("rconn_node_up = %v", got)
-	}
-	recordHealth(ns, name, []cluster.NodeHealth{healthy("a:1"), {Announced: "c:1"}})
-	if got := series(nodeUp); len(got) != 2 || got["a:1"] != 1 || got["c:1"] != 0 {
-		t.Errorf("rconn_node_up after b left and c went down = %v", got)
-	}
-	if got := series(nodePing); len(got) != 1 || got["a:1"] == 0 {
-		t.Errorf("rconn_node_ping_seconds = %v, want only a:1", got)
-	}
-	forgetMetrics(ns, name)
-	if got := series(nodeUp); len(got) != 0 {
-		t.Errorf("after forget: %v", got)
 	}
 }
 
@@ -169,75 +123,6 @@ func TestRenderSpringBindingKeys(t *testing.T) {
 	for _, k := range []string{"cluster.nodes", "cluster.max-redirects", "ssl", "client-name"} {
 		if v, ok := data[k]; ok {
 			t.Errorf("standalone: %s = %q, want absent", k, v)
-		}
-	}
-}
-
-// rconn_ready_reason holds exactly one series per RedisConnection, the current reason;
-// rconn_topology_changes_total exists at 0 from the first reconcile; the certificate gauge
-// follows the credentials; forgetMetrics removes all of them.
-func TestRecordReadyReasonAndCertificateExpiry(t *testing.T) {
-	ns, name := "metrics-unit", "reason"
-	collect := func(c prometheus.Collector) []*dto.Metric {
-		ch := make(chan prometheus.Metric, 64)
-		c.Collect(ch)
-		close(ch)
-		var out []*dto.Metric
-		for m := range ch {
-			var d dto.Metric
-			if err := m.Write(&d); err != nil {
-				t.Fatal(err)
-			}
-			labels := map[string]string{}
-			for _, l := range d.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["namespace"] == ns && labels["name"] == name {
-				out = append(out, &d)
-			}
-		}
-		return out
-	}
-	reasons := func() []string {
-		var out []string
-		for _, m := range collect(readyReason) {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" {
-					out = append(out, l.GetValue())
-				}
-			}
-		}
-		return out
-	}
-	recordReady(ns, name, false, rconnv1.ReasonSecretNotFound)
-	if got := reasons(); len(got) != 1 || got[0] != rconnv1.ReasonSecretNotFound {
-		t.Fatalf("rconn_ready_reason = %v", got)
-	}
-	if got := collect(topologyChanges); len(got) != 1 || got[0].GetCounter().GetValue() != 0 {
-		t.Errorf("rconn_topology_changes_total after the first reconcile = %v, want one series at 0", got)
-	}
-	recordReady(ns, name, true, rconnv1.ReasonReady)
-	if got := reasons(); len(got) != 1 || got[0] != rconnv1.ReasonReady {
-		t.Errorf("rconn_ready_reason after becoming Ready = %v", got)
-	}
-	if got := readyReasonOf(nil); got != rconnv1.ReasonReconciling {
-		t.Errorf("reason without a Ready condition = %q", got)
-	}
-
-	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	recordCertificateExpiry(ns, name, at)
-	if got := collect(certExpiry); len(got) != 1 || got[0].GetGauge().GetValue() != float64(at.Unix()) {
-		t.Errorf("rconn_certificate_expiry_timestamp_seconds = %v, want %d", got, at.Unix())
-	}
-	recordCertificateExpiry(ns, name, time.Time{})
-	if got := collect(certExpiry); len(got) != 0 {
-		t.Errorf("after TLS was removed: %v", got)
-	}
-	recordCertificateExpiry(ns, name, at)
-	forgetMetrics(ns, name)
-	for what, c := range map[string]prometheus.Collector{"reason": readyReason, "expiry": certExpiry, "topology": topologyChanges} {
-		if got := collect(c); len(got) != 0 {
-			t.Errorf("%s after forget: %v", what, got)
 		}
 	}
 }

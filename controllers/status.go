@@ -220,7 +220,7 @@ func transitions(old, cur *rconnv1.RedisConnectionStatus) []statusEvent {
 	var out []statusEvent
 	if len(old.Nodes) > 0 && len(cur.Nodes) > 0 {
 		if nodeSet(old) != nodeSet(cur) {
-			out = append(out, statusEvent{corev1.EventTypeNormal, "TopologyChanged", fmt.Sprintf("topology is now %d shards, %d nodes", cur.ShardCount, cur.NodeCount)})
+			out = append(out, statusEvent{corev1.EventTypeNormal, rconnv1.EventReasonTopologyChanged, fmt.Sprintf("topology is now %d shards, %d nodes", cur.ShardCount, cur.NodeCount)})
 		}
 		// A shard's master changed: the same slots now served by another node.
 		oldMaster := map[string]string{}
@@ -234,7 +234,7 @@ func transitions(old, cur *rconnv1.RedisConnectionStatus) []statusEvent {
 				continue
 			}
 			if prev, ok := oldMaster[s.Slots[0]]; ok && prev != s.MasterID && prev != "" {
-				out = append(out, statusEvent{corev1.EventTypeWarning, "FailoverDetected", fmt.Sprintf("slots %s moved from master %s to %s", strings.Join(s.Slots, ","), short(prev), short(s.MasterID))})
+				out = append(out, statusEvent{corev1.EventTypeWarning, rconnv1.EventReasonFailoverDetected, fmt.Sprintf("slots %s moved from master %s to %s", strings.Join(s.Slots, ","), short(prev), short(s.MasterID))})
 			}
 		}
 		oldHealth := map[string]rconnv1.Health{}
@@ -245,14 +245,14 @@ func transitions(old, cur *rconnv1.RedisConnectionStatus) []statusEvent {
 			prev, seen := oldHealth[n.Announced]
 			switch {
 			case seen && prev == rconnv1.HealthHealthy && n.Health != rconnv1.HealthHealthy && n.Health != "":
-				out = append(out, statusEvent{corev1.EventTypeWarning, "NodeUnreachable", fmt.Sprintf("node %s is %s", n.Announced, n.Health)})
+				out = append(out, statusEvent{corev1.EventTypeWarning, rconnv1.EventReasonNodeUnreachable, fmt.Sprintf("node %s is %s", n.Announced, n.Health)})
 			case seen && prev != rconnv1.HealthHealthy && prev != "" && n.Health == rconnv1.HealthHealthy:
-				out = append(out, statusEvent{corev1.EventTypeNormal, "NodeRecovered", fmt.Sprintf("node %s is healthy again", n.Announced)})
+				out = append(out, statusEvent{corev1.EventTypeNormal, rconnv1.EventReasonNodeRecovered, fmt.Sprintf("node %s is healthy again", n.Announced)})
 			}
 		}
 	}
 	if old.ObservedGeneration != 0 && mappingKey(old.NodeAddressMap) != mappingKey(cur.NodeAddressMap) {
-		out = append(out, statusEvent{corev1.EventTypeNormal, "AddressMapChanged", fmt.Sprintf("node address map now has %d entries", len(cur.NodeAddressMap))})
+		out = append(out, statusEvent{corev1.EventTypeNormal, rconnv1.EventReasonAddressMapChanged, fmt.Sprintf("node address map now has %d entries", len(cur.NodeAddressMap))})
 	}
 	return out
 }

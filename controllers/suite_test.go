@@ -34,13 +34,15 @@ import (
 )
 
 var (
-	env       *envtest.Environment
-	k8s       client.Client
-	ctx       context.Context
-	dialer    *nettest.Recorder
-	writes    writeCounter
-	reads     writeCounter // the manager's GETs of single objects (not lists or watches)
-	nsCounter atomic.Int64
+	env    *envtest.Environment
+	k8s    client.Client
+	ctx    context.Context
+	dialer *nettest.Recorder
+	writes writeCounter
+	reads  writeCounter // the manager's GETs of single objects (not lists or watches)
+	// reconciles counts the reconciles of every RedisConnection (see reconcileCounter).
+	reconciles reconcileCounter
+	nsCounter  atomic.Int64
 	// apiServerAddrs are the API server's ip:port addresses the controller must never dial.
 	apiServerAddrs []netip.AddrPort
 )
@@ -136,7 +138,7 @@ var _ = BeforeSuite(func() {
 	Expect(apiServerAddrs).NotTo(BeEmpty())
 	Expect((&controllers.RedisConnectionReconciler{
 		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiServerAddrs}),
-		Client:        mgr.GetClient(),
+		Client:        reconcileCountingClient{Client: mgr.GetClient(), counter: &reconciles},
 		Scheme:        mgr.GetScheme(),
 		Recorder:      mgr.GetEventRecorder("rconn-controller"),
 		ClusterDomain: "cluster.local",
@@ -147,6 +149,44 @@ var _ = BeforeSuite(func() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 })
+
+// reconcileCounter counts reconciles per RedisConnection: Reconcile starts with one cache Get
+// of its RedisConnection, and nothing else in the controller gets a RedisConnection by key
+// (controller-runtime's controller_runtime_reconcile_total counts per controller, not per
+// object, and other tests' RedisConnections reconcile in the background).
+type reconcileCounter struct {
+	mu sync.Mutex
+	n  map[client.ObjectKey]int
+}
+
+func (c *reconcileCounter) add(key client.ObjectKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[client.ObjectKey]int{}
+	}
+	c.n[key]++
+}
+
+// of returns how many times the RedisConnection ns/name was reconciled.
+func (c *reconcileCounter) of(ns, name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[client.ObjectKey{Namespace: ns, Name: name}]
+}
+
+// reconcileCountingClient is the manager's client, counting the Gets of RedisConnections.
+type reconcileCountingClient struct {
+	client.Client
+	counter *reconcileCounter
+}
+
+func (c reconcileCountingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*rconnv1.RedisConnection); ok {
+		c.counter.add(key)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
 
 // newNamespace creates a namespace for one test.
 func newNamespace() string {

@@ -25,7 +25,10 @@ import (
 //   - an enum value and a printer column: the value or column name in backticks;
 //   - a condition type: a "### <Type>" heading;
 //   - a reason: in backticks inside the section of its condition (the "### <Type>" heading up to
-//     the next "### " heading), grouped as conditions.go groups the constants.
+//     the next "### " heading), grouped as conditions.go groups the constants;
+//   - an Event reason (EventReason* of events.go, and every reason the CredentialsResolved
+//     section documents as False, which is also a Warning's reason): in the first column of the
+//     Events table, which lists nothing else.
 func TestAPIDocs(t *testing.T) {
 	doc := readFile(t, filepath.Join("..", "..", "docs", "api.md"))
 
@@ -70,6 +73,8 @@ func TestAPIDocs(t *testing.T) {
 			missing = append(missing, "reason "+r.value+" ("+r.name+") in the section of condition "+r.condition)
 		}
 	}
+
+	missing = append(missing, eventsMissing(t, doc, reasons)...)
 
 	if len(missing) > 0 {
 		sort.Strings(missing)
@@ -178,29 +183,7 @@ type reasonConst struct{ name, value, condition string }
 // comment belong to Ready.
 func conditionConstants(t *testing.T, file string) (types []string, reasons []reasonConst) {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ParseComments)
-	if err != nil {
-		t.Fatal(err)
-	}
-	values := map[string]string{}
-	var specs []*ast.ValueSpec
-	for _, d := range f.Decls {
-		g, ok := d.(*ast.GenDecl)
-		if !ok || g.Tok != token.CONST {
-			continue
-		}
-		for _, s := range g.Specs {
-			vs := s.(*ast.ValueSpec)
-			for i, n := range vs.Names {
-				if i < len(vs.Values) {
-					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-						values[n.Name], _ = strconv.Unquote(lit.Value)
-					}
-				}
-			}
-			specs = append(specs, vs)
-		}
-	}
+	specs, values := constants(t, file)
 	isType := map[string]bool{}
 	for _, vs := range specs {
 		for _, n := range vs.Names {
@@ -257,4 +240,91 @@ func TestOperatingDocsMetrics(t *testing.T) {
 			t.Errorf("docs/operating.md does not document the metric %s", m[1])
 		}
 	}
+}
+
+// eventsMissing checks the Events table of docs/api.md ("## Events" up to the next "## "
+// heading) against events.go and the CredentialsResolved reasons: every Event reason the
+// controller records has a row, and every row names an Event reason.
+func eventsMissing(t *testing.T, doc string, reasons []reasonConst) []string {
+	t.Helper()
+	loc := regexp.MustCompile(`(?m)^## Events\s*$`).FindStringIndex(doc)
+	if loc == nil {
+		return []string{`the "## Events" section`}
+	}
+	events := doc[loc[1]:]
+	if next := regexp.MustCompile(`(?m)^## `).FindStringIndex(events); next != nil {
+		events = events[:next[0]]
+	}
+	listed := map[string]bool{}
+	for _, row := range regexp.MustCompile(`(?m)^\|([^|]*)\|`).FindAllStringSubmatch(events, -1) {
+		for _, name := range regexp.MustCompile("`([A-Za-z]+)`").FindAllStringSubmatch(row[1], -1) {
+			listed[name[1]] = true
+		}
+	}
+
+	want := map[string]string{}
+	_, consts := constants(t, "events.go")
+	for name, value := range consts {
+		if strings.HasPrefix(name, "EventReason") {
+			want[value] = name
+		}
+	}
+	if len(want) < 7 {
+		t.Fatalf("events.go: %d Event reasons found; the parse is broken", len(want))
+	}
+	// A CredentialsResolved failure is a Warning with the condition's reason: every reason of
+	// that group in conditions.go but those the section documents as True.
+	credentials := section(doc, "CredentialsResolved")
+	credentialReasons := 0
+	for _, r := range reasons {
+		if r.condition == "CredentialsResolved" && !strings.Contains(credentials, "| True | `"+r.value+"`") {
+			want[r.value] = r.name
+			credentialReasons++
+		}
+	}
+	if credentialReasons < 6 {
+		t.Fatalf("only %d failure reasons of CredentialsResolved found; the parse is broken", credentialReasons)
+	}
+
+	var missing []string
+	for value, name := range want {
+		if !listed[value] {
+			missing = append(missing, "Event reason "+value+" ("+name+") in the Events table")
+		}
+	}
+	for value := range listed {
+		if want[value] == "" {
+			missing = append(missing, "no Event reason "+value+" (listed in the Events table; not in events.go nor a CredentialsResolved failure)")
+		}
+	}
+	return missing
+}
+
+// constants parses the const declarations of one file of this package: their specs in order,
+// and the values of the string constants by name.
+func constants(t *testing.T, file string) (specs []*ast.ValueSpec, values map[string]string) {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values = map[string]string{}
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			vs := s.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if i < len(vs.Values) {
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						values[n.Name], _ = strconv.Unquote(lit.Value)
+					}
+				}
+			}
+			specs = append(specs, vs)
+		}
+	}
+	return specs, values
 }

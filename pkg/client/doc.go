@@ -6,6 +6,12 @@
 //	defer c.Close()
 //	err = c.Set(ctx, "k", "v", 0).Err()            // c is a redis.UniversalClient
 //
+// The examples compile with the tests: ExampleOpen and ExampleOpenOptions_OpenMounts (the
+// mounts), ExampleNewCluster_nodeAddressMapFunction and ExampleNewCluster_staticNodeAddressMap
+// (the node address map), and the reconnect strategies, which run: ExampleExponentialBackoff,
+// ExampleFixedDelay, ExampleNoReconnect, ExampleReconnectStrategy and
+// ExampleOptions_reconnectStrategy.
+//
 // # Rendered configuration
 //
 // config.json (Config, ConfigFileName) carries node-redis createCluster options with their

@@ -17,6 +17,9 @@
 //	topo, err := c.Connect(ctx)
 //	c.Set(ctx, "k", "v", 0)
 //
+// ExampleStaticMap runs a lookup in such a map; pkg/client's
+// ExampleNewCluster_nodeAddressMapFunction shows the map as a function.
+//
 // The map applies to discovery, to every node connection and to MOVED/ASK targets: go-redis
 // calls the mapping Dialer with the announced address in every case. With TLS the handshake
 // checks the mapped host (or NodeOptions.TLSServerName), so a map to the names in the

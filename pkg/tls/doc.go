@@ -33,6 +33,8 @@
 //		// the previous material stays in use; report tls.ReasonOf(err)
 //	}
 //
+// ExampleReloadable runs this rotation, including a refused half-written one, with the tests.
+//
 // A note on server names and IP addresses: a Reloadable config verifies the server itself,
 // using the server name of each connection as seen in the TLS ClientHello (SNI). TLS never
 // sends an IP address as SNI, so when a connection is addressed by IP the only name the

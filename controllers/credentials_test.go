@@ -32,7 +32,7 @@ func drain(rec *events.FakeRecorder) []string {
 	}
 }
 
-var _ = Describe("latent bugs", func() {
+var _ = Describe("credentials", func() {
 	It("emits a Warning when the TLS config cannot be built from credentials that resolved", func() {
 		// The certificate is valid at the reconciler's clock (resolveCredentials passes) but has
 		// expired at the wall clock rtls.Config checks: the second TLS failure path, reached.
@@ -58,16 +58,6 @@ var _ = Describe("latent bugs", func() {
 		_, err = r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "clock"}})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(strings.Join(drain(rec), "\n")).To(ContainSubstring("Warning " + rconnv1.ReasonCertificateExpired + " TLS:"))
-	})
-
-	It("reports root node settings pkg/cluster refuses as InvalidOptions, not RootNodesUnreachable", func() {
-		ns := newNamespace()
-		Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
-			ObjectMeta: metav1.ObjectMeta{Name: "db3", Namespace: ns},
-			Spec:       rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{URL: "redis://[127.0.0.1]:6379"}}},
-		})).To(Succeed())
-		eventuallyCondition(ns, "db3", rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonInvalidOptions)
-		Expect(condition(ns, "db3", rconnv1.ConditionTopologyDiscovered).Message).To(ContainSubstring("not an IPv6 address"))
 	})
 
 	It("keeps a Secret in the memo only while a RedisConnection references it", func() {
