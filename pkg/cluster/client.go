@@ -74,12 +74,21 @@ func NewClient(o Options) (*Client, error) {
 	// backoff, re-routing after each state reload) is what rides out a failover; go-redis's
 	// per-pool dial retries would spend that budget redialling the dead node.
 	co.DialerRetries = 1
+	// Retry backoff 10 ms doubling to 4 s (randomised, go-redis's RetryBackoff): with the default
+	// 16 attempts a command keeps trying for ~15-30 s, which rides out a Redis failover
+	// (failure detection after cluster-node-timeout plus an election) instead of failing in the
+	// middle of it (go-redis's 1 s cap gives up after ~5-10 s). Set MaxCommandRedirections lower
+	// to fail sooner; ctx deadlines bound every command as usual.
+	co.MaxRetryBackoff = DefaultMaxRetryBackoff
 	c := &Client{ClusterClient: redis.NewClusterClient(co), inspector: newInspector(r, d), o: r}
 	d.SetNodeIDs(o.NodeIDMap)
 	d.SetNodeIDLookup(c.inspector.Discover)
 	c.OnNewNode(func(n *redis.Client) { n.AddHook(reloadOnNetworkError{c.ClusterClient}) })
 	return c, nil
 }
+
+// DefaultMaxRetryBackoff caps the backoff between a command's retries (see NewClient).
+const DefaultMaxRetryBackoff = 4 * time.Second
 
 // reloadOnNetworkError asks for a slot map reload when a node cannot be reached or its
 // connection broke. go-redis reloads on MOVED/ASK/READONLY and on a timer only: after a
