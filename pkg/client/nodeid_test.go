@@ -80,3 +80,43 @@ func TestConfigNodeIDsValidated(t *testing.T) {
 		t.Error("nodeIds in standalone mode: accepted")
 	}
 }
+
+// A map update that drops an announced address (a restarted pod's old IP) keeps its old entry
+// as a fallback: go-redis may still route to the old address until its slot map catches up,
+// and the old entry's reachable address (per pod) reaches the same node. An entry of the new
+// map for that address wins.
+func TestOpenDroppedMapEntryStaysAFallback(t *testing.T) {
+	ctx := testCtx(t)
+	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
+	cfg, _ := mappedConfig(rc)
+	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	var rl reloads
+	c, err := client.OpenOptions{ReloadInterval: 50 * time.Millisecond, Dial: (&recorder{}).Dial, OnReload: rl.handle}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	old := rc.Nodes[1].Announced
+	want := rc.Nodes[1].Addr()
+	delete(cfg.NodeAddressMap, old)
+	cfg.NodeAddressMap["node-1-new.rconn-test.invalid:1"] = mapped(want)
+	m.update(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	waitFor(t, "the update", func() error {
+		if rl.ok.Load() == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	if got, ok := c.Cluster().Dialer().Resolve(old); !ok || got != want {
+		t.Fatalf("dropped %s resolves to %s (%t), want its old entry %s", old, got, ok, want)
+	}
+	other := rc.Nodes[2].Addr()
+	cfg.NodeAddressMap[old] = mapped(other)
+	m.update(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	waitFor(t, "the second update", func() error {
+		if got, _ := c.Cluster().Dialer().Resolve(old); got != other {
+			return errNotYet
+		}
+		return nil
+	})
+}

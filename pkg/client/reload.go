@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
 // Retry pacing of versions that could not be read (and of Open's first read).
@@ -40,6 +42,9 @@ type reloader struct {
 	forced       string    // the mismatch applied after waiting: the same one waits no more
 	reported     string    // the failure reported last: a retry failing alike is not reported again
 	failures     int       // consecutive read failures
+	// retired are nodeAddressMap entries a newer map dropped, kept as a fallback (see
+	// retiredMapTTL): announced -> reachable, and when they were dropped.
+	retired map[string]retiredEntry
 
 	quit chan struct{}
 	ctx  context.Context // ends with quit: bounds the source's reads
@@ -219,7 +224,7 @@ func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry tim
 // apply applies a validated snapshot (TLS first: it is the only part that can still fail), or
 // nothing.
 func (r *reloader) apply(next *snapshot) error {
-	m, err := next.nodeMap()
+	m, err := r.withRetired(r.last, next)
 	if err != nil {
 		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)
 	}
@@ -267,4 +272,61 @@ func restartFields(a, b *Config) []string {
 	diff("rconn.tlsInsecureSkipVerify", a.Rconn.TLSInsecureSkipVerify, b.Rconn.TLSInsecureSkipVerify)
 	diff("rconn.secretFiles", a.Rconn.SecretFiles.withDefaults(), b.Rconn.SecretFiles.withDefaults())
 	return out
+}
+
+// retiredMapTTL is how long a nodeAddressMap entry that a newer map dropped still answers for
+// its announced address, and retiredMapMax bounds how many are kept (oldest go first). A pod's
+// old IP stays in go-redis's slot map and node list for a while after the pod restarted (until
+// its next reload, or longer on a node whose view lags): dialing it as announced would hang on an
+// address nobody serves, while its old entry's reachable address (a per-pod LoadBalancer or
+// PodDNS name) reaches the same node under its new IP, which answers or redirects.
+const (
+	retiredMapTTL = 10 * time.Minute
+	retiredMapMax = 4096
+)
+
+type retiredEntry struct {
+	reachable string
+	at        time.Time
+}
+
+// withRetired is next's node address map plus the entries earlier maps had and next dropped
+// (within retiredMapTTL); entries of next always win.
+func (r *reloader) withRetired(prev, next *snapshot) (cluster.NodeAddressMap, error) {
+	now := time.Now()
+	if r.retired == nil {
+		r.retired = map[string]retiredEntry{}
+	}
+	if prev != nil {
+		for k, v := range prev.cfg.NodeAddressMap {
+			if _, ok := next.cfg.NodeAddressMap[k]; !ok {
+				r.retired[k] = retiredEntry{reachable: v.String(), at: now}
+			}
+		}
+	}
+	for k, e := range r.retired {
+		if _, ok := next.cfg.NodeAddressMap[k]; ok || now.Sub(e.at) > retiredMapTTL {
+			delete(r.retired, k)
+		}
+	}
+	for len(r.retired) > retiredMapMax {
+		oldest := ""
+		for k, e := range r.retired {
+			if oldest == "" || e.at.Before(r.retired[oldest].at) {
+				oldest = k
+			}
+		}
+		delete(r.retired, oldest)
+	}
+	if len(next.cfg.NodeAddressMap) == 0 && len(r.retired) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(next.cfg.NodeAddressMap)+len(r.retired))
+	for k, e := range r.retired {
+		m[k] = e.reachable
+	}
+	for k, v := range next.cfg.NodeAddressMap {
+		m[k] = v.String()
+	}
+	return cluster.StaticMap(m)
 }
