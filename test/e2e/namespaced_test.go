@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,13 +20,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -77,12 +71,12 @@ func TestNamespacedInstall(t *testing.T) {
 		t.Fatalf("config/rbac/role.yaml should hold one ClusterRole, has %d objects", len(generated))
 	}
 	var generatedRole rbacv1.ClusterRole
-	fromUnstructured(t, generated[0], &generatedRole)
+	kubetest.FromUnstructured(t, generated[0], &generatedRole)
 
 	var deploy appsv1.Deployment
 	for _, u := range rendered {
 		if u.GetKind() == "Deployment" {
-			fromUnstructured(t, u, &deploy)
+			kubetest.FromUnstructured(t, u, &deploy)
 		}
 	}
 	if deploy.Name == "" {
@@ -105,7 +99,7 @@ func TestNamespacedInstall(t *testing.T) {
 		mapper := admin.RESTMapper()
 		var namespacedRules, clusterRules []rbacv1.PolicyRule
 		for _, r := range generatedRole.Rules {
-			ns, cl := splitRuleByScope(t, mapper, r)
+			ns, cl := kubetest.SplitRuleByScope(t, mapper, r)
 			namespacedRules = append(namespacedRules, ns...)
 			clusterRules = append(clusterRules, cl...)
 		}
@@ -117,17 +111,17 @@ func TestNamespacedInstall(t *testing.T) {
 			switch u.GetKind() {
 			case "Role":
 				var r rbacv1.Role
-				fromUnstructured(t, u, &r)
+				kubetest.FromUnstructured(t, u, &r)
 				if r.Namespace == saNamespace {
 					continue // leader election
 				}
-				if got, want := normalizeRules(r.Rules), normalizeRules(namespacedRules); got != want {
+				if got, want := kubetest.NormalizeRules(r.Rules), kubetest.NormalizeRules(namespacedRules); got != want {
 					t.Errorf("Role %s/%s rules differ from the generated ClusterRole's namespaced rules:\n got %s\nwant %s", r.Namespace, r.Name, got, want)
 				}
 				roleNamespaces[r.Namespace] = r.Name
 			case "ClusterRole":
 				var r rbacv1.ClusterRole
-				fromUnstructured(t, u, &r)
+				kubetest.FromUnstructured(t, u, &r)
 				for _, rule := range r.Rules {
 					for _, res := range rule.Resources {
 						if res == "*" || slices.Contains(rule.APIGroups, "*") || (slices.Contains(rule.APIGroups, "") && (res == "secrets" || res == "configmaps")) ||
@@ -138,13 +132,13 @@ func TestNamespacedInstall(t *testing.T) {
 				}
 			case "ClusterRoleBinding":
 				var b rbacv1.ClusterRoleBinding
-				fromUnstructured(t, u, &b)
+				kubetest.FromUnstructured(t, u, &b)
 				if b.RoleRef.Name != "rconn-metrics-auth-role" {
 					t.Errorf("ClusterRoleBinding %s binds %s %s: the namespaced install binds only the metrics auth role cluster-wide", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
 				}
 			case "RoleBinding":
 				var b rbacv1.RoleBinding
-				fromUnstructured(t, u, &b)
+				kubetest.FromUnstructured(t, u, &b)
 				if b.Namespace == saNamespace {
 					continue
 				}
@@ -169,13 +163,13 @@ func TestNamespacedInstall(t *testing.T) {
 		for _, u := range nodeport {
 			if u.GetKind() == "ClusterRole" {
 				nodesRole = &rbacv1.ClusterRole{}
-				fromUnstructured(t, u, nodesRole)
+				kubetest.FromUnstructured(t, u, nodesRole)
 			}
 		}
 		if nodesRole == nil {
 			t.Fatal("config/namespaced/nodeport renders no ClusterRole")
 		}
-		if got, want := normalizeRules(nodesRole.Rules), normalizeRules(clusterRules); got != want {
+		if got, want := kubetest.NormalizeRules(nodesRole.Rules), kubetest.NormalizeRules(clusterRules); got != want {
 			t.Errorf("config/namespaced/nodeport ClusterRole rules differ from the generated cluster-scoped rules:\n got %s\nwant %s", got, want)
 		}
 	})
@@ -196,7 +190,7 @@ func TestNamespacedInstall(t *testing.T) {
 		manifest.WriteString("---\n")
 		manifest.Write(b)
 	}
-	adminKC := writeKubeconfig(t, env, envtest.User{Name: "rconn-test-admin", Groups: []string{"system:masters"}})
+	adminKC := kubetest.UserKubeconfig(t, env, envtest.User{Name: "rconn-test-admin", Groups: []string{"system:masters"}})
 	apply := exec.CommandContext(ctx, kubectl, "--kubeconfig", adminKC, "apply", "--server-side", "--force-conflicts", "--field-manager=rconn-deploy", "-f", "-")
 	apply.Stdin = &manifest
 	if out, err := apply.CombinedOutput(); err != nil {
@@ -209,7 +203,7 @@ func TestNamespacedInstall(t *testing.T) {
 		Name:   "system:serviceaccount:" + saNamespace + ":" + saName,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNamespace},
 	}
-	managerKC := writeKubeconfig(t, env, saUser)
+	managerKC := kubetest.UserKubeconfig(t, env, saUser)
 	saAuth, err := env.AddUser(saUser, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +247,7 @@ func TestNamespacedInstall(t *testing.T) {
 			}
 		}
 		for _, ns := range watched {
-			waitReady(t, ctx, admin, ns, "cache", managerLog)
+			kubetest.WaitReady(t, ctx, admin, ns, "cache", managerLog)
 			cm := &corev1.ConfigMap{}
 			if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, cm); err != nil || !strings.Contains(cm.Data["config.json"], redis.Addr()) {
 				t.Errorf("%s: ConfigMap cache: %v, config.json %q should name %s", ns, err, cm.Data["config.json"], redis.Addr())
@@ -276,7 +270,7 @@ func TestNamespacedInstall(t *testing.T) {
 		if err := admin.Patch(ctx, rc, client.MergeFrom(before)); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, ctx, 60*time.Second, "the old outputs deleted and the new ones created", managerLog, func() error {
+		kubetest.Poll(t, ctx, 60*time.Second, "the old outputs deleted and the new ones created", managerLog, func() error {
 			for _, obj := range []client.Object{&corev1.ConfigMap{}, &corev1.Secret{}} {
 				if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache-v2"}, obj); err != nil {
 					return err
@@ -287,7 +281,7 @@ func TestNamespacedInstall(t *testing.T) {
 			}
 			return nil
 		})
-		poll(t, ctx, 30*time.Second, "an events.k8s.io Event OutputRenamed", managerLog, func() error {
+		kubetest.Poll(t, ctx, 30*time.Second, "an events.k8s.io Event OutputRenamed", managerLog, func() error {
 			var evs eventsv1.EventList
 			if err := admin.List(ctx, &evs, client.InNamespace(ns)); err != nil {
 				return err
@@ -416,7 +410,7 @@ func renderKustomization(t *testing.T, ctx context.Context, kubectl, root, dir s
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
-	return decodeObjects(t, out)
+	return kubetest.DecodeObjects(t, out)
 }
 
 func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
@@ -425,127 +419,7 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return decodeObjects(t, b)
-}
-
-func decodeObjects(t *testing.T, b []byte) []*unstructured.Unstructured {
-	t.Helper()
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatalf("decoding manifests: %v", err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-}
-
-func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {
-	t.Helper()
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
-		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
-	}
-}
-
-// splitRuleByScope splits a rule into its namespaced and its cluster-scoped resources, as the
-// API server's discovery says (a subresource has its resource's scope).
-func splitRuleByScope(t *testing.T, mapper meta.RESTMapper, r rbacv1.PolicyRule) (namespaced, cluster []rbacv1.PolicyRule) {
-	t.Helper()
-	if len(r.NonResourceURLs) > 0 || len(r.ResourceNames) > 0 {
-		t.Fatalf("unexpected rule in the generated ClusterRole: %+v", r)
-	}
-	for _, g := range r.APIGroups {
-		for _, res := range r.Resources {
-			base, _, _ := strings.Cut(res, "/")
-			gvk, err := mapper.KindFor(schema.GroupVersionResource{Group: g, Resource: base})
-			if err != nil {
-				t.Fatalf("resource %s in group %q: %v", base, g, err)
-			}
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Fatal(err)
-			}
-			one := rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{res}, Verbs: r.Verbs}
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				namespaced = append(namespaced, one)
-			} else {
-				cluster = append(cluster, one)
-			}
-		}
-	}
-	return namespaced, cluster
-}
-
-// normalizeRules renders rules as sorted "group/resource:verb,verb" lines, one per resource, so
-// the same grants written as differently grouped rules compare equal.
-func normalizeRules(rules []rbacv1.PolicyRule) string {
-	var lines []string
-	for _, r := range rules {
-		verbs := slices.Clone(r.Verbs)
-		sort.Strings(verbs)
-		for _, g := range r.APIGroups {
-			for _, res := range r.Resources {
-				lines = append(lines, g+"/"+res+":"+strings.Join(verbs, ","))
-			}
-		}
-		for _, u := range r.NonResourceURLs {
-			lines = append(lines, "url "+u+":"+strings.Join(verbs, ","))
-		}
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, " ")
-}
-
-func writeKubeconfig(t *testing.T, env *envtest.Environment, u envtest.User) string {
-	t.Helper()
-	au, err := env.AddUser(u, nil)
-	if err != nil {
-		t.Fatalf("adding user %s: %v", u.Name, err)
-	}
-	b, err := au.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func waitReady(t *testing.T, ctx context.Context, c client.Client, ns, name string, log func() string) {
-	t.Helper()
-	poll(t, ctx, 90*time.Second, "RedisConnection "+ns+"/"+name+" Ready", log, func() error {
-		rc := &rconnv1.RedisConnection{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rc); err != nil {
-			return err
-		}
-		if cond := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionReady); cond == nil || cond.Status != metav1.ConditionTrue {
-			return fmt.Errorf("Ready is %+v", cond)
-		}
-		return nil
-	})
-}
-
-func poll(t *testing.T, ctx context.Context, within time.Duration, what string, log func() string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("%s: not within %s: %v\nmanager log:\n%s", what, within, err, log())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return kubetest.DecodeObjects(t, b)
 }
 
 func keys(m map[string][]byte) []string {

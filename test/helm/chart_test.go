@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 )
 
 func TestChartLint(t *testing.T) {
@@ -36,7 +38,7 @@ func renderedDeployment(t *testing.T, args ...string) (*appsv1.Deployment, []str
 		t.Fatal("no Deployment rconn-system/rconn-controller-manager rendered")
 	}
 	var d appsv1.Deployment
-	fromUnstructured(t, u, &d)
+	kubetest.FromUnstructured(t, u, &d)
 	return &d, d.Spec.Template.Spec.Containers[0].Args
 }
 
@@ -71,7 +73,7 @@ func TestChartTemplateDefault(t *testing.T) {
 	if crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
 		t.Errorf("CRD annotations %v: want helm.sh/resource-policy: keep", crd.GetAnnotations())
 	}
-	gen := decodeObjects(t, readFile(t, "config/crd/bases/rconn.dev_redisconnections.yaml"))
+	gen := kubetest.DecodeObjects(t, readFile(t, "config/crd/bases/rconn.dev_redisconnections.yaml"))
 	if !reflect.DeepEqual(crd.Object["spec"], gen[0].Object["spec"]) {
 		t.Error("the chart's CRD spec differs from config/crd/bases (run make manifests)")
 	}
@@ -81,7 +83,7 @@ func TestChartTemplateDefault(t *testing.T) {
 		t.Fatal("no metrics Service")
 	}
 	var s corev1.Service
-	fromUnstructured(t, svc, &s)
+	kubetest.FromUnstructured(t, svc, &s)
 	if !labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) || s.Spec.Ports[0].Port != 8443 {
 		t.Errorf("Service selector %v / port %d does not reach the pod labels %v on 8443", s.Spec.Selector, s.Spec.Ports[0].Port, d.Spec.Template.Labels)
 	}

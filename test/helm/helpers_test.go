@@ -10,11 +10,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,8 +20,6 @@ import (
 	"github.com/go-logr/logr"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
@@ -87,7 +83,7 @@ func helmTemplate(t *testing.T, args ...string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatalf("helm template %v: %v", args, err)
 	}
-	return decodeObjects(t, []byte(out))
+	return kubetest.DecodeObjects(t, []byte(out))
 }
 
 func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
@@ -96,25 +92,7 @@ func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v", dir, err)
 	}
-	return decodeObjects(t, []byte(out))
-}
-
-func decodeObjects(t *testing.T, b []byte) []*unstructured.Unstructured {
-	t.Helper()
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatalf("decoding manifests: %v", err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
+	return kubetest.DecodeObjects(t, []byte(out))
 }
 
 func find(objs []*unstructured.Unstructured, kind, namespace, name string) *unstructured.Unstructured {
@@ -126,13 +104,6 @@ func find(objs []*unstructured.Unstructured, kind, namespace, name string) *unst
 	return nil
 }
 
-func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {
-	t.Helper()
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
-		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
-	}
-}
-
 // rbacObjects maps "Kind namespace/name" to the normalized rules of every Role and ClusterRole.
 func rbacObjects(t *testing.T, objs []*unstructured.Unstructured) map[string]string {
 	t.Helper()
@@ -141,8 +112,8 @@ func rbacObjects(t *testing.T, objs []*unstructured.Unstructured) map[string]str
 		switch u.GetKind() {
 		case "Role", "ClusterRole":
 			var r rbacv1.ClusterRole // same shape for Role
-			fromUnstructured(t, u, &r)
-			out[u.GetKind()+" "+u.GetNamespace()+"/"+u.GetName()] = normalizeRules(r.Rules)
+			kubetest.FromUnstructured(t, u, &r)
+			out[u.GetKind()+" "+u.GetNamespace()+"/"+u.GetName()] = kubetest.NormalizeRules(r.Rules)
 		}
 	}
 	return out
@@ -157,7 +128,7 @@ func bindings(t *testing.T, objs []*unstructured.Unstructured) map[string]string
 		switch u.GetKind() {
 		case "RoleBinding", "ClusterRoleBinding":
 			var b rbacv1.ClusterRoleBinding
-			fromUnstructured(t, u, &b)
+			kubetest.FromUnstructured(t, u, &b)
 			var subj []string
 			for _, s := range b.Subjects {
 				subj = append(subj, s.Kind+" "+s.Namespace+"/"+s.Name)
@@ -167,24 +138,4 @@ func bindings(t *testing.T, objs []*unstructured.Unstructured) map[string]string
 		}
 	}
 	return out
-}
-
-// normalizeRules renders rules as sorted "group/resource:verbs" lines, one per resource, so the
-// same grants written as differently grouped rules compare equal.
-func normalizeRules(rules []rbacv1.PolicyRule) string {
-	var lines []string
-	for _, r := range rules {
-		verbs := slices.Clone(r.Verbs)
-		sort.Strings(verbs)
-		for _, g := range r.APIGroups {
-			for _, res := range r.Resources {
-				lines = append(lines, g+"/"+res+":"+strings.Join(verbs, ","))
-			}
-		}
-		for _, u := range r.NonResourceURLs {
-			lines = append(lines, "url "+u+":"+strings.Join(verbs, ","))
-		}
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, " ")
 }

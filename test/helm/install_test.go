@@ -3,8 +3,6 @@ package helm
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,9 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -57,7 +53,7 @@ func TestHelmInstall(t *testing.T) {
 	if err := apiextensionsv1.AddToScheme(admin.Scheme()); err != nil {
 		t.Fatal(err)
 	}
-	adminKC := writeKubeconfig(t, env, envtest.User{Name: "rconn-helm-admin", Groups: []string{"system:masters"}})
+	adminKC := kubetest.UserKubeconfig(t, env, envtest.User{Name: "rconn-helm-admin", Groups: []string{"system:masters"}})
 	const system, unwatched = "rconn-system", "other"
 	watched := []string{"team-a", "team-b"}
 	for _, ns := range append([]string{system, unwatched}, watched...) {
@@ -76,7 +72,7 @@ func TestHelmInstall(t *testing.T) {
 	helm("install", "rconn", chartDir, "-n", system, "--set", "watchNamespaces={"+strings.Join(watched, ",")+"}")
 
 	crd := &apiextensionsv1.CustomResourceDefinition{}
-	poll(t, ctx, 30*time.Second, "the CRD established", nil, func() error {
+	kubetest.Poll(t, ctx, 30*time.Second, "the CRD established", nil, func() error {
 		if err := admin.Get(ctx, client.ObjectKey{Name: "redisconnections.rconn.dev"}, crd); err != nil {
 			return err
 		}
@@ -89,13 +85,13 @@ func TestHelmInstall(t *testing.T) {
 	})
 
 	t.Run("the installed Roles are the generated ClusterRole's namespaced rules", func(t *testing.T) {
-		gen := decodeObjects(t, readFile(t, "config/rbac/role.yaml"))
+		gen := kubetest.DecodeObjects(t, readFile(t, "config/rbac/role.yaml"))
 		var role rbacv1.ClusterRole
-		fromUnstructured(t, gen[0], &role)
+		kubetest.FromUnstructured(t, gen[0], &role)
 		mapper := admin.RESTMapper()
 		var nsRules, clusterRules []rbacv1.PolicyRule
 		for _, r := range role.Rules {
-			n, c := splitRuleByScope(t, mapper, r)
+			n, c := kubetest.SplitRuleByScope(t, mapper, r)
 			nsRules, clusterRules = append(nsRules, n...), append(clusterRules, c...)
 		}
 		for _, ns := range watched {
@@ -103,7 +99,7 @@ func TestHelmInstall(t *testing.T) {
 			if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rconn-manager-role"}, &r); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := normalizeRules(r.Rules), normalizeRules(nsRules); got != want {
+			if got, want := kubetest.NormalizeRules(r.Rules), kubetest.NormalizeRules(nsRules); got != want {
 				t.Errorf("Role %s/rconn-manager-role:\n got %s\nwant %s", ns, got, want)
 			}
 		}
@@ -154,8 +150,8 @@ func TestHelmInstall(t *testing.T) {
 
 	mgr := startInstalledManager(t, ctx, env, admin, system)
 	log := func() string { return tail(mgr.Log(), 3000) }
-	waitReady(t, ctx, admin, watched[0], "cache", log)
-	waitReady(t, ctx, admin, watched[0], "tls", log)
+	kubetest.WaitReady(t, ctx, admin, watched[0], "cache", log)
+	kubetest.WaitReady(t, ctx, admin, watched[0], "tls", log)
 
 	t.Run("the outputs carry the Service Binding keys", func(t *testing.T) {
 		var sec corev1.Secret
@@ -223,7 +219,7 @@ func TestHelmInstall(t *testing.T) {
 			t.Errorf("Role %s/rconn-manager-role after the upgrade: %v, want NotFound", watched[0], err)
 		}
 		mgr := startInstalledManager(t, ctx, env, admin, system)
-		waitReady(t, ctx, admin, unwatched, "cache", func() string { return tail(mgr.Log(), 3000) })
+		kubetest.WaitReady(t, ctx, admin, unwatched, "cache", func() string { return tail(mgr.Log(), 3000) })
 		mgr.Stop()
 	})
 
@@ -267,7 +263,7 @@ func startInstalledManager(t *testing.T, ctx context.Context, env *envtest.Envir
 		vars = append(vars, e.Name+"="+e.Value)
 	}
 	sa := d.Spec.Template.Spec.ServiceAccountName
-	kc := writeKubeconfig(t, env, envtest.User{Name: "system:serviceaccount:" + ns + ":" + sa,
+	kc := kubetest.UserKubeconfig(t, env, envtest.User{Name: "system:serviceaccount:" + ns + ":" + sa,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}})
 	return managertest.StartBinary(t, managertest.Build(t), kc, vars, append(args, "--no-dns")...)
 }
@@ -277,7 +273,7 @@ func startInstalledManager(t *testing.T, ctx context.Context, env *envtest.Envir
 func scrapeUntil(t *testing.T, ctx context.Context, m *managertest.Manager, names ...string) map[string]*dto.MetricFamily {
 	t.Helper()
 	var mfs map[string]*dto.MetricFamily
-	poll(t, ctx, 60*time.Second, "metric families "+strings.Join(names, ", "), func() string { return tail(m.Log(), 3000) }, func() error {
+	kubetest.Poll(t, ctx, 60*time.Second, "metric families "+strings.Join(names, ", "), func() string { return tail(m.Log(), 3000) }, func() error {
 		var err error
 		if mfs, err = m.Metrics(); err != nil {
 			return err
@@ -303,82 +299,6 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
-}
-
-// splitRuleByScope splits a rule into its namespaced and its cluster-scoped resources, as the
-// API server's discovery says (a subresource has its resource's scope).
-func splitRuleByScope(t *testing.T, mapper meta.RESTMapper, r rbacv1.PolicyRule) (namespaced, cluster []rbacv1.PolicyRule) {
-	t.Helper()
-	for _, g := range r.APIGroups {
-		for _, res := range r.Resources {
-			base, _, _ := strings.Cut(res, "/")
-			gvk, err := mapper.KindFor(schema.GroupVersionResource{Group: g, Resource: base})
-			if err != nil {
-				t.Fatalf("resource %s in group %q: %v", base, g, err)
-			}
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Fatal(err)
-			}
-			one := rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{res}, Verbs: r.Verbs}
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				namespaced = append(namespaced, one)
-			} else {
-				cluster = append(cluster, one)
-			}
-		}
-	}
-	return namespaced, cluster
-}
-
-func writeKubeconfig(t *testing.T, env *envtest.Environment, u envtest.User) string {
-	t.Helper()
-	au, err := env.AddUser(u, nil)
-	if err != nil {
-		t.Fatalf("adding user %s: %v", u.Name, err)
-	}
-	b, err := au.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func waitReady(t *testing.T, ctx context.Context, c client.Client, ns, name string, log func() string) {
-	t.Helper()
-	poll(t, ctx, 90*time.Second, "RedisConnection "+ns+"/"+name+" Ready", log, func() error {
-		rc := &rconnv1.RedisConnection{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rc); err != nil {
-			return err
-		}
-		if cond := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionReady); cond == nil || cond.Status != metav1.ConditionTrue {
-			return fmt.Errorf("Ready is %+v", cond)
-		}
-		return nil
-	})
-}
-
-func poll(t *testing.T, ctx context.Context, within time.Duration, what string, log func() string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			msg := ""
-			if log != nil {
-				msg = "\nmanager log:\n" + log()
-			}
-			t.Fatalf("%s: not within %s: %v%s", what, within, err, msg)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func tail(s string, n int) string {

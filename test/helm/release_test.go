@@ -11,6 +11,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 )
 
 // make release writes what a release publishes, with the version everywhere: install.yaml with
@@ -32,7 +34,7 @@ func TestRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs := decodeObjects(t, b)
+		objs := kubetest.DecodeObjects(t, b)
 		if find(objs, "CustomResourceDefinition", "", "redisconnections.rconn.dev") == nil {
 			t.Error("no CRD")
 		}
@@ -41,7 +43,7 @@ func TestRelease(t *testing.T) {
 			t.Fatal("no manager Deployment")
 		}
 		var d appsv1.Deployment
-		fromUnstructured(t, u, &d)
+		kubetest.FromUnstructured(t, u, &d)
 		if got := d.Spec.Template.Spec.Containers[0].Image; got != image {
 			t.Errorf("image %q, want %q", got, image)
 		}
@@ -50,9 +52,9 @@ func TestRelease(t *testing.T) {
 			t.Fatal("no ClusterRole rconn-manager-role")
 		}
 		var got, want rbacv1.ClusterRole
-		fromUnstructured(t, cr, &got)
-		fromUnstructured(t, decodeObjects(t, readFile(t, "config/rbac/role.yaml"))[0], &want)
-		if normalizeRules(got.Rules) != normalizeRules(want.Rules) {
+		kubetest.FromUnstructured(t, cr, &got)
+		kubetest.FromUnstructured(t, kubetest.DecodeObjects(t, readFile(t, "config/rbac/role.yaml"))[0], &want)
+		if kubetest.NormalizeRules(got.Rules) != kubetest.NormalizeRules(want.Rules) {
 			t.Errorf("install.yaml's manager rules differ from config/rbac/role.yaml")
 		}
 	})
@@ -70,12 +72,12 @@ func TestRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u := find(decodeObjects(t, []byte(out)), "Deployment", "default", "rconn-controller-manager")
+		u := find(kubetest.DecodeObjects(t, []byte(out)), "Deployment", "default", "rconn-controller-manager")
 		if u == nil {
 			t.Fatal("the packaged chart renders no Deployment")
 		}
 		var d appsv1.Deployment
-		fromUnstructured(t, u, &d)
+		kubetest.FromUnstructured(t, u, &d)
 		if got := d.Spec.Template.Spec.Containers[0].Image; got != image {
 			t.Errorf("packaged chart image %q, want %q", got, image)
 		}
