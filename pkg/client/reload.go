@@ -27,12 +27,19 @@ func backoff(failures int) time.Duration {
 }
 
 // reloader applies the versions a Source supplies, by the rules documented on OpenSource.
+// What "apply" and "report" mean is up to its user: a Client (Open) applies each version to
+// itself and emits failures as events; a Watcher publishes them.
 type reloader struct {
 	c        *Client
 	src      Source
 	interval time.Duration
 	wait     time.Duration
 	onReload func(error)
+	// use applies a decoded version (nil: to c, see applyToClient); an error other than
+	// ErrRestartRequired rejects the version.
+	use func(next *snapshot, version string) error
+	// onError reports a failure, outside the lock (nil: an EventError of c).
+	onError func(error)
 
 	mu           sync.Mutex
 	last         *snapshot // what runs
@@ -178,7 +185,11 @@ func (r *reloader) poll() time.Duration {
 		r.onReload(report)
 	}
 	if report != nil {
-		r.c.events.emit(Event{Type: EventError, Err: report})
+		if r.onError != nil {
+			r.onError(report)
+		} else {
+			r.c.events.emit(Event{Type: EventError, Err: report})
+		}
 	}
 	return retry
 }
@@ -207,7 +218,11 @@ func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry tim
 		r.rejected = snap.Version
 		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err), false, 0
 	}
-	if err = r.apply(next); err != nil && !errors.Is(err, ErrRestartRequired) {
+	use := r.use
+	if use == nil {
+		use = r.applyToClient
+	}
+	if err = use(next, snap.Version); err != nil && !errors.Is(err, ErrRestartRequired) {
 		r.rejected = snap.Version
 		return err, false, 0
 	}
@@ -221,9 +236,9 @@ func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry tim
 	return err, true, 0
 }
 
-// apply applies a validated snapshot (TLS first: it is the only part that can still fail), or
-// nothing.
-func (r *reloader) apply(next *snapshot) error {
+// applyToClient applies a validated snapshot to c (TLS first: it is the only part that can
+// still fail), or nothing.
+func (r *reloader) applyToClient(next *snapshot, _ string) error {
 	m, err := r.withRetired(r.last, next)
 	if err != nil {
 		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)

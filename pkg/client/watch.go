@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -50,17 +49,15 @@ type WatchOptions struct {
 
 // Watcher follows a Source by the rules of OpenSource (validate before use, keep the last good
 // version, apply config.json and the Secret as a pair, retry what could not be read) and
-// hands out each new version.
+// hands out each new version. It runs the reloader of Open, publishing versions instead of
+// applying them to a client.
 type Watcher struct {
 	r       *reloader
 	onError func(error)
 	updates chan *Resolved
 
-	mu   sync.Mutex
-	cur  *Resolved
-	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	mu  sync.Mutex
+	cur *Resolved
 }
 
 // Watch reads the first valid version (bounded by ctx), then follows src in the background
@@ -72,7 +69,8 @@ func Watch(ctx context.Context, src Source, o WatchOptions) (*Watcher, error) {
 	if o.ReloadInterval <= 0 {
 		o.ReloadInterval = DefaultReloadInterval
 	}
-	r := &reloader{src: src, interval: o.ReloadInterval, wait: o.SecretWait, quit: make(chan struct{})}
+	w := &Watcher{onError: o.OnError, updates: make(chan *Resolved, 1)}
+	r := &reloader{src: src, interval: o.ReloadInterval, wait: o.SecretWait, quit: make(chan struct{}), use: w.publish, onError: w.report}
 	r.ctx, r.end = context.WithCancel(context.Background())
 	snap, version, pending, err := r.initial(ctx)
 	if err != nil {
@@ -80,13 +78,12 @@ func Watch(ctx context.Context, src Source, o WatchOptions) (*Watcher, error) {
 		return nil, err
 	}
 	r.last, r.version = snap, version
-	w := &Watcher{r: r, onError: o.OnError, updates: make(chan *Resolved, 1), quit: r.quit}
-	w.cur = resolvedOf(snap, version)
+	w.r, w.cur = r, resolvedOf(snap, version)
 	if pending != nil {
 		w.report(pending)
 	}
-	w.wg.Add(1)
-	go w.run()
+	r.wg.Add(1)
+	go r.run()
 	return w, nil
 }
 
@@ -105,12 +102,7 @@ func (w *Watcher) Current() *Resolved {
 func (w *Watcher) Updates() <-chan *Resolved { return w.updates }
 
 // Close stops following and closes the Source.
-func (w *Watcher) Close() {
-	w.once.Do(func() {
-		w.r.stop()
-	})
-	w.wg.Wait()
-}
+func (w *Watcher) Close() { w.r.stop() }
 
 func (w *Watcher) report(err error) {
 	if w.onError != nil {
@@ -118,62 +110,10 @@ func (w *Watcher) report(err error) {
 	}
 }
 
-func (w *Watcher) run() {
-	defer w.wg.Done()
-	r := w.r
-	var tick <-chan time.Time
-	changed := r.src.Changed()
-	if changed == nil {
-		t := time.NewTicker(r.interval)
-		defer t.Stop()
-		tick = t.C
-	}
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	for {
-		select {
-		case <-w.quit:
-			return
-		case <-tick:
-		case <-changed:
-		case <-retry.C:
-		}
-		if d := w.poll(); d > 0 {
-			retry.Reset(d)
-		}
-	}
-}
-
-// poll is reloader.poll without a client: a valid new version is published instead of applied.
-func (w *Watcher) poll() time.Duration {
-	r := w.r
-	s, err := r.src.Snapshot(r.ctx)
-	if err != nil {
-		r.failures++
-		w.reportOnce("read\x00"+err.Error(), fmt.Errorf("rconn: config reload failed, keeping the last good configuration (retrying): %w", err))
-		return backoff(r.failures - 1)
-	}
-	r.failures = 0
-	if s.Version == r.version || s.Version == r.rejected {
-		return 0
-	}
-	waited := !r.pendingSince.IsZero() && time.Since(r.pendingSince) >= r.wait
-	next, err := decode(s, r.last, waited)
-	if errors.Is(err, ErrSecretPending) {
-		if r.pendingSince.IsZero() {
-			r.pendingSince = time.Now()
-		}
-		w.reportOnce(s.Version+"\x00"+err.Error(), fmt.Errorf("rconn: config reload waits, keeping the last good configuration: %w", err))
-		return max(min(r.interval, r.wait-time.Since(r.pendingSince)), time.Millisecond)
-	}
-	if err != nil {
-		r.rejected = s.Version
-		w.reportOnce(s.Version+"\x00"+err.Error(), fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err))
-		return 0
-	}
-	r.last, r.version, r.rejected, r.pendingSince, r.reported = next, s.Version, "", time.Time{}, ""
-	res := resolvedOf(next, s.Version)
+// publish is the reloader's use: the version becomes Current and is offered on Updates.
+func (w *Watcher) publish(next *snapshot, version string) error {
+	w.r.last = next
+	res := resolvedOf(next, version)
 	w.mu.Lock()
 	w.cur = res
 	w.mu.Unlock()
@@ -182,15 +122,7 @@ func (w *Watcher) poll() time.Duration {
 	default:
 	}
 	w.updates <- res
-	return 0
-}
-
-func (w *Watcher) reportOnce(key string, err error) {
-	if key == w.r.reported {
-		return
-	}
-	w.r.reported = key
-	w.report(err)
+	return nil
 }
 
 // RestartFields lists the fields that differ between two configurations and cannot be
