@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -324,14 +326,11 @@ func (r *reloader) withRetired(prev, next *snapshot) (cluster.NodeAddressMap, er
 			delete(r.retired, k)
 		}
 	}
-	for len(r.retired) > retiredMapMax {
-		oldest := ""
-		for k, e := range r.retired {
-			if oldest == "" || e.at.Before(r.retired[oldest].at) {
-				oldest = k
-			}
+	if over := len(r.retired) - retiredMapMax; over > 0 {
+		keys := slices.SortedFunc(maps.Keys(r.retired), func(a, b string) int { return r.retired[a].at.Compare(r.retired[b].at) })
+		for _, k := range keys[:over] {
+			delete(r.retired, k)
 		}
-		delete(r.retired, oldest)
 	}
 	if len(next.cfg.NodeAddressMap) == 0 && len(r.retired) == 0 {
 		return nil, nil
