@@ -99,17 +99,7 @@ func (r *reloads) last() (error, int) {
 // waitFor polls cond every 20ms for up to 10s.
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	nettest.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func testCtx(t *testing.T) context.Context {

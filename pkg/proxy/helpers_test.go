@@ -168,17 +168,7 @@ func (w tWriter) Write(b []byte) (int, error) {
 
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	nettest.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func mustJSON(v any) string {

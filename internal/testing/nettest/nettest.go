@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // ErrRefused is returned for a name outside the table: no lookup is made.
@@ -210,4 +211,21 @@ func WithoutDNS(run func() int) int {
 		code = 1
 	}
 	return code
+}
+
+// WaitFor calls cond every 20 ms until it returns nil, failing t with cond's last error after
+// within.
+func WaitFor(t TB, within time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -64,17 +64,7 @@ var errNotYet = errors.New("not yet")
 
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	nettest.WaitFor(t, 15*time.Second, what, cond)
 }
 
 // reports records OnReload results and error events.
