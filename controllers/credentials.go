@@ -73,15 +73,11 @@ func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *
 		if len(m.CA) == 0 && len(m.Cert) == 0 {
 			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has neither ca.crt nor tls.crt", sec.Name)
 		}
-		if (len(m.Cert) == 0) != (len(m.Key) == 0) {
-			missing := "tls.key"
-			if len(m.Cert) == 0 {
-				missing = "tls.crt"
-			}
-			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has no key %q: tls.crt and tls.key go together", sec.Name, missing)
-		}
 		report, err := rtls.Validate(m, r.now())
-		if err != nil {
+		switch {
+		case rtls.ReasonOf(err) == rtls.ReasonIncompleteKeyPair:
+			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s: %v (tls.crt and tls.key go together)", sec.Name, err)
+		case err != nil:
 			return nil, credErr(tlsReason(err), "Secret %s: %v", sec.Name, err)
 		}
 		c.tls, c.expiry = m, report.Expiry

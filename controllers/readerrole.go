@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 )
@@ -47,36 +45,16 @@ func (r *RedisConnectionReconciler) applyReaderRole(ctx context.Context, rc *rco
 		case err == nil && have.Annotations[AnnotationContentHash] == hash:
 		case err == nil || apierrors.IsNotFound(err):
 			role := &rbacv1.Role{
-				TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
-				ObjectMeta: metav1.ObjectMeta{Name: want, Namespace: rc.Namespace,
-					Labels:      map[string]string{LabelManagedBy: managedBy, LabelConnection: rc.Name},
-					Annotations: map[string]string{AnnotationContentHash: hash}},
-				Rules: rules,
+				TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+				ObjectMeta: ownedMeta(rc, want, hash),
+				Rules:      rules,
 			}
-			if err := controllerutil.SetControllerReference(rc, role, r.Scheme); err != nil {
+			if err := r.writeOwned(ctx, rc, "Role", role, apierrors.IsNotFound(err)); err != nil {
 				return err
-			}
-			if err := r.writeOutput(ctx, role, apierrors.IsNotFound(err)); err != nil {
-				return outputWriteError("Role", want, err)
 			}
 		default:
 			return err
 		}
 	}
-	var list metav1.PartialObjectMetadataList
-	list.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("RoleList"))
-	if err := r.List(ctx, &list, client.InNamespace(rc.Namespace), client.MatchingLabels{LabelManagedBy: managedBy, LabelConnection: rc.Name}); err != nil {
-		return fmt.Errorf("listing reader Roles: %w", err)
-	}
-	for _, item := range list.Items {
-		if item.Name == want || !metav1.IsControlledBy(&item, rc) {
-			continue
-		}
-		uid := item.UID
-		if err := r.Delete(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: item.Name, Namespace: rc.Namespace}}, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting the previous reader Role %s: %w", item.Name, err)
-		}
-		r.event(rc, corev1.EventTypeNormal, rconnv1.EventReasonOutputRenamed, fmt.Sprintf("deleted Role %s: spec.output.readerRoleName now names %q", item.Name, want))
-	}
-	return nil
+	return r.pruneOwned(ctx, rc, rbacv1.SchemeGroupVersion.WithKind("Role"), want, fmt.Sprintf("spec.output.readerRoleName now names %q", want))
 }

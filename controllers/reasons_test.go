@@ -12,11 +12,12 @@ import (
 // reasonArgs names the calls that take a condition type or a condition/Event reason, and which
 // of their arguments those are.
 var reasonArgs = map[string][]int{
-	"setCondition": {1, 3},
-	"event":        {2},
-	"Eventf":       {3},
-	"credErr":      {0},
-	"problem":      {0},
+	"condTrue":  {0, 1},
+	"condFalse": {0, 1},
+	"event":     {2},
+	"Eventf":    {3},
+	"credErr":   {0},
+	"problem":   {0},
 }
 
 // TestReasonsAreConstants keeps every condition type and reason, and every Event reason, a

@@ -1,21 +1,12 @@
 package controllers
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
@@ -84,11 +75,7 @@ func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap
 	for _, rn := range rc.Spec.RootNodes {
 		url := string(rn.URL)
 		if url == "" {
-			scheme := "redis://"
-			if tlsOn {
-				scheme = "rediss://"
-			}
-			url = scheme + cluster.Address{Host: rn.Host, Port: portOr(int(rn.Port))}.String()
+			url = hostPortURL(cluster.Address{Host: rn.Host, Port: int(rn.Port)}, tlsOn)
 		}
 		cfg.RootNodes = append(cfg.RootNodes, pkgclient.RootNodeConfig{URL: url})
 	}
@@ -264,228 +251,6 @@ func sameBytes(have, want map[string][]byte) bool {
 	return true
 }
 
-// errOutputConflict: an object with the output name exists and is not ours.
-type errOutputConflict struct{ kind, name string }
-
-func (e *errOutputConflict) Error() string {
-	return fmt.Sprintf("%s %s exists and is not controlled by this RedisConnection; choose another name in spec.output", e.kind, e.name)
-}
-
-// maxConfigBytes bounds config.json: a ConfigMap holds at most 1 MiB, metadata included.
-const maxConfigBytes = 1000 * 1024
-
-// errConfigTooLarge: config.json would not fit in a ConfigMap.
-type errConfigTooLarge struct{ size int }
-
-func (e *errConfigTooLarge) Error() string {
-	return fmt.Sprintf("config.json would be %d bytes, more than the %d a ConfigMap can hold: reduce the node address map or the number of nodes", e.size, maxConfigBytes)
-}
-
-// writeOutput creates an output that did not exist (Create: an object of that name that appears
-// meanwhile, made by someone else, fails with AlreadyExists and is never taken over), or applies
-// the new content to one this RedisConnection controls (server-side apply, our field owner).
-func (r *RedisConnectionReconciler) writeOutput(ctx context.Context, obj client.Object, create bool) error {
-	if create {
-		return r.Create(ctx, obj, client.FieldOwner(FieldOwner))
-	}
-	return r.Patch(ctx, obj, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership)
-}
-
-// outputWriteError turns AlreadyExists (someone created the name between our read and our
-// Create) into the conflict it is.
-func outputWriteError(kind, name string, err error) error {
-	if apierrors.IsAlreadyExists(err) {
-		return &errOutputConflict{kind, name}
-	}
-	return fmt.Errorf("writing %s %s: %w", kind, name, err)
-}
-
-// applyOutputs writes the ConfigMap and Secret with server-side apply, but only when their
-// content differs from what is there (compared by content hash), so a steady state writes
-// nothing. A hand edit changes the content and is overwritten; a deleted object is re-created.
-func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv1.RedisConnection, cfg *pkgclient.Config, secretData map[string][]byte) (changed bool, err error) {
-	cmName, secName := outputNames(rc)
-	token, err := r.secretToken(ctx, rc, secName, hashData(nil, secretData))
-	if err != nil {
-		return false, err
-	}
-	pairOutputs(cfg, secretData, token)
-	raw, err := pkgclient.Render(cfg)
-	if err != nil {
-		return false, fmt.Errorf("rendering config.json: %w", err)
-	}
-	if len(raw) > maxConfigBytes {
-		return false, &errConfigTooLarge{size: len(raw)}
-	}
-	cmData := map[string]string{pkgclient.ConfigFileName: string(raw)}
-	cmHash, secHash := hashData(cmData, nil), hashData(nil, secretData)
-	rcKey := client.ObjectKeyFromObject(rc)
-	want := outputState{uid: string(rc.UID), cmName: cmName, secName: secName, cmHash: cmHash, secHash: secHash}
-	if r.outputs.current(ctx, r.Client, rcKey, rc.Namespace, want) {
-		return false, nil
-	}
-
-	existingCM := &corev1.ConfigMap{}
-	err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: cmName}, existingCM)
-	switch {
-	case apierrors.IsNotFound(err):
-		existingCM = nil
-	case err != nil:
-		return false, err
-	}
-	existingSec := &corev1.Secret{}
-	err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: secName}, existingSec)
-	switch {
-	case apierrors.IsNotFound(err):
-		existingSec = nil
-	case err != nil:
-		return false, err
-	}
-	if existingCM != nil && !metav1.IsControlledBy(existingCM, rc) {
-		return false, &errOutputConflict{"ConfigMap", cmName}
-	}
-	if existingSec != nil && !metav1.IsControlledBy(existingSec, rc) {
-		return false, &errOutputConflict{"Secret", secName}
-	}
-
-	labels := map[string]string{LabelManagedBy: managedBy, LabelConnection: rc.Name}
-	if existingCM != nil {
-		want.cmRV = existingCM.ResourceVersion
-	}
-	if existingSec != nil {
-		want.secRV = existingSec.ResourceVersion
-	}
-	if existingCM == nil || !sameStrings(existingCM.Data, cmData) || existingCM.Annotations[AnnotationContentHash] != cmHash {
-		cm := &corev1.ConfigMap{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-			ObjectMeta: metav1.ObjectMeta{Name: cmName, Namespace: rc.Namespace, Labels: labels, Annotations: map[string]string{AnnotationContentHash: cmHash}},
-			Data:       cmData,
-		}
-		if err := controllerutil.SetControllerReference(rc, cm, r.Scheme); err != nil {
-			return false, err
-		}
-		if err := r.writeOutput(ctx, cm, existingCM == nil); err != nil {
-			r.outputs.drop(rcKey)
-			return false, outputWriteError("ConfigMap", cmName, err)
-		}
-		want.cmRV = cm.ResourceVersion
-		changed = true
-	}
-	if existingSec == nil || !sameBytes(existingSec.Data, secretData) || existingSec.Annotations[AnnotationContentHash] != secHash {
-		sec := &corev1.Secret{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Name: secName, Namespace: rc.Namespace, Labels: labels, Annotations: map[string]string{AnnotationContentHash: secHash}},
-			Type:       corev1.SecretType("servicebinding.io/redis"),
-			Data:       secretData,
-		}
-		if err := controllerutil.SetControllerReference(rc, sec, r.Scheme); err != nil {
-			return false, err
-		}
-		if err := r.writeOutput(ctx, sec, existingSec == nil); err != nil {
-			r.outputs.drop(rcKey)
-			return false, outputWriteError("Secret", secName, err)
-		}
-		want.secRV = sec.ResourceVersion
-		changed = true
-	}
-	if err := r.pruneOutputs(ctx, rc, cmName, secName); err != nil {
-		r.outputs.drop(rcKey)
-		return changed, err
-	}
-	r.outputs.set(rcKey, want)
-	return changed, nil
-}
-
-// pruneOutputs deletes the RedisConnection's outputs under names it no longer uses (after
-// spec.output was changed), so no stale ConfigMap/Secret lingers until the RedisConnection is
-// deleted. Only objects it controls and labels as its own are touched; it runs only when the
-// outputs were just verified or applied, not at steady state.
-func (r *RedisConnectionReconciler) pruneOutputs(ctx context.Context, rc *rconnv1.RedisConnection, cmName, secName string) error {
-	sel := client.MatchingLabels{LabelManagedBy: managedBy, LabelConnection: rc.Name}
-	for _, kind := range []struct {
-		name string
-		list client.ObjectList
-		keep string
-		obj  func(name string) client.Object
-	}{
-		{"ConfigMap", &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMapList"}}, cmName,
-			func(n string) client.Object {
-				return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}}
-			}},
-		{"Secret", &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "SecretList"}}, secName,
-			func(n string) client.Object {
-				return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: rc.Namespace}}
-			}},
-	} {
-		if err := r.List(ctx, kind.list, client.InNamespace(rc.Namespace), sel); err != nil {
-			return fmt.Errorf("listing outputs: %w", err)
-		}
-		for _, item := range kind.list.(*metav1.PartialObjectMetadataList).Items {
-			if item.Name == kind.keep || !metav1.IsControlledBy(&item, rc) {
-				continue
-			}
-			obj := kind.obj(item.Name)
-			uid := item.UID
-			if err := r.Delete(ctx, obj, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("deleting the previous output %s: %w", item.Name, err)
-			}
-			r.event(rc, corev1.EventTypeNormal, rconnv1.EventReasonOutputRenamed, fmt.Sprintf("deleted %s %s: spec.output now names %s", kind.name, item.Name, kind.keep))
-		}
-	}
-	return nil
-}
-
-// outputState is what a RedisConnection's outputs were verified to hold: content hashes at
-// resourceVersions, read from the API server or returned by our own apply.
-type outputState struct {
-	uid, cmName, secName, cmHash, secHash string
-	cmRV, secRV                           string
-}
-
-// outputMemo lets a reconcile whose rendered content did not change skip reading the outputs
-// from the API server: when the cached metadata of both objects still shows the resourceVersions
-// verified last, nobody changed them since (a hand edit or delete changes the resourceVersion,
-// and its watch event triggers a reconcile that then reads and repairs the object).
-type outputMemo struct {
-	mu     sync.Mutex
-	m      map[types.NamespacedName]outputState
-	tokens map[types.NamespacedName]tokenState // secrettoken.go
-}
-
-func (o *outputMemo) current(ctx context.Context, c client.Reader, key types.NamespacedName, ns string, want outputState) bool {
-	o.mu.Lock()
-	have, ok := o.m[key]
-	o.mu.Unlock()
-	if !ok || have.uid != want.uid || have.cmName != want.cmName || have.secName != want.secName ||
-		have.cmHash != want.cmHash || have.secHash != want.secHash {
-		return false
-	}
-	for _, x := range []struct{ kind, name, rv string }{{"ConfigMap", want.cmName, have.cmRV}, {"Secret", want.secName, have.secRV}} {
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(x.kind))
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: x.name}, meta); err != nil || meta.ResourceVersion != x.rv {
-			return false
-		}
-	}
-	return true
-}
-
-func (o *outputMemo) set(key types.NamespacedName, s outputState) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.m == nil {
-		o.m = map[types.NamespacedName]outputState{}
-	}
-	o.m[key] = s
-}
-
-func (o *outputMemo) drop(key types.NamespacedName) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	delete(o.m, key)
-	delete(o.tokens, key)
-}
-
 // stickyNodeIDs keeps the last rendered address of a node that is still in the topology but
 // whose announced address has no map entry right now: a restarting pod is gossiped under its
 // old address while its endpoint is already gone, and exactly then apps need its ID entry.
@@ -506,35 +271,4 @@ func stickyNodeIDs(prev, now map[string]pkgclient.MappedAddress, topo *cluster.T
 		}
 	}
 	return now
-}
-
-// nodeIDMemo holds each RedisConnection's last rendered rconn.nodeIds (for stickyNodeIDs).
-type nodeIDMemo struct {
-	mu sync.Mutex
-	m  map[types.NamespacedName]map[string]pkgclient.MappedAddress
-}
-
-func (o *nodeIDMemo) get(key types.NamespacedName) map[string]pkgclient.MappedAddress {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.m[key]
-}
-
-func (o *nodeIDMemo) set(key types.NamespacedName, ids map[string]pkgclient.MappedAddress) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.m == nil {
-		o.m = map[types.NamespacedName]map[string]pkgclient.MappedAddress{}
-	}
-	if len(ids) == 0 {
-		delete(o.m, key)
-		return
-	}
-	o.m[key] = ids
-}
-
-func (o *nodeIDMemo) drop(key types.NamespacedName) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	delete(o.m, key)
 }

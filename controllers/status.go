@@ -13,43 +13,6 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
-// conditionOrder is the order Ready looks for the first failing condition in.
-var conditionOrder = []string{
-	rconnv1.ConditionCredentialsResolved,
-	rconnv1.ConditionAddressMapResolved,
-	rconnv1.ConditionTopologyDiscovered,
-	rconnv1.ConditionNodesHealthy,
-	rconnv1.ConditionConfigRendered,
-}
-
-// setCondition records one condition; LastTransitionTime changes only when Status does.
-func setCondition(rc *rconnv1.RedisConnection, typ string, ok bool, reason, message string) {
-	status := metav1.ConditionFalse
-	if ok {
-		status = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&rc.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: truncate(message, 32000), ObservedGeneration: rc.Generation,
-	})
-}
-
-// setReady derives Ready from the other conditions: True when all are, else False with the
-// reason and message of the first that is not.
-func setReady(rc *rconnv1.RedisConnection) {
-	for _, t := range conditionOrder {
-		c := meta.FindStatusCondition(rc.Status.Conditions, t)
-		if c == nil {
-			setCondition(rc, rconnv1.ConditionReady, false, rconnv1.ReasonReconciling, "waiting for "+t)
-			return
-		}
-		if c.Status != metav1.ConditionTrue {
-			setCondition(rc, rconnv1.ConditionReady, false, c.Reason, t+": "+c.Message)
-			return
-		}
-	}
-	setCondition(rc, rconnv1.ConditionReady, true, rconnv1.ReasonReady, "apps can use the rendered ConfigMap and Secret")
-}
-
 // Status list bounds: the schema's maxItems (a longer list would make every status patch fail).
 const (
 	maxStatusNodes    = 2000
@@ -138,69 +101,50 @@ func setTopologyStatus(rc *rconnv1.RedisConnection, t *cluster.Topology, health 
 // clipTopologyStatus cuts status.nodes, status.shards and each shard's replicas to the schema's
 // bounds and says what was left out ("" when nothing was).
 func clipTopologyStatus(st *rconnv1.RedisConnectionStatus, t *cluster.Topology) string {
-	var notes []string
 	if len(st.Nodes) > maxStatusNodes {
 		st.Nodes = st.Nodes[:maxStatusNodes]
-		notes = append(notes, fmt.Sprintf("status.nodes lists the first %d of %d nodes", maxStatusNodes, len(t.Nodes)))
 	}
 	if len(st.Shards) > maxStatusShards {
 		st.Shards = st.Shards[:maxStatusShards]
-		notes = append(notes, fmt.Sprintf("status.shards lists the first %d of %d shards", maxStatusShards, len(t.Shards)))
 	}
 	for i := range st.Shards {
 		if r := st.Shards[i].ReplicaIDs; len(r) > maxStatusReplicas {
 			st.Shards[i].ReplicaIDs = r[:maxStatusReplicas]
-			notes = append(notes, fmt.Sprintf("a shard lists %d of its %d replicas", maxStatusReplicas, len(r)))
+		}
+	}
+	return topologyClipNote(t)
+}
+
+// topologyClipNote says what the status lists of a topology leave out ("" when nothing).
+func topologyClipNote(t *cluster.Topology) string {
+	var notes []string
+	if len(t.Nodes) > maxStatusNodes {
+		notes = append(notes, fmt.Sprintf("status.nodes lists the first %d of %d nodes", maxStatusNodes, len(t.Nodes)))
+	}
+	if len(t.Shards) > maxStatusShards {
+		notes = append(notes, fmt.Sprintf("status.shards lists the first %d of %d shards", maxStatusShards, len(t.Shards)))
+	}
+	shards := t.Shards[:min(len(t.Shards), maxStatusShards)]
+	for _, sh := range shards {
+		if n := len(sh.Replicas); n > maxStatusReplicas {
+			notes = append(notes, fmt.Sprintf("a shard lists %d of its %d replicas", maxStatusReplicas, n))
 		}
 	}
 	return strings.Join(notes, "; ")
 }
 
-// healthCondition summarises node health with fixed messages: which node, at which address,
-// and the class of failure, never what a node sent.
-func healthCondition(health []cluster.NodeHealth) (ok bool, reason, message string) {
-	var unreachable, unhealthy []string
-	for _, h := range health {
-		switch {
-		case h.Healthy():
-		case !h.Reachable:
-			unreachable = append(unreachable, fmt.Sprintf("%s (dialed %s): %s", h.Announced, h.Dialed, nodeFailure(h)))
-		default:
-			unhealthy = append(unhealthy, fmt.Sprintf("%s: %s", h.Announced, nodeFailure(h)))
+// setStatusData records the address map and the topology the scope holds (what is unknown
+// keeps its previous value).
+func setStatusData(s *scope) {
+	if s.amap != nil {
+		s.rc.Status.NodeAddressMap = s.amap.list()
+		if len(s.rc.Status.NodeAddressMap) > maxStatusMap {
+			s.rc.Status.NodeAddressMap = s.rc.Status.NodeAddressMap[:maxStatusMap]
 		}
 	}
-	switch {
-	case len(unreachable) > 0:
-		return false, rconnv1.ReasonNodesUnreachable, fmt.Sprintf("%d of %d nodes unreachable: %s", len(unreachable), len(health), clipList(unreachable, maxListedNodes))
-	case len(unhealthy) > 0:
-		return false, rconnv1.ReasonNodesUnhealthy, fmt.Sprintf("%d of %d nodes unhealthy: %s", len(unhealthy), len(health), clipList(unhealthy, maxListedNodes))
+	if t := s.topology(); t != nil {
+		setTopologyStatus(s.rc, t, s.health())
 	}
-	return true, rconnv1.ReasonAllNodesHealthy, fmt.Sprintf("all %d nodes answered through their mapped addresses", len(health))
-}
-
-// maxListedNodes bounds how many nodes a condition message names (the count stays true).
-const maxListedNodes = 20
-
-// nodeFailure is a fixed description of why a node failed its check.
-func nodeFailure(h cluster.NodeHealth) string {
-	if h.Reachable && h.ClusterState != "" && h.ClusterState != "ok" {
-		return "cluster_state is not ok"
-	}
-	class, _ := cluster.Classify(h.Err)
-	switch class {
-	case cluster.ClassAuthenticationFailed:
-		return "authentication failed"
-	case cluster.ClassTLSHandshakeFailed:
-		return "TLS handshake failed"
-	case cluster.ClassReplyTooLarge:
-		return "reply larger than the manager's caps"
-	case cluster.ClassAddressDenied:
-		return "address denied by the manager's address policy"
-	}
-	if h.Reachable {
-		return "did not answer ROLE / CLUSTER INFO"
-	}
-	return "no Redis server answered"
 }
 
 // clipList joins at most n items and says how many were left out.
@@ -251,10 +195,21 @@ func transitions(old, cur *rconnv1.RedisConnectionStatus) []statusEvent {
 			}
 		}
 	}
+	// Credentials that fail (again, or differently) are a Warning: nothing else can proceed.
+	if c := meta.FindStatusCondition(cur.Conditions, rconnv1.ConditionCredentialsResolved); c != nil && c.Status == metav1.ConditionFalse {
+		if prev := meta.FindStatusCondition(old.Conditions, c.Type); old.ObservedGeneration == 0 || !sameCondition(prev, c) {
+			out = append(out, statusEvent{corev1.EventTypeWarning, c.Reason, c.Message})
+		}
+	}
 	if old.ObservedGeneration != 0 && mappingKey(old.NodeAddressMap) != mappingKey(cur.NodeAddressMap) {
 		out = append(out, statusEvent{corev1.EventTypeNormal, rconnv1.EventReasonAddressMapChanged, fmt.Sprintf("node address map now has %d entries", len(cur.NodeAddressMap))})
 	}
 	return out
+}
+
+// sameCondition reports whether a (nil: absent) says what b says.
+func sameCondition(a, b *metav1.Condition) bool {
+	return a != nil && b != nil && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message
 }
 
 func nodeSet(s *rconnv1.RedisConnectionStatus) string {

@@ -64,7 +64,7 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 			// Host/port root nodes carry no scheme: TLS comes from Defaults.
 			for i, rn := range o.RootNodes {
 				if rn.URL == "" {
-					o.RootNodes[i] = cluster.RootNode{URL: "rediss://" + cluster.Address{Host: rn.Address.Host, Port: portOr(rn.Address.Port)}.String()}
+					o.RootNodes[i] = cluster.RootNode{URL: hostPortURL(rn.Address, true)}
 				}
 			}
 		}
@@ -76,6 +76,16 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 		}
 	}
 	return o, hex.EncodeToString(fp.Sum(nil)), nil
+}
+
+// hostPortURL is a host/port root node of the spec as a URL, with the scheme TLS asks for (the
+// rendered config and the controller's own connections agree on it).
+func hostPortURL(a cluster.Address, tls bool) string {
+	scheme := "redis://"
+	if tls {
+		scheme = "rediss://"
+	}
+	return scheme + cluster.Address{Host: a.Host, Port: portOr(a.Port)}.String()
 }
 
 func portOr(p int) int {
@@ -109,19 +119,11 @@ func staticMap(m *addressMap) (cluster.NodeAddressMap, error) {
 	return nm, nil
 }
 
-func mapKey(m *addressMap) string {
-	var b strings.Builder
-	for _, e := range m.list() {
-		b.WriteString(e.Announced + "=" + e.Reachable + ";")
-	}
-	return b.String()
-}
-
 // sharedKey names the inspector a RedisConnection uses: the connection fingerprint, the address
 // map and the health timeout; with sharing disabled, also the RedisConnection itself.
 func (r *RedisConnectionReconciler) sharedKey(key types.NamespacedName, fingerprint string, m *addressMap, healthTimeout time.Duration) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|", fingerprint, mapKey(m), healthTimeout)
+	fmt.Fprintf(h, "%s|%s|%s|", fingerprint, mappingKey(m.list()), healthTimeout)
 	if r.DisableTopologySharing {
 		fmt.Fprintf(h, "rc=%s|", key)
 	}
