@@ -5,9 +5,12 @@
 package kubetest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -79,5 +82,60 @@ func NewEnvironment() (*envtest.Environment, error) {
 		Set("service-cluster-ip-range", ServiceCIDR).
 		Set("advertise-address", "127.0.0.1").
 		Set("endpoint-reconciler-type", "none")
+	// envtest starts both processes in their own process group and stops them only from Stop:
+	// a test binary killed by its timeout (or SIGKILL) left them running. Started through
+	// setpriv --pdeathsig, they die with the process that started them.
+	if api.Path, err = dieWithParent(filepath.Join(assets, "kube-apiserver")); err != nil {
+		return nil, err
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{}
+	if env.ControlPlane.Etcd.Path, err = dieWithParent(filepath.Join(assets, "etcd")); err != nil {
+		return nil, err
+	}
 	return env, nil
+}
+
+// dieWithParent returns the path of a launcher that runs bin with SIGKILL as its parent-death
+// signal (util-linux setpriv; the signal survives the exec), written once into the user cache
+// directory. Without setpriv it returns bin itself.
+func dieWithParent(bin string) (string, error) {
+	setpriv, lookErr := exec.LookPath("setpriv")
+	if lookErr != nil {
+		return bin, nil // no setpriv (not util-linux): start bin as it is
+	}
+	target, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", bin, err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# Written by internal/testing/kubetest: %s dies with its parent.\nexec '%s' --pdeathsig KILL -- '%s' \"$@\"\n", filepath.Base(bin), setpriv, target)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(script))
+	dir := filepath.Join(cache, "rconn", "pdeathsig", hex.EncodeToString(sum[:8]))
+	path := filepath.Join(dir, filepath.Base(bin))
+	if b, err := os.ReadFile(path); err == nil && string(b) == script {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, ".launcher-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(script); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp.Name(), path)
 }
