@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -34,14 +36,8 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 )
 
-// TB is what the world needs from a test (or from the demo's runner).
-type TB interface {
-	Helper()
-	Cleanup(func())
-	Logf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	TempDir() string
-}
+// TB is internal/tb's: the one interface every local-world helper takes.
+type TB = tb.TB
 
 const (
 	// Namespace holds the demo's objects.

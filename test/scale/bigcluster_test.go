@@ -30,6 +30,7 @@ type skipTB struct{ b *testing.B }
 func (t skipTB) Helper()                         {}
 func (t skipTB) Cleanup(f func())                { t.b.Cleanup(f) }
 func (t skipTB) Logf(format string, args ...any) { t.b.Logf(format, args...) }
+func (t skipTB) TempDir() string                 { return t.b.TempDir() }
 func (t skipTB) Fatalf(format string, args ...any) {
 	t.b.Skipf("skipping: this machine could not start or form the big Redis Cluster: "+format, args...)
 }

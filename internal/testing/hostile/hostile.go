@@ -37,6 +37,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 )
 
 // Replies and banners hostile servers send.
@@ -122,12 +124,8 @@ type Server struct {
 	commands atomic.Int64
 }
 
-// TB is the part of testing.TB the constructors use (ginkgo.GinkgoT() satisfies it too).
-type TB interface {
-	Helper()
-	Cleanup(func())
-	Fatalf(format string, args ...any)
-}
+// TB is internal/tb's: the one interface every local-world helper takes.
+type TB = tb.TB
 
 // Start listens on 127.0.0.1:0 and serves cfg until Close.
 func Start(cfg Config) (*Server, error) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,13 +28,8 @@ import (
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 )
 
-// TB is the part of testing.TB the helpers below use.
-type TB interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	TempDir() string
-}
+// TB is internal/tb's: the one interface every local-world helper takes.
+type TB = tb.TB
 
 // UserKubeconfig adds user u to the envtest control plane and writes its kubeconfig to a
 // temporary file, returning the file's path.
@@ -44,11 +41,11 @@ func UserKubeconfig(t TB, env *envtest.Environment, u envtest.User) string {
 	}
 	b, err := au.KubeConfig()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	p := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	return p
 }
@@ -132,7 +129,7 @@ func SplitRuleByScope(t TB, mapper meta.RESTMapper, r rbacv1.PolicyRule) (namesp
 			}
 			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v", err)
 			}
 			one := rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{res}, Verbs: r.Verbs}
 			if m.Scope.Name() == meta.RESTScopeNameNamespace {

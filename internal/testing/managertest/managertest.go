@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -39,14 +41,8 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 )
 
-// TB is the part of testing.TB the helpers use (testing.T, testing.B and ginkgo.GinkgoT()).
-type TB interface {
-	Helper()
-	Cleanup(func())
-	Logf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	TempDir() string
-}
+// TB is internal/tb's: the one interface every local-world helper takes.
+type TB = tb.TB
 
 // StopGrace is how long Stop waits after SIGTERM before SIGKILL.
 const StopGrace = 10 * time.Second

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 )
 
 // ErrRefused is returned for a name outside the table: no lookup is made.
@@ -103,12 +105,8 @@ func (r *Recorder) AssertOnly(t testing.TB, allowed ...string) {
 	}
 }
 
-// TB is the part of testing.TB the helpers use; ginkgo.GinkgoT() satisfies it too.
-type TB interface {
-	Helper()
-	Cleanup(func())
-	Fatalf(format string, args ...any)
-}
+// TB is internal/tb's: the one interface every local-world helper takes.
+type TB = tb.TB
 
 // Proxy forwards TCP connections on loopback to a target and counts them: a stand-in for a
 // LoadBalancer, NodePort or port-forward in front of a node.

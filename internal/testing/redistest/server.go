@@ -23,19 +23,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
 )
 
-// TB is the part of testing.TB the helpers use; ginkgo.GinkgoT() satisfies it too.
-type TB interface {
-	Helper()
-	Cleanup(func())
-	Logf(format string, args ...any)
-	Fatalf(format string, args ...any)
-}
+// TB is internal/tb's: the one interface every local-world helper takes.
+type TB = tb.TB
 
 // User is an ACL user created at start-up.
 type User struct {
