@@ -25,6 +25,8 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
@@ -58,6 +60,14 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	mgr := w.StartManager(t, manager)
+	// After every step: the manager needed nothing beyond its ClusterRole.
+	t.Cleanup(func() {
+		for _, l := range strings.Split(mgr.Log(), "\n") {
+			if strings.Contains(l, "forbidden") || strings.Contains(l, "panic") {
+				t.Errorf("manager log: %s", l)
+			}
+		}
+	})
 	metricsURL := "http://" + mgr.MetricsAddr + "/metrics"
 	// waitMetric scrapes the manager's /metrics until every want line is present and no
 	// gone substring is (bounded by 60s).
@@ -288,61 +298,6 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	// Last: undeploy removes the CRD, and every RedisConnection with it.
-	t.Run("make deploy / undeploy manifests are accepted by the API server", func(t *testing.T) {
-		img := "registry.example.com/rconn:v0.0.0-e2e"
-		deploy := func(action string) string {
-			cmd := exec.CommandContext(within(2*time.Minute), filepath.Join(w.Root, "hack", "deploy.sh"), action)
-			cmd.Env = append(os.Environ(), "KUBECONFIG="+w.Kubeconfig, "KUBECTL="+filepath.Join(w.Env.BinaryAssetsDirectory, "kubectl"), "IMG="+img, "WAIT=false")
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("hack/deploy.sh %s: %v\n%s", action, err, out)
-			}
-			return string(out)
-		}
-		deploy("deploy")
-		var d appsv1.Deployment
-		if err := json.Unmarshal([]byte(kubectl("get", "deployment", "-n", "rconn-system", "rconn-controller-manager", "-o", "json")), &d); err != nil {
-			t.Fatal(err)
-		}
-		c := d.Spec.Template.Spec.Containers[0]
-		sc := c.SecurityContext
-		switch {
-		case c.Image != img:
-			t.Errorf("image %s, want %s", c.Image, img)
-		case !slices.Contains(c.Args, "--leader-elect"):
-			t.Errorf("args %v lack --leader-elect", c.Args)
-		case sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
-			t.Errorf("container securityContext %+v: want non-root and a read-only root filesystem", sc)
-		case c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero():
-			t.Errorf("resources %+v: want requests and limits", c.Resources)
-		case c.LivenessProbe == nil || c.ReadinessProbe == nil:
-			t.Error("probes missing")
-		}
-		if d.Spec.Template.Spec.ServiceAccountName != "rconn-controller-manager" {
-			t.Errorf("service account %q", d.Spec.Template.Spec.ServiceAccountName)
-		}
-		// The ServiceAccount may do what the manager does: the bound ClusterRole is the generated one.
-		can := kubectl("auth", "can-i", "patch", "redisconnections.rconn.dev", "--subresource=status", "--as=system:serviceaccount:rconn-system:rconn-controller-manager", "-A")
-		if strings.TrimSpace(can) != "yes" {
-			t.Errorf("the deployed ServiceAccount cannot patch RedisConnection status: %s", can)
-		}
-		deploy("undeploy")
-		if out, err := w.Kubectl(within(time.Minute), "get", "crd", "redisconnections.rconn.dev"); err == nil || !strings.Contains(out, "NotFound") {
-			// The CRD's own finalizer runs in kube-apiserver: give it a moment.
-			if _, err := w.Kubectl(within(time.Minute), "wait", "--for=delete", "--timeout=50s", "crd/redisconnections.rconn.dev"); err != nil {
-				t.Errorf("undeploy left the CRD: %v", err)
-			}
-		}
-	})
-
-	t.Run("the manager needed nothing beyond its ClusterRole", func(t *testing.T) {
-		for _, l := range strings.Split(mgr.Log(), "\n") {
-			if strings.Contains(l, "forbidden") || strings.Contains(l, "panic") {
-				t.Errorf("manager log: %s", l)
-			}
-		}
-	})
 }
 
 func tail(lines []string, n int) string {
@@ -350,4 +305,87 @@ func tail(lines []string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestDeployManifests applies what `make deploy` applies to its own control plane (undeploy
+// removes the CRD, and every RedisConnection with it, so it shares no world with TestEndToEnd).
+func TestDeployManifests(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	within := func(d time.Duration) context.Context {
+		c, cancel := context.WithTimeout(ctx, d)
+		t.Cleanup(cancel)
+		return c
+	}
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := kubetest.NewEnvironment()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.CRDDirectoryPaths = nil // deploy installs it
+	if _, err := env.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kubeconfig := managertest.Kubeconfig(t, env)
+	kubectlBin := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
+	kubectlErr := func(ctx context.Context, args ...string) (string, error) {
+		out, err := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := kubectlErr(within(2*time.Minute), args...)
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	img := "registry.example.com/rconn:v0.0.0-e2e"
+	deploy := func(action string) string {
+		cmd := exec.CommandContext(within(2*time.Minute), filepath.Join(root, "hack", "deploy.sh"), action)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "KUBECTL="+kubectlBin, "IMG="+img, "WAIT=false")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("hack/deploy.sh %s: %v\n%s", action, err, out)
+		}
+		return string(out)
+	}
+	deploy("deploy")
+	var d appsv1.Deployment
+	if err := json.Unmarshal([]byte(kubectl("get", "deployment", "-n", "rconn-system", "rconn-controller-manager", "-o", "json")), &d); err != nil {
+		t.Fatal(err)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	sc := c.SecurityContext
+	switch {
+	case c.Image != img:
+		t.Errorf("image %s, want %s", c.Image, img)
+	case !slices.Contains(c.Args, "--leader-elect"):
+		t.Errorf("args %v lack --leader-elect", c.Args)
+	case sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Errorf("container securityContext %+v: want non-root and a read-only root filesystem", sc)
+	case c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero():
+		t.Errorf("resources %+v: want requests and limits", c.Resources)
+	case c.LivenessProbe == nil || c.ReadinessProbe == nil:
+		t.Error("probes missing")
+	}
+	if d.Spec.Template.Spec.ServiceAccountName != "rconn-controller-manager" {
+		t.Errorf("service account %q", d.Spec.Template.Spec.ServiceAccountName)
+	}
+	// The ServiceAccount may do what the manager does: the bound ClusterRole is the generated one.
+	can := kubectl("auth", "can-i", "patch", "redisconnections.rconn.dev", "--subresource=status", "--as=system:serviceaccount:rconn-system:rconn-controller-manager", "-A")
+	if strings.TrimSpace(can) != "yes" {
+		t.Errorf("the deployed ServiceAccount cannot patch RedisConnection status: %s", can)
+	}
+	deploy("undeploy")
+	if out, err := kubectlErr(within(time.Minute), "get", "crd", "redisconnections.rconn.dev"); err == nil || !strings.Contains(out, "NotFound") {
+		// The CRD's own finalizer runs in kube-apiserver: give it a moment.
+		if _, err := kubectlErr(within(time.Minute), "wait", "--for=delete", "--timeout=50s", "crd/redisconnections.rconn.dev"); err != nil {
+			t.Errorf("undeploy left the CRD: %v", err)
+		}
+	}
 }
