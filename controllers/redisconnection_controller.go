@@ -1,4 +1,3 @@
-// Package controllers holds the RedisConnection reconciler.
 package controllers
 
 import (
