@@ -244,8 +244,8 @@ func TestTransitionsBecomeEvents(t *testing.T) {
 	base := func() rconnv1.RedisConnectionStatus {
 		return rconnv1.RedisConnectionStatus{
 			ObservedGeneration: 1, ShardCount: 1, NodeCount: 2,
-			Nodes:  []rconnv1.NodeStatus{node("a", "a:1", rconnv1.RoleMaster, rconnv1.HealthHealthy), node("b", "b:1", rconnv1.RoleReplica, rconnv1.HealthHealthy)},
-			Shards: []rconnv1.ShardStatus{{MasterID: "a", ReplicaIDs: []string{"b"}, Slots: []string{"0-16383"}}},
+			Nodes:          []rconnv1.NodeStatus{node("a", "a:1", rconnv1.RoleMaster, rconnv1.HealthHealthy), node("b", "b:1", rconnv1.RoleReplica, rconnv1.HealthHealthy)},
+			Shards:         []rconnv1.ShardStatus{{MasterID: "a", ReplicaIDs: []string{"b"}, Slots: []string{"0-16383"}}},
 			NodeAddressMap: []rconnv1.AppliedAddressMapping{{Announced: "a:1", Reachable: "127.0.0.1:1"}},
 		}
 	}
