@@ -36,9 +36,6 @@ type inspectors struct {
 	mu     sync.Mutex
 	byRC   map[types.NamespacedName]string
 	shared map[string]*sharedInspector
-	// notify is called (from probe goroutines) with every RedisConnection that uses an inspector
-	// whose probe just finished.
-	notify func(types.NamespacedName)
 }
 
 // probeRetryBase is the wait after a first failed probe before the next one.

@@ -135,12 +135,12 @@ func (r *RedisConnectionReconciler) applyAll(ctx context.Context, s *scope) erro
 		return errPrerequisites
 	}
 	topo := s.topology()
-	cfg := renderConfig(s.rc, s.creds, s.amap, topo)
+	cfg := renderConfig(s.rc, s.amap, topo)
 	cfg.Rconn.NodeIDs = stickyNodeIDs(r.nodeIDs.get(s.key), cfg.Rconn.NodeIDs, topo)
 	if err := cfg.Validate(); err != nil {
 		return &errInvalidConfig{err}
 	}
-	changed, err := r.applyOutputs(ctx, s.rc, cfg, renderSecretData(s.rc, s.creds, cfg))
+	changed, err := r.applyOutputs(ctx, s.rc, cfg, renderSecretData(s.creds, cfg))
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func outputNames(rc *rconnv1.RedisConnection) (configMap, secret string) {
 // topo (nil: none) adds rconn.nodeIds: each node's ID -> the reachable address its announced
 // address maps to, so that pkg/client finds a restarted node (same ID, new address) before the
 // new map reaches it.
-func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap, topo *cluster.Topology) *pkgclient.Config {
+func renderConfig(rc *rconnv1.RedisConnection, m *addressMap, topo *cluster.Topology) *pkgclient.Config {
 	cfg := &pkgclient.Config{
 		UseReplicas:         rc.Spec.UseReplicas,
 		MinimizeConnections: rc.Spec.MinimizeConnections,
@@ -131,7 +131,7 @@ func renderConfig(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap
 }
 
 // renderSecretData holds credentials, certificates and the Service Binding keys.
-func renderSecretData(rc *rconnv1.RedisConnection, creds *credentials, cfg *pkgclient.Config) map[string][]byte {
+func renderSecretData(creds *credentials, cfg *pkgclient.Config) map[string][]byte {
 	data := map[string][]byte{
 		"type":     []byte("redis"),
 		"provider": []byte("rconn"),

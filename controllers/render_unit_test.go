@@ -29,7 +29,7 @@ func TestRenderReconnectJitter(t *testing.T) {
 			RootNodes:         []rconnv1.RootNode{{URL: "redis://127.0.0.1:7000"}},
 			ReconnectStrategy: &rconnv1.ReconnectStrategy{Type: rconnv1.ReconnectExponentialBackoff, Jitter: tc.jitter},
 		}}
-		cfg := renderConfig(rc, &credentials{}, &addressMap{}, nil)
+		cfg := renderConfig(rc, &addressMap{}, nil)
 		rs := cfg.Rconn.ReconnectStrategy
 		if rs == nil || rs.Type != pkgclient.ReconnectTypeExponentialBackoff || rs.JitterMs != tc.want {
 			t.Errorf("%s: rendered %+v, want jitterMs %d", tc.name, rs, tc.want)
@@ -67,7 +67,7 @@ func TestRenderNodeIDs(t *testing.T) {
 		{ID: "not-an-id\r\n", Announced: "10.0.0.9:6379"},
 		{ID: b, Announced: "10.0.0.3:6379"},
 	}}
-	cfg := renderConfig(rc, &credentials{}, m, topo)
+	cfg := renderConfig(rc, m, topo)
 	want := map[string]pkgclient.MappedAddress{a: {Host: "redis-0", Port: 6379}}
 	if !maps.Equal(cfg.Rconn.NodeIDs, want) {
 		t.Fatalf("nodeIds = %v, want %v", cfg.Rconn.NodeIDs, want)
@@ -92,7 +92,7 @@ func TestRenderSpringBindingKeys(t *testing.T) {
 		"node-1.invalid:7000": {Reachable: "127.0.0.1:7003"},
 		"node-2.invalid:7000": {Reachable: "127.0.0.1:7002"},
 	}}
-	data := renderSecretData(clusterRC, &credentials{}, renderConfig(clusterRC, &credentials{}, m, nil))
+	data := renderSecretData(&credentials{}, renderConfig(clusterRC, m, nil))
 	for k, want := range map[string]string{
 		"type": "redis", "host": "redis.example.test", "port": "6380", "ssl": "true", "client-name": "orders",
 		"cluster.nodes":         "redis.example.test:6380,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003",
@@ -107,7 +107,7 @@ func TestRenderSpringBindingKeys(t *testing.T) {
 	}
 
 	clusterRC.Spec.MaxCommandRedirections = &three
-	if got := string(renderSecretData(clusterRC, &credentials{}, renderConfig(clusterRC, &credentials{}, m, nil))["cluster.max-redirects"]); got != "3" {
+	if got := string(renderSecretData(&credentials{}, renderConfig(clusterRC, m, nil))["cluster.max-redirects"]); got != "3" {
 		t.Errorf("cluster.max-redirects = %q with maxCommandRedirections 3", got)
 	}
 
@@ -116,7 +116,7 @@ func TestRenderSpringBindingKeys(t *testing.T) {
 		RootNodes: []rconnv1.RootNode{{URL: "redis://127.0.0.1:6379"}},
 		Defaults:  &rconnv1.NodeDefaults{Database: &db},
 	}}
-	data = renderSecretData(standalone, &credentials{}, renderConfig(standalone, &credentials{}, &addressMap{}, nil))
+	data = renderSecretData(&credentials{}, renderConfig(standalone, &addressMap{}, nil))
 	if string(data["database"]) != "2" || string(data["host"]) != "127.0.0.1" || string(data["port"]) != "6379" {
 		t.Errorf("standalone: database %q host %q port %q", data["database"], data["host"], data["port"])
 	}
