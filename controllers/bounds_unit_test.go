@@ -14,12 +14,12 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
-func nn(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+func nn(name string) types.NamespacedName { return types.NamespacedName{Namespace: "t", Name: name} }
 
 func TestEventLimiterBoundsEventsPerRedisConnection(t *testing.T) {
 	l := &eventLimiter{burst: 3, every: time.Minute}
 	now := time.Unix(1000, 0)
-	a, b := nn("t", "a"), nn("t", "b")
+	a, b := nn("a"), nn("b")
 	for i := 0; i < 3; i++ {
 		if ok, _ := l.allow(a, now); !ok {
 			t.Fatalf("event %d within the burst was dropped", i)
@@ -46,13 +46,13 @@ func TestEventLimiterBoundsEventsPerRedisConnection(t *testing.T) {
 
 func TestSecretMemoKeepsOnlyReferencedSecrets(t *testing.T) {
 	var m secretMemo
-	s1, s2 := nn("t", "s1"), nn("t", "s2")
-	rcA, rcB := nn("t", "a"), nn("t", "b")
+	s1, s2 := nn("s1"), nn("s2")
+	rcA, rcB := nn("a"), nn("b")
 	m.use(rcA, []types.NamespacedName{s1})
 	m.use(rcB, []types.NamespacedName{s1, s2})
 	m.put(s1, &corev1.Secret{})
 	m.put(s2, &corev1.Secret{})
-	m.put(nn("t", "unreferenced"), &corev1.Secret{})
+	m.put(nn("unreferenced"), &corev1.Secret{})
 	if m.size() != 2 {
 		t.Fatalf("memo holds %d Secrets, want the 2 referenced ones", m.size())
 	}

@@ -42,7 +42,7 @@ func headlessService(ns string, rc *redistest.Cluster) {
 	}
 }
 
-func createSlice(ns, svc string, n *redistest.Node, hostname string, ready bool) *discoveryv1.EndpointSlice {
+func createSlice(ns, svc string, n *redistest.Node, hostname string, ready bool) {
 	host, port, _ := net.SplitHostPort(n.Announced)
 	p, _ := strconv.Atoi(port)
 	addrType := discoveryv1.AddressTypeFQDN
@@ -61,7 +61,6 @@ func createSlice(ns, svc string, n *redistest.Node, hostname string, ready bool)
 		Ports: []discoveryv1.EndpointPort{{Name: ptr("redis"), Port: ptr(int32(p))}},
 	}
 	ExpectWithOffset(2, k8s.Create(ctx, es)).To(Succeed())
-	return es
 }
 
 func hostnamePtr(h string) *string {
@@ -192,7 +191,7 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		dir := kubeletMount(cm, sec)
 		c, err := pkgclient.OpenOptions{Dial: dialer.Dial, ReloadInterval: -1}.Open(ctx, dir)
 		Expect(err).NotTo(HaveOccurred())
-		defer c.Close()
+		defer func() { Expect(c.Close()).To(Succeed()) }()
 		for i := 0; i < 100; i++ {
 			k := fmt.Sprintf("key-%d", i)
 			Expect(c.Set(ctx, k, i, 0).Err()).To(Succeed())
@@ -230,11 +229,11 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		Expect(tokenBefore).NotTo(BeEmpty())
 		Expect(cm0.Data[pkgclient.ConfigFileName]).To(ContainSubstring(`"secretToken": "` + tokenBefore + `"`))
 		admin := rc.Nodes[0].Client()
-		defer admin.Close()
+		defer func() { _ = admin.Close() }()
 		for _, n := range rc.Nodes {
 			c := n.Client()
 			Expect(c.Do(ctx, "ACL", "SETUSER", "app", ">rotated").Err()).To(Succeed())
-			c.Close()
+			Expect(c.Close()).To(Succeed())
 		}
 		src := &corev1.Secret{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "redis-acl"}, src)).To(Succeed())
@@ -342,7 +341,7 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		// The restarted node lost the in-memory ACL rotation of the test above: replay it.
 		c := master.Client()
 		Expect(c.Do(ctx, "ACL", "SETUSER", "app", ">rotated").Err()).To(Succeed())
-		c.Close()
+		Expect(c.Close()).To(Succeed())
 		eventuallyCondition(ns, "cache", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
 	})
 })
@@ -423,7 +422,7 @@ var _ = Describe("bad input", func() {
 		for _, n := range rc.Nodes {
 			c := n.Client()
 			Expect(c.Do(ctx, "CLUSTER", "DELSLOTSRANGE", 0, 99).Err()).To(Or(Succeed(), MatchError(ContainSubstring("already unassigned"))))
-			c.Close()
+			Expect(c.Close()).To(Succeed())
 		}
 		eventuallyCondition(ns, "slots", rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonSlotsUncovered)
 		eventuallyCondition(ns, "slots", rconnv1.ConditionConfigRendered, metav1.ConditionFalse, rconnv1.ReasonPrerequisitesNotMet)

@@ -224,7 +224,7 @@ func hashData(strs map[string]string, bins map[string][]byte) string {
 		} else {
 			v = bins[k[2:]]
 		}
-		fmt.Fprintf(h, "%s=%d:", k, len(v))
+		h.Write(fmt.Appendf(nil, "%s=%d:", k, len(v)))
 		h.Write(v)
 	}
 	return hex.EncodeToString(h.Sum(nil))

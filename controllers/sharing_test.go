@@ -16,12 +16,13 @@ import (
 
 // clientsNamed counts, per node, the connections the controller holds under a client name and
 // ACL user (CLIENT LIST: the test's own admin connection has neither).
-func clientsNamed(rc *redistest.Cluster, name, user string) []int {
+func clientsNamed(rc *redistest.Cluster, user string) []int {
+	const name = "rconn-share"
 	out := make([]int, len(rc.Nodes))
 	for i, n := range rc.Nodes {
 		c := n.Client()
 		list, err := c.ClientList(ctx).Result()
-		c.Close()
+		ExpectWithOffset(1, c.Close()).To(Succeed())
 		ExpectWithOffset(1, err).NotTo(HaveOccurred())
 		for _, line := range strings.Split(list, "\n") {
 			f := " " + line + " "
@@ -76,8 +77,8 @@ var _ = Describe("RedisConnections naming the same cluster", Ordered, func() {
 		eventuallyCondition(ns2, "b", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
 		// One connection per node for both (two inspectors would hold two), across several
 		// health intervals: no churn, no second set.
-		Eventually(func() []int { return clientsNamed(rc, "rconn-share", "app") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(1)))
-		Consistently(func() []int { return clientsNamed(rc, "rconn-share", "app") }, 3*time.Second, 500*time.Millisecond).Should(Equal(perNode(1)))
+		Eventually(func() []int { return clientsNamed(rc, "app") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(1)))
+		Consistently(func() []int { return clientsNamed(rc, "app") }, 3*time.Second, 500*time.Millisecond).Should(Equal(perNode(1)))
 		Expect(get(ns2, "b").Status.HealthyNodeCount).To(Equal(int32(3)))
 	})
 
@@ -93,8 +94,8 @@ var _ = Describe("RedisConnections naming the same cluster", Ordered, func() {
 	It("do not share when credentials differ", func() {
 		Expect(k8s.Create(ctx, sharingConnection(ns1, "c", "acl-other", rc))).To(Succeed())
 		eventuallyCondition(ns1, "c", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
-		Eventually(func() []int { return clientsNamed(rc, "rconn-share", "other") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(1)))
-		Expect(clientsNamed(rc, "rconn-share", "app")).To(Equal(perNode(1)))
+		Eventually(func() []int { return clientsNamed(rc, "other") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(1)))
+		Expect(clientsNamed(rc, "app")).To(Equal(perNode(1)))
 	})
 
 	It("keep the shared connections working for the others when one is deleted", func() {
@@ -103,10 +104,10 @@ var _ = Describe("RedisConnections naming the same cluster", Ordered, func() {
 			return k8s.Get(ctx, client.ObjectKey{Namespace: ns1, Name: "a"}, &rconnv1.RedisConnection{})
 		}, 10*time.Second, 100*time.Millisecond).ShouldNot(Succeed())
 		// b still probes through the same connections: they stay open and keep being used.
-		Consistently(func() []int { return clientsNamed(rc, "rconn-share", "app") }, 3*time.Second, 500*time.Millisecond).Should(Equal(perNode(1)))
+		Consistently(func() []int { return clientsNamed(rc, "app") }, 3*time.Second, 500*time.Millisecond).Should(Equal(perNode(1)))
 		c := rc.Nodes[1].Client()
 		list, err := c.ClientList(ctx).Result()
-		c.Close()
+		Expect(c.Close()).To(Succeed())
 		Expect(err).NotTo(HaveOccurred())
 		idle := -1
 		for _, line := range strings.Split(list, "\n") {
@@ -124,9 +125,9 @@ var _ = Describe("RedisConnections naming the same cluster", Ordered, func() {
 
 	It("close the connections when the last user is deleted, and only those", func() {
 		Expect(k8s.Delete(ctx, get(ns2, "b"))).To(Succeed())
-		Eventually(func() []int { return clientsNamed(rc, "rconn-share", "app") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(0)))
-		Expect(clientsNamed(rc, "rconn-share", "other")).To(Equal(perNode(1)), "c keeps its own connections")
+		Eventually(func() []int { return clientsNamed(rc, "app") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(0)))
+		Expect(clientsNamed(rc, "other")).To(Equal(perNode(1)), "c keeps its own connections")
 		Expect(k8s.Delete(ctx, get(ns1, "c"))).To(Succeed())
-		Eventually(func() []int { return clientsNamed(rc, "rconn-share", "other") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(0)))
+		Eventually(func() []int { return clientsNamed(rc, "other") }, 10*time.Second, 200*time.Millisecond).Should(Equal(perNode(0)))
 	})
 })

@@ -34,9 +34,9 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 	// The fingerprint covers what the connections are made of, by content (not by Secret
 	// resourceVersion), so RedisConnections in different namespaces with equal credentials share.
 	fp := sha256.New()
-	fmt.Fprintf(fp, "%s|%q|%d:%s|", rc.Spec.Mode, creds.ctrlUsername, len(creds.ctrlPassword), creds.ctrlPassword)
+	fp.Write(fmt.Appendf(nil, "%s|%q|%d:%s|", rc.Spec.Mode, creds.ctrlUsername, len(creds.ctrlPassword), creds.ctrlPassword))
 	if m := creds.tls; m != nil {
-		fmt.Fprintf(fp, "ca=%d:%s|crt=%d:%s|key=%d:%s|", len(m.CA), m.CA, len(m.Cert), m.Cert, len(m.Key), m.Key)
+		fp.Write(fmt.Appendf(nil, "ca=%d:%s|crt=%d:%s|key=%d:%s|", len(m.CA), m.CA, len(m.Cert), m.Cert, len(m.Key), m.Key))
 	}
 	for _, rn := range rc.Spec.RootNodes {
 		if rn.URL != "" {
@@ -44,7 +44,7 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 		} else {
 			o.RootNodes = append(o.RootNodes, cluster.RootNode{Address: cluster.Address{Host: rn.Host, Port: int(rn.Port)}})
 		}
-		fmt.Fprintf(fp, "%s/%s/%d|", rn.URL, rn.Host, rn.Port)
+		fp.Write(fmt.Appendf(nil, "%s/%s/%d|", rn.URL, rn.Host, rn.Port))
 	}
 	if d := rc.Spec.Defaults; d != nil {
 		if d.ConnectTimeout != nil {
@@ -68,11 +68,11 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 				}
 			}
 		}
-		fmt.Fprintf(fp, "%v|%d|%q|", d.ConnectTimeout, ptrVal(d.Database), d.ClientName)
+		fp.Write(fmt.Appendf(nil, "%v|%d|%q|", d.ConnectTimeout, ptrVal(d.Database), d.ClientName))
 		// Field by field: %v of the struct would print the SecretRef pointer's address, which
 		// differs on every read of the object.
 		if t := d.TLS; t != nil {
-			fmt.Fprintf(fp, "tls=%t|%q|%t|", t.Enabled, t.ServerName, t.InsecureSkipVerify)
+			fp.Write(fmt.Appendf(nil, "tls=%t|%q|%t|", t.Enabled, t.ServerName, t.InsecureSkipVerify))
 		}
 	}
 	return o, hex.EncodeToString(fp.Sum(nil)), nil
@@ -123,9 +123,9 @@ func staticMap(m *addressMap) (cluster.NodeAddressMap, error) {
 // map and the health timeout; with sharing disabled, also the RedisConnection itself.
 func (r *RedisConnectionReconciler) sharedKey(key types.NamespacedName, fingerprint string, m *addressMap, healthTimeout time.Duration) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|", fingerprint, mappingKey(m.list()), healthTimeout)
+	h.Write(fmt.Appendf(nil, "%s|%s|%s|", fingerprint, mappingKey(m.list()), healthTimeout))
 	if r.DisableTopologySharing {
-		fmt.Fprintf(h, "rc=%s|", key)
+		h.Write(fmt.Appendf(nil, "rc=%s|", key))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -64,7 +64,7 @@ func startBystander() *bystander {
 // rotate changes the ACL password in Redis and in the Secret, and returns the new password.
 func (b *bystander) rotate(pw string) {
 	c := b.server.Client()
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	Expect(c.Do(ctx, "ACL", "SETUSER", "app", "on", ">"+pw, "~*", "+@all").Err()).To(Succeed())
 	sec := &corev1.Secret{}
 	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: "acl"}, sec)).To(Succeed())
