@@ -17,9 +17,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -78,27 +80,9 @@ func startControlPlane() error {
 	if cp.k8s, err = ctrlclient.New(cfg, ctrlclient.Options{Scheme: kubetest.Scheme()}); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 kubetest.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultTransform: controllers.CacheTransform()},
-	})
-	if err != nil {
+	if err := startController(ctx, cfg, nettest.NewRecorder(nil).Dial); err != nil {
 		return err
 	}
-	apiAddrs := controllers.APIServerAddresses(ctx, cfg)
-	if err := (&controllers.RedisConnectionReconciler{
-		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiAddrs}),
-		Client:        mgr.GetClient(),
-		Scheme:        mgr.GetScheme(),
-		Recorder:      mgr.GetEventRecorder("rconn-controller"),
-		ClusterDomain: "cluster.local",
-		Dial:          nettest.NewRecorder(nil).Dial,
-	}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	go func() { _ = mgr.Start(ctx) }()
 	u, err := env.AddUser(envtest.User{Name: "kubectl-rconn-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return err
@@ -113,6 +97,36 @@ func startControlPlane() error {
 	}
 	cp.kubeconfig = filepath.Join(dir, "kubeconfig")
 	return os.WriteFile(cp.kubeconfig, kc, 0o600)
+}
+
+var skipNameValidation = true
+
+// startController runs the rconn controller in-process until ctx ends; dial is its base dial.
+func startController(ctx context.Context, cfg *rest.Config, dial cluster.DialFunc) error {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 kubetest.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultTransform: controllers.CacheTransform()},
+		// The envtest and the rig test each run one in this process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: &skipNameValidation},
+	})
+	if err != nil {
+		return err
+	}
+	apiAddrs := controllers.APIServerAddresses(ctx, cfg)
+	if err := (&controllers.RedisConnectionReconciler{
+		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiAddrs}),
+		Client:        mgr.GetClient(),
+		Scheme:        mgr.GetScheme(),
+		Recorder:      mgr.GetEventRecorder("rconn-controller"),
+		ClusterDomain: "cluster.local",
+		Dial:          dial,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	return nil
 }
 
 // namespace creates a fresh namespace.
