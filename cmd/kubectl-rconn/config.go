@@ -45,6 +45,7 @@ snippet never contains them. The snippets follow docs/consuming.md.`,
 			if err != nil {
 				return err
 			}
+			s.forClient = forClient
 			gen(a.Out, s)
 			return nil
 		},
@@ -68,9 +69,11 @@ func snippetFor(name string) (func(io.Writer, *snippet), error) {
 // snippet is what every generator needs, taken from config.json.
 type snippet struct {
 	namespace, name, configMap, secret string
-	cfg                                *client.Config
-	standalone, tls                    bool
-	roots                              []cluster.Address
+	// forClient is the --for value.
+	forClient       string
+	cfg             *client.Config
+	standalone, tls bool
+	roots           []cluster.Address
 	// mapping is nodeAddressMap sorted by announced address.
 	mapping []mapEntry
 	// files are the Secret's file names for the secret material config.json says exists.
@@ -131,9 +134,10 @@ func (s *snippet) rootFor() cluster.Address {
 }
 
 func (s *snippet) header(w io.Writer, comment, client string) {
+	forClient := s.forClient
 	fmt.Fprintf(w, "%s %s for RedisConnection %s/%s, from ConfigMap %s (config.json).\n", comment, client, s.namespace, s.name, s.configMap)
 	fmt.Fprintf(w, "%s Credentials and certificates are read from the Secret %s mounted at $RCONN_SECRET_DIR\n", comment, s.secret)
-	fmt.Fprintf(w, "%s (default /etc/rconn/secret); re-run `kubectl rconn config %s --for %s` when the map changes.\n", comment, s.name, client)
+	fmt.Fprintf(w, "%s (default /etc/rconn/secret); re-run `kubectl rconn config %s --for %s` when the map changes.\n", comment, s.name, forClient)
 }
 
 func (s *snippet) maxRedirects() int {

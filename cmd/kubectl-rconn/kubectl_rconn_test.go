@@ -230,7 +230,7 @@ func testConfigSnippets(t *testing.T, ns string, c *redistest.Cluster, password 
 	} {
 		t.Run(java.client, func(t *testing.T) {
 			s := snippet(t, java.client)
-			if !strings.Contains(s, java.want) || !strings.Contains(s, `secret("password")`) {
+			if !strings.Contains(s, java.want) || !strings.Contains(s, `secret("password")`) || !strings.Contains(s, "--for "+java.client+"`") {
 				t.Errorf("the %s snippet lacks %q or the password from the Secret", java.client, java.want)
 			}
 			if strings.Count(s, "{") != strings.Count(s, "}") || strings.Count(s, "(") != strings.Count(s, ")") {
