@@ -102,8 +102,10 @@ func TestStatusConfigCheck(t *testing.T) {
 		if !strings.Contains(r.out, "NodesHealthy         False NodesUnreachable") {
 			t.Errorf("status lacks the False NodesHealthy condition")
 		}
-		if !strings.Contains(r.out, "-> what to do: "+advice[adviceKey{rconnv1.ConditionNodesHealthy, rconnv1.ReasonNodesUnreachable}]) {
-			t.Errorf("status lacks the NodesUnreachable advice")
+		// the advice line right under the NodesHealthy condition
+		adv := regexp.MustCompile(`NodesHealthy\s+False NodesUnreachable:[^\n]*\n\s+-> what to do: ` + regexp.QuoteMeta(advice[adviceKey{rconnv1.ConditionNodesHealthy, rconnv1.ReasonNodesUnreachable}]) + "\n")
+		if !adv.MatchString(r.out) {
+			t.Errorf("status lacks the NodesUnreachable advice under NodesHealthy")
 		}
 	})
 }
