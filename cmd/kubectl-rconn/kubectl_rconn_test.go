@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"go/parser"
@@ -12,9 +13,13 @@ import (
 	"strings"
 	"testing"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
 )
@@ -67,6 +72,31 @@ func TestStatusConfigCheck(t *testing.T) {
 			allowed = append(allowed, n.Addr())
 		}
 		dial.AssertOnly(t, allowed...)
+	})
+
+	t.Run("check without the Secret", func(t *testing.T) {
+		// A user who may read the RedisConnection and its ConfigMap, not the Secret.
+		ctx := context.Background()
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{rconnv1.GroupVersion.Group}, Resources: []string{"redisconnections"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}},
+		}}
+		binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "viewer"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "viewer"}}}
+		for _, o := range []ctrlclient.Object{role, binding} {
+			if err := cp.k8s.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kc := kubetest.UserKubeconfig(t, cp.env, envtest.User{Name: "viewer"})
+		r := kubectlRconn(t, kc, nettest.NewRecorder(nil).Dial, "check", "-n", ns, "cache", "--timeout", "2s")
+		if r.code != 1 || !strings.Contains(r.err, "you may not read Secret "+ns+"/cache") {
+			t.Errorf("exit %d, want 1 and a note that the Secret is not readable", r.code)
+		}
+		if n := len(regexp.MustCompile(`(?m)^FAIL .*authentication failed`).FindAllString(r.out, -1)); n != 6 {
+			t.Errorf("%d nodes FAIL with authentication failed, want 6", n)
+		}
 	})
 
 	// Stop a replica (no failover): the controller reports NodesHealthy=False, check fails.
