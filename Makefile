@@ -123,9 +123,10 @@ demo-stop: ## Stop a demo left running with KEEP=1.
 
 ##@ Build
 .PHONY: build
-build: ## Build bin/manager and bin/rconn-proxy (VERSION=... stamps the version).
+build: ## Build bin/manager, bin/rconn-proxy and bin/kubectl-rconn (VERSION=... stamps the version).
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/manager .
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/rconn-proxy ./cmd/rconn-proxy
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-rconn ./cmd/kubectl-rconn
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a container engine; IMG=...). The same go build runs in `make build-static`.

@@ -42,6 +42,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Dir keeps logs and pod data (default: a new temporary directory, removed by Stop).
 	Dir string
+	// PortForward makes kwok serve the kubelet API on 127.0.0.1 (every node's InternalIP) so
+	// that pods/portforward works through the API server for pods ForwardPod names (see
+	// portforward.go).
+	PortForward bool
 }
 
 // Rig is a running control plane with a pod network.
@@ -129,6 +133,10 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	if r.Env, err = kubetest.NewEnvironment(); err != nil {
 		return nil, err
 	}
+	if opts.PortForward {
+		// The default prefers the Hostname address: a DNS query for the node's name.
+		r.Env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	}
 	if _, err = r.Env.Start(); err != nil {
 		return nil, fmt.Errorf("rig: starting kube-apiserver + etcd: %w", err)
 	}
@@ -183,14 +191,25 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := r.StartProcess("kwok", env, filepath.Join(assets, "kwok"),
-		"--kubeconfig="+r.Kubeconfig,
-		"--manage-nodes-with-label-selector="+nodeLabel+"="+nodeLabelValue,
-		"--cidr="+r.Net.PodCIDR.String(),
-		"--node-ip="+r.nodeIP(0),
+	server := []string{"--server-address="}
+	if opts.PortForward {
+		if err := r.installPortForwardCRD(); err != nil {
+			return nil, fmt.Errorf("rig: kwok's PortForward CRD: %w", err)
+		}
+		port, err := kubeletPort()
+		if err != nil {
+			return nil, err
+		}
+		server = []string{fmt.Sprintf("--server-address=127.0.0.1:%d", port), fmt.Sprintf("--node-port=%d", port), "--enable-crds=PortForward"}
+	}
+	if _, err := r.StartProcess("kwok", env, filepath.Join(assets, "kwok"), append([]string{
+		"--kubeconfig=" + r.Kubeconfig,
+		"--manage-nodes-with-label-selector=" + nodeLabel + "=" + nodeLabelValue,
+		"--cidr=" + r.Net.PodCIDR.String(),
+		"--node-ip=" + r.nodeIP(0),
 		"--node-lease-duration-seconds=40",
-		"--server-address=", "--config="+stages,
-	); err != nil {
+		"--config=" + stages,
+	}, server...)...); err != nil {
 		return nil, err
 	}
 	if err := r.waitNodesReady(ctx); err != nil {
@@ -208,7 +227,12 @@ const (
 	nodeLabelValue = "kwok"
 )
 
-func (r *Rig) nodeIP(i int) string { return fmt.Sprintf("198.19.%d.%d", r.Net.Index, 10+i) }
+func (r *Rig) nodeIP(i int) string {
+	if r.opts.PortForward {
+		return "127.0.0.1" // where kwok's server, the nodes' "kubelet", listens
+	}
+	return fmt.Sprintf("198.19.%d.%d", r.Net.Index, 10+i)
+}
 
 func (r *Rig) createNodes(ctx context.Context) error {
 	for i := 0; i < r.opts.Nodes; i++ {

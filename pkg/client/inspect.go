@@ -1,0 +1,49 @@
+package client
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
+)
+
+// InspectorOptions returns the cluster.Options that reach the nodes r describes the way a
+// client of this package does: its root nodes, the Secret's credentials, TLS with the
+// per-node server name and the Secret's material, the node address map and (NodeIDMap) the
+// node-ID fallback. For tools that look at the cluster without a go-redis client (kubectl
+// rconn check): pass them to cluster.NewInspector, and the NodeIDMap to its Dialer's
+// SetNodeIDs. base is the dial function beneath the map (nil: net.Dialer).
+func (r *Resolved) InspectorOptions(base cluster.DialFunc) (cluster.Options, error) {
+	cfg := r.Config
+	o := cluster.Options{
+		Dial:       base,
+		Standalone: cfg.ModeOrDefault() == ModeStandalone,
+		NodeIDMap:  r.snap.nodeIDs(),
+		Defaults: cluster.NodeOptions{
+			TLSServerName:  cfg.Defaults.Socket.ServerName,
+			ConnectTimeout: time.Duration(cfg.Defaults.Socket.ConnectTimeout) * time.Millisecond,
+		},
+	}
+	o.Defaults.Username, o.Defaults.Password = r.snap.creds()
+	for _, rn := range cfg.RootNodes {
+		u, err := cluster.ParseURL(rn.URL)
+		if err != nil {
+			return cluster.Options{}, err
+		}
+		o.RootNodes = append(o.RootNodes, cluster.RootNode{Address: u.Address})
+	}
+	m, err := r.snap.nodeMap()
+	if err != nil {
+		return cluster.Options{}, err
+	}
+	o.NodeAddressMap = m
+	if cfg.Defaults.Socket.TLS {
+		t, err := rtls.NewReloadable(rtls.Options{Material: r.TLS, ServerName: cfg.Defaults.Socket.ServerName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify})
+		if err != nil {
+			return cluster.Options{}, fmt.Errorf("rconn: TLS material: %w", err)
+		}
+		o.Defaults.TLSConfigFor = t.ConfigFor
+	}
+	return o, nil
+}
