@@ -297,7 +297,8 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 			errSec := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, &corev1.Secret{})
 			return apierrors.IsNotFound(errCM) && apierrors.IsNotFound(errSec)
 		}, 30*time.Second, 100*time.Millisecond).Should(BeTrue(), "the old ConfigMap and Secret named cache are deleted")
-		Expect(get(ns, "cache").Status.Binding.Name).To(Equal("cache-v2-binding"))
+		// The status patch follows the deletes in the same reconcile.
+		Eventually(func() string { return get(ns, "cache").Status.Binding.Name }, 10*time.Second, 100*time.Millisecond).Should(Equal("cache-v2-binding"))
 
 		// Back to the default names, so the specs after this one read outputs named "cache".
 		updateSpec(ns, "cache", func(rc *rconnv1.RedisConnection) { rc.Spec.Output = nil })
