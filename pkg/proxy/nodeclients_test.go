@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,6 +148,83 @@ func testNodeClientThroughProxy(t *testing.T, script string) {
 				return fmt.Errorf("output so far: %q", direct.output())
 			})
 			direct.stop()
+		})
+	}
+}
+
+// ioredisHarness runs after the docs snippet (which leaves a `redis` Cluster): SET/GET each
+// key given on the command line, list the nodes ioredis knows, close.
+const ioredisHarness = `
+const keys = process.argv.slice(2);
+for (const k of keys) {
+  if (await redis.set(k, 'natmap-' + k) !== 'OK') throw new Error('SET ' + k);
+  const v = await redis.get(k);
+  if (v !== 'natmap-' + k) throw new Error('GET ' + k + ' = ' + v);
+}
+for (const n of redis.nodes('all')) console.log('NODE ' + n.options.host + ':' + n.options.port);
+console.log('ioredis natMap ok ' + keys.length);
+redis.disconnect();
+process.exit(0);
+`
+
+// TestIORedisNatMapFromConfigJSON runs the ioredis recipe of docs/consuming.md ("## Node.js:
+// ioredis", natMap = config.json's nodeAddressMap as is) without the proxy, on the mount
+// startEnv renders the way the controller does (client.Render), against the cluster announcing
+// unreachable names, plaintext and TLS.
+func TestIORedisNatMapFromConfigJSON(t *testing.T) {
+	dir := nodeClients(t)
+	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "## Node.js: ioredis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		o    envOptions
+	}{{"plaintext", envOptions{}}, {"tls", envOptions{tls: true}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startEnv(t, tc.o)
+			work := t.TempDir()
+			path, err := npmtest.WriteScript(dir, work, "natmap.mjs", snippet+ioredisHarness)
+			if err != nil {
+				t.Fatal(err)
+			}
+			guard, err := npmtest.NoDNSArgs(work)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := shardKeys()
+			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(c, "node", append(append(guard, path), keys...)...)
+			cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+e.mount, "RCONN_SECRET_DIR="+e.mount)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), fmt.Sprintf("ioredis natMap ok %d", len(keys))) {
+				t.Fatalf("node %s: %v\n%s", path, err, out)
+			}
+			reachable := slices.Collect(maps.Values(e.rc.AddressMap()))
+			known := 0
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(l, npmtest.DNSRefused) {
+					t.Errorf("ioredis tried to resolve a name: %s", l)
+				}
+				if addr, ok := strings.CutPrefix(l, "NODE "); ok {
+					known++
+					if !slices.Contains(reachable, addr) {
+						t.Errorf("ioredis knows node %s, not a mapped address (%v)", addr, reachable)
+					}
+				}
+			}
+			if known < 3 {
+				t.Errorf("ioredis listed %d nodes, want the 3 masters:\n%s", known, out)
+			}
+			for _, k := range keys {
+				oc := e.ownerOf(k).Client()
+				v, err := oc.Get(ctx(t), k).Result()
+				oc.Close()
+				if v != "natmap-"+k {
+					t.Errorf("%s on its master = %q, %v", k, v, err)
+				}
+			}
 		})
 	}
 }
