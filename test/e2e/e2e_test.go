@@ -28,6 +28,7 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
@@ -256,16 +257,16 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("node-redis createCluster on config.json, as docs/consuming.md shows", func(t *testing.T) {
-		dir, err := nodeRedis(within(5 * time.Minute))
+		dir, err := npmtest.InstallClients(within(5 * time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
-		snippet, err := docsNodeSnippet(w.Root)
+		snippet, err := npmtest.DocsSnippet(w.Root, nodeRedisHeading)
 		if err != nil {
 			t.Fatal(err)
 		}
-		script := filepath.Join(dir, "e2e-app.mjs")
-		if err := os.WriteFile(script, []byte(snippet+nodeHarness), 0o644); err != nil {
+		script, err := npmtest.WriteScript(dir, t.TempDir(), "e2e-app.mjs", snippet+nodeHarness)
+		if err != nil {
 			t.Fatal(err)
 		}
 		m := w.Mount(t, within(30*time.Second), "demo")

@@ -1,0 +1,131 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+)
+
+// TestMain fails the package if any test attempted a DNS query.
+func TestMain(m *testing.M) { nettest.RunWithoutDNS(m) }
+
+// build compiles this command into a temporary directory.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rconn-proxy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBinary runs the built rconn-proxy: --help documents its flags, and on a kubelet-style
+// mount of config.json for a cluster announcing unreachable names, redis-cli -c through its
+// seed listener serves every shard.
+func TestBinary(t *testing.T) {
+	bin := build(t)
+
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("rconn-proxy --help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Usage: rconn-proxy", "-listen", "-advertise", "-seed-port", "-node-ports", "-kube", "-kubeconfig", "-refresh", "-drain", "-max-topology-reply", "-version"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--help does not mention %q:\n%s", want, out)
+		}
+	}
+
+	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
+	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://" + rc.Nodes[0].Announced}}, NodeAddressMap: map[string]client.MappedAddress{}}
+	for announced, addr := range rc.AddressMap() {
+		h, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		cfg.NodeAddressMap[announced] = client.MappedAddress{Host: h, Port: port}
+	}
+	raw, err := client.Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount := t.TempDir()
+	if err := kubeletmount.Write(mount, map[string][]byte{client.ConfigFileName: raw}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(bin, "--seed-port", "0", "--refresh", "1s", mount)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var mu sync.Mutex
+	var logs []string
+	seedAt := make(chan string, 1)
+	seedRe := regexp.MustCompile(`msg="rconn proxy listening" seed=(127\.0\.0\.1:\d+)`)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			mu.Lock()
+			logs = append(logs, sc.Text())
+			mu.Unlock()
+			if m := seedRe.FindStringSubmatch(sc.Text()); m != nil {
+				seedAt <- m[1]
+			}
+		}
+		_ = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // by PID: the process this test started
+		<-done
+	})
+	log := func() string { mu.Lock(); defer mu.Unlock(); return strings.Join(logs, "\n") }
+	var seed string
+	select {
+	case seed = <-seedAt:
+	case <-done:
+		t.Fatalf("rconn-proxy exited:\n%s", log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("rconn-proxy did not listen within 30s:\n%s", log())
+	}
+
+	h, p, _ := net.SplitHostPort(seed)
+	cli := func(args ...string) string {
+		t.Helper()
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(c, "redis-cli", append([]string{"-c", "-h", h, "-p", p}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-cli %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if out := cli("CLUSTER", "SLOTS"); strings.Contains(out, ".invalid") || !strings.Contains(out, h) {
+		t.Fatalf("CLUSTER SLOTS through rconn-proxy does not name its listeners:\n%s", out)
+	}
+	for _, slot := range []int{100, 6000, 12000} { // one key per master
+		k := cluster.KeyForSlot(slot)
+		if out := cli("SET", k, "bin-"+k); out != "OK" {
+			t.Fatalf("SET %s: %s\nproxy log:\n%s", k, out, log())
+		}
+		if out := cli("GET", k); out != "bin-"+k {
+			t.Fatalf("GET %s: %s\nproxy log:\n%s", k, out, log())
+		}
+	}
+}
