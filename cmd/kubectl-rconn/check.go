@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -58,7 +59,7 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 		return err
 	}
 	if note != "" {
-		fmt.Fprintln(a.Err, "note:", note)
+		_, _ = fmt.Fprintln(a.Err, "note:", note)
 	}
 	r, err := resolve(ctx, raw, secret)
 	if err != nil {
@@ -73,14 +74,14 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	in.Dialer().SetNodeIDs(o.NodeIDMap)
 
 	dctx, cancel := context.WithTimeout(ctx, timeout*time.Duration(len(o.RootNodes)+1))
 	topo, derr := in.Discover(dctx)
 	cancel()
 	if derr != nil {
-		fmt.Fprintf(a.Out, "discovery through the root nodes FAILED: %s\n", why(derr, timeout))
+		_, _ = fmt.Fprintf(a.Out, "discovery through the root nodes FAILED: %s\n", why(derr, timeout))
 		topo = &cluster.Topology{Standalone: o.Standalone}
 		for _, n := range c.rc.Status.Nodes {
 			topo.Nodes = append(topo.Nodes, &cluster.Node{ID: n.ID, Announced: n.Announced, Role: cluster.Role(n.Role)})
@@ -88,22 +89,24 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 		if len(topo.Nodes) == 0 {
 			return &ExitError{Code: 1}
 		}
-		fmt.Fprintf(a.Out, "checking the %d nodes of the RedisConnection's status instead\n", len(topo.Nodes))
+		_, _ = fmt.Fprintf(a.Out, "checking the %d nodes of the RedisConnection's status instead\n", len(topo.Nodes))
 	} else {
-		fmt.Fprintf(a.Out, "discovered %d nodes in %d shards via %s (%s)\n", len(topo.Nodes), len(topo.Shards), topo.Source, topo.Command)
+		_, _ = fmt.Fprintf(a.Out, "discovered %d nodes in %d shards via %s (%s)\n", len(topo.Nodes), len(topo.Shards), topo.Source, topo.Command)
 	}
-	failed := printChecks(a.Out, topo, in.CheckHealth(ctx, topo, timeout), timeout)
+	var b strings.Builder
+	failed := printChecks(&b, topo, in.CheckHealth(ctx, topo, timeout), timeout)
+	_, _ = io.WriteString(a.Out, b.String())
 	if failed > 0 || derr != nil {
-		fmt.Fprintf(a.Out, "%d of %d nodes failed\n", failed, len(topo.Nodes))
+		_, _ = fmt.Fprintf(a.Out, "%d of %d nodes failed\n", failed, len(topo.Nodes))
 		return &ExitError{Code: 1}
 	}
-	fmt.Fprintf(a.Out, "all %d nodes OK\n", len(topo.Nodes))
+	_, _ = fmt.Fprintf(a.Out, "all %d nodes OK\n", len(topo.Nodes))
 	return nil
 }
 
-func printChecks(out io.Writer, topo *cluster.Topology, hs []cluster.NodeHealth, timeout time.Duration) int {
+func printChecks(out *strings.Builder, topo *cluster.Topology, hs []cluster.NodeHealth, timeout time.Duration) int {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESULT\tROLE\tANNOUNCED\tDIALED\tDETAIL")
+	_, _ = fmt.Fprintln(tw, "RESULT\tROLE\tANNOUNCED\tDIALED\tDETAIL")
 	failed := 0
 	for i, h := range hs {
 		n := topo.Nodes[i]
@@ -119,9 +122,9 @@ func printChecks(out io.Writer, topo *cluster.Topology, hs []cluster.NodeHealth,
 				detail = "cluster_state:" + h.ClusterState
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", res, dash(role), h.Announced, dash(h.Dialed), detail)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", res, dash(role), h.Announced, dash(h.Dialed), detail)
 	}
-	tw.Flush()
+	_ = tw.Flush() // into a strings.Builder: cannot fail
 	return failed
 }
 

@@ -46,8 +46,10 @@ snippet never contains them. The snippets follow docs/consuming.md.`,
 				return err
 			}
 			s.forClient = forClient
-			gen(a.Out, s)
-			return nil
+			var b strings.Builder
+			gen(&b, s)
+			_, err = io.WriteString(a.Out, b.String())
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&forClient, "for", "", "client to write the snippet for: "+strings.Join(clients, "|"))
@@ -55,8 +57,8 @@ snippet never contains them. The snippets follow docs/consuming.md.`,
 	return cmd
 }
 
-func snippetFor(name string) (func(io.Writer, *snippet), error) {
-	gens := map[string]func(io.Writer, *snippet){
+func snippetFor(name string) (func(*strings.Builder, *snippet), error) {
+	gens := map[string]func(*strings.Builder, *snippet){
 		"node-redis": nodeRedisSnippet, "ioredis": ioredisSnippet, "go": goSnippet,
 		"redis-py": redisPySnippet, "lettuce": lettuceSnippet, "jedis": jedisSnippet,
 	}
@@ -133,7 +135,7 @@ func (s *snippet) rootFor() cluster.Address {
 	return r
 }
 
-func (s *snippet) header(w io.Writer, comment, client string) {
+func (s *snippet) header(w *strings.Builder, comment, client string) {
 	forClient := s.forClient
 	fmt.Fprintf(w, "%s %s for RedisConnection %s/%s, from ConfigMap %s (config.json).\n", comment, client, s.namespace, s.name, s.configMap)
 	fmt.Fprintf(w, "%s Credentials and certificates are read from the Secret %s mounted at $RCONN_SECRET_DIR\n", comment, s.secret)

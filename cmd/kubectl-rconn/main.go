@@ -61,7 +61,7 @@ func runApp(ctx context.Context, app *App, args []string) int {
 	case errors.As(err, &exit):
 		return exit.Code
 	default:
-		fmt.Fprintln(app.Err, "error:", err)
+		_, _ = fmt.Fprintln(app.Err, "error:", err)
 		return 2
 	}
 }

@@ -18,7 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/httpstream" //nolint:staticcheck // client-go v0.37 portforward still takes this package's Dialer, not k8s.io/streaming's
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -90,14 +90,14 @@ func (a *App) portForward(ctx context.Context, name string, f portForwardFlags) 
 		if err := fwd.wait(startCtx); err != nil {
 			return fmt.Errorf("port-forward to pod %s/%s port %d: %w", c.rc.Namespace, fwd.pod, fwd.port, err)
 		}
-		fmt.Fprintf(a.Out, "forwarding %s -> pod %s/%s port %d\n", fwd.local(), c.rc.Namespace, fwd.pod, fwd.port)
+		_, _ = fmt.Fprintf(a.Out, "forwarding %s -> pod %s/%s port %d\n", fwd.local(), c.rc.Namespace, fwd.pod, fwd.port)
 	}
 
 	src, err := kubesource.NewSource(kubesource.Options{Config: a.rest, Namespace: c.rc.Namespace, Name: c.rc.Name, ConfigMap: c.configMap, Secret: c.secret})
 	if err != nil {
 		return err
 	}
-	w, err := client.Watch(startCtx, src, client.WatchOptions{OnError: func(err error) { fmt.Fprintln(a.Err, "config:", err) }})
+	w, err := client.Watch(startCtx, src, client.WatchOptions{OnError: func(err error) { _, _ = fmt.Fprintln(a.Err, "config:", err) }})
 	if err != nil {
 		return fmt.Errorf("reading ConfigMap %s and Secret %s: %w", c.configMap, c.secret, err)
 	}
@@ -114,12 +114,12 @@ func (a *App) portForward(ctx context.Context, name string, f portForwardFlags) 
 	if err != nil {
 		return err
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	for _, n := range p.Nodes() {
-		fmt.Fprintf(a.Out, "node %s %s -> %s\n", shortID(n.ID), n.Announced, n.Listen)
+		_, _ = fmt.Fprintf(a.Out, "node %s %s -> %s\n", shortID(n.ID), n.Announced, n.Listen)
 	}
 	_, port, _ := net.SplitHostPort(p.SeedAddr())
-	fmt.Fprintf(a.Out, "seed %s: redis-cli -c -h %s -p %s (Ctrl-C to stop)\n", p.SeedAddr(), f.address, port)
+	_, _ = fmt.Fprintf(a.Out, "seed %s: redis-cli -c -h %s -p %s (Ctrl-C to stop)\n", p.SeedAddr(), f.address, port)
 	for {
 		select {
 		case <-ctx.Done():
@@ -333,7 +333,7 @@ func (f *forward) run(ctx context.Context, a *App, ns string) {
 			}
 		}
 		if ctx.Err() == nil {
-			fmt.Fprintf(a.Err, "port-forward to pod %s/%s ended (%v): re-establishing\n", ns, f.pod, err)
+			_, _ = fmt.Fprintf(a.Err, "port-forward to pod %s/%s ended (%v): re-establishing\n", ns, f.pod, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -365,14 +365,17 @@ func (f *forward) once1(ctx context.Context, a *App, ns string) error {
 		return err
 	case <-ctx.Done():
 		close(stop)
-		<-done
+		<-done //nolint:errcheck // it ends because we stopped it: its error says only that
 		return ctx.Err()
 	}
 	ports, err := pf.GetPorts()
-	if err != nil || len(ports) != 1 {
+	if err == nil && len(ports) != 1 {
+		err = fmt.Errorf("%d local ports, want 1", len(ports))
+	}
+	if err != nil {
 		close(stop)
-		<-done
-		return fmt.Errorf("local port: %v", err)
+		<-done //nolint:errcheck // it ends because we stopped it: its error says only that
+		return fmt.Errorf("local port: %w", err)
 	}
 	l := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].Local)))
 	f.addr.Store(&l)
@@ -385,7 +388,7 @@ func (f *forward) once1(ctx context.Context, a *App, ns string) error {
 		return err
 	case <-ctx.Done():
 		close(stop)
-		<-done
+		<-done //nolint:errcheck // it ends because we stopped it: its error says only that
 		return ctx.Err()
 	}
 }

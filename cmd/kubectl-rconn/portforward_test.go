@@ -47,10 +47,10 @@ func TestProxyOverForwards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{p.SeedAddr()}, Dialer: nettest.NewRecorder(nil).Dial,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	for _, slot := range []int{0, 8000, 16383} {
 		key := cluster.KeyForSlot(slot)
 		if err := rc.Set(ctx, key, key, 0).Err(); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
@@ -40,7 +39,7 @@ func jsReconnect(rs *client.ReconnectConfig) string {
 	return fmt.Sprintf("(retries) => Math.min(2 ** retries * %d, %d) + Math.floor(Math.random() * %d)", base, limit, jitter)
 }
 
-func nodeRedisSnippet(w io.Writer, s *snippet) {
+func nodeRedisSnippet(w *strings.Builder, s *snippet) {
 	s.header(w, "//", "node-redis (npm install redis)")
 	opts := *s.cfg
 	opts.Rconn = client.RconnConfig{}
@@ -87,7 +86,7 @@ func jsText(name string) string {
 	return "text(" + q(name) + ")"
 }
 
-func ioredisSnippet(w io.Writer, s *snippet) {
+func ioredisSnippet(w *strings.Builder, s *snippet) {
 	s.header(w, "//", "ioredis (npm install ioredis)")
 	fmt.Fprintf(w, "import { readFileSync, existsSync } from 'node:fs';\nimport { join } from 'node:path';\nimport Redis from 'ioredis';\n\n%s\n", jsSecretHelpers)
 	var tls string
@@ -141,7 +140,7 @@ func indent(s, by string) string {
 	return by + strings.ReplaceAll(s, "\n", "\n"+by)
 }
 
-func goSnippet(w io.Writer, s *snippet) {
+func goSnippet(w *strings.Builder, s *snippet) {
 	s.header(w, "//", "Go (go get github.com/rconn-dev/redis-connection-operator)")
 	fmt.Fprintf(w, `// In a pod: mount the ConfigMap and the Secret (docs/consuming.md) and use client.Open. From
 // anywhere with API access (get+watch on both objects), use kubesource.Open as below. Both read
@@ -195,7 +194,7 @@ func pyPath(name string) string {
 	return "secret_path(" + q(name) + ")"
 }
 
-func redisPySnippet(w io.Writer, s *snippet) {
+func redisPySnippet(w *strings.Builder, s *snippet) {
 	s.header(w, "#", "redis-py >= 5 (pip install 'redis>=5')")
 	fmt.Fprintln(w, "# redis-py < 5 (Debian's python3-redis 4.3.4) has no address_remap: run `kubectl rconn port-forward`")
 	fmt.Fprintln(w, "# or rconn-proxy and connect to its seed port instead.")
@@ -255,7 +254,7 @@ def secret(name):
 
 // javaEntries is nodeAddressMap as Map.entry lines built with newHP ("HostAndPort.of" or
 // "new HostAndPort").
-func javaEntries(w io.Writer, s *snippet, newHP string) {
+func javaEntries(w *strings.Builder, s *snippet, newHP string) {
 	fmt.Fprintln(w, "        // config.json's nodeAddressMap: announced -> reachable.")
 	fmt.Fprint(w, "        Map<HostAndPort, HostAndPort> map = Map.ofEntries(")
 	for i, m := range s.mapping {
@@ -274,7 +273,7 @@ const javaSecretHelper = `    static String secret(String name) throws IOExcepti
     }
 `
 
-func lettuceSnippet(w io.Writer, s *snippet) {
+func lettuceSnippet(w *strings.Builder, s *snippet) {
 	s.header(w, "//", "Lettuce 6 (io.lettuce:lettuce-core)")
 	fmt.Fprintln(w, "// TLS material: build SslOptions from the Secret's ca.crt / tls.crt / tls.key (SslOptions.builder().trustManager(...)).")
 	fmt.Fprint(w, `import io.lettuce.core.*;
@@ -339,7 +338,7 @@ public class RconnLettuce {
 	fmt.Fprintln(w, "        return b.build();\n    }\n}")
 }
 
-func jedisSnippet(w io.Writer, s *snippet) {
+func jedisSnippet(w *strings.Builder, s *snippet) {
 	s.header(w, "//", "Jedis 5 (redis.clients:jedis)")
 	fmt.Fprintln(w, "// TLS material: pass an SSLSocketFactory built from the Secret's ca.crt / tls.crt / tls.key (.sslSocketFactory(...)).")
 	fmt.Fprint(w, `import redis.clients.jedis.*;

@@ -27,13 +27,15 @@ applied, and the conditions. For each condition that is False, one line says wha
 			if err != nil {
 				return err
 			}
-			printStatus(a.Out, c)
-			return nil
+			var b strings.Builder
+			printStatus(&b, c)
+			_, err = io.WriteString(a.Out, b.String())
+			return err
 		},
 	}
 }
 
-func printStatus(out io.Writer, c *connection) {
+func printStatus(out *strings.Builder, c *connection) {
 	rc, st := c.rc, &c.rc.Status
 	mode := rc.Spec.Mode
 	if mode == "" {
@@ -54,11 +56,11 @@ func printStatus(out io.Writer, c *connection) {
 		fmt.Fprintln(out, "  (none: nodes are dialed as they announce themselves)")
 	} else {
 		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  ANNOUNCED\tREACHABLE\tSOURCE\tSERVICE")
+		_, _ = fmt.Fprintln(tw, "  ANNOUNCED\tREACHABLE\tSOURCE\tSERVICE")
 		for _, m := range st.NodeAddressMap {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.Announced, m.Reachable, m.Source, dash(m.Service))
+			_, _ = fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.Announced, m.Reachable, m.Source, dash(m.Service))
 		}
-		tw.Flush()
+		_ = tw.Flush() // into a strings.Builder: cannot fail
 	}
 	fmt.Fprintln(out, "\nConditions:")
 	printConditions(out, rc.Generation, st.Conditions)
@@ -66,7 +68,7 @@ func printStatus(out io.Writer, c *connection) {
 
 // printNodes lists nodes shard by shard (master first, then its replicas), then any node no
 // shard names.
-func printNodes(out io.Writer, st *rconnv1.RedisConnectionStatus) {
+func printNodes(out *strings.Builder, st *rconnv1.RedisConnectionStatus) {
 	if len(st.Nodes) == 0 {
 		fmt.Fprintln(out, "  (none yet: see the conditions)")
 		return
@@ -78,11 +80,11 @@ func printNodes(out io.Writer, st *rconnv1.RedisConnectionStatus) {
 		}
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  SHARD\tSLOTS\tROLE\tID\tANNOUNCED\tMAPPED\tHEALTH")
+	_, _ = fmt.Fprintln(tw, "  SHARD\tSLOTS\tROLE\tID\tANNOUNCED\tMAPPED\tHEALTH")
 	shown := map[*rconnv1.NodeStatus]bool{}
 	row := func(shard, slots string, n *rconnv1.NodeStatus) {
 		shown[n] = true
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", shard, slots, dash(string(n.Role)), shortID(n.ID), n.Announced, dash(n.Mapped), dash(string(n.Health)))
+		_, _ = fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", shard, slots, dash(string(n.Role)), shortID(n.ID), n.Announced, dash(n.Mapped), dash(string(n.Health)))
 	}
 	for i, sh := range st.Shards {
 		slots := dash(strings.Join(sh.Slots, ","))
@@ -102,10 +104,10 @@ func printNodes(out io.Writer, st *rconnv1.RedisConnectionStatus) {
 			row("-", "-", n)
 		}
 	}
-	tw.Flush()
+	_ = tw.Flush() // into a strings.Builder: cannot fail
 }
 
-func printConditions(out io.Writer, generation int64, conds []metav1.Condition) {
+func printConditions(out *strings.Builder, generation int64, conds []metav1.Condition) {
 	if len(conds) == 0 {
 		fmt.Fprintln(out, "  (none yet: the controller has not reconciled this RedisConnection; is the manager running?)")
 		return
