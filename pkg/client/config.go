@@ -317,11 +317,16 @@ func validFileName(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !(r == '-' || r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+		if !fileNameRune(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// fileNameRune reports whether r is one of [-._a-zA-Z0-9].
+func fileNameRune(r rune) bool {
+	return r == '-' || r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }
 
 // standaloneURL is node-redis createClient's url for a standalone config: rootNodes[0] without
@@ -374,9 +379,9 @@ func LoadConfig(data []byte) (*Config, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("%w: %s is not valid JSON at byte %s: %v", ErrInvalidConfig, ConfigFileName, strconv.FormatInt(se.Offset, 10), err)
+			return nil, fmt.Errorf("%w: %s is not valid JSON at byte %s: %w", ErrInvalidConfig, ConfigFileName, strconv.FormatInt(se.Offset, 10), err)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidConfig, ConfigFileName, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, ConfigFileName, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
