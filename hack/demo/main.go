@@ -162,7 +162,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	worldStart := time.Now()
 	w := demo.StartRig(t, within(5*time.Minute), demo.Options{Dir: dir, Progress: t.Logf})
 	timings = append(timings, w.Timings...)
-	show(t, w, ctx, append(ns, "get", "nodes,pods,sts,endpointslices", "-o", "wide")...)
+	show(ctx, t, w, append(ns, "get", "nodes,pods,sts,endpointslices", "-o", "wide")...)
 	fmt.Println()
 	t.Logf("the pods' IPs (%s) exist only inside network namespace %s; the host reaches them through a veth", w.Rig.Net.PodCIDR, w.Rig.Net.Name)
 	for i := 0; i < w.Redis.Pods; i++ {
@@ -178,15 +178,15 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 
 	step.next("applying the sample RedisConnection (PodDNS through the headless Service)")
 	applied := time.Now()
-	show(t, w, ctx, append(ns, "apply", "-f", sample)...)
-	show(t, w, ctx, append(ns, "wait", "--for=condition=Ready", "--timeout=90s", "rconn/demo")...)
+	show(ctx, t, w, append(ns, "apply", "-f", sample)...)
+	show(ctx, t, w, append(ns, "wait", "--for=condition=Ready", "--timeout=90s", "rconn/demo")...)
 	timed("RedisConnection Ready", applied)
-	show(t, w, ctx, append(ns, "get", "rconn", "-o", "wide")...)
+	show(ctx, t, w, append(ns, "get", "rconn", "-o", "wide")...)
 	fmt.Println("\n  status conditions:")
-	show(t, w, ctx, append(ns, "get", "rconn", "demo", "-o",
+	show(ctx, t, w, append(ns, "get", "rconn", "demo", "-o",
 		`jsonpath={range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}`)...)
 	fmt.Println("\n  node address map (status.nodeAddressMap):")
-	showMap(t, w, ctx, true)
+	showMap(ctx, t, w, true)
 
 	step.next("the rendered outputs")
 	out, err := w.Kubectl(ctx, append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
@@ -196,7 +196,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 		pretty.WriteString(out)
 	}
 	fmt.Printf("  ConfigMap %s/demo, config.json:\n    %s\n", demo.Namespace, pretty.String())
-	show(t, w, ctx, append(ns, "get", "secret", "demo", "-o",
+	show(ctx, t, w, append(ns, "get", "secret", "demo", "-o",
 		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)...)
 
 	step.next("mounting them like kubelet does, and running the example app (pkg/client Open, -dns-server %s)", w.DNS.Addr())
@@ -229,7 +229,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 		want, err := waitPodMap(within(3*time.Minute), w)
 		must(err)
 		t.Logf("status.nodeAddressMap follows: every pod's current IP maps to its DNS name (%.1fs)", time.Since(began).Seconds())
-		showMap(t, w, ctx, false)
+		showMap(ctx, t, w, false)
 		fmt.Println()
 		echo.Store(true)
 		i, err := appProc.WaitLine(within(90*time.Second), mark, "the app to reload a config with every new pod IP", func(l string) bool {
@@ -262,7 +262,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	pod := demo.RedisName + "-1"
 	oldIP := w.PodIP(ctx, pod)
 	moved := time.Now()
-	show(t, w, ctx, append(ns, "delete", "pod", pod, "--wait=false")...)
+	show(ctx, t, w, append(ns, "delete", "pod", pod, "--wait=false")...)
 	newIP, err := waitNewIP(within(2*time.Minute), w, pod, oldIP)
 	must(err)
 	_, err = w.Redis.Runner.WaitReady(ctx, w.Redis.Pods, 2*time.Minute)
@@ -273,18 +273,18 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	step.next("kubectl rollout restart statefulset/%s: every pod, one at a time, comes back under a new IP", demo.RedisName)
 	mark = len(appProc.Lines())
 	rolling := time.Now()
-	show(t, w, ctx, append(ns, "rollout", "restart", "statefulset/"+demo.RedisName)...)
-	show(t, w, ctx, append(ns, "rollout", "status", "statefulset/"+demo.RedisName, "--timeout=5m")...)
+	show(ctx, t, w, append(ns, "rollout", "restart", "statefulset/"+demo.RedisName)...)
+	show(ctx, t, w, append(ns, "rollout", "status", "statefulset/"+demo.RedisName, "--timeout=5m")...)
 	must(w.Redis.WaitRolledOut(ctx, 5*time.Minute))
 	timed("rollout restart of 6 pods", rolling)
-	show(t, w, ctx, append(ns, "get", "pods", "-o", "wide")...)
+	show(ctx, t, w, append(ns, "get", "pods", "-o", "wide")...)
 	fmt.Println()
 	follow("rollout -> app on the new map", mark)
 
 	step.next("the LoadBalancer variant: the same RedisConnection now maps each pod IP to its pod's LoadBalancer Service")
 	mark = len(appProc.Lines())
 	lb := time.Now()
-	show(t, w, ctx, append(ns, "apply", "-f", sampleLB)...)
+	show(ctx, t, w, append(ns, "apply", "-f", sampleLB)...)
 	must(waitMap(within(90*time.Second), w, func(m map[string]string) bool {
 		n := 0
 		for _, r := range m {
@@ -294,7 +294,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 		}
 		return n == w.Redis.Pods && len(m) == w.Redis.Pods
 	}))
-	showMap(t, w, ctx, true)
+	showMap(ctx, t, w, true)
 	fmt.Println()
 	echo.Store(true)
 	// The variant changes rootNodes too (127.2.0.1, the first load balancer): pkg/client applies
@@ -346,7 +346,7 @@ type kubectler interface {
 }
 
 // show prints a kubectl command and its output.
-func show(t *runner, w kubectler, ctx context.Context, args ...string) {
+func show(ctx context.Context, t *runner, w kubectler, args ...string) {
 	fmt.Printf("\n  $ kubectl %s\n", quoteArgs(args))
 	out, err := w.Kubectl(ctx, args...)
 	if err != nil {
@@ -357,12 +357,12 @@ func show(t *runner, w kubectler, ctx context.Context, args ...string) {
 	}
 }
 
-func showMap(t *runner, w kubectler, ctx context.Context, withSource bool) {
+func showMap(ctx context.Context, t *runner, w kubectler, withSource bool) {
 	f := `jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\n"}{end}`
 	if withSource {
 		f = `jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\t("}{.source}{" "}{.service}{")\n"}{end}`
 	}
-	show(t, w, ctx, "get", "rconn", "demo", "-n", demo.Namespace, "-o", f)
+	show(ctx, t, w, "get", "rconn", "demo", "-n", demo.Namespace, "-o", f)
 }
 
 func quoteArgs(args []string) string {
@@ -501,7 +501,7 @@ func detach(dir, pidFile string) int {
 		fmt.Fprintln(os.Stderr, "rconn-demo:", err)
 		return 1
 	}
-	logFile.Close()
+	_ = logFile.Close()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	// Follow the log until "==> ready" or the child's exit; bounded at 15 minutes.
@@ -510,12 +510,12 @@ func detach(dir, pidFile string) int {
 		fmt.Fprintln(os.Stderr, "rconn-demo:", err)
 		return 1
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var seen bytes.Buffer
 	deadline := time.After(15 * time.Minute)
 	for {
 		chunk, _ := io.ReadAll(f)
-		os.Stdout.Write(chunk)
+		_, _ = os.Stdout.Write(chunk) // a lost echo of the log is not worth failing the demo over
 		seen.Write(chunk)
 		if strings.Contains(seen.String(), "==> ready") {
 			return 0
@@ -523,7 +523,7 @@ func detach(dir, pidFile string) int {
 		select {
 		case err := <-exited:
 			chunk, _ := io.ReadAll(f)
-			os.Stdout.Write(chunk)
+			_, _ = os.Stdout.Write(chunk)
 			fmt.Fprintf(os.Stderr, "rconn-demo: the demo exited (%v) before it was ready; log: %s\n", err, logPath)
 			return 1
 		case <-deadline:

@@ -83,7 +83,7 @@ func Build(t TB) string {
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build of the manager failed: %v\n%s", err, b)
+			build.err = fmt.Errorf("go build of the manager failed: %w\n%s", err, b)
 			return
 		}
 		build.path = out
@@ -256,12 +256,12 @@ func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...st
 	m.cmd.Env = append(withoutEnv(os.Environ(), "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"), "KUBECONFIG="+kubeconfigPath)
 	m.cmd.Env = append(m.cmd.Env, env...)
 	if err := m.cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		t.Fatalf("managertest: starting %s: %v", bin, err)
 	}
 	go func() {
 		_ = m.cmd.Wait()
-		logf.Close()
+		_ = logf.Close()
 		close(m.exited)
 	}()
 	t.Cleanup(m.Stop)
@@ -277,7 +277,7 @@ func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...st
 		resp, err := hc.Get("http://" + m.ProbeAddr + "/readyz")
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return m
 			}
@@ -336,7 +336,7 @@ func (m *Manager) procStatus(field string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), ":")
@@ -378,7 +378,7 @@ func (m *Manager) WaitForMetric(ctx context.Context, name string) (map[string]*d
 			if err == nil {
 				err = fmt.Errorf("no metric %s", name)
 			}
-			return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -397,7 +397,7 @@ func Scrape(ctx context.Context, hc interface {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, err
@@ -542,7 +542,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
