@@ -222,40 +222,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	echo.Store(false)
 	timed("app's first good rounds", appStart)
 
-	// follow waits until the map is exactly the pods' current IPs, then for the mount to swap
-	// and the app to reload a config that has all of them, and for a good round after it.
-	follow := func(what string, mark int) {
-		began := time.Now()
-		want, err := waitPodMap(within(3*time.Minute), w)
-		must(err)
-		t.Logf("status.nodeAddressMap follows: every pod's current IP maps to its DNS name (%.1fs)", time.Since(began).Seconds())
-		showMap(ctx, t, w, false)
-		fmt.Println()
-		echo.Store(true)
-		i, err := appProc.WaitLine(within(90*time.Second), mark, "the app to reload a config with every new pod IP", func(l string) bool {
-			if !strings.Contains(l, "config reloaded") {
-				return false
-			}
-			for a := range want {
-				if !strings.Contains(l, a+"->") {
-					return false
-				}
-			}
-			return true
-		})
-		must(err)
-		_, err = appProc.WaitLine(within(60*time.Second), i+1, "a good round after the reload", good)
-		must(err)
-		echo.Store(false)
-		failed := 0
-		for _, l := range appProc.Lines()[mark:] {
-			if strings.Contains(l, "msg=round") && strings.Contains(l, "level=WARN") {
-				failed++
-			}
-		}
-		t.Logf("the app (pid %d, never restarted) followed; rounds with an error meanwhile: %d", appProc.Pid(), failed)
-		timed(what, began)
-	}
+	s := &session{t: t, ctx: ctx, w: w, appProc: appProc, echo: &echo, good: good, within: within, must: must, timed: timed}
 
 	step.next("kubectl delete pod %s-1: the StatefulSet recreates it under a new pod IP", demo.RedisName)
 	mark := len(appProc.Lines())
@@ -268,7 +235,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	_, err = w.Redis.Runner.WaitReady(ctx, w.Redis.Pods, 2*time.Minute)
 	must(err)
 	t.Logf("%s is back as %s (was %s), Ready after %.1fs", pod, newIP, oldIP, time.Since(moved).Seconds())
-	follow("pod delete -> app on the new map", mark)
+	s.follow("pod delete -> app on the new map", mark)
 
 	step.next("kubectl rollout restart statefulset/%s: every pod, one at a time, comes back under a new IP", demo.RedisName)
 	mark = len(appProc.Lines())
@@ -279,37 +246,10 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	timed("rollout restart of 6 pods", rolling)
 	show(ctx, t, w, append(ns, "get", "pods", "-o", "wide")...)
 	fmt.Println()
-	follow("rollout -> app on the new map", mark)
+	s.follow("rollout -> app on the new map", mark)
 
 	step.next("the LoadBalancer variant: the same RedisConnection now maps each pod IP to its pod's LoadBalancer Service")
-	mark = len(appProc.Lines())
-	lb := time.Now()
-	show(ctx, t, w, append(ns, "apply", "-f", sampleLB)...)
-	must(waitMap(within(90*time.Second), w, func(m map[string]string) bool {
-		n := 0
-		for _, r := range m {
-			if strings.HasPrefix(r, "127.2.0.") {
-				n++
-			}
-		}
-		return n == w.Redis.Pods && len(m) == w.Redis.Pods
-	}))
-	showMap(ctx, t, w, true)
-	fmt.Println()
-	echo.Store(true)
-	// The variant changes rootNodes too (127.2.0.1, the first load balancer): pkg/client applies
-	// the new map at once and says that new root nodes take a restart.
-	i, err := appProc.WaitLine(within(90*time.Second), mark, "the app to take the LoadBalancer map", func(l string) bool {
-		return (strings.Contains(l, "config reloaded") && strings.Count(l, "->127.2.0.") == w.Redis.Pods) ||
-			(strings.Contains(l, "config reload failed") && strings.Contains(l, "node address map"))
-	})
-	must(err)
-	_, err = appProc.WaitLine(within(60*time.Second), i+1, "a good round through the load balancers", func(l string) bool {
-		return good(l) && strings.Contains(l, "->127.2.0.")
-	})
-	must(err)
-	echo.Store(false)
-	timed("LoadBalancer variant -> app on the new map", lb)
+	s.loadBalancerVariant(ns)
 
 	inDemo := time.Since(worldStart)
 	step.next("done in %s (in-demo, from the rig's start: %s)", time.Since(start).Round(100*time.Millisecond), inDemo.Round(100*time.Millisecond))
@@ -343,6 +283,86 @@ const mountPeriod = 2 * time.Second
 
 type kubectler interface {
 	Kubectl(ctx context.Context, args ...string) (string, error)
+}
+
+// session is what the steps after the app's start share.
+type session struct {
+	t       *runner
+	ctx     context.Context
+	w       *demo.RigWorld
+	appProc *demo.Process
+	echo    *atomic.Bool
+	good    func(string) bool
+	within  func(time.Duration) context.Context
+	must    func(error)
+	timed   func(string, time.Time)
+}
+
+// follow waits until the map is exactly the pods' current IPs, then for the mount to swap
+// and the app to reload a config that has all of them, and for a good round after it.
+func (s *session) follow(what string, mark int) {
+	began := time.Now()
+	want, err := waitPodMap(s.within(3*time.Minute), s.w)
+	s.must(err)
+	s.t.Logf("status.nodeAddressMap follows: every pod's current IP maps to its DNS name (%.1fs)", time.Since(began).Seconds())
+	showMap(s.ctx, s.t, s.w, false)
+	fmt.Println()
+	s.echo.Store(true)
+	i, err := s.appProc.WaitLine(s.within(90*time.Second), mark, "the app to reload a config with every new pod IP", func(l string) bool {
+		if !strings.Contains(l, "config reloaded") {
+			return false
+		}
+		for a := range want {
+			if !strings.Contains(l, a+"->") {
+				return false
+			}
+		}
+		return true
+	})
+	s.must(err)
+	_, err = s.appProc.WaitLine(s.within(60*time.Second), i+1, "a good round after the reload", s.good)
+	s.must(err)
+	s.echo.Store(false)
+	failed := 0
+	for _, l := range s.appProc.Lines()[mark:] {
+		if strings.Contains(l, "msg=round") && strings.Contains(l, "level=WARN") {
+			failed++
+		}
+	}
+	s.t.Logf("the app (pid %d, never restarted) followed; rounds with an error meanwhile: %d", s.appProc.Pid(), failed)
+	s.timed(what, began)
+}
+
+// loadBalancerVariant applies the LoadBalancer sample and waits for the app to follow it.
+func (s *session) loadBalancerVariant(ns []string) {
+	mark := len(s.appProc.Lines())
+	lb := time.Now()
+	show(s.ctx, s.t, s.w, append(ns, "apply", "-f", sampleLB)...)
+	s.must(waitMap(s.within(90*time.Second), s.w, func(m map[string]string) bool {
+		n := 0
+		for _, r := range m {
+			if strings.HasPrefix(r, "127.2.0.") {
+				n++
+			}
+		}
+		return n == s.w.Redis.Pods && len(m) == s.w.Redis.Pods
+	}))
+	showMap(s.ctx, s.t, s.w, true)
+	fmt.Println()
+	s.echo.Store(true)
+	// The variant changes rootNodes too (127.2.0.1, the first load balancer): pkg/client applies
+	// the new map at once and says that new root nodes take a restart.
+	i, err := s.appProc.WaitLine(s.within(90*time.Second), mark, "the app to take the LoadBalancer map", func(l string) bool {
+		return (strings.Contains(l, "config reloaded") && strings.Count(l, "->127.2.0.") == s.w.Redis.Pods) ||
+			(strings.Contains(l, "config reload failed") && strings.Contains(l, "node address map"))
+	})
+	s.must(err)
+	_, err = s.appProc.WaitLine(s.within(60*time.Second), i+1, "a good round through the load balancers", func(l string) bool {
+		return s.good(l) && strings.Contains(l, "->127.2.0.")
+	})
+	s.must(err)
+	s.echo.Store(false)
+	s.timed("LoadBalancer variant -> app on the new map", lb)
 }
 
 // show prints a kubectl command and its output.
