@@ -189,21 +189,12 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	showMap(ctx, t, w, true)
 
 	step.next("the rendered outputs")
-	out, err := w.Kubectl(ctx, append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
-	must(err)
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, []byte(out), "    ", "  ") != nil {
-		pretty.WriteString(out)
-	}
-	fmt.Printf("  ConfigMap %s/demo, config.json:\n    %s\n", demo.Namespace, pretty.String())
-	show(ctx, t, w, append(ns, "get", "secret", "demo", "-o",
-		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)...)
+	showOutputs(ctx, t, w, ns)
 
 	step.next("mounting them like kubelet does, and running the example app (pkg/client Open, -dns-server %s)", w.DNS.Addr())
 	appStart := time.Now()
 	m := w.Mount(t, within(30*time.Second), "demo", demo.MountOptions{SyncPeriod: mountPeriod})
-	t.Logf("config: %s", m.ConfigDir)
-	t.Logf("secret: %s", m.SecretDir)
+	logMount(t, m)
 	t.Logf("volume updates: a real kubelet rewrites them on its pod sync, every %s-%s (--sync-frequency %s + 50%% jitter), so a change lands 0-%s later;",
 		demo.KubeletSyncPeriod, time.Duration(float64(demo.KubeletSyncPeriod)*(1+demo.KubeletSyncJitter)), demo.KubeletSyncPeriod, time.Duration(float64(demo.KubeletSyncPeriod)*(1+demo.KubeletSyncJitter)))
 	t.Logf("this demo's kubelet stand-in syncs every %s-%s to keep the demo short", mountPeriod, time.Duration(float64(mountPeriod)*(1+demo.KubeletSyncJitter)))
@@ -253,10 +244,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 
 	inDemo := time.Since(worldStart)
 	step.next("done in %s (in-demo, from the rig's start: %s)", time.Since(start).Round(100*time.Millisecond), inDemo.Round(100*time.Millisecond))
-	fmt.Println("  where the time went:")
-	for _, tm := range timings {
-		fmt.Printf("    %-62s %6.1fs\n", tm.What, tm.Took.Seconds())
-	}
+	printTimings(timings)
 	if errs := w.Redis.Runner.Errors(); len(errs) > 0 {
 		t.Logf("pod runner reported: %s", strings.Join(errs, "; "))
 	}
@@ -363,6 +351,35 @@ func (s *session) loadBalancerVariant(ns []string) {
 	s.must(err)
 	s.echo.Store(false)
 	s.timed("LoadBalancer variant -> app on the new map", lb)
+}
+
+// showOutputs prints the rendered ConfigMap's config.json and the Secret's keys.
+func showOutputs(ctx context.Context, t *runner, w *demo.RigWorld, ns []string) {
+	out, err := w.Kubectl(ctx, append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, []byte(out), "    ", "  ") != nil {
+		pretty.WriteString(out)
+	}
+	fmt.Printf("  ConfigMap %s/demo, config.json:\n    %s\n", demo.Namespace, pretty.String())
+	show(ctx, t, w, append(ns, "get", "secret", "demo", "-o",
+		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)...)
+}
+
+// logMount logs where the mount's directories are.
+func logMount(t *runner, m *demo.Mount) {
+	t.Logf("config: %s", m.ConfigDir)
+	t.Logf("secret: %s", m.SecretDir)
+}
+
+// printTimings prints where the time went.
+func printTimings(timings []demo.Timing) {
+	fmt.Println("  where the time went:")
+	for _, tm := range timings {
+		fmt.Printf("    %-62s %6.1fs\n", tm.What, tm.Took.Seconds())
+	}
 }
 
 // show prints a kubectl command and its output.
