@@ -65,7 +65,7 @@ func TestDockerfileBuildStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bin.Close()
+	defer func() { _ = bin.Close() }()
 	for _, p := range bin.Progs {
 		if p.Type == elf.PT_INTERP {
 			t.Error("the manager is dynamically linked: distroless/static has no libc")
