@@ -164,10 +164,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	timings = append(timings, w.Timings...)
 	show(ctx, t, w, append(ns, "get", "nodes,pods,sts,endpointslices", "-o", "wide")...)
 	fmt.Println()
-	t.Logf("the pods' IPs (%s) exist only inside network namespace %s; the host reaches them through a veth", w.Rig.Net.PodCIDR, w.Rig.Net.Name)
-	for i := 0; i < w.Redis.Pods; i++ {
-		t.Logf("LoadBalancer Service %s: ingress %s:6379, a loopback forwarder to %s-%d's current IP", demo.LoadBalancerService(i), demo.LoadBalancerIP(i), demo.RedisName, i)
-	}
+	logNetwork(t, w)
 	must(w.InstallCRD(within(90 * time.Second)))
 
 	step.next("running the manager binary (as user %s, bound to config/rbac/role.yaml only; --dns-server %s)", demo.ManagerUser, w.DNS.Addr())
@@ -366,6 +363,14 @@ func showOutputs(ctx context.Context, t *runner, w *demo.RigWorld, ns []string) 
 	fmt.Printf("  ConfigMap %s/demo, config.json:\n    %s\n", demo.Namespace, pretty.String())
 	show(ctx, t, w, append(ns, "get", "secret", "demo", "-o",
 		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)...)
+}
+
+// logNetwork logs where the pods' IPs live and how the host reaches them.
+func logNetwork(t *runner, w *demo.RigWorld) {
+	t.Logf("the pods' IPs (%s) exist only inside network namespace %s; the host reaches them through a veth", w.Rig.Net.PodCIDR, w.Rig.Net.Name)
+	for i := 0; i < w.Redis.Pods; i++ {
+		t.Logf("LoadBalancer Service %s: ingress %s:6379, a loopback forwarder to %s-%d's current IP", demo.LoadBalancerService(i), demo.LoadBalancerIP(i), demo.RedisName, i)
+	}
 }
 
 // logMount logs where the mount's directories are.
