@@ -120,8 +120,8 @@ func newTopology(ctx context.Context, name string, addrs []string, isCluster boo
 		if ap, err = cc2.AutoPipeline(); err != nil {
 			return nil, err
 		}
-		t.subjects = append(t.subjects, goRedisSubject(goRedis, cc, func() { cc.Close() }),
-			goRedisSubject(goRedisAP, ap, func() { ap.Close(); cc2.Close() }))
+		t.subjects = append(t.subjects, goRedisSubject(goRedis, cc, func() { _ = cc.Close() }),
+			goRedisSubject(goRedisAP, ap, func() { _ = ap.Close(); _ = cc2.Close() }))
 	} else {
 		c := redis.NewClient(&redis.Options{Addr: addrs[0], MaintNotificationsConfig: noMaint})
 		plain = c
@@ -129,8 +129,8 @@ func newTopology(ctx context.Context, name string, addrs []string, isCluster boo
 		if ap, err = c2.AutoPipeline(); err != nil {
 			return nil, err
 		}
-		t.subjects = append(t.subjects, goRedisSubject(goRedis, c, func() { c.Close() }),
-			goRedisSubject(goRedisAP, ap, func() { ap.Close(); c2.Close() }))
+		t.subjects = append(t.subjects, goRedisSubject(goRedis, c, func() { _ = c.Close() }),
+			goRedisSubject(goRedisAP, ap, func() { _ = ap.Close(); _ = c2.Close() }))
 	}
 	for _, autoPipeline := range []bool{false, true} {
 		var c *client.Client
@@ -146,7 +146,7 @@ func newTopology(ctx context.Context, name string, addrs []string, isCluster boo
 		if autoPipeline {
 			name = rconnAP
 		}
-		t.subjects = append(t.subjects, goRedisSubject(name, c, func() { c.Close() }))
+		t.subjects = append(t.subjects, goRedisSubject(name, c, func() { _ = c.Close() }))
 	}
 	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
 	if err != nil {
@@ -167,7 +167,7 @@ func (t *topology) close() {
 		s.close()
 	}
 	for _, a := range t.admins {
-		a.Close()
+		_ = a.Close()
 	}
 }
 
@@ -260,7 +260,7 @@ func BenchmarkClients(b *testing.B) {
 					case "PIPE100":
 						do = func(ctx context.Context, k string) error {
 							i, _ := strconv.Atoi(k[len("bench:"):])
-							i = i % (len(benchKeys) - pipelineSize)
+							i %= (len(benchKeys) - pipelineSize)
 							return s.pipe(ctx, benchKeys[i:i+pipelineSize])
 						}
 					}

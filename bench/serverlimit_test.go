@@ -63,11 +63,11 @@ func runRedisBenchmark(ctx context.Context, addr string, isCluster bool, test st
 	case err = <-done:
 	case <-ctx.Done():
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-done //nolint:errcheck // waits for the killed process; its error is the kill
 		return 0, 0, ctx.Err()
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("redis-benchmark %s: %v: %s", strings.Join(args, " "), err, errOut.String())
+		return 0, 0, fmt.Errorf("redis-benchmark %s: %w: %s", strings.Join(args, " "), err, errOut.String())
 	}
 	rps, err := parseRedisBenchmarkCSV(out.Bytes(), test)
 	return rps, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), err
@@ -173,7 +173,7 @@ func TestRedisBenchmarkBaseline(t *testing.T) {
 	}
 	// After the SET runs above, every GET key redis-benchmark uses exists.
 	c := redis.NewClient(adminOptions(env.servers.standalone.addr()))
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	n, err := c.DBSize(ctx).Result()
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -63,7 +63,7 @@ func startServer(dir string, clusterMode bool) (*server, error) {
 	s := &server{port: port, cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	c := redis.NewClient(adminOptions(s.addr()))
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -79,7 +79,7 @@ func startServer(dir string, clusterMode bool) (*server, error) {
 		}
 		if time.Now().After(deadline) {
 			s.stop()
-			return nil, fmt.Errorf("redis-server on port %d: no PONG within 15s: %v", port, err)
+			return nil, fmt.Errorf("redis-server on port %d: no PONG within 15s: %w", port, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -157,7 +157,7 @@ func startServers() (*servers, error) {
 	args := append([]string{"--cluster", "create"}, s.clusterAddrs()...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("redis-cli --cluster create: %v: %s", err, out))
+		return fail(fmt.Errorf("redis-cli --cluster create: %w: %s", err, out))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -169,12 +169,12 @@ func startServers() (*servers, error) {
 				break
 			}
 			if ctx.Err() != nil {
-				c.Close()
-				return fail(fmt.Errorf("node %s: cluster not ok: %v %s", n.addr(), err, info))
+				_ = c.Close()
+				return fail(fmt.Errorf("node %s: cluster not ok: %v %s", n.addr(), err, info)) //nolint:errorlint // err is nil when the node answers but is not ok yet
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		c.Close()
+		_ = c.Close()
 	}
 	return s, nil
 }

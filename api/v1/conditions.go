@@ -25,7 +25,7 @@ const (
 	// ReasonReconciling: the first reconcile has not finished.
 	ReasonReconciling = "Reconciling"
 
-	// CredentialsResolved
+	// Reasons of CredentialsResolved.
 	ReasonCredentialsResolved    = "Resolved"
 	ReasonNoCredentials          = "NoCredentials"
 	ReasonSecretNotFound         = "SecretNotFound"
@@ -35,7 +35,7 @@ const (
 	ReasonCertificateNotYetValid = "CertificateNotYetValid"
 	ReasonKeyMismatch            = "KeyMismatch"
 
-	// AddressMapResolved
+	// Reasons of AddressMapResolved.
 	ReasonAddressMapResolved  = "Resolved"
 	ReasonNoAddressMap        = "NoAddressMap"
 	ReasonMappingConflict     = "MappingConflict"
@@ -45,7 +45,7 @@ const (
 	ReasonServicePortNotFound = "ServicePortNotFound"
 	ReasonNodeAddressUnknown  = "NodeAddressUnknown"
 
-	// TopologyDiscovered
+	// Reasons of TopologyDiscovered.
 	ReasonDiscovered           = "Discovered"
 	ReasonRootNodesUnreachable = "RootNodesUnreachable"
 	ReasonAuthenticationFailed = "AuthenticationFailed"
@@ -69,12 +69,12 @@ const (
 	// mixing redis:// and rediss://, TLS with redis:// URLs). Nothing was dialed.
 	ReasonInvalidOptions = "InvalidOptions"
 
-	// NodesHealthy
+	// Reasons of NodesHealthy.
 	ReasonAllNodesHealthy  = "AllHealthy"
 	ReasonNodesUnreachable = "NodesUnreachable"
 	ReasonNodesUnhealthy   = "NodesUnhealthy"
 
-	// ConfigRendered
+	// Reasons of ConfigRendered.
 	ReasonRendered            = "Rendered"
 	ReasonOutputConflict      = "OutputConflict"
 	ReasonPrerequisitesNotMet = "PrerequisitesNotMet"

@@ -55,10 +55,11 @@ type RootNode struct {
 	Port int32 `json:"port,omitempty"`
 }
 
+// +structType=atomic
+
 // LocalSecretReference names a Secret in the RedisConnection's own namespace. There is no
 // namespace field on purpose: a RedisConnection must never become a way to read a Secret its
 // author could not read.
-// +structType=atomic
 type LocalSecretReference struct {
 	// name of the Secret: a lowercase DNS subdomain, like every Secret name.
 	// +required
@@ -594,8 +595,4 @@ type RedisConnectionList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RedisConnection `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&RedisConnection{}, &RedisConnectionList{})
 }

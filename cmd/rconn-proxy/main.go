@@ -55,7 +55,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("rconn-proxy", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	fs.Usage = func() { _, _ = fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	var (
 		listen    = fs.String("listen", proxy.DefaultListenHost, "address the listeners bind")
 		advertise = fs.String("advertise", "", "host rewritten replies name (default: --listen)")
@@ -108,7 +108,7 @@ func run(args []string) int {
 		log.Error("starting", "err", err)
 		return 1
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	for _, n := range p.Nodes() {
 		log.Info("node", "id", n.ID, "announced", n.Announced, "listen", n.Listen)
 	}

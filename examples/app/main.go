@@ -31,7 +31,10 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is the app; it returns the exit code, so that its defers run before os.Exit.
+func run() int {
 	configDir := flag.String("config-dir", env("RCONN_CONFIG_DIR", "/etc/rconn/config"), "directory with config.json (the ConfigMap mount)")
 	secretDir := flag.String("secret-dir", env("RCONN_SECRET_DIR", "/etc/rconn/secret"), "directory with the Secret's files (may equal -config-dir)")
 	interval := flag.Duration("interval", envDuration("RCONN_INTERVAL", time.Second), "time between rounds")
@@ -41,7 +44,7 @@ func main() {
 	flag.Parse()
 	if _, err := dnsflag.Install(*dnsServer); err != nil { // before any client exists
 		fmt.Fprintln(os.Stderr, "app:", err)
-		os.Exit(2)
+		return 2
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -80,10 +83,10 @@ func main() {
 	cancel()
 	if err != nil {
 		log.Error("opening redis", "error", err)
-		os.Exit(1)
+		return 1
 	}
 	opened.Store(c)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	mode := "standalone"
 	if c.Cluster() != nil {
 		mode = "cluster"
@@ -103,10 +106,11 @@ func main() {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return 0
 		case <-t.C:
 		}
 	}
+	return 0
 }
 
 // round SETs and GETs one key per shard (one key in standalone mode) and reports, per key, the
@@ -136,7 +140,7 @@ func round(ctx context.Context, c *client.Client, n int) (ok, total int, served 
 		}
 		got, err := c.Get(ctx, k).Result()
 		if err != nil || got != v {
-			errs = append(errs, fmt.Errorf("GET %s = %q, %v (want %q)", k, got, err, v))
+			errs = append(errs, fmt.Errorf("GET %s = %q, %w (want %q)", k, got, err, v))
 			continue
 		}
 		ok++

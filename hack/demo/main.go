@@ -162,12 +162,9 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	worldStart := time.Now()
 	w := demo.StartRig(t, within(5*time.Minute), demo.Options{Dir: dir, Progress: t.Logf})
 	timings = append(timings, w.Timings...)
-	show(t, w, ctx, append(ns, "get", "nodes,pods,sts,endpointslices", "-o", "wide")...)
+	show(ctx, t, w, append(ns, "get", "nodes,pods,sts,endpointslices", "-o", "wide")...)
 	fmt.Println()
-	t.Logf("the pods' IPs (%s) exist only inside network namespace %s; the host reaches them through a veth", w.Rig.Net.PodCIDR, w.Rig.Net.Name)
-	for i := 0; i < w.Redis.Pods; i++ {
-		t.Logf("LoadBalancer Service %s: ingress %s:6379, a loopback forwarder to %s-%d's current IP", demo.LoadBalancerService(i), demo.LoadBalancerIP(i), demo.RedisName, i)
-	}
+	logNetwork(t, w)
 	must(w.InstallCRD(within(90 * time.Second)))
 
 	step.next("running the manager binary (as user %s, bound to config/rbac/role.yaml only; --dns-server %s)", demo.ManagerUser, w.DNS.Addr())
@@ -178,32 +175,23 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 
 	step.next("applying the sample RedisConnection (PodDNS through the headless Service)")
 	applied := time.Now()
-	show(t, w, ctx, append(ns, "apply", "-f", sample)...)
-	show(t, w, ctx, append(ns, "wait", "--for=condition=Ready", "--timeout=90s", "rconn/demo")...)
+	show(ctx, t, w, append(ns, "apply", "-f", sample)...)
+	show(ctx, t, w, append(ns, "wait", "--for=condition=Ready", "--timeout=90s", "rconn/demo")...)
 	timed("RedisConnection Ready", applied)
-	show(t, w, ctx, append(ns, "get", "rconn", "-o", "wide")...)
+	show(ctx, t, w, append(ns, "get", "rconn", "-o", "wide")...)
 	fmt.Println("\n  status conditions:")
-	show(t, w, ctx, append(ns, "get", "rconn", "demo", "-o",
+	show(ctx, t, w, append(ns, "get", "rconn", "demo", "-o",
 		`jsonpath={range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}`)...)
 	fmt.Println("\n  node address map (status.nodeAddressMap):")
-	showMap(t, w, ctx, true)
+	showMap(ctx, t, w, true)
 
 	step.next("the rendered outputs")
-	out, err := w.Kubectl(ctx, append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
-	must(err)
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, []byte(out), "    ", "  ") != nil {
-		pretty.WriteString(out)
-	}
-	fmt.Printf("  ConfigMap %s/demo, config.json:\n    %s\n", demo.Namespace, pretty.String())
-	show(t, w, ctx, append(ns, "get", "secret", "demo", "-o",
-		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)...)
+	showOutputs(ctx, t, w, ns)
 
 	step.next("mounting them like kubelet does, and running the example app (pkg/client Open, -dns-server %s)", w.DNS.Addr())
 	appStart := time.Now()
 	m := w.Mount(t, within(30*time.Second), "demo", demo.MountOptions{SyncPeriod: mountPeriod})
-	t.Logf("config: %s", m.ConfigDir)
-	t.Logf("secret: %s", m.SecretDir)
+	logMount(t, m)
 	t.Logf("volume updates: a real kubelet rewrites them on its pod sync, every %s-%s (--sync-frequency %s + 50%% jitter), so a change lands 0-%s later;",
 		demo.KubeletSyncPeriod, time.Duration(float64(demo.KubeletSyncPeriod)*(1+demo.KubeletSyncJitter)), demo.KubeletSyncPeriod, time.Duration(float64(demo.KubeletSyncPeriod)*(1+demo.KubeletSyncJitter)))
 	t.Logf("this demo's kubelet stand-in syncs every %s-%s to keep the demo short", mountPeriod, time.Duration(float64(mountPeriod)*(1+demo.KubeletSyncJitter)))
@@ -222,101 +210,38 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	echo.Store(false)
 	timed("app's first good rounds", appStart)
 
-	// follow waits until the map is exactly the pods' current IPs, then for the mount to swap
-	// and the app to reload a config that has all of them, and for a good round after it.
-	follow := func(what string, mark int) {
-		began := time.Now()
-		want, err := waitPodMap(within(3*time.Minute), w)
-		must(err)
-		t.Logf("status.nodeAddressMap follows: every pod's current IP maps to its DNS name (%.1fs)", time.Since(began).Seconds())
-		showMap(t, w, ctx, false)
-		fmt.Println()
-		echo.Store(true)
-		i, err := appProc.WaitLine(within(90*time.Second), mark, "the app to reload a config with every new pod IP", func(l string) bool {
-			if !strings.Contains(l, "config reloaded") {
-				return false
-			}
-			for a := range want {
-				if !strings.Contains(l, a+"->") {
-					return false
-				}
-			}
-			return true
-		})
-		must(err)
-		_, err = appProc.WaitLine(within(60*time.Second), i+1, "a good round after the reload", good)
-		must(err)
-		echo.Store(false)
-		failed := 0
-		for _, l := range appProc.Lines()[mark:] {
-			if strings.Contains(l, "msg=round") && strings.Contains(l, "level=WARN") {
-				failed++
-			}
-		}
-		t.Logf("the app (pid %d, never restarted) followed; rounds with an error meanwhile: %d", appProc.Pid(), failed)
-		timed(what, began)
-	}
+	s := &session{t: t, ctx: ctx, w: w, appProc: appProc, echo: &echo, good: good, within: within, must: must, timed: timed}
 
 	step.next("kubectl delete pod %s-1: the StatefulSet recreates it under a new pod IP", demo.RedisName)
 	mark := len(appProc.Lines())
 	pod := demo.RedisName + "-1"
 	oldIP := w.PodIP(ctx, pod)
 	moved := time.Now()
-	show(t, w, ctx, append(ns, "delete", "pod", pod, "--wait=false")...)
+	show(ctx, t, w, append(ns, "delete", "pod", pod, "--wait=false")...)
 	newIP, err := waitNewIP(within(2*time.Minute), w, pod, oldIP)
 	must(err)
 	_, err = w.Redis.Runner.WaitReady(ctx, w.Redis.Pods, 2*time.Minute)
 	must(err)
 	t.Logf("%s is back as %s (was %s), Ready after %.1fs", pod, newIP, oldIP, time.Since(moved).Seconds())
-	follow("pod delete -> app on the new map", mark)
+	s.follow("pod delete -> app on the new map", mark)
 
 	step.next("kubectl rollout restart statefulset/%s: every pod, one at a time, comes back under a new IP", demo.RedisName)
 	mark = len(appProc.Lines())
 	rolling := time.Now()
-	show(t, w, ctx, append(ns, "rollout", "restart", "statefulset/"+demo.RedisName)...)
-	show(t, w, ctx, append(ns, "rollout", "status", "statefulset/"+demo.RedisName, "--timeout=5m")...)
+	show(ctx, t, w, append(ns, "rollout", "restart", "statefulset/"+demo.RedisName)...)
+	show(ctx, t, w, append(ns, "rollout", "status", "statefulset/"+demo.RedisName, "--timeout=5m")...)
 	must(w.Redis.WaitRolledOut(ctx, 5*time.Minute))
 	timed("rollout restart of 6 pods", rolling)
-	show(t, w, ctx, append(ns, "get", "pods", "-o", "wide")...)
+	show(ctx, t, w, append(ns, "get", "pods", "-o", "wide")...)
 	fmt.Println()
-	follow("rollout -> app on the new map", mark)
+	s.follow("rollout -> app on the new map", mark)
 
 	step.next("the LoadBalancer variant: the same RedisConnection now maps each pod IP to its pod's LoadBalancer Service")
-	mark = len(appProc.Lines())
-	lb := time.Now()
-	show(t, w, ctx, append(ns, "apply", "-f", sampleLB)...)
-	must(waitMap(within(90*time.Second), w, func(m map[string]string) bool {
-		n := 0
-		for _, r := range m {
-			if strings.HasPrefix(r, "127.2.0.") {
-				n++
-			}
-		}
-		return n == w.Redis.Pods && len(m) == w.Redis.Pods
-	}))
-	showMap(t, w, ctx, true)
-	fmt.Println()
-	echo.Store(true)
-	// The variant changes rootNodes too (127.2.0.1, the first load balancer): pkg/client applies
-	// the new map at once and says that new root nodes take a restart.
-	i, err := appProc.WaitLine(within(90*time.Second), mark, "the app to take the LoadBalancer map", func(l string) bool {
-		return (strings.Contains(l, "config reloaded") && strings.Count(l, "->127.2.0.") == w.Redis.Pods) ||
-			(strings.Contains(l, "config reload failed") && strings.Contains(l, "node address map"))
-	})
-	must(err)
-	_, err = appProc.WaitLine(within(60*time.Second), i+1, "a good round through the load balancers", func(l string) bool {
-		return good(l) && strings.Contains(l, "->127.2.0.")
-	})
-	must(err)
-	echo.Store(false)
-	timed("LoadBalancer variant -> app on the new map", lb)
+	s.loadBalancerVariant(ns)
 
 	inDemo := time.Since(worldStart)
 	step.next("done in %s (in-demo, from the rig's start: %s)", time.Since(start).Round(100*time.Millisecond), inDemo.Round(100*time.Millisecond))
-	fmt.Println("  where the time went:")
-	for _, tm := range timings {
-		fmt.Printf("    %-62s %6.1fs\n", tm.What, tm.Took.Seconds())
-	}
+	printTimings(timings)
 	if errs := w.Redis.Runner.Errors(); len(errs) > 0 {
 		t.Logf("pod runner reported: %s", strings.Join(errs, "; "))
 	}
@@ -345,8 +270,125 @@ type kubectler interface {
 	Kubectl(ctx context.Context, args ...string) (string, error)
 }
 
+// session is what the steps after the app's start share.
+type session struct {
+	t       *runner
+	ctx     context.Context
+	w       *demo.RigWorld
+	appProc *demo.Process
+	echo    *atomic.Bool
+	good    func(string) bool
+	within  func(time.Duration) context.Context
+	must    func(error)
+	timed   func(string, time.Time)
+}
+
+// follow waits until the map is exactly the pods' current IPs, then for the mount to swap
+// and the app to reload a config that has all of them, and for a good round after it.
+func (s *session) follow(what string, mark int) {
+	began := time.Now()
+	want, err := waitPodMap(s.within(3*time.Minute), s.w)
+	s.must(err)
+	s.t.Logf("status.nodeAddressMap follows: every pod's current IP maps to its DNS name (%.1fs)", time.Since(began).Seconds())
+	showMap(s.ctx, s.t, s.w, false)
+	fmt.Println()
+	s.echo.Store(true)
+	i, err := s.appProc.WaitLine(s.within(90*time.Second), mark, "the app to reload a config with every new pod IP", func(l string) bool {
+		if !strings.Contains(l, "config reloaded") {
+			return false
+		}
+		for a := range want {
+			if !strings.Contains(l, a+"->") {
+				return false
+			}
+		}
+		return true
+	})
+	s.must(err)
+	_, err = s.appProc.WaitLine(s.within(60*time.Second), i+1, "a good round after the reload", s.good)
+	s.must(err)
+	s.echo.Store(false)
+	failed := 0
+	for _, l := range s.appProc.Lines()[mark:] {
+		if strings.Contains(l, "msg=round") && strings.Contains(l, "level=WARN") {
+			failed++
+		}
+	}
+	s.t.Logf("the app (pid %d, never restarted) followed; rounds with an error meanwhile: %d", s.appProc.Pid(), failed)
+	s.timed(what, began)
+}
+
+// loadBalancerVariant applies the LoadBalancer sample and waits for the app to follow it.
+func (s *session) loadBalancerVariant(ns []string) {
+	mark := len(s.appProc.Lines())
+	lb := time.Now()
+	show(s.ctx, s.t, s.w, append(ns, "apply", "-f", sampleLB)...)
+	s.must(waitMap(s.within(90*time.Second), s.w, func(m map[string]string) bool {
+		n := 0
+		for _, r := range m {
+			if strings.HasPrefix(r, "127.2.0.") {
+				n++
+			}
+		}
+		return n == s.w.Redis.Pods && len(m) == s.w.Redis.Pods
+	}))
+	showMap(s.ctx, s.t, s.w, true)
+	fmt.Println()
+	s.echo.Store(true)
+	// The variant changes rootNodes too (127.2.0.1, the first load balancer): pkg/client applies
+	// the new map at once and says that new root nodes take a restart.
+	i, err := s.appProc.WaitLine(s.within(90*time.Second), mark, "the app to take the LoadBalancer map", func(l string) bool {
+		return (strings.Contains(l, "config reloaded") && strings.Count(l, "->127.2.0.") == s.w.Redis.Pods) ||
+			(strings.Contains(l, "config reload failed") && strings.Contains(l, "node address map"))
+	})
+	s.must(err)
+	_, err = s.appProc.WaitLine(s.within(60*time.Second), i+1, "a good round through the load balancers", func(l string) bool {
+		return s.good(l) && strings.Contains(l, "->127.2.0.")
+	})
+	s.must(err)
+	s.echo.Store(false)
+	s.timed("LoadBalancer variant -> app on the new map", lb)
+}
+
+// showOutputs prints the rendered ConfigMap's config.json and the Secret's keys.
+func showOutputs(ctx context.Context, t *runner, w *demo.RigWorld, ns []string) {
+	out, err := w.Kubectl(ctx, append(ns, "get", "configmap", "demo", "-o", `jsonpath={.data.config\.json}`)...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, []byte(out), "    ", "  ") != nil {
+		pretty.WriteString(out)
+	}
+	fmt.Printf("  ConfigMap %s/demo, config.json:\n    %s\n", demo.Namespace, pretty.String())
+	show(ctx, t, w, append(ns, "get", "secret", "demo", "-o",
+		`go-template=  Secret {{.metadata.namespace}}/{{.metadata.name}} (type {{.type}}), keys (values not shown):{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}`)...)
+}
+
+// logNetwork logs where the pods' IPs live and how the host reaches them.
+func logNetwork(t *runner, w *demo.RigWorld) {
+	t.Logf("the pods' IPs (%s) exist only inside network namespace %s; the host reaches them through a veth", w.Rig.Net.PodCIDR, w.Rig.Net.Name)
+	for i := 0; i < w.Redis.Pods; i++ {
+		t.Logf("LoadBalancer Service %s: ingress %s:6379, a loopback forwarder to %s-%d's current IP", demo.LoadBalancerService(i), demo.LoadBalancerIP(i), demo.RedisName, i)
+	}
+}
+
+// logMount logs where the mount's directories are.
+func logMount(t *runner, m *demo.Mount) {
+	t.Logf("config: %s", m.ConfigDir)
+	t.Logf("secret: %s", m.SecretDir)
+}
+
+// printTimings prints where the time went.
+func printTimings(timings []demo.Timing) {
+	fmt.Println("  where the time went:")
+	for _, tm := range timings {
+		fmt.Printf("    %-62s %6.1fs\n", tm.What, tm.Took.Seconds())
+	}
+}
+
 // show prints a kubectl command and its output.
-func show(t *runner, w kubectler, ctx context.Context, args ...string) {
+func show(ctx context.Context, t *runner, w kubectler, args ...string) {
 	fmt.Printf("\n  $ kubectl %s\n", quoteArgs(args))
 	out, err := w.Kubectl(ctx, args...)
 	if err != nil {
@@ -357,12 +399,12 @@ func show(t *runner, w kubectler, ctx context.Context, args ...string) {
 	}
 }
 
-func showMap(t *runner, w kubectler, ctx context.Context, withSource bool) {
+func showMap(ctx context.Context, t *runner, w kubectler, withSource bool) {
 	f := `jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\n"}{end}`
 	if withSource {
 		f = `jsonpath={range .status.nodeAddressMap[*]}{.announced}{"\t-> "}{.reachable}{"\t("}{.source}{" "}{.service}{")\n"}{end}`
 	}
-	show(t, w, ctx, "get", "rconn", "demo", "-n", demo.Namespace, "-o", f)
+	show(ctx, t, w, "get", "rconn", "demo", "-n", demo.Namespace, "-o", f)
 }
 
 func quoteArgs(args []string) string {
@@ -501,7 +543,7 @@ func detach(dir, pidFile string) int {
 		fmt.Fprintln(os.Stderr, "rconn-demo:", err)
 		return 1
 	}
-	logFile.Close()
+	_ = logFile.Close()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	// Follow the log until "==> ready" or the child's exit; bounded at 15 minutes.
@@ -510,12 +552,12 @@ func detach(dir, pidFile string) int {
 		fmt.Fprintln(os.Stderr, "rconn-demo:", err)
 		return 1
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var seen bytes.Buffer
 	deadline := time.After(15 * time.Minute)
 	for {
 		chunk, _ := io.ReadAll(f)
-		os.Stdout.Write(chunk)
+		_, _ = os.Stdout.Write(chunk) // a lost echo of the log is not worth failing the demo over
 		seen.Write(chunk)
 		if strings.Contains(seen.String(), "==> ready") {
 			return 0
@@ -523,7 +565,7 @@ func detach(dir, pidFile string) int {
 		select {
 		case err := <-exited:
 			chunk, _ := io.ReadAll(f)
-			os.Stdout.Write(chunk)
+			_, _ = os.Stdout.Write(chunk)
 			fmt.Fprintf(os.Stderr, "rconn-demo: the demo exited (%v) before it was ready; log: %s\n", err, logPath)
 			return 1
 		case <-deadline:

@@ -43,7 +43,7 @@ func StartProcess(t TB, name, logFile string, echo func(line string), bin string
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &Process{Name: name, LogFile: logFile, cmd: cmd, done: make(chan struct{}), notify: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close()
 		t.Fatalf("demo: starting %s: %v", name, err)
 	}
 	go func() {
@@ -51,7 +51,7 @@ func StartProcess(t TB, name, logFile string, echo func(line string), bin string
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			fmt.Fprintln(f, line)
+			_, _ = fmt.Fprintln(f, line) // the log file is a copy: p.lines holds every line
 			if echo != nil {
 				echo(line)
 			}
@@ -61,11 +61,11 @@ func StartProcess(t TB, name, logFile string, echo func(line string), bin string
 			p.notify = make(chan struct{})
 			p.mu.Unlock()
 		}
-		f.Close()
+		_ = f.Close()
 	}()
 	go func() {
 		p.err = cmd.Wait()
-		pw.Close()
+		_ = pw.Close()
 		close(p.done)
 	}()
 	t.Cleanup(p.Stop)
@@ -133,7 +133,7 @@ func (p *Process) WaitLine(ctx context.Context, from int, what string, match fun
 				}
 			}
 			p.mu.Unlock()
-			return -1, fmt.Errorf("%s exited (%v) before %s; last output:\n%s", p.Name, p.err, what, p.tail(20))
+			return -1, fmt.Errorf("%s exited (%v) before %s; last output:\n%s", p.Name, p.err, what, p.tail(20)) //nolint:errorlint // p.err is nil after a clean exit: %w would print %!w(<nil>)
 		case <-ctx.Done():
 			return -1, fmt.Errorf("%s: timed out waiting for %s; last output:\n%s", p.Name, what, p.tail(20))
 		}

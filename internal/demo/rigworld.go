@@ -170,9 +170,9 @@ func (w *RigWorld) publishLoadBalancers(t TB, ctx context.Context) error {
 		addr := net.JoinHostPort(w.LoadBalancerIP(i), "6379")
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("the load balancer address %s is taken (a demo left running with KEEP=1? `make demo-stop`): %v", addr, err)
+			return fmt.Errorf("the load balancer address %s is taken (a demo left running with KEEP=1? `make demo-stop`): %w", addr, err)
 		}
-		l.Close()
+		_ = l.Close()
 	}
 	for i := 0; i < w.Redis.Pods; i++ {
 		pod := fmt.Sprintf("%s-%d", RedisName, i)

@@ -146,7 +146,7 @@ func Start(t TB, o Options) *World {
 		if err != nil {
 			t.Fatalf("demo: the load balancer address %s is taken (a demo left running with KEEP=1? `make demo-stop`): %v", addr, err)
 		}
-		l.Close()
+		_ = l.Close()
 	}
 	for i, n := range w.Redis.Nodes {
 		w.lbs = append(w.lbs, nettest.StartProxyAt(t, net.JoinHostPort(LoadBalancerIP(i), "6379"), n.Addr()))

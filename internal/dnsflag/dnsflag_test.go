@@ -55,7 +55,7 @@ func fakeDNS(t *testing.T) (string, *atomic.Int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
+	t.Cleanup(func() { _ = pc.Close() })
 	var n atomic.Int64
 	go func() {
 		buf := make([]byte, 512)

@@ -106,7 +106,7 @@ func hammer(ctx context.Context, c redis.Cmdable, n, iters int, key func(g, i in
 func TestAutoPipelineClusterFromConfig(t *testing.T) {
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
-	cfg, real := mappedConfig(rc)
+	cfg, dialed := mappedConfig(rc)
 	cfg.Rconn.AutoPipeline = true
 	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 	rec := &recorder{}
@@ -115,7 +115,7 @@ func TestAutoPipelineClusterFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if !c.AutoPipelining() {
 		t.Fatal("rconn.autoPipeline is on but the client does not batch")
 	}
@@ -189,7 +189,7 @@ func TestAutoPipelineClusterFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		src := masters[0].Client()
-		defer src.Close()
+		defer func() { _ = src.Close() }()
 		if err := src.ConfigResetStat(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func TestAutoPipelineClusterFromConfig(t *testing.T) {
 		}
 	})
 
-	rec.AssertOnly(t, real...)
+	rec.AssertOnly(t, dialed...)
 	if len(rec.Dialed()) == 0 {
 		t.Fatal("nothing was dialed through the recorder")
 	}
@@ -282,7 +282,7 @@ func TestAutoPipelineTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		before := wc.writes.Load()
 		cmds, err := hammer(ctx, c, 64, 50, func(g, i int) string { return slotKey("tls", g*50+i) })
 		if err != nil {
@@ -310,7 +310,7 @@ func TestAutoPipelineTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if !c.AutoPipelining() {
 			t.Fatal("autoPipeline is on but the client does not batch")
 		}
@@ -338,7 +338,7 @@ func TestAutoPipelineOffByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if c.AutoPipelining() || c.UniversalClient != c.Direct() {
 		t.Fatal("autoPipeline is on without being asked for")
 	}
@@ -353,7 +353,7 @@ func TestAutoPipelineSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	key := func(g, i int) string { return fmt.Sprintf("k%d-%d", g, i) }
 	if _, err := hammer(ctx, c, 16, 20, key); err != nil {
 		t.Fatal(err)
@@ -514,19 +514,19 @@ func TestAutoPipelineRepliesPerCommand(t *testing.T) {
 					if err = c.Get(ctx, k+"-missing").Err(); errors.Is(err, redis.Nil) {
 						err = nil
 					} else {
-						err = fmt.Errorf("GET missing = %v, want redis.Nil", err)
+						err = fmt.Errorf("GET missing = %w, want redis.Nil", err)
 					}
 				case 2: // WRONGTYPE
 					if err = c.Get(ctx, list).Err(); err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE") {
 						err = nil
 					} else {
-						err = fmt.Errorf("GET list = %v, want WRONGTYPE", err)
+						err = fmt.Errorf("GET list = %w, want WRONGTYPE", err)
 					}
 				case 3: // ERR
 					if err = c.Incr(ctx, text).Err(); err != nil && strings.HasPrefix(err.Error(), "ERR") {
 						err = nil
 					} else {
-						err = fmt.Errorf("INCR text = %v, want ERR", err)
+						err = fmt.Errorf("INCR text = %w, want ERR", err)
 					}
 				}
 				if err != nil {
@@ -563,7 +563,7 @@ func TestAutoPipelineWatchUnderLoad(t *testing.T) {
 			default:
 			}
 			// Same slot as the counter: the batches go to the same node.
-			n, err := hammer(ctx, c, 64, 20, func(g, i int) string { return "{" + counter + "}" + strconv.Itoa(g) })
+			n, err := hammer(ctx, c, 64, 20, func(g, _ int) string { return "{" + counter + "}" + strconv.Itoa(g) })
 			loadCmds.Add(n)
 			if err != nil {
 				load <- err

@@ -175,32 +175,47 @@ var ErrInvalidConfig = errors.New("invalid rconn config")
 // Validate checks the configuration and returns every problem found, each wrapping
 // ErrInvalidConfig. URLs in errors are redacted.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
-	}
+	var p problems
 	mode := c.ModeOrDefault()
 	if mode != ModeCluster && mode != ModeStandalone {
-		bad("rconn.mode %q: want %q or %q", c.Rconn.Mode, ModeCluster, ModeStandalone)
+		p.bad("rconn.mode %q: want %q or %q", c.Rconn.Mode, ModeCluster, ModeStandalone)
 	}
+	c.validateRootNodes(&p, mode)
+	c.validateDefaults(&p, mode)
+	c.validateNodeAddressMap(&p)
+	c.validateNodeIDs(&p, mode)
+	c.validateReconnectStrategy(&p)
+	c.validateSecretFiles(&p)
+	return errors.Join(p...)
+}
+
+// problems collects what Validate finds, in order, each wrapping ErrInvalidConfig.
+type problems []error
+
+func (p *problems) bad(format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+}
+
+// validateRootNodes checks rootNodes and the top-level url.
+func (c *Config) validateRootNodes(p *problems, mode string) {
 	if len(c.RootNodes) == 0 {
-		bad("rootNodes: at least one root node is required")
+		p.bad("rootNodes: at least one root node is required")
 	}
 	if mode == ModeStandalone && len(c.RootNodes) > 1 {
-		bad("rootNodes: standalone mode takes exactly one root node, got %d", len(c.RootNodes))
+		p.bad("rootNodes: standalone mode takes exactly one root node, got %d", len(c.RootNodes))
 	}
 	sawTLS, sawPlain := false, false
 	for i, rn := range c.RootNodes {
 		u, err := cluster.ParseURL(rn.URL)
 		if err != nil {
-			bad("rootNodes[%d].url: %v", i, err)
+			p.bad("rootNodes[%d].url: %v", i, err)
 			continue
 		}
 		if u.Username != "" || u.Password != "" {
-			bad("rootNodes[%d].url %s: credentials do not belong in the config (they go in the Secret)", i, cluster.RedactURL(rn.URL))
+			p.bad("rootNodes[%d].url %s: credentials do not belong in the config (they go in the Secret)", i, cluster.RedactURL(rn.URL))
 		}
 		if u.DB != 0 && mode == ModeCluster {
-			bad("rootNodes[%d].url: a Redis Cluster only has database 0, the URL selects %d", i, u.DB)
+			p.bad("rootNodes[%d].url: a Redis Cluster only has database 0, the URL selects %d", i, u.DB)
 		}
 		if u.TLS {
 			sawTLS = true
@@ -211,32 +226,40 @@ func (c *Config) Validate() error {
 	if c.URL != "" {
 		switch want, ok := c.standaloneURL(); {
 		case mode != ModeStandalone:
-			bad("url %s: the top-level url is for standalone mode (cluster mode uses rootNodes)", cluster.RedactURL(c.URL))
+			p.bad("url %s: the top-level url is for standalone mode (cluster mode uses rootNodes)", cluster.RedactURL(c.URL))
 		case ok && c.URL != want:
-			bad("url %s disagrees with rootNodes[0] and the database: want %s", cluster.RedactURL(c.URL), want)
+			p.bad("url %s disagrees with rootNodes[0] and the database: want %s", cluster.RedactURL(c.URL), want)
 		}
 	}
 	if sawTLS && sawPlain {
-		bad("rootNodes mix redis:// and rediss://")
+		p.bad("rootNodes mix redis:// and rediss://")
 	}
 	if sawTLS && !c.Defaults.Socket.TLS {
-		bad("rootNodes use rediss:// but defaults.socket.tls is false")
+		p.bad("rootNodes use rediss:// but defaults.socket.tls is false")
 	}
+}
+
+// validateDefaults checks defaults and the cluster-only options.
+func (c *Config) validateDefaults(p *problems, mode string) {
 	if c.Defaults.Socket.ConnectTimeout < 0 {
-		bad("defaults.socket.connectTimeout %d: must not be negative", c.Defaults.Socket.ConnectTimeout)
+		p.bad("defaults.socket.connectTimeout %d: must not be negative", c.Defaults.Socket.ConnectTimeout)
 	}
 	if c.Defaults.Database < 0 {
-		bad("defaults.database %d: must not be negative", c.Defaults.Database)
+		p.bad("defaults.database %d: must not be negative", c.Defaults.Database)
 	}
 	if c.Defaults.Database != 0 && mode == ModeCluster {
-		bad("defaults.database %d: a Redis Cluster only has database 0", c.Defaults.Database)
+		p.bad("defaults.database %d: a Redis Cluster only has database 0", c.Defaults.Database)
 	}
 	if c.MaxCommandRedirections < 0 {
-		bad("maxCommandRedirections %d: must not be negative", c.MaxCommandRedirections)
+		p.bad("maxCommandRedirections %d: must not be negative", c.MaxCommandRedirections)
 	}
 	if mode == ModeStandalone && (c.UseReplicas || c.MinimizeConnections) {
-		bad("useReplicas and minimizeConnections apply to cluster mode only")
+		p.bad("useReplicas and minimizeConnections apply to cluster mode only")
 	}
+}
+
+// validateNodeAddressMap checks nodeAddressMap, in key order.
+func (c *Config) validateNodeAddressMap(p *problems) {
 	keys := make([]string, 0, len(c.NodeAddressMap))
 	for k := range c.NodeAddressMap {
 		keys = append(keys, k)
@@ -244,17 +267,21 @@ func (c *Config) Validate() error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if _, err := cluster.ParseAddress(k); err != nil {
-			bad("nodeAddressMap key: %v", err)
+			p.bad("nodeAddressMap key: %v", err)
 		}
 		v := c.NodeAddressMap[k]
 		if v.Port < 1 || v.Port > 65535 {
-			bad("nodeAddressMap[%q].port %d: out of range 1-65535", k, v.Port)
+			p.bad("nodeAddressMap[%q].port %d: out of range 1-65535", k, v.Port)
 		} else if _, err := cluster.ParseAddress(v.String()); err != nil {
-			bad("nodeAddressMap[%q]: %v", k, err)
+			p.bad("nodeAddressMap[%q]: %v", k, err)
 		}
 	}
+}
+
+// validateNodeIDs checks rconn.nodeIds, in key order.
+func (c *Config) validateNodeIDs(p *problems, mode string) {
 	if len(c.Rconn.NodeIDs) > 0 && mode == ModeStandalone {
-		bad("rconn.nodeIds apply to cluster mode only")
+		p.bad("rconn.nodeIds apply to cluster mode only")
 	}
 	ids := make([]string, 0, len(c.Rconn.NodeIDs))
 	for k := range c.Rconn.NodeIDs {
@@ -264,51 +291,58 @@ func (c *Config) Validate() error {
 	for _, k := range ids {
 		v := c.Rconn.NodeIDs[k]
 		if err := cluster.ValidateNodeIDMap(cluster.NodeIDMap{k: {Host: v.Host, Port: v.Port}}); err != nil {
-			bad("rconn.%v", err)
+			p.bad("rconn.%v", err)
 		}
 	}
+}
+
+// validateReconnectStrategy checks rconn.reconnectStrategy.
+func (c *Config) validateReconnectStrategy(p *problems) {
 	if rs := c.Rconn.ReconnectStrategy; rs != nil {
 		switch rs.Type {
 		case ReconnectTypeNone:
 			if rs.DelayMs != 0 || rs.BaseMs != 0 || rs.CapMs != 0 || rs.JitterMs != 0 {
-				bad("rconn.reconnectStrategy: type %q takes no delays", rs.Type)
+				p.bad("rconn.reconnectStrategy: type %q takes no delays", rs.Type)
 			}
 		case ReconnectTypeFixedDelay:
 			if rs.DelayMs <= 0 {
-				bad("rconn.reconnectStrategy: type %q needs delayMs > 0, got %d", rs.Type, rs.DelayMs)
+				p.bad("rconn.reconnectStrategy: type %q needs delayMs > 0, got %d", rs.Type, rs.DelayMs)
 			}
 			if rs.BaseMs != 0 || rs.CapMs != 0 || rs.JitterMs != 0 {
-				bad("rconn.reconnectStrategy: type %q takes only delayMs", rs.Type)
+				p.bad("rconn.reconnectStrategy: type %q takes only delayMs", rs.Type)
 			}
 		case ReconnectTypeExponentialBackoff:
 			if rs.DelayMs != 0 {
-				bad("rconn.reconnectStrategy: type %q takes baseMs, capMs and jitterMs, not delayMs", rs.Type)
+				p.bad("rconn.reconnectStrategy: type %q takes baseMs, capMs and jitterMs, not delayMs", rs.Type)
 			}
 			if rs.BaseMs < 0 || rs.CapMs < 0 || rs.JitterMs < 0 {
-				bad("rconn.reconnectStrategy: negative baseMs, capMs or jitterMs")
+				p.bad("rconn.reconnectStrategy: negative baseMs, capMs or jitterMs")
 			}
 			if rs.CapMs != 0 && rs.BaseMs > rs.CapMs {
-				bad("rconn.reconnectStrategy: baseMs %d exceeds capMs %d", rs.BaseMs, rs.CapMs)
+				p.bad("rconn.reconnectStrategy: baseMs %d exceeds capMs %d", rs.BaseMs, rs.CapMs)
 			}
 		default:
-			bad("rconn.reconnectStrategy.type %q: want %q, %q or %q", rs.Type, ReconnectTypeNone, ReconnectTypeFixedDelay, ReconnectTypeExponentialBackoff)
+			p.bad("rconn.reconnectStrategy.type %q: want %q, %q or %q", rs.Type, ReconnectTypeNone, ReconnectTypeFixedDelay, ReconnectTypeExponentialBackoff)
 		}
 	}
+}
+
+// validateSecretFiles checks rconn.secretFiles, secretKeys and secretToken.
+func (c *Config) validateSecretFiles(p *problems) {
 	f := c.Rconn.SecretFiles.withDefaults()
 	for _, n := range []struct{ field, name string }{{"username", f.Username}, {"password", f.Password}, {"ca", f.CA}, {"cert", f.Cert}, {"key", f.Key}} {
 		if !validFileName(n.name) {
-			bad("rconn.secretFiles.%s %q: want a plain file name (a Secret key)", n.field, n.name)
+			p.bad("rconn.secretFiles.%s %q: want a plain file name (a Secret key)", n.field, n.name)
 		}
 	}
 	for i, k := range c.Rconn.SecretKeys {
 		if !validFileName(k) {
-			bad("rconn.secretKeys[%d] %q: want a Secret key", i, k)
+			p.bad("rconn.secretKeys[%d] %q: want a Secret key", i, k)
 		}
 	}
 	if t := c.Rconn.SecretToken; t != "" && (len(t) > 128 || !validFileName(t)) {
-		bad("rconn.secretToken: want at most 128 characters of [-._a-zA-Z0-9]")
+		p.bad("rconn.secretToken: want at most 128 characters of [-._a-zA-Z0-9]")
 	}
-	return errors.Join(errs...)
 }
 
 // validFileName accepts Secret keys: [-._a-zA-Z0-9]+, not "." or "..", not starting with "..".
@@ -317,11 +351,16 @@ func validFileName(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !(r == '-' || r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+		if !fileNameRune(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// fileNameRune reports whether r is one of [-._a-zA-Z0-9].
+func fileNameRune(r rune) bool {
+	return r == '-' || r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }
 
 // standaloneURL is node-redis createClient's url for a standalone config: rootNodes[0] without
@@ -374,9 +413,9 @@ func LoadConfig(data []byte) (*Config, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("%w: %s is not valid JSON at byte %s: %v", ErrInvalidConfig, ConfigFileName, strconv.FormatInt(se.Offset, 10), err)
+			return nil, fmt.Errorf("%w: %s is not valid JSON at byte %s: %w", ErrInvalidConfig, ConfigFileName, strconv.FormatInt(se.Offset, 10), err)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidConfig, ConfigFileName, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, ConfigFileName, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ func ExampleOpen() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	if err := c.Set(ctx, "greeting", "hello", 0).Err(); err != nil { // c is a redis.UniversalClient
 		log.Print(err)
@@ -37,7 +37,7 @@ func ExampleOpenOptions_OpenMounts() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 }
 
 // NewCluster with node-redis's nodeAddressMap as a function: the cluster announces pod IPs
@@ -63,7 +63,7 @@ func ExampleNewCluster_nodeAddressMapFunction() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	fmt.Println(c.IsReady())
 }
 
@@ -83,7 +83,7 @@ func ExampleNewCluster_staticNodeAddressMap() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 }
 
 // The default strategy: exponential backoff from 50ms, capped at 2s, plus up to 200ms of jitter
@@ -143,5 +143,5 @@ func ExampleOptions_reconnectStrategy() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 }

@@ -87,13 +87,13 @@ func (r *reloads) since(n int) []error {
 	return slices.Clone(r.errs[n:])
 }
 
-func (r *reloads) last() (error, int) {
+func (r *reloads) last() (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.errs) == 0 {
-		return nil, 0
+		return 0, nil
 	}
-	return r.errs[len(r.errs)-1], len(r.errs)
+	return len(r.errs), r.errs[len(r.errs)-1]
 }
 
 // waitFor polls cond every 20ms for up to 10s.
@@ -118,10 +118,10 @@ var errNotYet = errors.New("not yet")
 // address to the address that really listens; it also returns those addresses.
 func mappedConfig(rc *redistest.Cluster) (*client.Config, []string) {
 	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://" + rc.Nodes[0].Announced}}, NodeAddressMap: map[string]client.MappedAddress{}}
-	var real []string
+	var dialed []string
 	for announced, addr := range rc.AddressMap() {
 		cfg.NodeAddressMap[announced] = mapped(addr)
-		real = append(real, addr)
+		dialed = append(dialed, addr)
 	}
-	return cfg, real
+	return cfg, dialed
 }

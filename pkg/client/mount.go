@@ -127,7 +127,7 @@ func readCapped(path string, limit int64) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("rconn: reading %s: %w", filepath.Base(path), err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, false, fmt.Errorf("rconn: reading %s: %w", filepath.Base(path), err)
@@ -150,17 +150,17 @@ func root(d string) string {
 // signature identifies the state of the mounts: the target of each "..data", or a hash of the
 // files when a dir has none.
 func signature(dirs []string) (string, error) {
-	h := sha256.New()
+	h := sha256.New() // hash.Hash: Write never returns an error
 	var errs []error
 	for _, d := range dirs {
 		if t, err := os.Readlink(filepath.Join(d, "..data")); err == nil {
-			fmt.Fprintf(h, "L%s\x00%s\x00", d, t)
+			_, _ = fmt.Fprintf(h, "L%s\x00%s\x00", d, t)
 			continue
 		}
 		entries, err := os.ReadDir(d)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rconn: reading the mount %s: %w", d, err))
-			fmt.Fprintf(h, "E%s\x00", d)
+			_, _ = fmt.Fprintf(h, "E%s\x00", d)
 			continue
 		}
 		names := make([]string, 0, len(entries))
@@ -175,7 +175,7 @@ func signature(dirs []string) (string, error) {
 			if err != nil {
 				continue // directories and the like
 			}
-			fmt.Fprintf(h, "F%s\x00%d\x00", n, len(b))
+			_, _ = fmt.Fprintf(h, "F%s\x00%d\x00", n, len(b))
 			h.Write(b)
 		}
 	}

@@ -24,7 +24,7 @@ func TestOpenNodeIDsFollowARenamedNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	host, _, _ := net.SplitHostPort(rc.Nodes[1].Announced)
 	renamed, err := rc.Reannounce(ctx, 1, "node-1-restarted."+strings.SplitN(host, ".", 2)[1])
 	if err != nil {
@@ -95,7 +95,7 @@ func TestOpenDroppedMapEntryStaysAFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	old := rc.Nodes[1].Announced
 	want := rc.Nodes[1].Addr()
 	delete(cfg.NodeAddressMap, old)

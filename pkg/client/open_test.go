@@ -54,7 +54,7 @@ func setGetAcrossSlots(t *testing.T, c *client.Client, tag string) error {
 // without restart.
 func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
-	cfg, real := mappedConfig(rc)
+	cfg, dialed := mappedConfig(rc)
 	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 	rec := &recorder{}
 	var rl reloads
@@ -70,12 +70,12 @@ func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	opened.Store(c)
 	if err := setGetAcrossSlots(t, c, "a"); err != nil {
 		t.Fatal(err)
 	}
-	rec.AssertOnly(t, real...)
+	rec.AssertOnly(t, dialed...)
 
 	// (b) route every node through a loopback proxy.
 	var proxied []string
@@ -101,7 +101,7 @@ func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 			t.Errorf("no connection went through the new mapping of %s (%s)", n.Announced, p.Addr())
 		}
 	}
-	rec.AssertOnly(t, append(real, proxied...)...)
+	rec.AssertOnly(t, append(dialed, proxied...)...)
 	if got := c.Config().NodeAddressMap[rc.Nodes[0].Announced]; got != mapped(proxies[rc.Nodes[0].Announced].Addr()) {
 		t.Fatalf("Config() has %v", got)
 	}
@@ -111,7 +111,7 @@ func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
 func TestOpenPasswordRotation(t *testing.T) {
 	srv := redistest.StartServer(t, redistest.ServerOptions{Password: "admin", Users: []redistest.User{{Name: "app", Password: "old"}}})
 	admin := srv.Client()
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://" + srv.Addr()}}, Rconn: client.RconnConfig{Mode: client.ModeStandalone}}
 	files := map[string][]byte{client.ConfigFileName: render(t, cfg), client.SecretKeyUsername: []byte("app"), client.SecretKeyPassword: []byte("old")}
 	m := newMount(t, files)
@@ -122,7 +122,7 @@ func TestOpenPasswordRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if who, err := c.Do(ctx, "ACL", "WHOAMI").Text(); err != nil || who != "app" {
 		t.Fatalf("ACL WHOAMI = %q, %v", who, err)
 	}
@@ -182,14 +182,14 @@ func TestOpenTLSRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Set(ctx, "k", "1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	// The server moves to a new CA; existing connections are cut.
 	certs2 := redistest.NewTLS(t, redistest.TLSOptions{})
 	admin := srv.Client()
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	// All three at once: the server refuses a certificate that does not match its key.
 	if err := admin.Do(ctx, "CONFIG", "SET", "tls-ca-cert-file", certs2.CAFile, "tls-cert-file", certs2.ServerCertFile, "tls-key-file", certs2.ServerKeyFile).Err(); err != nil {
 		t.Fatal(err)
@@ -204,8 +204,8 @@ func TestOpenTLSRotation(t *testing.T) {
 	m.update(t, tlsFiles(certs2))
 	waitFor(t, "reload", func() error {
 		if rl.ok.Load() == 0 {
-			err, _ := rl.last()
-			return fmt.Errorf("%w: %v", errNotYet, err)
+			_, err := rl.last()
+			return fmt.Errorf("%w: %w", errNotYet, err)
 		}
 		return nil
 	})
@@ -230,7 +230,7 @@ func TestOpenBrokenUpdateKeepsLastGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	for _, broken := range []map[string][]byte{
 		{client.ConfigFileName: []byte(`{"rootNodes": [`)},
@@ -255,8 +255,8 @@ func TestOpenBrokenUpdateKeepsLastGood(t *testing.T) {
 	cfg.NodeAddressMap[announced] = mapped(p.Addr())
 	m.update(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 	waitFor(t, "reload", func() error {
-		if err, _ := rl.last(); err != nil || rl.ok.Load() == 0 {
-			return fmt.Errorf("%w: %v", errNotYet, err)
+		if _, err := rl.last(); err != nil || rl.ok.Load() == 0 {
+			return fmt.Errorf("%w: %w", errNotYet, err)
 		}
 		return nil
 	})
@@ -272,8 +272,8 @@ func TestOpenBrokenUpdateKeepsLastGood(t *testing.T) {
 	cfg.RootNodes[0].URL = "redis://other.rconn-test.invalid:6379"
 	m.update(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 	waitFor(t, "restart error", func() error {
-		if err, _ := rl.last(); !errors.Is(err, client.ErrRestartRequired) {
-			return fmt.Errorf("%w: %v", errNotYet, err)
+		if _, err := rl.last(); !errors.Is(err, client.ErrRestartRequired) {
+			return fmt.Errorf("%w: %w", errNotYet, err)
 		}
 		return nil
 	})

@@ -28,12 +28,12 @@ func FixedDelay(d time.Duration) ReconnectStrategy {
 	return func(int, error) (time.Duration, error) { return d, nil }
 }
 
-// ExponentialBackoff waits min(2^retries*base, max) + rand(0..jitter).
-func ExponentialBackoff(base, max, jitter time.Duration) ReconnectStrategy {
+// ExponentialBackoff waits min(2^retries*base, ceiling) + rand(0..jitter).
+func ExponentialBackoff(base, ceiling, jitter time.Duration) ReconnectStrategy {
 	return func(retries int, _ error) (time.Duration, error) {
-		d := max
+		d := ceiling
 		if retries < 30 {
-			if e := base << retries; e < max {
+			if e := base << retries; e < ceiling {
 				d = e
 			}
 		}

@@ -169,7 +169,7 @@ func (r *reloader) poll() time.Duration {
 		r.failures = 0
 	default:
 		r.failures = 0
-		report, applied, retry = r.update(snap)
+		applied, retry, report = r.update(snap)
 		key = snap.Version + "\x00"
 		if report != nil {
 			key += report.Error()
@@ -198,7 +198,7 @@ func (r *reloader) poll() time.Duration {
 
 // update decodes and applies a new version; applied means it now runs (report may still say
 // ErrRestartRequired, or that the pair was applied incomplete after SecretWait).
-func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry time.Duration) {
+func (r *reloader) update(snap *Snapshot) (applied bool, retry time.Duration, report error) {
 	waited := !r.pendingSince.IsZero() && time.Since(r.pendingSince) >= r.wait
 	next, err := decode(snap, r.last, waited)
 	var mismatch error
@@ -208,7 +208,7 @@ func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry tim
 				r.pendingSince = time.Now()
 			}
 			left := r.wait - time.Since(r.pendingSince)
-			return fmt.Errorf("rconn: config reload waits, keeping the last good configuration: %w", err), false, max(min(r.interval, left), time.Millisecond)
+			return false, max(min(r.interval, left), time.Millisecond), fmt.Errorf("rconn: config reload waits, keeping the last good configuration: %w", err)
 		}
 		// The mismatch already applied after waiting: the Secret is not coming.
 		mismatch = err
@@ -218,7 +218,7 @@ func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry tim
 	}
 	if err != nil {
 		r.rejected = snap.Version
-		return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err), false, 0
+		return false, 0, fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)
 	}
 	use := r.use
 	if use == nil {
@@ -226,7 +226,7 @@ func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry tim
 	}
 	if err = use(next, snap.Version); err != nil && !errors.Is(err, ErrRestartRequired) {
 		r.rejected = snap.Version
-		return err, false, 0
+		return false, 0, err
 	}
 	r.version, r.rejected, r.pendingSince, r.reported = snap.Version, "", time.Time{}, ""
 	if mismatch != nil {
@@ -235,7 +235,7 @@ func (r *reloader) update(snap *Snapshot) (report error, applied bool, retry tim
 	} else {
 		r.forced = ""
 	}
-	return err, true, 0
+	return true, 0, err
 }
 
 // applyToClient applies a validated snapshot to c (TLS first: it is the only part that can

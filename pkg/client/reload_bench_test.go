@@ -53,7 +53,7 @@ func newReloadEnv(b *testing.B) *reloadEnv {
 		e.probes[i] = nettest.StartProxyAt(b, fmt.Sprintf("127.0.1.%d:0", i+1), e.moved.Addr())
 	}
 	admin := e.moved.Client()
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := 0; e.key == ""; i++ {
@@ -160,7 +160,7 @@ func BenchmarkRemount(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			if err := c.Get(ctx, e.key).Err(); err != nil {
 				b.Fatal(err)
 			}
@@ -200,7 +200,7 @@ func BenchmarkRemount(b *testing.B) {
 		var prev *client.Client
 		defer func() {
 			if prev != nil {
-				prev.Close()
+				_ = prev.Close()
 			}
 		}()
 		var served latencies
@@ -208,7 +208,7 @@ func BenchmarkRemount(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
 			if prev != nil {
-				prev.Close() // the old process exits
+				_ = prev.Close() // the old process exits
 				prev = nil
 			}
 			b.StartTimer()
@@ -248,7 +248,7 @@ func BenchmarkReloadPollCost(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			cpu0, wall0 := cpuTime(), time.Now()
 			b.ResetTimer()
 			for range b.N {

@@ -40,14 +40,14 @@ func withRconn(t *testing.T, raw []byte, extra map[string]any) []byte {
 	return b
 }
 
-func waitReloadOK(t *testing.T, rl *reloads, after int64) {
+func waitReloadOK(t *testing.T, rl *reloads) {
 	t.Helper()
 	waitFor(t, "a successful reload", func() error {
-		if rl.ok.Load() > after {
+		if rl.ok.Load() > 0 {
 			return nil
 		}
-		err, _ := rl.last()
-		return fmt.Errorf("%w: last reload: %v", errNotYet, err)
+		_, err := rl.last()
+		return fmt.Errorf("%w: last reload: %w", errNotYet, err)
 	})
 }
 
@@ -61,7 +61,7 @@ func plainStandalone(addr string) *client.Config {
 func TestReloadRetriesTransientReadError(t *testing.T) {
 	srv := redistest.StartServer(t, redistest.ServerOptions{Password: "admin", Users: []redistest.User{{Name: "app", Password: "old"}}})
 	admin := srv.Client()
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	ctx := testCtx(t)
 	files := map[string][]byte{
 		client.ConfigFileName:    render(t, plainStandalone(srv.Addr())),
@@ -74,7 +74,7 @@ func TestReloadRetriesTransientReadError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := admin.Do(ctx, "ACL", "SETUSER", "app", ">new").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestReloadRetriesTransientReadError(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the failed reload", func() error {
-		if err, _ := rl.last(); err != nil {
+		if _, err := rl.last(); err != nil {
 			return nil
 		}
 		return errNotYet
@@ -105,7 +105,7 @@ func TestReloadRetriesTransientReadError(t *testing.T) {
 	if err := os.WriteFile(p, []byte("new"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitReloadOK(t, &rl, 0)
+	waitReloadOK(t, &rl)
 	if err := admin.Do(ctx, "ACL", "SETUSER", "app", "resetpass", ">new").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestReloadRetriesTransientReadError(t *testing.T) {
 func TestReloadUsernameRemoved(t *testing.T) {
 	srv := redistest.StartServer(t, redistest.ServerOptions{Password: "defaultpw", Users: []redistest.User{{Name: "app", Password: "apppw"}}})
 	admin := srv.Client()
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	ctx := testCtx(t)
 	raw := render(t, plainStandalone(srv.Addr()))
 	m := newMount(t, map[string][]byte{
@@ -133,7 +133,7 @@ func TestReloadUsernameRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if who, err := c.Do(ctx, "ACL", "WHOAMI").Text(); err != nil || who != "app" {
 		t.Fatalf("ACL WHOAMI = %q, %v", who, err)
 	}
@@ -141,7 +141,7 @@ func TestReloadUsernameRemoved(t *testing.T) {
 		client.ConfigFileName:    withRconn(t, raw, map[string]any{"secretKeys": []string{client.SecretKeyPassword}}),
 		client.SecretKeyPassword: []byte("defaultpw"),
 	})
-	waitReloadOK(t, &rl, 0)
+	waitReloadOK(t, &rl)
 	if err := admin.Do(ctx, "CLIENT", "KILL", "USER", "app").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestReloadClientCertRemoved(t *testing.T) {
 	certs := redistest.NewTLS(t, redistest.TLSOptions{})
 	srv := redistest.StartServer(t, redistest.ServerOptions{TLS: certs})
 	admin := srv.Client()
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	ctx := testCtx(t)
 	cfg := &client.Config{
 		RootNodes: []client.RootNodeConfig{{URL: "rediss://" + srv.Addr()}},
@@ -186,7 +186,7 @@ func TestReloadClientCertRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Set(ctx, "k", "1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestReloadClientCertRemoved(t *testing.T) {
 		client.ConfigFileName: withRconn(t, raw, map[string]any{"secretKeys": []string{client.SecretKeyCA}}),
 		client.SecretKeyCA:    read(certs.CAFile),
 	})
-	waitReloadOK(t, &rl, 0)
+	waitReloadOK(t, &rl)
 	// The server still requires client certificates: new connections must now fail.
 	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestOpenSecretsOnlyFromSecretDir(t *testing.T) {
 					t.Fatalf("Open(%v): %v", dirs, err)
 				}
 				err = c.Ping(testCtx(t)).Err()
-				c.Close()
+				_ = c.Close()
 				if err != nil {
 					t.Fatalf("PING after Open(%v): %v", dirs, err)
 				}
@@ -278,11 +278,11 @@ func TestReloadSecretWaitIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	for i, proxy := range []*proxy{startProxy(t, srv.Addr()), startProxy(t, srv.Addr())} {
 		cfg.NodeAddressMap[announced] = mapped(proxy.Addr())
 		cfg.Rconn.SecretToken = "t2"
-		_, before := rl.last()
+		before, _ := rl.last()
 		cm.update(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
 		waitFor(t, "the map to apply", func() error {
 			if got := c.Config().NodeAddressMap[announced]; got != mapped(proxy.Addr()) {
@@ -314,12 +314,12 @@ func TestReloadRejectsOversizedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	huge := append(append([]byte{}, raw[:len(raw)-2]...), []byte(`, "pad": "`+strings.Repeat("x", client.MaxConfigBytes)+`"}`)...)
 	m.update(t, map[string][]byte{client.ConfigFileName: huge})
 	waitFor(t, "the oversized config.json to be rejected", func() error {
-		if err, _ := rl.last(); err == nil || !strings.Contains(err.Error(), "larger than") {
-			return fmt.Errorf("%w: %v", errNotYet, err)
+		if _, err := rl.last(); err == nil || !strings.Contains(err.Error(), "larger than") {
+			return fmt.Errorf("%w: %w", errNotYet, err)
 		}
 		return nil
 	})
@@ -403,13 +403,13 @@ func TestReloadWaitsForTheMatchingSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	p := startProxy(t, srv.Addr())
 	cfg.NodeAddressMap[announced] = mapped(p.Addr())
 	cm.update(t, map[string][]byte{client.ConfigFileName: withRconn(t, render(t, cfg), map[string]any{"secretToken": "t2"})})
 	waitFor(t, "the report that config.json waits for its Secret", func() error {
-		if err, _ := rl.last(); !errors.Is(err, client.ErrSecretPending) {
-			return fmt.Errorf("%w: %v", errNotYet, err)
+		if _, err := rl.last(); !errors.Is(err, client.ErrSecretPending) {
+			return fmt.Errorf("%w: %w", errNotYet, err)
 		}
 		return nil
 	})
@@ -417,7 +417,7 @@ func TestReloadWaitsForTheMatchingSecret(t *testing.T) {
 		t.Fatalf("config.json was applied before its Secret: map has %v", got)
 	}
 	sec.update(t, map[string][]byte{"rconn-token": []byte("t2")})
-	waitReloadOK(t, &rl, 0)
+	waitReloadOK(t, &rl)
 	if got := c.Config().NodeAddressMap[announced]; got != mapped(p.Addr()) {
 		t.Fatalf("map has %v after the matching Secret arrived", got)
 	}

@@ -36,7 +36,7 @@ func ParseAddress(s string) (Address, error) {
 	}
 	p, err := parsePort(port)
 	if err != nil {
-		return Address{}, fmt.Errorf("%w %q: %v", ErrInvalidAddress, s, err)
+		return Address{}, fmt.Errorf("%w %q: %w", ErrInvalidAddress, s, err)
 	}
 	return Address{Host: host, Port: p}, nil
 }
@@ -186,9 +186,7 @@ func ParseURL(raw string) (*URL, error) {
 			u.Address.Port = p
 		}
 	}
-	switch {
-	case path == "" || path == "/":
-	default:
+	if path != "" && path != "/" {
 		db := path[1:]
 		if strings.Contains(db, "/") {
 			return fail("unexpected path %q: only /db-number may follow the address", path)

@@ -30,13 +30,13 @@ func BenchmarkCommands(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ours.Close()
+	defer func() { _ = ours.Close() }()
 	if _, err := ours.Connect(ctx); err != nil {
 		b.Fatal(err)
 	}
 	plain := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{rc.Nodes[0].Addr()},
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
-	defer plain.Close()
+	defer func() { _ = plain.Close() }()
 
 	keys := make([]string, 1024)
 	for i := range keys {
@@ -96,7 +96,7 @@ func BenchmarkDiscoverAndHealth(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

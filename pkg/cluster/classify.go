@@ -121,7 +121,7 @@ func contains(s []string, x string) bool {
 // walkNodes calls fn for every per-node failure in err's tree, with the address it concerns
 // ("" when none is known). A NodeError or DialError names the address; a join is walked into.
 func walkNodes(err error, addr string, fn func(addr string, leaf error)) {
-	switch e := err.(type) {
+	switch e := err.(type) { //nolint:errorlint // walks the tree one level at a time itself; errors.As would skip levels
 	case *NodeError:
 		walkNodes(e.Err, sanitizeAddr(e.Addr), fn)
 		return

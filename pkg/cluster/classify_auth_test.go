@@ -33,7 +33,7 @@ func TestClassifyAuthAgainstARealServer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer in.Close()
+			defer func() { _ = in.Close() }()
 			_, err = in.Discover(testCtx(t))
 			if class, msg := cluster.Classify(err); class != cluster.ClassAuthenticationFailed {
 				t.Fatalf("Classify(%v) = %s (%q), want %s", err, class, msg, cluster.ClassAuthenticationFailed)
@@ -47,7 +47,7 @@ func TestClassifyAuthAgainstARealServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer in.Close()
+		defer func() { _ = in.Close() }()
 		topo, err := in.Discover(testCtx(t))
 		if err != nil {
 			t.Fatal(err)

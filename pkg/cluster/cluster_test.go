@@ -60,7 +60,7 @@ func TestUnreachableHostnamesNeedAMap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_, err = c.Connect(ctx)
 		if err == nil {
 			t.Fatal("Connect succeeded without a map to unreachable hostnames")
@@ -85,7 +85,7 @@ func TestUnreachableHostnamesNeedAMap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			topo, err := c.Connect(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -125,7 +125,7 @@ func TestMovedAndAskFollowTheMap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			topo, err := c.Connect(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -146,7 +146,7 @@ func TestMovedAndAskFollowTheMap(t *testing.T) {
 				}
 				// k1 now lives on masters[1] while the slot still belongs to masters[0]: ASK.
 				raw := masters[0].Client()
-				defer raw.Close()
+				defer func() { _ = raw.Close() }()
 				if err := raw.Get(ctx, k1).Err(); err == nil || !strings.HasPrefix(err.Error(), "ASK") {
 					t.Fatalf("source master should answer ASK for a migrated key, got %v", err)
 				}
@@ -161,7 +161,7 @@ func TestMovedAndAskFollowTheMap(t *testing.T) {
 				t.Fatal(err)
 			}
 			raw := masters[0].Client()
-			defer raw.Close()
+			defer func() { _ = raw.Close() }()
 			if err := raw.Get(ctx, k1).Err(); err == nil || !strings.HasPrefix(err.Error(), "MOVED") {
 				t.Fatalf("old master should answer MOVED, got %v", err)
 			} else if tc.announce == redistest.AnnounceHostname && !strings.Contains(err.Error(), ".invalid:") {
@@ -198,12 +198,12 @@ func TestMaxCommandRedirectionsHonoured(t *testing.T) {
 	masters := rc.Masters()
 	slot := 0
 	key := "{" + cluster.KeyForSlot(slot) + "}k"
-	newClient := func(max int) *cluster.Client {
-		c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), MaxCommandRedirections: max, Dial: newRecorder(nil).Dial})
+	newClient := func(redirections int) *cluster.Client {
+		c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), MaxCommandRedirections: redirections, Dial: newRecorder(nil).Dial})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close() })
+		t.Cleanup(func() { _ = c.Close() })
 		if err := c.Set(ctx, key, "v", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +241,7 @@ func TestTLSCertificatesForNamesWhileNodesAnnounceIPs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_, err = c.Connect(ctx)
 		// Users of plain go-redis see x509's "doesn't contain any IP SANs"; we explain it.
 		if !errors.Is(err, rtls.ErrHostnameMismatch) || !strings.Contains(err.Error(), "certificate has DNS names only") {
@@ -259,7 +259,7 @@ func TestTLSCertificatesForNamesWhileNodesAnnounceIPs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		topo, err := c.Connect(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -273,7 +273,7 @@ func TestTLSCertificatesForNamesWhileNodesAnnounceIPs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if _, err := c.Connect(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +300,7 @@ func TestMinimalACLForDiscoveryAndHealth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer in.Close()
+			defer func() { _ = in.Close() }()
 			topo, err := in.Discover(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -325,7 +325,7 @@ func TestMinimalACLForDiscoveryAndHealth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer in.Close()
+		defer func() { _ = in.Close() }()
 		if _, err := in.Discover(ctx); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 			t.Fatalf("want WRONGPASS, got %v", err)
 		}
@@ -344,7 +344,7 @@ func TestDeadNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	topo, err := in.Discover(ctx)
 	if err != nil {
 		t.Fatalf("one dead root node must not fail discovery: %v", err)
@@ -400,7 +400,7 @@ func TestStandaloneDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	topo, err := in.Discover(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -415,12 +415,12 @@ func TestStandaloneDiscovery(t *testing.T) {
 
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
 	in2, _ := cluster.NewInspector(cluster.Options{Standalone: true, RootNodes: rootURLs(rc, 1, "redis"), Dial: newRecorder(nil).Dial})
-	defer in2.Close()
+	defer func() { _ = in2.Close() }()
 	if _, err := in2.Discover(ctx); !errors.Is(err, cluster.ErrClusterModeServer) {
 		t.Fatalf("Standalone against a cluster node: want ErrClusterModeServer, got %v", err)
 	}
 	in3, _ := cluster.NewInspector(cluster.Options{RootNodes: []cluster.RootNode{{URL: "redis://" + s.Addr()}}, Dial: newRecorder(nil).Dial})
-	defer in3.Close()
+	defer func() { _ = in3.Close() }()
 	if _, err := in3.Discover(ctx); !errors.Is(err, cluster.ErrNotCluster) {
 		t.Fatalf("Cluster against a standalone server: want ErrNotCluster, got %v", err)
 	}
@@ -432,7 +432,7 @@ func TestRoutingOptions(t *testing.T) {
 	m := rc.AddressMap()
 	stat := func(n *redistest.Node, cmd string) int {
 		c := n.Client()
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		info, err := redistest.Info(ctx, c, "commandstats")
 		if err != nil {
 			t.Fatal(err)
@@ -444,7 +444,7 @@ func TestRoutingOptions(t *testing.T) {
 
 	t.Run("PUBLISH is spread over nodes", func(t *testing.T) {
 		c, _ := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), NodeAddressMap: funcMap(rc), Dial: newRecorder(nil).Dial})
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		for i := 0; i < 60; i++ {
 			if err := c.Publish(ctx, "events", i).Err(); err != nil {
 				t.Fatal(err)
@@ -463,7 +463,7 @@ func TestRoutingOptions(t *testing.T) {
 
 	t.Run("useReplicas sends reads to replicas", func(t *testing.T) {
 		c, _ := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), NodeAddressMap: funcMap(rc), Dial: newRecorder(nil).Dial, UseReplicas: true})
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if _, err := c.Connect(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +471,7 @@ func TestRoutingOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 0; i < 100; i++ {
-			if err := c.Get(ctx, "r").Err(); err != nil && err != redis.Nil {
+			if err := c.Get(ctx, "r").Err(); err != nil && !errors.Is(err, redis.Nil) {
 				t.Fatal(err)
 			}
 		}
@@ -497,7 +497,7 @@ func TestRoutingOptions(t *testing.T) {
 			for _, a := range rec.Dialed() {
 				distinct[a] = true
 			}
-			c.Close()
+			_ = c.Close()
 			if minimize && len(distinct) != 1 {
 				t.Fatalf("minimizeConnections dialed %v", distinct)
 			}
@@ -519,7 +519,7 @@ func TestRoutingOptions(t *testing.T) {
 		pm, _ := cluster.StaticMap(viaProxy)
 		rec := newRecorder(nil)
 		c, _ := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), NodeAddressMap: pm, Dial: rec.Dial})
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		topo, err := c.Connect(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -597,7 +597,7 @@ func TestRenamedNodeIsFollowedWhenTheMapChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := c.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -222,7 +222,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		}
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
+			_ = conn.Close()
 			d.release(addr, t)
 			return nil, &DialError{Announced: addr, Dialed: reachable, Mapped: mapped, NodeID: byID, Err: fmt.Errorf("TLS handshake (server name %q): %w", name, rtls.Explain(err))}
 		}

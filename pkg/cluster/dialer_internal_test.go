@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -17,14 +18,14 @@ func TestDialerForgetsClosedTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 		}
 	}()
 	to := ln.Addr().String()
@@ -49,7 +50,7 @@ func TestDialerForgetsClosedTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer live.Close()
+	defer func() { _ = live.Close() }()
 	d.mu.Lock()
 	n := len(d.targets)
 	d.mu.Unlock()
@@ -57,7 +58,7 @@ func TestDialerForgetsClosedTargets(t *testing.T) {
 		t.Fatalf("%d targets remembered after 200 closed connections and 1 live one, want 1", n)
 	}
 	d.SetMap(func(Address) (Address, bool) { return Address{Host: "127.0.0.1", Port: 1}, true })
-	if _, err := live.(*mappedConn).SyscallConn(); err != ErrRetired {
+	if _, err := live.(*mappedConn).SyscallConn(); !errors.Is(err, ErrRetired) {
 		t.Fatalf("live connection after its mapping changed: SyscallConn error %v, want ErrRetired", err)
 	}
 }

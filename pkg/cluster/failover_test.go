@@ -22,7 +22,7 @@ func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := c.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
 			}
 			nc := n.Client()
 			role, err := nc.Do(ctx, "ROLE").Slice()
-			nc.Close()
+			_ = nc.Close()
 			if err == nil && len(role) > 0 && role[0] == "master" && n.MasterIndex == master.Index {
 				promoted = true
 			}

@@ -147,7 +147,7 @@ func (p *AddressPolicy) Dial(base DialFunc) DialFunc {
 			remote = ra.String()
 		}
 		if err := p.check(remote); err != nil {
-			c.Close()
+			_ = c.Close()
 			return nil, err
 		}
 		return c, nil

@@ -52,11 +52,11 @@ func listen(t *testing.T, network, addr string) (net.Listener, chan []byte) {
 				return
 			}
 			b, _ := io.ReadAll(c)
-			c.Close()
+			_ = c.Close()
 			got <- b
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	t.Cleanup(func() { _ = ln.Close(); <-done })
 	return ln, got
 }
 
@@ -82,7 +82,7 @@ func TestAddressPolicyRefusesLinkLocalLiteralsWithoutDialing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	_ = c.Close()
 }
 
 func TestAddressPolicyAllowWinsAndAllowListIsExclusive(t *testing.T) {
@@ -132,7 +132,11 @@ func TestAddressPolicyChecksTheIPANameConnectedTo(t *testing.T) {
 		t.Fatal("the denied connection was not closed")
 	}
 	// An unparseable RemoteAddr (not an IP) fails closed.
-	pipe := func(context.Context, string, string) (net.Conn, error) { c, s := net.Pipe(); s.Close(); return c, nil }
+	pipe := func(context.Context, string, string) (net.Conn, error) {
+		c, s := net.Pipe()
+		_ = s.Close()
+		return c, nil
+	}
 	if _, err := p.Dial(pipe)(context.Background(), "tcp", "x.rconn-test.invalid:1"); !errors.Is(err, cluster.ErrAddressDenied) {
 		t.Fatalf("pipe: %v", err)
 	}
@@ -147,7 +151,7 @@ func TestAddressPolicyNilBaseUsesControl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	_ = c.Close()
 	deny := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Deny: []netip.Prefix{netip.MustParsePrefix("::1/128")}})
 	if _, err := deny.Dial(nil)(context.Background(), "tcp", ln.Addr().String()); !errors.Is(err, cluster.ErrAddressDenied) {
 		t.Fatalf("denied ::1: %v", err)

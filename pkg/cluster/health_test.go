@@ -41,14 +41,14 @@ func startBlackhole(t *testing.T) *blackhole {
 						break
 					}
 				}
-				c.Close()
+				_ = c.Close()
 				b.mu.Lock()
 				b.open--
 				b.mu.Unlock()
 			}()
 		}
 	}()
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	return b
 }
 
@@ -80,7 +80,7 @@ func TestHealthOfManyNodesRunsInParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	health := in.CheckHealth(ctx, topo, 500*time.Millisecond)
 	healthy, hung := 0, 0
 	for i, h := range health {

@@ -40,11 +40,11 @@ func funcMap(c *redistest.Cluster) cluster.NodeAddressMap {
 		if !strings.HasSuffix(a.Host, ".invalid") && a.Host != "127.0.0.1" {
 			return cluster.Address{}, false
 		}
-		real, ok := m[a.String()]
+		dialed, ok := m[a.String()]
 		if !ok {
 			return cluster.Address{}, false
 		}
-		host, port, _ := net.SplitHostPort(real)
+		host, port, _ := net.SplitHostPort(dialed)
 		p, _ := strconv.Atoi(port)
 		return cluster.Address{Host: host, Port: p}, true
 	}

@@ -27,7 +27,7 @@ func hostileInspector(t *testing.T, o cluster.Options, roots ...string) *cluster
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { in.Close() })
+	t.Cleanup(func() { _ = in.Close() })
 	return in
 }
 
@@ -78,7 +78,7 @@ func TestNonRedisServersLookTheSame(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedPort := ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	servers := map[string]string{
 		"closed port":     closedPort,
 		"close on accept": hostile.CloseOnAccept(t).Addr(),
@@ -103,7 +103,7 @@ func TestNonRedisServersLookTheSame(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer in.Close()
+				defer func() { _ = in.Close() }()
 				_, err = in.Discover(testCtx(t))
 				if err == nil {
 					t.Fatal("Discover succeeded")

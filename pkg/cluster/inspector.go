@@ -21,6 +21,7 @@ const SlotCount = 16384
 // Role of a node.
 type Role string
 
+// The roles a node can have.
 const (
 	RoleMaster  Role = "master"
 	RoleReplica Role = "replica"
@@ -355,12 +356,12 @@ func (in *Inspector) discoverCluster(ctx context.Context, addr string) (*Topolog
 	if !isUnknownOrDenied(err) {
 		return nil, err
 	}
-	slots, err2 := c.ClusterSlots(ctx).Result()
+	slots, err2 := c.ClusterSlots(ctx).Result() //nolint:staticcheck // fallback for servers without CLUSTER SHARDS (Redis < 7)
 	if err2 != nil {
 		if strings.Contains(err2.Error(), "cluster support disabled") {
 			return nil, ErrNotCluster
 		}
-		return nil, fmt.Errorf("CLUSTER SHARDS: %v; CLUSTER SLOTS: %w", err, err2)
+		return nil, fmt.Errorf("CLUSTER SHARDS: %v; CLUSTER SLOTS: %w", err, err2) //nolint:errorlint // the CLUSTER SLOTS fallback's error is the cause; SHARDS' (unknown or denied) is context only
 	}
 	t, err := in.fromSlots(slots)
 	if err != nil {
@@ -568,7 +569,7 @@ type NodeHealth struct {
 	Err error
 }
 
-// Healthy: reachable, no error, and (in a cluster) cluster_state:ok.
+// Healthy reports whether the node is reachable, without error, and (in a cluster) cluster_state:ok.
 func (h NodeHealth) Healthy() bool {
 	return h.Reachable && h.Err == nil && (h.ClusterState == "" || h.ClusterState == "ok")
 }

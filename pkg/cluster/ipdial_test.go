@@ -12,12 +12,12 @@ func TestIPOnlyDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	c, err := IPOnlyDial(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatalf("dialing an IP literal: %v", err)
 	}
-	c.Close()
+	_ = c.Close()
 	// A name is refused without a lookup (main_test.go fails the package on any DNS query).
 	for _, addr := range []string{"node-0.rconn-test.invalid:6379", "localhost:6379"} {
 		_, err := IPOnlyDial(context.Background(), "tcp", addr)

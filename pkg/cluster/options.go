@@ -192,7 +192,7 @@ func resolve(o Options) (*resolved, error) {
 				a.Port = DefaultPort
 			}
 			if _, err := ParseAddress(a.String()); err != nil || a.Host == "" {
-				return nil, fmt.Errorf("%w: rootNodes[%d]: %v", ErrInvalidOptions, i, err)
+				return nil, fmt.Errorf("%w: rootNodes[%d]: %w", ErrInvalidOptions, i, err)
 			}
 			r.roots = append(r.roots, root{addr: a.String()})
 		}

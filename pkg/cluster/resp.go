@@ -81,163 +81,198 @@ func (v *respValidator) feed(p []byte) error {
 }
 
 func (v *respValidator) run(p []byte) error {
-	lim := &v.lim
 	for i := 0; i < len(p); {
+		var err error
 		switch v.state {
 		case stType:
-			// Fast path: a whole "$n\r\n", "*n\r\n" or ":n\r\n" in this chunk (most of a
-			// topology reply). Anything else falls through to the byte-wise path below,
-			// which starts over from the same state.
-			if c := p[i]; c == '$' || c == '*' || c == ':' {
-				j, neg, val, d := i+1, false, int64(0), 0
-				if j < len(p) && p[j] == '-' {
-					neg = true
-					j++
-				}
-				for j < len(p) && d < maxDigits && p[j] >= '0' && p[j] <= '9' {
-					val = val*10 + int64(p[j]-'0')
-					d++
-					j++
-				}
-				if d > 0 && j+1 < len(p) && p[j] == '\r' && p[j+1] == '\n' {
-					v.bytes += int64(j + 2 - i)
-					if v.bytes > lim.MaxReplyBytes {
-						return errTooManyBytes
-					}
-					v.typ, v.neg, v.val, v.digits = c, neg, val, d
-					if err := v.checkLen(); err != nil {
-						return err
-					}
-					i = j + 2
-					if err := v.number(); err != nil {
-						return err
-					}
-					continue
-				}
+			next, ok, err := v.fastHeader(p, i)
+			if err != nil {
+				return err
 			}
-		case stPayload:
-			// Fast path: the rest of the payload and its CRLF in this chunk.
-			if end := int64(i) + v.payload; end+2 <= int64(len(p)) {
-				if p[end] != '\r' || p[end+1] != '\n' {
-					return errBadBulkEnd
-				}
-				i = int(end) + 2
-				v.payload = 0
-				v.done()
+			if ok {
+				i = next
 				continue
 			}
-			n := int64(len(p) - i)
-			if n >= v.payload {
-				i += int(v.payload)
-				v.payload = 0
-				v.state = stPayloadCR
-			} else {
-				v.payload -= n
-				i = len(p)
+		case stPayload:
+			if i, err = v.payloadChunk(p, i); err != nil {
+				return err
 			}
 			continue
 		case stLine:
-			j := bytes.IndexByte(p[i:], '\n')
-			if j < 0 {
-				n := len(p) - i
-				v.lineLen += n
-				v.bytes += int64(n)
-				v.prevCR = p[len(p)-1] == '\r'
-				if v.lineLen > lim.MaxLineLen {
-					return errLineTooLong
-				}
-				if v.bytes > lim.MaxReplyBytes {
-					return errTooManyBytes
-				}
-				i = len(p)
-				continue
+			if i, err = v.lineChunk(p, i); err != nil {
+				return err
 			}
-			cr := v.prevCR
-			if j > 0 {
-				cr = p[i+j-1] == '\r'
-			}
-			v.lineLen += j
-			v.bytes += int64(j + 1)
-			if !cr || v.lineLen < 1 {
-				return errBadLineEnd
-			}
-			if v.lineLen-1 > lim.MaxLineLen {
-				return errLineTooLong
-			}
-			if v.bytes > lim.MaxReplyBytes {
-				return errTooManyBytes
-			}
-			i += j + 1
-			v.done()
 			continue
 		}
 
 		c := p[i]
 		i++
 		v.bytes++
-		if v.bytes > lim.MaxReplyBytes {
+		if v.bytes > v.lim.MaxReplyBytes {
 			return errTooManyBytes
 		}
-		switch v.state {
-		case stType:
-			v.typ = c
-			switch c {
-			case '+', '-', ',', '(', '#':
-				v.state, v.lineLen, v.prevCR = stLine, 0, false
-			case ':', '$', '=', '!', '*', '%', '~', '>', '|':
-				v.state, v.neg, v.digits, v.val = stNum, false, 0, 0
-			case '_':
-				v.state = stNullCR
-			default:
-				return errUnknownType
-			}
-		case stNum:
-			switch {
-			case c >= '0' && c <= '9':
-				if v.digits == maxDigits {
-					return errBadNumber
-				}
-				v.digits++
-				v.val = v.val*10 + int64(c-'0')
-				// Fail as soon as a length is over its bound: do not wait for the CRLF.
-				if err := v.checkLen(); err != nil {
-					return err
-				}
-			case c == '-' && v.digits == 0 && !v.neg:
-				v.neg = true
-			case c == '\r' && v.digits > 0:
-				v.state = stNumLF
-			default:
+		if err := v.step(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fastHeader is the fast path of stType: a whole "$n\r\n", "*n\r\n" or ":n\r\n" at p[i:]
+// (most of a topology reply) is taken at once, and ok says so with next past its CRLF.
+// Anything else is left to the byte-wise path (ok false), which starts over from the same state.
+func (v *respValidator) fastHeader(p []byte, i int) (next int, ok bool, err error) {
+	c := p[i]
+	if c != '$' && c != '*' && c != ':' {
+		return i, false, nil
+	}
+	j, neg, val, d := i+1, false, int64(0), 0
+	if j < len(p) && p[j] == '-' {
+		neg = true
+		j++
+	}
+	for j < len(p) && d < maxDigits && p[j] >= '0' && p[j] <= '9' {
+		val = val*10 + int64(p[j]-'0')
+		d++
+		j++
+	}
+	if d == 0 || j+1 >= len(p) || p[j] != '\r' || p[j+1] != '\n' {
+		return i, false, nil
+	}
+	v.bytes += int64(j + 2 - i)
+	if v.bytes > v.lim.MaxReplyBytes {
+		return 0, false, errTooManyBytes
+	}
+	v.typ, v.neg, v.val, v.digits = c, neg, val, d
+	if err := v.checkLen(); err != nil {
+		return 0, false, err
+	}
+	if err := v.number(); err != nil {
+		return 0, false, err
+	}
+	return j + 2, true, nil
+}
+
+// payloadChunk takes as much of a bulk payload as p[i:] holds, and its CRLF when the whole
+// rest is there; it returns where the next state starts.
+func (v *respValidator) payloadChunk(p []byte, i int) (int, error) {
+	// Fast path: the rest of the payload and its CRLF in this chunk.
+	if end := int64(i) + v.payload; end+2 <= int64(len(p)) {
+		if p[end] != '\r' || p[end+1] != '\n' {
+			return 0, errBadBulkEnd
+		}
+		v.payload = 0
+		v.done()
+		return int(end) + 2, nil
+	}
+	n := int64(len(p) - i)
+	if n >= v.payload {
+		i += int(v.payload)
+		v.payload = 0
+		v.state = stPayloadCR
+		return i, nil
+	}
+	v.payload -= n
+	return len(p), nil
+}
+
+// lineChunk takes a simple line up to its LF, or all of p[i:] when the LF is not there yet.
+func (v *respValidator) lineChunk(p []byte, i int) (int, error) {
+	lim := &v.lim
+	j := bytes.IndexByte(p[i:], '\n')
+	if j < 0 {
+		n := len(p) - i
+		v.lineLen += n
+		v.bytes += int64(n)
+		v.prevCR = p[len(p)-1] == '\r'
+		if v.lineLen > lim.MaxLineLen {
+			return 0, errLineTooLong
+		}
+		if v.bytes > lim.MaxReplyBytes {
+			return 0, errTooManyBytes
+		}
+		return len(p), nil
+	}
+	cr := v.prevCR
+	if j > 0 {
+		cr = p[i+j-1] == '\r'
+	}
+	v.lineLen += j
+	v.bytes += int64(j + 1)
+	if !cr || v.lineLen < 1 {
+		return 0, errBadLineEnd
+	}
+	if v.lineLen-1 > lim.MaxLineLen {
+		return 0, errLineTooLong
+	}
+	if v.bytes > lim.MaxReplyBytes {
+		return 0, errTooManyBytes
+	}
+	v.done()
+	return i + j + 1, nil
+}
+
+// step is the byte-wise path: it feeds one byte c (already counted) to the current state.
+func (v *respValidator) step(c byte) error {
+	switch v.state {
+	case stType:
+		v.typ = c
+		switch c {
+		case '+', '-', ',', '(', '#':
+			v.state, v.lineLen, v.prevCR = stLine, 0, false
+		case ':', '$', '=', '!', '*', '%', '~', '>', '|':
+			v.state, v.neg, v.digits, v.val = stNum, false, 0, 0
+		case '_':
+			v.state = stNullCR
+		default:
+			return errUnknownType
+		}
+	case stNum:
+		switch {
+		case c >= '0' && c <= '9':
+			if v.digits == maxDigits {
 				return errBadNumber
 			}
-		case stNumLF:
-			if c != '\n' {
-				return errBadNumber
-			}
-			if err := v.number(); err != nil {
+			v.digits++
+			v.val = v.val*10 + int64(c-'0')
+			// Fail as soon as a length is over its bound: do not wait for the CRLF.
+			if err := v.checkLen(); err != nil {
 				return err
 			}
-		case stNullCR:
-			if c != '\r' {
-				return errBadLineEnd
-			}
-			v.state = stNullLF
-		case stNullLF:
-			if c != '\n' {
-				return errBadLineEnd
-			}
-			v.done()
-		case stPayloadCR:
-			if c != '\r' {
-				return errBadBulkEnd
-			}
-			v.state = stPayloadLF
-		case stPayloadLF:
-			if c != '\n' {
-				return errBadBulkEnd
-			}
-			v.done()
+		case c == '-' && v.digits == 0 && !v.neg:
+			v.neg = true
+		case c == '\r' && v.digits > 0:
+			v.state = stNumLF
+		default:
+			return errBadNumber
 		}
+	case stNumLF:
+		if c != '\n' {
+			return errBadNumber
+		}
+		if err := v.number(); err != nil {
+			return err
+		}
+	case stNullCR:
+		if c != '\r' {
+			return errBadLineEnd
+		}
+		v.state = stNullLF
+	case stNullLF:
+		if c != '\n' {
+			return errBadLineEnd
+		}
+		v.done()
+	case stPayloadCR:
+		if c != '\r' {
+			return errBadBulkEnd
+		}
+		v.state = stPayloadLF
+	case stPayloadLF:
+		if c != '\n' {
+			return errBadBulkEnd
+		}
+		v.done()
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func BenchmarkLimitConn(b *testing.B) {
 				Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second,
 				MaintNotificationsConfig: noMaintNotifications(),
 			})
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			ctx := context.Background()
 			b.SetBytes(int64(len(reply)))
 			b.ReportAllocs()

@@ -145,7 +145,7 @@ func check(t *testing.T, lim Limits, p []byte) {
 // sends reply twice (go-redis reads it as the HELLO reply, then as the command's), then
 // closes. A write deadline keeps a client that stopped reading from blocking it.
 func pipeServer(srv net.Conn, reply []byte) {
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	go func() { _, _ = io.Copy(io.Discard, srv) }()
 	_ = srv.SetWriteDeadline(time.Now().Add(time.Second))
 	for i := 0; i < 2; i++ {
@@ -183,7 +183,8 @@ func FuzzBoundedReader(f *testing.F) {
 				k := min(n, len(p))
 				if err := v.feed(p[:k]); err != nil {
 					var pe *ProtocolError
-					if !errors.As(err, &pe) || !(errors.Is(err, ErrProtocol) || errors.Is(err, ErrReplyTooLarge)) {
+					known := errors.Is(err, ErrProtocol) || errors.Is(err, ErrReplyTooLarge)
+					if !errors.As(err, &pe) || !known {
 						t.Fatalf("error %v is not a *ProtocolError of a known kind", err)
 					}
 					if !fixedErrors[err] {
@@ -207,7 +208,7 @@ func FuzzBoundedReader(f *testing.F) {
 			Protocol: 3, DisableIdentity: true, MaxRetries: -1, PoolSize: 1, ReadTimeout: time.Second,
 			MaintNotificationsConfig: noMaintNotifications(),
 		})
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_, _ = c.ClusterShards(ctx).Result()

@@ -7,7 +7,7 @@ import (
 	"strconv"
 )
 
-// ErrInvalidTopology: a topology reply is valid RESP but names nodes no real cluster could:
+// ErrInvalidTopology means that a topology reply is valid RESP but names nodes no real cluster could:
 // an announced host that is neither an IP nor a DNS name (a server can put any bytes there, and
 // they would end up in status), a node ID that is not hex, a port out of range. The node
 // addresses a cluster announces are reported in status, so they must be what they claim.
@@ -60,10 +60,14 @@ func validNodeID(id string) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+		if !hexDigit(id[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// hexDigit reports whether c is one of [0-9a-fA-F].
+func hexDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }

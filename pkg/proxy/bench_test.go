@@ -68,7 +68,7 @@ func benchClient(b *testing.B, e *env, par int, viaProxy bool) *redis.ClusterCli
 	o.PoolSize = max(par, 4)
 	o.MinIdleConns = 0
 	c := redis.NewClusterClient(o)
-	b.Cleanup(func() { c.Close() })
+	b.Cleanup(func() { _ = c.Close() })
 	return c
 }
 

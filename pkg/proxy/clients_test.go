@@ -168,7 +168,7 @@ func startProc(t *testing.T, name string, stdin io.Reader, args ...string) *proc
 			p.out.add(sc.Text())
 		}
 	}()
-	go func() { _ = p.cmd.Wait(); w.Close(); close(p.done) }()
+	go func() { _ = p.cmd.Wait(); _ = w.Close(); close(p.done) }()
 	t.Cleanup(p.stop)
 	return p
 }
@@ -234,14 +234,16 @@ func TestRedisPyClusterThroughProxy(t *testing.T) {
 			}
 			keys := shardKeys()
 			stdin, feed := io.Pipe()
-			defer feed.Close()
+			defer func() { _ = feed.Close() }()
 			pr := startProc(t, py, stdin, append([]string{script, h, p}, keys...)...)
 			pr.waitLine(t, "READY-TO-MIGRATE")
 			k := keys[0]
 			if err := e.rc.MigrateSlot(ctx(t), e.ownerOf(k), e.rc.Masters()[1], slotOf(k), nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintln(feed, "migrated")
+			if _, err := fmt.Fprintln(feed, "migrated"); err != nil {
+				t.Fatal(err)
+			}
 			pr.waitLine(t, "ALL-OK")
 			for _, l := range pr.out.lines() {
 				// redis-py logs the redirection it follows: it must name a listener.

@@ -23,7 +23,7 @@ const (
 	DefaultMaxTopologyReply = 4 << 20
 )
 
-// ErrTopologyReplyTooLarge: a topology reply exceeded Options.MaxTopologyReply; the
+// ErrTopologyReplyTooLarge means that a topology reply exceeded Options.MaxTopologyReply; the
 // connection is closed (the reply cannot be forwarded without rewriting it).
 var ErrTopologyReplyTooLarge = errors.New("rconn proxy: topology reply exceeds the size limit")
 
@@ -64,8 +64,8 @@ func newPipe(down, up net.Conn, rt router, maxTopo int, rewrite bool) *pipe {
 func (p *pipe) close() {
 	p.once.Do(func() {
 		close(p.done)
-		p.down.Close()
-		p.up.Close()
+		_ = p.down.Close()
+		_ = p.up.Close()
 	})
 }
 
@@ -77,7 +77,7 @@ func (p *pipe) run() error {
 	go func() { errs <- p.replies() }()
 	err := <-errs
 	p.close()
-	<-errs
+	<-errs //nolint:errcheck // a wait for the other direction, ended by the close: the first error is the one reported
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}

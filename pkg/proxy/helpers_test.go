@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -78,7 +77,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.p.Close() })
+	t.Cleanup(func() { _ = e.p.Close() })
 	go func() {
 		for r := range w.Updates() {
 			_ = e.p.Apply(r)
@@ -142,7 +141,7 @@ func appClient(t *testing.T, seed string, rec *nettest.Recorder) *redis.ClusterC
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -169,11 +168,6 @@ func (w tWriter) Write(b []byte) (int, error) {
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
 	nettest.WaitFor(t, 20*time.Second, what, cond)
-}
-
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 type lockedBuffer struct {

@@ -23,7 +23,7 @@ func dialRaw(t *testing.T, addr string) *raw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return &raw{c: c, r: bufio.NewReader(c)}
 }
 
@@ -154,7 +154,7 @@ func TestReplyMatching(t *testing.T) {
 			t.Fatalf("CLUSTER SLOTS among RESP3 pushes was not rewritten: %q", slots)
 		}
 		c := e.rc.Masters()[0].Client()
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if err := c.Publish(ctx(t), "a", "m1").Err(); err != nil {
 			t.Fatal(err)
 		}

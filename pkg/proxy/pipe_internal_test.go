@@ -12,7 +12,7 @@ import (
 
 type fixedRouter struct{}
 
-func (fixedRouter) local(id, announced string) (string, int, bool) { return "127.0.0.1", 7001, true }
+func (fixedRouter) local(_, _ string) (string, int, bool) { return "127.0.0.1", 7001, true }
 
 // pipeWithServer runs a pipe between a test client and a scripted server, on loopback.
 func pipeWithServer(t *testing.T, maxTopo int, serve func(c net.Conn)) (client net.Conn, p *pipe, done chan error) {
@@ -21,25 +21,25 @@ func pipeWithServer(t *testing.T, maxTopo int, serve func(c net.Conn)) (client n
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { _ = srv.Close() })
 	go func() {
 		c, err := srv.Accept()
 		if err != nil {
 			return
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		serve(c)
 	}()
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { front.Close() })
+	t.Cleanup(func() { _ = front.Close() })
 	client, err = net.Dial("tcp", front.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { client.Close() })
+	t.Cleanup(func() { _ = client.Close() })
 	down, err := front.Accept()
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,7 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 	}
 	seed, err := p.listen(o.SeedPort)
 	if err != nil {
-		p.in.Close()
+		_ = p.in.Close()
 		return nil, fmt.Errorf("rconn proxy: seed listener: %w", err)
 	}
 	seed.seed = true
@@ -142,7 +142,7 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 	p.serve(seed)
 	if !p.standalone {
 		if err := p.refresh(ctx); err != nil {
-			p.Close()
+			_ = p.Close()
 			return nil, err
 		}
 		p.wg.Add(1)
@@ -289,7 +289,7 @@ func (p *Proxy) Close() error {
 	p.mu.Unlock()
 	close(p.quit)
 	for _, l := range ls {
-		l.ln.Close()
+		_ = l.ln.Close()
 		l.closePipes()
 	}
 	p.wg.Wait()
@@ -441,7 +441,7 @@ func (p *Proxy) removeLocked(l *listener) {
 	if a := *l.target.Load(); p.byAddr[a] == l {
 		delete(p.byAddr, a)
 	}
-	l.ln.Close()
+	_ = l.ln.Close()
 	p.log.Info("rconn proxy: node left, draining its listener", "node", l.id, "listen", p.addr(l), "drain", p.o.DrainTimeout)
 	time.AfterFunc(p.o.DrainTimeout, l.closePipes)
 }
@@ -541,7 +541,7 @@ func (p *Proxy) forward(l *listener, c net.Conn) {
 	cancel()
 	if err != nil {
 		p.log.Warn("rconn proxy: dialing the node failed", "listen", p.addr(l), "announced", target, "err", err)
-		c.Close()
+		_ = c.Close()
 		return
 	}
 	pp := newPipe(c, up, p, p.o.MaxTopologyReply, !p.standalone)

@@ -73,7 +73,7 @@ func rewriteSlots(v *value, rt router) {
 				continue
 			}
 			h, _ := nd.a[0].str()
-			p, _ := nd.a[1].integer()
+			p := nd.a[1].integer()
 			id := ""
 			if len(nd.a) > 2 {
 				id, _ = nd.a[2].str()
@@ -134,7 +134,7 @@ func rewriteShardNode(nd *value, rt router) {
 			host, _ = nd.a[k+1].str()
 		case "port", "tls-port":
 			if port == 0 {
-				port, _ = nd.a[k+1].integer()
+				port = nd.a[k+1].integer()
 			}
 		}
 	}

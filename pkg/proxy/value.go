@@ -123,16 +123,15 @@ func (v *value) str() (string, bool) {
 	return "", false
 }
 
-func (v *value) integer() (int64, bool) {
+// integer returns the value of an integer, or of a string that holds one (what ParseInt
+// returns for anything else: 0, or the bound on overflow).
+func (v *value) integer() int64 {
 	switch v.t {
-	case ':':
-		n, err := strconv.ParseInt(string(v.s), 10, 64)
-		return n, err == nil
-	case '$', '+':
-		n, err := strconv.ParseInt(string(v.s), 10, 64)
-		return n, err == nil && !v.null
+	case ':', '$', '+':
+		n, _ := strconv.ParseInt(string(v.s), 10, 64)
+		return n
 	}
-	return 0, false
+	return 0
 }
 
 func (v *value) isAggregate() bool {

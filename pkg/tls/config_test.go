@@ -115,14 +115,14 @@ func TestNotTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
+	t.Cleanup(func() { _ = ln.Close(); <-done })
 	go func() { // a plain-text Redis answering the ClientHello with an error
 		defer close(done)
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(ioTimeout))
 		buf := make([]byte, 512)
 		_, _ = c.Read(buf)

@@ -106,14 +106,14 @@ func startServer(t *testing.T, cfg *cryptotls.Config) *testServer {
 		}
 	})
 	t.Cleanup(func() {
-		ln.Close()
+		_ = ln.Close()
 		wg.Wait()
 	})
 	return s
 }
 
 func serveConn(c *cryptotls.Conn) {
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(ioTimeout))
 	if err := c.Handshake(); err != nil {
 		return
@@ -147,16 +147,16 @@ func dial(t *testing.T, addr string, cfg *cryptotls.Config) (*clientConn, string
 	_ = raw.SetDeadline(time.Now().Add(ioTimeout))
 	c := cryptotls.Client(raw, cfg)
 	if err := c.Handshake(); err != nil {
-		raw.Close()
+		_ = raw.Close()
 		return nil, "", err
 	}
 	cc := &clientConn{Conn: c, r: bufio.NewReader(c)}
 	line, err := cc.r.ReadString('\n')
 	if err != nil {
-		raw.Close()
+		_ = raw.Close()
 		return nil, "", err
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return cc, strings.TrimSuffix(line, "\n"), nil
 }
 
@@ -168,7 +168,7 @@ func handshake(t *testing.T, addr string, cfg *cryptotls.Config) (string, error)
 	if err != nil {
 		return "", err
 	}
-	c.Close()
+	_ = c.Close()
 	return cn, nil
 }
 

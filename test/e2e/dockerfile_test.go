@@ -147,7 +147,7 @@ func TestDockerfileBuildStep(t *testing.T) {
 		if err != nil {
 			t.Fatalf("stage %q copies %s, which no build wrote: %v", s.name, copied, err)
 		}
-		defer bin.Close()
+		defer func() { _ = bin.Close() }()
 		for _, p := range bin.Progs {
 			if p.Type == elf.PT_INTERP {
 				t.Errorf("%s is dynamically linked: distroless/static has no libc", copied)

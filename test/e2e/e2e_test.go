@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 
 const sample = "config/samples/rconn_v1_redisconnection_demo_loadbalancer.yaml"
 
-func TestEndToEnd(t *testing.T) {
+func TestEndToEnd(t *testing.T) { //nolint:gocyclo,funlen // ordered steps on one world, counted with their t.Run bodies; split by #15 item 8
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	within := func(d time.Duration) context.Context {
@@ -79,7 +79,7 @@ func TestEndToEnd(t *testing.T) {
 		for {
 			if resp, err := http.Get(metricsURL); err == nil {
 				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				text = string(b)
 				ok := true
 				for _, w := range want {
@@ -168,7 +168,7 @@ func TestEndToEnd(t *testing.T) {
 	nodeSeries := func(metric, announced string) string {
 		return metric + `{name="demo",namespace="` + demo.Namespace + `",node="` + announced + `"}`
 	}
-	t.Run("metrics", func(t *testing.T) {
+	t.Run("metrics", func(_ *testing.T) {
 		want := []string{`rconn_ready{name="demo",namespace="` + demo.Namespace + `"} 1`, `rconn_slots_covered{name="demo",namespace="` + demo.Namespace + `"} 16384`}
 		for _, n := range w.Redis.Nodes {
 			want = append(want, nodeSeries("rconn_node_up", n.Announced)+" 1")
@@ -288,11 +288,11 @@ func TestEndToEnd(t *testing.T) {
 				if got, _ := c.Do(within(10*time.Second), "CLUSTER", "COUNTKEYSINSLOT", cluster.Slot(k)).Int(); got > 0 {
 					master = n
 				}
-				c.Close()
+				_ = c.Close()
 			}
 			c := master.Client()
 			v, err := c.Get(within(10*time.Second), k).Result()
-			c.Close()
+			_ = c.Close()
 			if err != nil || v != "from-node-redis" {
 				t.Errorf("%s = %q, %v", k, v, err)
 			}
@@ -346,14 +346,13 @@ func TestDeployManifests(t *testing.T) {
 		return out
 	}
 	img := "registry.example.com/rconn:v0.0.0-e2e"
-	deploy := func(action string) string {
+	deploy := func(action string) {
 		cmd := exec.CommandContext(within(2*time.Minute), filepath.Join(root, "hack", "deploy.sh"), action)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "KUBECTL="+kubectlBin, "IMG="+img, "WAIT=false")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("hack/deploy.sh %s: %v\n%s", action, err, out)
 		}
-		return string(out)
 	}
 	deploy("deploy")
 	var d appsv1.Deployment

@@ -33,7 +33,7 @@ import (
 // controller, PodDNS names served by CoreDNS, and the manager binary with only its ClusterRole.
 // The drills are what users do to such a cluster: delete a pod, let one terminate slowly, fail
 // a readiness probe, flip publishNotReadyAddresses, and `kubectl rollout restart`.
-func TestOnTheRig(t *testing.T) {
+func TestOnTheRig(t *testing.T) { //nolint:gocyclo,funlen // ordered drills on one rig, counted with their t.Run bodies; to split with #15 item 8
 	t.Parallel() // its own control plane and addresses: overlaps the waits of the other e2e tests
 	if err := rig.Available(); err != nil {
 		if os.Getenv("CI") != "" {
@@ -150,16 +150,16 @@ func TestOnTheRig(t *testing.T) {
 		pod := name + "-3"
 		ip := podIP(ctx, t, r, ns, pod)
 		patchAnnotation(ctx, t, r, ns, pod, rig.NotReadyAnnotation, "true")
-		waitEndpoint(ctx, t, r, ns, rs.Service, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && !*c.Ready })
+		waitEndpoint(ctx, t, r, rs, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && !*c.Ready })
 		want := podMap(t)
 		waitMap(t, "pod not ready", want, 30*time.Second)
 		// The Bitnami chart's headless Service: the endpointslice controller lists the pod ready.
 		patchJSON(ctx, t, r, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: rs.Service}}, `{"spec":{"publishNotReadyAddresses":true}}`)
-		waitEndpoint(ctx, t, r, ns, rs.Service, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && *c.Ready })
+		waitEndpoint(ctx, t, r, rs, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && *c.Ready })
 		waitMap(t, "publishNotReadyAddresses", want, 30*time.Second)
 		patchJSON(ctx, t, r, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: rs.Service}}, `{"spec":{"publishNotReadyAddresses":false}}`)
 		patchAnnotation(ctx, t, r, ns, pod, rig.NotReadyAnnotation, "")
-		waitEndpoint(ctx, t, r, ns, rs.Service, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && *c.Ready })
+		waitEndpoint(ctx, t, r, rs, ip, func(c discoveryv1.EndpointConditions) bool { return c.Ready != nil && *c.Ready })
 	})
 
 	t.Run("a terminating pod that still serves stays mapped until it is gone", func(t *testing.T) {
@@ -169,7 +169,7 @@ func TestOnTheRig(t *testing.T) {
 		if out := r.Kubectl("delete", "pod", "-n", ns, pod, "--wait=false"); !strings.Contains(out, "deleted") {
 			t.Fatal(out)
 		}
-		waitEndpoint(ctx, t, r, ns, rs.Service, old, func(c discoveryv1.EndpointConditions) bool {
+		waitEndpoint(ctx, t, r, rs, old, func(c discoveryv1.EndpointConditions) bool {
 			return c.Terminating != nil && *c.Terminating && c.Serving != nil && *c.Serving
 		})
 		var cur rconnv1.RedisConnection
@@ -305,8 +305,10 @@ func waitNewIP(ctx context.Context, t *testing.T, r *rig.Rig, ns, name, old stri
 	}
 }
 
-func waitEndpoint(ctx context.Context, t *testing.T, r *rig.Rig, ns, svc, ip string, ok func(discoveryv1.EndpointConditions) bool) {
+// waitEndpoint waits until the endpoint ip of rs's Service has conditions that ok accepts.
+func waitEndpoint(ctx context.Context, t *testing.T, r *rig.Rig, rs *rig.RedisCluster, ip string, ok func(discoveryv1.EndpointConditions) bool) {
 	t.Helper()
+	ns, svc := rs.Namespace, rs.Service
 	var seen []string
 	err := pollE2E(ctx, time.Minute, func() bool {
 		var list discoveryv1.EndpointSliceList

@@ -128,7 +128,7 @@ func TestChartTemplateNamespaced(t *testing.T) {
 	if pdb == nil {
 		t.Fatal("no PodDisruptionBudget")
 	}
-	if v, _, _ := unstructuredInt(pdb.Object, "spec", "minAvailable"); v != 1 {
+	if v, _ := unstructuredInt(pdb.Object, "spec", "minAvailable"); v != 1 {
 		t.Errorf("PDB minAvailable %v", pdb.Object["spec"])
 	}
 	env := d.Spec.Template.Spec.Containers[0].Env
@@ -137,22 +137,22 @@ func TestChartTemplateNamespaced(t *testing.T) {
 	}
 }
 
-func unstructuredInt(obj map[string]any, path ...string) (int64, bool, error) {
+func unstructuredInt(obj map[string]any, path ...string) (int64, bool) {
 	cur := any(obj)
 	for _, p := range path {
 		m, ok := cur.(map[string]any)
 		if !ok {
-			return 0, false, nil
+			return 0, false
 		}
 		cur = m[p]
 	}
 	switch v := cur.(type) {
 	case int64:
-		return v, true, nil
+		return v, true
 	case float64:
-		return int64(v), true, nil
+		return int64(v), true
 	}
-	return 0, false, nil
+	return 0, false
 }
 
 // The chart's RBAC is config/rbac's: its copies under files/ are byte-identical to the sources

@@ -33,7 +33,7 @@ import (
 // is in what that manager exports. Then helm upgrade to cluster-wide mode (the manager restarted
 // from the upgraded Deployment reconciles the other namespace too) and helm uninstall (the CRD
 // and the RedisConnections stay).
-func TestHelmInstall(t *testing.T) {
+func TestHelmInstall(t *testing.T) { //nolint:gocyclo // install, upgrade, uninstall in order, counted with their t.Run bodies; to split with #15 item 8
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	env, err := kubetest.NewEnvironment()

@@ -167,7 +167,7 @@ func mountVariant(name string, filter func(string, []byte) []byte) variant {
 		if err != nil {
 			t.Fatalf("%s: Open: %v", name, err)
 		}
-		t.Cleanup(func() { c.Close() })
+		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}}
 }
@@ -200,7 +200,7 @@ var apiVariant = variant{name: "api-source", open: func(t testing.TB, ctx contex
 	if err != nil {
 		t.Fatalf("api-source: Open: %v", err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }}
 

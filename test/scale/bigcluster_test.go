@@ -90,8 +90,9 @@ func (f *fixture) bigClusterRun(b *testing.B, run string, nodes, replicas int) {
 		if c := n.Client(); c != nil {
 			if info, err := redistest.Info(ctx, c, "memory"); err == nil {
 				var v uint64
-				fmt.Sscan(info["used_memory_rss"], &v)
-				nodeRSS += v
+				if _, err := fmt.Sscan(info["used_memory_rss"], &v); err == nil {
+					nodeRSS += v
+				}
 			}
 			_ = c.Close()
 		}
@@ -216,7 +217,7 @@ func startBigCluster(b *testing.B, masters, replicas int) *bigCluster {
 	ids := make([]string, total)
 	for i, n := range c.nodes {
 		clients[i] = n.Client()
-		defer clients[i].Close()
+		defer func() { _ = clients[i].Close() }()
 		id, err := clients[i].Do(ctx, "CLUSTER", "MYID").Text()
 		if err != nil {
 			tb.Fatalf("node %d: CLUSTER MYID: %v", i, err)

@@ -236,8 +236,7 @@ func run(in io.Reader, out io.Writer) error {
 		}
 		rows = append(rows, r[1:]...)
 	}
-	write(out, rows)
-	return nil
+	return write(out, rows)
 }
 
 // compareRows: header, then one row per case.
@@ -392,7 +391,7 @@ func (s *section) genericRows() [][]string {
 }
 
 // write prints rows as one Markdown table, padded so that it also reads in a terminal.
-func write(out io.Writer, rows [][]string) {
+func write(out io.Writer, rows [][]string) error {
 	cols := 0
 	for _, r := range rows {
 		cols = max(cols, len(r))
@@ -415,8 +414,11 @@ func write(out io.Writer, rows [][]string) {
 			}
 			b.WriteString(" " + c + strings.Repeat(" ", max(0, width[i]-utf8.RuneCountInString(c))) + " |")
 		}
-		fmt.Fprintln(out, b.String())
+		if _, err := fmt.Fprintln(out, b.String()); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 func median(v []float64) float64 {

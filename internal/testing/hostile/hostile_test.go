@@ -26,7 +26,7 @@ func dial(t *testing.T, s *hostile.Server) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c
 }
@@ -80,7 +80,7 @@ func TestGarbageSendsBannerOnAccept(t *testing.T) {
 func TestCloseOnAcceptGivesEOF(t *testing.T) {
 	s := hostile.CloseOnAccept(t)
 	c := dial(t, s)
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("read: %v, want EOF", err)
 	}
 }
@@ -91,7 +91,7 @@ func TestSlowMinimalRedisIsAPlausibleClusterNode(t *testing.T) {
 	s := hostile.Slow(t, 50*time.Millisecond, nil)
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true, MaxRetries: -1,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -101,7 +101,7 @@ func TestSlowMinimalRedisIsAPlausibleClusterNode(t *testing.T) {
 	if err != nil || len(shards) != 1 || len(shards[0].Nodes) != 1 || shards[0].Nodes[0].Endpoint != "127.0.0.1" || shards[0].Slots[0].End != 16383 {
 		t.Fatalf("CLUSTER SHARDS = %+v, %v", shards, err)
 	}
-	slots, err := c.ClusterSlots(ctx).Result()
+	slots, err := c.ClusterSlots(ctx).Result() //nolint:staticcheck // CLUSTER SLOTS is what is under test here, next to SHARDS
 	if err != nil || len(slots) != 1 || slots[0].Nodes[0].Addr != s.Addr() {
 		t.Fatalf("CLUSTER SLOTS = %+v, %v", slots, err)
 	}
@@ -148,7 +148,7 @@ func TestCloseStopsListenerAndConnections(t *testing.T) {
 		t.Fatal("connection open after Close")
 	}
 	if c2, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
-		c2.Close()
+		_ = c2.Close()
 		t.Fatal("still listening after Close")
 	}
 }

@@ -80,7 +80,7 @@ func WaitReady(t TB, ctx context.Context, c client.Client, ns, name string, log 
 			return err
 		}
 		if cond := meta.FindStatusCondition(rc.Status.Conditions, rconnv1.ConditionReady); cond == nil || cond.Status != metav1.ConditionTrue {
-			return fmt.Errorf("Ready is %+v", cond)
+			return fmt.Errorf("condition Ready is %+v", cond)
 		}
 		return nil
 	})

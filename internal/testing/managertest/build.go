@@ -42,7 +42,7 @@ func Build(t TB) string {
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build of the manager failed: %v\n%s", err, b)
+			build.err = fmt.Errorf("go build of the manager failed: %w\n%s", err, b)
 			return
 		}
 		build.path = out

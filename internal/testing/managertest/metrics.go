@@ -38,7 +38,7 @@ func (m *Manager) WaitForMetric(ctx context.Context, name string) (map[string]*d
 			if err == nil {
 				err = fmt.Errorf("no metric %s", name)
 			}
-			return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -57,7 +57,7 @@ func Scrape(ctx context.Context, hc interface {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, err

@@ -98,12 +98,12 @@ func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...st
 	m.cmd.Env = append(withoutEnv(os.Environ(), "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"), "KUBECONFIG="+kubeconfigPath)
 	m.cmd.Env = append(m.cmd.Env, env...)
 	if err := m.cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		t.Fatalf("managertest: starting %s: %v", bin, err)
 	}
 	go func() {
 		_ = m.cmd.Wait()
-		logf.Close()
+		_ = logf.Close()
 		close(m.exited)
 	}()
 	t.Cleanup(m.Stop)
@@ -119,7 +119,7 @@ func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...st
 		resp, err := hc.Get("http://" + m.ProbeAddr + "/readyz")
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return m
 			}
@@ -178,7 +178,7 @@ func (m *Manager) procStatus(field string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), ":")
@@ -203,7 +203,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 

@@ -151,19 +151,19 @@ func StartProxyFunc(t TB, listen string, target func() string) *Proxy {
 			p.Accepted.Add(1)
 			to := target()
 			if to == "" {
-				c.Close()
+				_ = c.Close()
 				continue
 			}
 			up, err := net.Dial("tcp", to)
 			if err != nil {
-				c.Close()
+				_ = c.Close()
 				continue
 			}
 			p.mu.Lock()
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
+			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
+			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
 		}
 	}()
 	t.Cleanup(p.Close)
@@ -175,11 +175,11 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Close stops listening and closes every forwarded connection.
 func (p *Proxy) Close() {
-	p.ln.Close()
+	_ = p.ln.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
-		c.Close()
+		_ = c.Close()
 	}
 }
 
@@ -194,7 +194,7 @@ func WithoutDNS(run func() int) int {
 	var queries []string
 	net.DefaultResolver = &net.Resolver{
 		PreferGo: true,
-		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		Dial: func(_ context.Context, network, address string) (net.Conn, error) {
 			mu.Lock()
 			queries = append(queries, network+" "+address)
 			mu.Unlock()

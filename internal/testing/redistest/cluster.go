@@ -17,13 +17,13 @@ import (
 type Announce int
 
 const (
-	// AnnounceIP: nodes announce 127.0.0.1:<port>, which clients reach directly.
+	// AnnounceIP means that nodes announce 127.0.0.1:<port>, which clients reach directly.
 	AnnounceIP Announce = iota
-	// AnnounceHostname: nodes announce <NodeName(i)>:<port> under a .invalid domain that
+	// AnnounceHostname means that nodes announce <NodeName(i)>:<port> under a .invalid domain that
 	// never resolves, as pod IPs are to an app outside the pod network. Nodes still reach each
 	// other over 127.0.0.1, so the bus and replication work (replicas allowed).
 	AnnounceHostname
-	// AnnounceTranslatedPort: nodes announce 127.0.0.1:<another port> where nothing listens,
+	// AnnounceTranslatedPort means that nodes announce 127.0.0.1:<another port> where nothing listens,
 	// as behind NodePorts or NAT. Masters only: replicas would follow the announced port.
 	AnnounceTranslatedPort
 )
@@ -94,17 +94,17 @@ func (c *Cluster) ClusterOptions() *redis.ClusterOptions {
 		Addrs:    []string{c.Nodes[0].Announced},
 		Password: o.Password,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			real, ok := m[addr]
+			dialed, ok := m[addr]
 			if !ok {
 				return nil, fmt.Errorf("redistest: %s is not a node of this cluster", addr)
 			}
-			conn, err := d.DialContext(ctx, network, real)
+			conn, err := d.DialContext(ctx, network, dialed)
 			if err != nil || o.TLSConfig == nil {
 				return conn, err
 			}
 			tc := tlsClient(conn, o.TLSConfig)
 			if err := tc.HandshakeContext(ctx); err != nil {
-				conn.Close()
+				_ = conn.Close()
 				return nil, err
 			}
 			return tc, nil
@@ -194,7 +194,7 @@ func (c *Cluster) form(ctx context.Context) error {
 	clients := make([]*redis.Client, len(c.Nodes))
 	for i, n := range c.Nodes {
 		clients[i] = n.Client()
-		defer clients[i].Close()
+		defer func() { _ = clients[i].Close() }()
 		id, err := clients[i].Do(ctx, "CLUSTER", "MYID").Text()
 		if err != nil {
 			return fmt.Errorf("node %d: CLUSTER MYID: %w", i, err)
@@ -274,7 +274,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 
 func (c *Cluster) checkNode(ctx context.Context, n *Node, want []string) error {
 	cl := n.Client()
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	info, err := cl.ClusterInfo(ctx).Result()
 	if err != nil {
 		return err
@@ -326,7 +326,7 @@ func poll(ctx context.Context, what string, f func() error) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last: %v)", what, ctx.Err(), err)
+			return fmt.Errorf("waiting for %s: %w (last: %w)", what, ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -338,7 +338,7 @@ func poll(ctx context.Context, what string, f func() error) error {
 func (c *Cluster) Reannounce(ctx context.Context, i int, host string) (string, error) {
 	n := c.Nodes[i]
 	nc := n.Client()
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	if err := nc.ConfigSet(ctx, "cluster-announce-hostname", host).Err(); err != nil {
 		return "", fmt.Errorf("node %d: CONFIG SET cluster-announce-hostname: %w", i, err)
 	}
@@ -358,7 +358,7 @@ func (c *Cluster) Reannounce(ctx context.Context, i int, host string) (string, e
 			}
 			return fmt.Errorf("not yet")
 		})
-		oc.Close()
+		_ = oc.Close()
 		if err != nil {
 			return "", err
 		}
@@ -373,8 +373,8 @@ func (c *Cluster) Reannounce(ctx context.Context, i int, host string) (string, e
 // while the slot still belongs to src: clients get ASK for moved keys then, and MOVED after.
 func (c *Cluster) MigrateSlot(ctx context.Context, src, dst *Node, slot int, first []string, afterKey func(key string)) error {
 	s, d := src.Client(), dst.Client()
-	defer s.Close()
-	defer d.Close()
+	defer func() { _ = s.Close() }()
+	defer func() { _ = d.Close() }()
 	if err := d.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.ID).Err(); err != nil {
 		return fmt.Errorf("SETSLOT IMPORTING: %w", err)
 	}
@@ -412,7 +412,7 @@ func (c *Cluster) MigrateSlot(ctx context.Context, src, dst *Node, slot int, fir
 	for _, m := range c.Masters() {
 		mc := m.Client()
 		err := mc.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.ID).Err()
-		mc.Close()
+		_ = mc.Close()
 		if err != nil {
 			return fmt.Errorf("SETSLOT NODE on node %d: %w", m.Index, err)
 		}

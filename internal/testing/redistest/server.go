@@ -86,8 +86,7 @@ func StartServer(t TB, opts ServerOptions) *Server {
 
 // clusterConf is what a cluster node adds to its configuration.
 type clusterConf struct {
-	lines   []string
-	busPort bool
+	lines []string
 }
 
 func startServer(t TB, opts ServerOptions, cc *clusterConf) (*Server, error) {
@@ -173,7 +172,7 @@ func (s *Server) config(extra []string) string {
 }
 
 // start launches the process with the existing redis.conf and waits for PING.
-func (s *Server) start(t TB) error {
+func (s *Server) start(_ TB) error {
 	cmd := exec.Command("redis-server", filepath.Join(s.Dir, "redis.conf"))
 	cmd.Dir = s.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -189,7 +188,7 @@ func (s *Server) start(t TB) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c := s.Client()
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	for {
 		err := c.Ping(ctx).Err()
 		if err == nil {
@@ -200,7 +199,7 @@ func (s *Server) start(t TB) error {
 			return fmt.Errorf("redis-server on port %d exited: %s", s.Port, s.logTail())
 		case <-ctx.Done():
 			s.Kill()
-			return fmt.Errorf("redis-server on port %d did not answer PING within 15s (%v): %s", s.Port, err, s.logTail())
+			return fmt.Errorf("redis-server on port %d did not answer PING within 15s (%w): %s", s.Port, err, s.logTail())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -320,7 +319,7 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

@@ -155,7 +155,7 @@ func startDNSOnce(bin, kubeconfig string, opts DNSOptions) (*DNS, error) {
 		d.cleanupDir()
 		return nil, fmt.Errorf("rig dns: %w", err)
 	}
-	defer logFile.Close() // the child has its own descriptor
+	defer func() { _ = logFile.Close() }() // the child has its own descriptor
 	d.cmd = exec.Command(bin, "-conf", corefile)
 	d.cmd.Dir = dir
 	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
@@ -205,12 +205,12 @@ func freeDNSPort() (int, error) {
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		ln.Close()
+		_ = ln.Close()
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		pc.Close()
+		_ = pc.Close()
 		return port, nil
 	}
 	return 0, lastErr
@@ -238,7 +238,7 @@ func (d *DNS) waitReady(timeout time.Duration) error {
 		}
 		lastErr = err
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no authoritative answer for %s within %v (last: %v)", name, timeout, lastErr)
+			return fmt.Errorf("no authoritative answer for %s within %v (last: %w)", name, timeout, lastErr)
 		}
 		select {
 		case <-d.exited:

@@ -173,7 +173,7 @@ func rawQuery(t *testing.T, addr, name string) (rcode, answers int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := conn.Write(msg); err != nil {
 		t.Fatal(err)

@@ -79,7 +79,7 @@ func SetupPodNetwork() (*PodNetwork, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoPrivileges, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoPrivileges, err)
 	}
 	CleanupLeftovers()
 	for i := 1; i <= maxNetworks; i++ {
@@ -101,7 +101,7 @@ func SetupPodNetwork() (*PodNetwork, error) {
 		if err := n.create(); err != nil {
 			n.Teardown()
 			if strings.Contains(err.Error(), "Operation not permitted") || strings.Contains(err.Error(), "Permission denied") {
-				return nil, fmt.Errorf("%w: %v", ErrNoPrivileges, err)
+				return nil, fmt.Errorf("%w: %w", ErrNoPrivileges, err)
 			}
 			return nil, err
 		}

@@ -315,7 +315,7 @@ func (ru *Runner) healthy(ctx context.Context, ps *podServer) bool {
 	o := ru.opts.ClientOptions(net.JoinHostPort(ps.ip, strconv.Itoa(RedisPort)))
 	o.MaxRetries, o.PoolSize = -1, 1
 	c := redis.NewClient(o)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	info, err := c.ClusterInfo(ctx).Result()
 	if err != nil {
 		return false
@@ -383,7 +383,7 @@ func (ru *Runner) handOver(ctx context.Context, podIP string, deadline time.Time
 	defer cancel()
 	addr := net.JoinHostPort(podIP, strconv.Itoa(RedisPort))
 	mc := redis.NewClient(ru.opts.ClientOptions(addr))
-	defer mc.Close()
+	defer func() { _ = mc.Close() }()
 	role, err := mc.Do(ctx, "ROLE").Slice()
 	if err != nil || len(role) < 3 || role[0] != "master" {
 		return err
@@ -397,7 +397,7 @@ func (ru *Runner) handOver(ctx context.Context, podIP string, deadline time.Time
 		return fmt.Errorf("ROLE replica entry %v", replicas[0])
 	}
 	rc := redis.NewClient(ru.opts.ClientOptions(net.JoinHostPort(fmt.Sprint(r[0]), fmt.Sprint(r[1]))))
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	if err := rc.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
 		return err
 	}

@@ -203,7 +203,7 @@ func (rc *RedisCluster) AddShard(ctx context.Context, slots int) (string, error)
 	// The replica's add-node needs the seed to know the new master (the MEET handshake).
 	if err := poll(ctx, time.Minute, "the seed knowing "+master, func() (bool, error) {
 		c := redis.NewClient(rc.Runner.opts.ClientOptions(seed))
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		nodes, err := c.ClusterNodes(ctx).Result()
 		return err == nil && strings.Contains(nodes, id) && !strings.Contains(nodes, "handshake"), err
 	}, rc.Runner.diag); err != nil {
@@ -272,7 +272,7 @@ func (rc *RedisCluster) RemoveShard(ctx context.Context) error {
 
 func (rc *RedisCluster) nodeID(ctx context.Context, addr string) (string, error) {
 	c := redis.NewClient(rc.Runner.opts.ClientOptions(addr))
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return c.ClusterMyID(ctx).Result()
 }
 

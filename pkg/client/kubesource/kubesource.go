@@ -162,8 +162,11 @@ func (o Options) resolve() (*rest.Config, string, error) {
 	ns := o.Namespace
 	if ns == "" {
 		var err error
-		if ns, _, err = kc.Namespace(); err != nil || ns == "" {
-			return nil, "", fmt.Errorf("kubesource: Options.Namespace is required (none from the kubeconfig or the pod): %v", err)
+		if ns, _, err = kc.Namespace(); err != nil {
+			return nil, "", fmt.Errorf("kubesource: Options.Namespace is required (none from the kubeconfig or the pod): %w", err)
+		}
+		if ns == "" {
+			return nil, "", errors.New("kubesource: Options.Namespace is required (none from the kubeconfig or the pod)")
 		}
 	}
 	cfg = rest.CopyConfig(cfg)
@@ -292,14 +295,13 @@ func newBackoff() wait.Backoff {
 	return wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 5 * time.Second}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits for d, or less if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
 	case <-t.C:
-		return true
 	}
 }
 

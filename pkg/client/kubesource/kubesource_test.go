@@ -190,7 +190,7 @@ func TestOpenThroughTheAPI(t *testing.T) {
 	c, err := kubesource.Open(ctx, kubesource.Options{Config: w.user, Namespace: w.ns, Name: "cache"},
 		client.OpenOptions{Dial: rec.Dial, OnReload: rep.add, OnEvent: func(e client.Event) { rep.add(e.Err) }})
 	must(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	// Initial load: the map and the credentials from the API.
 	if who, err := c.Do(ctx, "ACL", "WHOAMI").Text(); err != nil || who != "app" {
