@@ -83,7 +83,7 @@ func testNodeClientThroughProxy(t *testing.T, script string) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { stdin.Close(); feed.Close() })
+				t.Cleanup(func() { _ = stdin.Close(); _ = feed.Close() })
 				return startProc(t, "node", stdin, append(append(guard, path, h, p), keys...)...), feed
 			}
 
@@ -96,14 +96,18 @@ func testNodeClientThroughProxy(t *testing.T, script string) {
 				}
 			}
 			waitFor(t, "BLPOP to block", func() error { return blocked(ctx(t), e, queue) })
-			fmt.Fprintln(feed, "blocked")
+			if _, err := fmt.Fprintln(feed, "blocked"); err != nil {
+				t.Fatal(err)
+			}
 			pr.waitLine(t, "READY-TO-MIGRATE")
 			k := keys[0]
 			src, dst := e.ownerOf(k), e.rc.Masters()[1]
 			if err := e.rc.MigrateSlot(ctx(t), src, dst, slotOf(k), nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintln(feed, "migrated")
+			if _, err := fmt.Fprintln(feed, "migrated"); err != nil {
+				t.Fatal(err)
+			}
 			pr.waitLine(t, "ALL-OK")
 			known := 0
 			for _, l := range pr.out.lines() {
@@ -121,7 +125,7 @@ func testNodeClientThroughProxy(t *testing.T, script string) {
 				t.Errorf("the client listed %d nodes, want 3 masters before and after the slot moved:\n%s", known, pr.output())
 			}
 			dc := dst.Client()
-			defer dc.Close()
+			defer func() { _ = dc.Close() }()
 			if v, _ := dc.Get(ctx(t), k).Result(); v != "after" {
 				t.Errorf("the slot's new owner has %s = %q, want the client's SET after the move", k, v)
 			}
@@ -220,7 +224,7 @@ func TestIORedisNatMapFromConfigJSON(t *testing.T) {
 			for _, k := range keys {
 				oc := e.ownerOf(k).Client()
 				v, err := oc.Get(ctx(t), k).Result()
-				oc.Close()
+				_ = oc.Close()
 				if v != "natmap-"+k {
 					t.Errorf("%s on its master = %q, %v", k, v, err)
 				}

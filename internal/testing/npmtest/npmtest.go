@@ -55,7 +55,7 @@ func Install(ctx context.Context, name string, pkgs ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }()
 	args := append([]string{"install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", tmp}, pkgs...)
 	if out, err := exec.CommandContext(ctx, "npm", args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("npm install %s: %w\n%s", strings.Join(pkgs, " "), err, out)
