@@ -76,11 +76,12 @@ rig-assets: envtest ## Build/cache the real control plane rig (kube-controller-m
 	@hack/rig-assets.sh $(RIG_ASSETS) >/dev/null
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint (the linters of .golangci.yml) over every package.
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (the linters of .golangci.yml) over every package, bench/ (its own module) included.
 	$(GOLANGCI_LINT) run ./...
+	cd bench && $(abspath $(GOLANGCI_LINT)) run --config ../.golangci.yml ./...
 
 .PHONY: test
-test: deps envtest rig-assets helm verify-generated vet ## Run every test (envtest, the rig, real redis-server, the chart).
+test: deps envtest rig-assets helm verify-generated vet lint ## Run every test (envtest, the rig, real redis-server, the chart).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
 # Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
