@@ -8,7 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 )
 
 // minimalACL is the controller's documented minimal ACL (docs/operating.md, pkg/cluster doc).

@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 

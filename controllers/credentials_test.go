@@ -14,9 +14,9 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/controllers"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 )
 
 // drain returns the Events a fake recorder holds.

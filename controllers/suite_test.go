@@ -27,9 +27,9 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/controllers"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the rig's cluster DNS: a minimal CoreDNS at COREDNS_VERSION with nothing but the Go module
-# proxy (see internal/testing/rig/dns.go). A throwaway module in a temporary directory has a tiny
+# proxy (see internal/world/rig/dns.go). A throwaway module in a temporary directory has a tiny
 # main.go that imports coremain, core/dnsserver and only the plugins the rig's Corefile uses, sets
 # dnsserver.Directives to them and calls coremain.Run() (CoreDNS's documented way of building with
 # a custom plugin set). No forward, cache or other resolver-reaching plugin is compiled in: the

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
 // admissionManifests reads the ValidatingAdmissionPolicy and its binding from config/admission,

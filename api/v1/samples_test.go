@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
 var _ = Describe("config/samples", func() {

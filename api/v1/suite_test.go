@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
 var (

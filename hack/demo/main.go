@@ -1,5 +1,5 @@
 // Command rconn-demo is `make demo`: rconn end to end on this machine, with no Kubernetes
-// cluster at hand, on the rig (internal/testing/rig): a real control plane (kube-apiserver +
+// cluster at hand, on the rig (internal/world/rig): a real control plane (kube-apiserver +
 // etcd, kube-controller-manager, kube-scheduler) with kwok nodes, a Redis Cluster StatefulSet of
 // six pods served by real redis-servers on 198.18.N.x pod IPs inside a network namespace, the
 // real endpointslice controller, and CoreDNS for cluster.local. It installs the CRD, runs the
@@ -34,11 +34,12 @@ import (
 
 	"github.com/go-logr/logr"
 
-	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/demo"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
 const (

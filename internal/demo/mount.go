@@ -13,7 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
 )
 
 // Kubelet's volume semantics, which the Mount below reproduces. A running pod's ConfigMap and

@@ -15,13 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/rig"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/rig"
 )
 
-// RigWorld is `make demo`'s world on the rig (internal/testing/rig): a real control plane
+// RigWorld is `make demo`'s world on the rig (internal/world/rig): a real control plane
 // (kube-apiserver, kube-controller-manager, kube-scheduler, kwok nodes), a Redis Cluster
 // StatefulSet (RedisName, 3 masters + 3 replicas) whose pods are real redis-servers on
 // 198.18.N.x pod IPs inside the rig's network namespace, its headless Service (RedisName +

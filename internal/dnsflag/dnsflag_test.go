@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 )
 
 func TestMain(m *testing.M) { nettest.RunWithoutDNS(m) }

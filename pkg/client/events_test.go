@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 

@@ -9,16 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
 type recorder = nettest.Recorder
 
 // mount is a directory laid out exactly like a kubelet projected volume
-// (internal/testing/kubeletmount).
+// (internal/world/kubeletmount).
 type mount struct {
 	dir string
 }

@@ -3,7 +3,7 @@ package client_test
 import (
 	"testing"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 )
 
 // TestMain fails the package if any test attempted a DNS query.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )

@@ -13,13 +13,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
-// benchMount is a kubelet-style projected volume (internal/testing/kubeletmount) for
+// benchMount is a kubelet-style projected volume (internal/world/kubeletmount) for
 // benchmarks: each update swaps in a new version with one rename of "..data", the atomic step
 // kubelet takes.
 type benchMount struct {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 

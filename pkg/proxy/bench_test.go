@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 )
 
 // BenchmarkProxyCost measures what the proxy adds, side by side in one run: the same go-redis

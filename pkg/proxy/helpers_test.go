@@ -14,9 +14,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubeletmount"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/proxy"
 )

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 	"github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
 

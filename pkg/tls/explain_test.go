@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 )
 
 func TestExplain(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 )
 
 // ioTimeout bounds every network operation of the tests.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 )
 
 func newReloadable(t *testing.T, o Options) *Reloadable {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 )
 
 func TestLoadFiles(t *testing.T) {

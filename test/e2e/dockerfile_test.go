@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
 // dockerStage is one FROM ... [AS name] stage of the Dockerfile, as written.

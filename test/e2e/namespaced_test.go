@@ -28,9 +28,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 )
 
 // TestNamespacedInstall renders config/namespaced (kubectl kustomize, as a user does), checks

@@ -22,9 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/rig"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/rig"
 )
 
 // TestOnTheRig runs rconn against the real control plane rig: a Redis Cluster StatefulSet

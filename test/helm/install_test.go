@@ -19,10 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 )
 
 // TestHelmInstall installs the chart with helm into a real API server (namespaced mode), checks

@@ -33,8 +33,8 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/rig"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/rig"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client/kubesource"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"

@@ -14,7 +14,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
 )
 
 // BenchmarkIsolation: how much RedisConnections naming hostile root nodes slow down a healthy

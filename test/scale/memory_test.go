@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
 )
 
 // BenchmarkManagerMemory: the manager's peak RSS in a cluster full of objects it watches but

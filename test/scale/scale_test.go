@@ -45,9 +45,9 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/managertest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 )
 
 func TestMain(m *testing.M) { nettest.RunWithoutDNS(m) }

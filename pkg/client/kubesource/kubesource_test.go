@@ -22,9 +22,9 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/nettest"
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/redistest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client/kubesource"
 )

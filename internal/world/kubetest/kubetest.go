@@ -107,7 +107,7 @@ func dieWithParent(bin string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", bin, err)
 	}
-	script := fmt.Sprintf("#!/bin/sh\n# Written by internal/testing/kubetest: %s dies with its parent.\nexec '%s' --pdeathsig KILL -- '%s' \"$@\"\n", filepath.Base(bin), setpriv, target)
+	script := fmt.Sprintf("#!/bin/sh\n# Written by internal/world/kubetest: %s dies with its parent.\nexec '%s' --pdeathsig KILL -- '%s' \"$@\"\n", filepath.Base(bin), setpriv, target)
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		return "", err

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
 // The rig's cluster DNS: a real CoreDNS (hack/coredns-build.sh: bind, errors, log and kubernetes

@@ -28,7 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/rconn-dev/redis-connection-operator/internal/testing/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 )
 
 // TB is internal/tb's: the one interface every local-world helper takes.
