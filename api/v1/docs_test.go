@@ -196,7 +196,9 @@ func conditionConstants(t *testing.T, file string) (types []string, reasons []re
 	group := "Ready"
 	for _, vs := range specs {
 		if vs.Doc != nil {
-			if g := strings.TrimSpace(vs.Doc.Text()); isType[g] {
+			// A group of reasons starts with "// Reasons of <ConditionType>."
+			g := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(vs.Doc.Text()), "Reasons of "), ".")
+			if isType[g] {
 				group = g
 			}
 		}
