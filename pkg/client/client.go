@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
@@ -198,7 +197,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			ClientName:          s.name,
 			DialTimeout:         s.connectTimeout,
 
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+			MaintNotificationsConfig: cluster.NoMaintNotifications(),
 		})
 		c.single, c.direct, c.setMap = rc, rc, d.SetMap
 		if s.autoPipeline {

@@ -55,7 +55,7 @@ func NewClient(o Options) (*Client, error) {
 		ReadTimeout:         r.clientTimeout(r.ReadTimeout, goRedisDefaultTimeout),
 		WriteTimeout:        r.clientTimeout(r.WriteTimeout, r.clientTimeout(r.ReadTimeout, goRedisDefaultTimeout)),
 
-		MaintNotificationsConfig: noMaintNotifications(),
+		MaintNotificationsConfig: NoMaintNotifications(),
 	}
 	if r.MaxCommandRedirections < 0 {
 		co.MaxRedirects = -1

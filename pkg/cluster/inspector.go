@@ -180,7 +180,7 @@ func (in *Inspector) client(addr string) (*redis.Client, error) {
 		Protocol:              2,
 		// go-redis resolves hostnames through DNS to pick a maintenance-notification endpoint type;
 		// announced names are exactly what must never be resolved here.
-		MaintNotificationsConfig: noMaintNotifications(),
+		MaintNotificationsConfig: NoMaintNotifications(),
 	}
 	if in.o.Defaults.CredentialsProvider != nil {
 		opts.CredentialsProvider = in.o.Defaults.CredentialsProvider
@@ -648,10 +648,10 @@ func (in *Inspector) checkNode(ctx context.Context, addr string, cluster bool) N
 	return h
 }
 
-// noMaintNotifications turns off go-redis's maintenance notifications (Redis Enterprise/Cloud
+// NoMaintNotifications turns off go-redis's maintenance notifications (Redis Enterprise/Cloud
 // only), whose "auto" mode resolves every hostname-shaped node address through DNS when a
 // client is built: for announced names (pod IPs' names, .invalid in tests) that is a lookup
 // that cannot succeed and must not be made.
-func noMaintNotifications() *maintnotifications.Config {
+func NoMaintNotifications() *maintnotifications.Config {
 	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }

@@ -82,7 +82,7 @@ func BenchmarkLimitConn(b *testing.B) {
 					return LimitConn(conn, nil), nil
 				},
 				Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second,
-				MaintNotificationsConfig: noMaintNotifications(),
+				MaintNotificationsConfig: NoMaintNotifications(),
 			})
 			defer func() { _ = c.Close() }()
 			ctx := context.Background()

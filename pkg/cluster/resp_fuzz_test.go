@@ -206,7 +206,7 @@ func FuzzBoundedReader(f *testing.F) {
 				return LimitConn(cli, &fuzzLimits), nil
 			},
 			Protocol: 3, DisableIdentity: true, MaxRetries: -1, PoolSize: 1, ReadTimeout: time.Second,
-			MaintNotificationsConfig: noMaintNotifications(),
+			MaintNotificationsConfig: NoMaintNotifications(),
 		})
 		defer func() { _ = c.Close() }()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

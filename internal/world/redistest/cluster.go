@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Announce says what addresses cluster nodes hand to clients (CLUSTER SHARDS/SLOTS, MOVED, ASK).
@@ -112,7 +113,7 @@ func (c *Cluster) ClusterOptions() *redis.ClusterOptions {
 		MaxRetries:      -1,
 		DisableIdentity: true,
 
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		MaintNotificationsConfig: cluster.NoMaintNotifications(),
 	}
 }
 

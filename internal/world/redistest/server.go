@@ -23,10 +23,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+
 	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 )
@@ -272,7 +273,7 @@ func (s *Server) Options() *redis.Options {
 		PoolSize:        4,
 		DisableIdentity: true,
 		// Never let go-redis resolve a name (its maintenance-notification auto mode does).
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		MaintNotificationsConfig: cluster.NoMaintNotifications(),
 	}
 	if s.opts.TLS != nil {
 		o.TLSConfig = s.opts.TLS.ClientConfig("")
