@@ -9,11 +9,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
@@ -363,3 +365,70 @@ func TestTopologyClipNote(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestPairOutputs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data map[string][]byte
+		keys string
+	}{
+		{"nothing configured: an empty list, not absent", map[string][]byte{"type": []byte("redis")}, ""},
+		{"password only", map[string][]byte{pkgclient.SecretKeyPassword: []byte("p")}, pkgclient.SecretKeyPassword},
+		{"ACL user and mTLS, in a fixed order", map[string][]byte{
+			pkgclient.SecretKeyKey: nil, pkgclient.SecretKeyCert: nil, pkgclient.SecretKeyUsername: nil, pkgclient.SecretKeyPassword: nil,
+		}, strings.Join([]string{pkgclient.SecretKeyUsername, pkgclient.SecretKeyPassword, pkgclient.SecretKeyCert, pkgclient.SecretKeyKey}, ",")},
+	} {
+		cfg := &pkgclient.Config{}
+		pairOutputs(cfg, tc.data, "tok")
+		if cfg.Rconn.SecretKeys == nil || strings.Join(cfg.Rconn.SecretKeys, ",") != tc.keys {
+			t.Errorf("%s: secretKeys %#v, want %q", tc.name, cfg.Rconn.SecretKeys, tc.keys)
+		}
+		if cfg.Rconn.SecretToken != "tok" || string(tc.data[pkgclient.SecretKeyToken]) != "tok" {
+			t.Errorf("%s: the token is not in both outputs", tc.name)
+		}
+	}
+}
+
+func TestWaitingCondition(t *testing.T) {
+	for _, tc := range []struct{ typ, want string }{
+		{rconnv1.ConditionNodesHealthy, "waiting for CredentialsResolved"},
+		{rconnv1.ConditionConfigRendered, "keeping the previous output until CredentialsResolved is True"},
+	} {
+		c := waitingCondition(tc.typ, rconnv1.ConditionCredentialsResolved)
+		if c.ok || c.reason != rconnv1.ReasonPrerequisitesNotMet || c.message != tc.want || c.blocks {
+			t.Errorf("%s: %+v", tc.typ, c)
+		}
+	}
+}
+
+func TestOwnedMetaAndWriteErrors(t *testing.T) {
+	rc := &rconnv1.RedisConnection{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cache"}}
+	m := ownedMeta(rc, "out", "h1")
+	if m.Namespace != "ns" || m.Name != "out" || m.Labels[LabelConnection] != "cache" || m.Labels[LabelManagedBy] != managedBy || m.Annotations[AnnotationContentHash] != "h1" {
+		t.Errorf("ownedMeta = %+v", m)
+	}
+	for _, tc := range []struct {
+		err      error
+		conflict bool
+	}{
+		{apierrors.NewAlreadyExists(corev1.Resource("configmaps"), "out"), true},
+		{apierrors.NewForbidden(corev1.Resource("configmaps"), "out", errors.New("no")), false},
+	} {
+		err := outputWriteError("ConfigMap", "out", tc.err)
+		var c *errOutputConflict
+		if errors.As(err, &c) != tc.conflict {
+			t.Errorf("%v: conflict %v, want %v", tc.err, !tc.conflict, tc.conflict)
+		}
+		if !tc.conflict && !errors.Is(err, tc.err) {
+			t.Errorf("%v is not wrapped", tc.err)
+		}
+	}
+	for _, tc := range []struct{ p, want int }{{0, cluster.DefaultPort}, {7000, 7000}} {
+		if got := portOr(tc.p); got != tc.want {
+			t.Errorf("portOr(%d) = %d", tc.p, got)
+		}
+	}
+	if ptrVal(nil) != 0 || ptrVal(ptr(int32(3))) != 3 {
+		t.Error("ptrVal")
+	}
+}
