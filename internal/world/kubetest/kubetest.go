@@ -97,7 +97,8 @@ func NewEnvironment() (*envtest.Environment, error) {
 
 // dieWithParent returns the path of a launcher that runs bin with SIGKILL as its parent-death
 // signal (util-linux setpriv; the signal survives the exec), written once into the user cache
-// directory. Without setpriv it returns bin itself.
+// directory. Without setpriv it returns bin itself. (The signal follows the thread that forked:
+// Go ends a thread only when a goroutine locked to it exits, and nothing here uses LockOSThread.)
 func dieWithParent(bin string) (string, error) {
 	setpriv, lookErr := exec.LookPath("setpriv")
 	if lookErr != nil {
