@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"errors"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -165,22 +164,15 @@ func configRenderedCondition(s *scope) *cond {
 	if !s.outputsReached {
 		return nil
 	}
-	var conflict *errOutputConflict
-	var tooLarge *errConfigTooLarge
-	var invalid *errInvalidConfig
-	switch err := s.outputErr; {
-	case err == nil:
-		cm, sec := outputNames(s.rc)
-		return condTrue(typ, rconnv1.ReasonRendered, fmt.Sprintf("ConfigMap %s and Secret %s are current", cm, sec))
-	case errors.Is(err, errPrerequisites), errors.As(err, &invalid):
-		return condFalse(typ, rconnv1.ReasonPrerequisitesNotMet, err.Error())
-	case errors.As(err, &conflict):
-		return condFalse(typ, rconnv1.ReasonOutputConflict, err.Error())
-	case errors.As(err, &tooLarge):
-		return condFalse(typ, rconnv1.ReasonConfigTooLarge, err.Error())
-	default:
-		// An API error: retried with backoff, the condition keeps its value.
+	reason, ok, reported := outputOutcome(s.outputErr)
+	switch {
+	case !reported:
 		return nil
+	case ok:
+		cm, sec := outputNames(s.rc)
+		return condTrue(typ, reason, fmt.Sprintf("ConfigMap %s and Secret %s are current", cm, sec))
+	default:
+		return condFalse(typ, reason, s.outputErr.Error())
 	}
 }
 

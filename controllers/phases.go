@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
@@ -117,16 +118,29 @@ func (e *errInvalidConfig) Error() string { return "rendered config is invalid: 
 func (r *RedisConnectionReconciler) reconcileOutputs(ctx context.Context, s *scope) (ctrl.Result, error) {
 	s.outputsReached = true
 	s.outputErr = r.applyAll(ctx, s)
+	if _, _, reported := outputOutcome(s.outputErr); !reported {
+		return ctrl.Result{}, s.outputErr
+	}
+	return ctrl.Result{}, nil
+}
+
+// outputOutcome classifies how the outputs phase ended for ConfigRendered: reported is false for
+// an API error, which is retried with backoff while the condition keeps its value.
+func outputOutcome(err error) (reason string, ok, reported bool) {
 	var conflict *errOutputConflict
 	var tooLarge *errConfigTooLarge
 	var invalid *errInvalidConfig
-	switch err := s.outputErr; {
-	case err == nil, errors.Is(err, errPrerequisites), errors.As(err, &conflict), errors.As(err, &tooLarge), errors.As(err, &invalid):
-		// Reported by ConfigRendered.
-		return ctrl.Result{}, nil
-	default:
-		return ctrl.Result{}, err
+	switch {
+	case err == nil:
+		return rconnv1.ReasonRendered, true, true
+	case errors.Is(err, errPrerequisites), errors.As(err, &invalid):
+		return rconnv1.ReasonPrerequisitesNotMet, false, true
+	case errors.As(err, &conflict):
+		return rconnv1.ReasonOutputConflict, false, true
+	case errors.As(err, &tooLarge):
+		return rconnv1.ReasonConfigTooLarge, false, true
 	}
+	return "", false, false
 }
 
 // applyAll renders the outputs and writes what changed.
