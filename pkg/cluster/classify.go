@@ -46,6 +46,9 @@ const (
 	ClassServerError ErrorClass = "ServerError"
 	// ClassInvalidOptions: ErrInvalidOptions.
 	ClassInvalidOptions ErrorClass = "InvalidOptions"
+	// ClassManagerBusy: the reply budget shared by every Inspector was exhausted
+	// (ErrReplyBudgetExhausted); nothing is known about the node.
+	ClassManagerBusy ErrorClass = "ManagerBusy"
 	// ClassUnknown: anything else (the Inspector was closed, the caller canceled).
 	ClassUnknown ErrorClass = "Unknown"
 )
@@ -59,7 +62,7 @@ var ErrClusterStateNotOK = errors.New("cluster_state is not ok")
 var classPriority = []ErrorClass{
 	ClassAddressDenied, ClassTLSHandshakeFailed, ClassAuthenticationFailed, ClassTopologyTooLarge,
 	ClassReplyTooLarge, ClassInvalidReply, ClassNotCluster, ClassClusterModeServer, ClassClusterStateFail,
-	ClassServerError, ClassUnreachable, ClassInvalidOptions, ClassUnknown,
+	ClassServerError, ClassManagerBusy, ClassUnreachable, ClassInvalidOptions, ClassUnknown,
 }
 
 // Classify returns the class of an error from Discover, CheckHealth (NodeHealth.Err),
@@ -181,6 +184,8 @@ func classifyOne(err error, atNode bool) ErrorClass {
 		return ClassTopologyTooLarge
 	case errors.Is(err, ErrReplyTooLarge):
 		return ClassReplyTooLarge
+	case errors.Is(err, ErrReplyBudgetExhausted):
+		return ClassManagerBusy
 	case errors.Is(err, ErrInvalidTopology):
 		return ClassInvalidReply
 	case errors.Is(err, ErrProtocol):
@@ -265,6 +270,8 @@ func message(c ErrorClass, addrs []string, denied string) string {
 		return with("the Redis server", " answered with an error reply")
 	case ClassInvalidOptions:
 		return "invalid connection options"
+	case ClassManagerBusy:
+		return with("the manager's budget for replies in flight is exhausted (other replies are being read); the node", " is asked again later")
 	default:
 		return with("the check", " failed")
 	}

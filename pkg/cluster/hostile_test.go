@@ -213,14 +213,19 @@ func TestTopologyTooLarge(t *testing.T) {
 			}
 		})
 	}
-	// More slot ranges than slots (each claiming every slot: CPU, not memory) are rejected.
+	// More slot ranges than slots (each claiming every slot: CPU, not memory) are rejected. One
+	// shard's list of more than 16,384 ranges is refused while it is read (ReplyTooLarge: the
+	// CLUSTER SHARDS cap); spread over two shards the reply passes the caps and the parsed
+	// topology is refused.
 	srv := hostile.Slow(t, 0, func(r hostile.Request) []byte {
 		if r.Name() != "CLUSTER SHARDS" {
 			return hostile.MinimalRedis(r)
 		}
-		const ranges = 16385
-		return []byte("*1\r\n*4\r\n$5\r\nslots\r\n*" + strconv.Itoa(2*ranges) + "\r\n" + strings.Repeat(":0\r\n:16383\r\n", ranges) +
-			"$5\r\nnodes\r\n*1\r\n*4\r\n$4\r\nport\r\n:6379\r\n$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n")
+		shard := func(ranges int) string {
+			return "*4\r\n$5\r\nslots\r\n*" + strconv.Itoa(2*ranges) + "\r\n" + strings.Repeat(":0\r\n:16383\r\n", ranges) +
+				"$5\r\nnodes\r\n*1\r\n*4\r\n$4\r\nport\r\n:6379\r\n$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n"
+		}
+		return []byte("*2\r\n" + shard(16384) + shard(1))
 	})
 	in := hostileInspector(t, cluster.Options{}, srv.Addr())
 	if _, err := in.Discover(testCtx(t)); !errors.Is(err, cluster.ErrTopologyTooLarge) {

@@ -98,6 +98,8 @@ var (
 type Inspector struct {
 	o      *resolved
 	dialer *Dialer
+	// budget is this Inspector's part of Options.ReplyBudget (nil: none).
+	budget *budgetAccount
 
 	mu      sync.Mutex
 	clients map[string]*redis.Client
@@ -115,7 +117,7 @@ func NewInspector(o Options) (*Inspector, error) {
 }
 
 func newInspector(r *resolved, d *Dialer) *Inspector {
-	return &Inspector{o: r, dialer: d, clients: map[string]*redis.Client{}}
+	return &Inspector{o: r, dialer: d, budget: r.ReplyBudget.account(), clients: map[string]*redis.Client{}}
 }
 
 // Dialer returns the mapping dialer.
@@ -156,13 +158,14 @@ func (in *Inspector) client(addr string) (*redis.Client, error) {
 	limits := &in.o.limits
 	opts := &redis.Options{
 		Addr: addr,
-		// Every byte a node sends passes the RESP limits before go-redis's reader sees it.
+		// Every byte a node sends passes the RESP limits (and the reply budget) before
+		// go-redis's reader sees it.
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := in.dialer.DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
-			return LimitConn(c, limits), nil
+			return limitConn(c, limits, in.budget), nil
 		},
 		Username:              user,
 		Password:              pass,

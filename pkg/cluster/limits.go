@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -100,8 +101,8 @@ var (
 )
 
 // ProtocolError is the error a bounded connection's Read returns once the incoming bytes broke
-// a rule. Kind is ErrProtocol or ErrReplyTooLarge; Reason is a fixed description of the rule
-// (never server bytes).
+// a rule. Kind is ErrProtocol, ErrReplyTooLarge or ErrReplyBudgetExhausted; Reason is a fixed
+// description of the rule (never server bytes).
 type ProtocolError struct {
 	Kind   error
 	Reason string
@@ -111,30 +112,62 @@ func (e *ProtocolError) Error() string { return e.Kind.Error() + ": " + e.Reason
 func (e *ProtocolError) Unwrap() error { return e.Kind }
 
 // LimitConn wraps c so that every Read validates the incoming RESP2/RESP3 byte stream against
-// l (nil: DefaultLimits) before returning it. A chunk that breaks a rule is not returned: Read
-// returns 0 and a *ProtocolError, and so does every later Read. Writes pass through. The
-// wrapper keeps c's syscall.Conn (go-redis's idle-connection check) and NetConn.
-func LimitConn(c net.Conn, l *Limits) net.Conn {
-	return &limitedConn{Conn: c, v: newRESPValidator(l.withDefaults())}
+// l (nil: DefaultLimits) before returning it: each reply against the caps of the command it
+// answers (see replyCapsFor), which the wrapper learns from the commands written through it.
+// A chunk that breaks a rule is not returned: Read returns 0 and a *ProtocolError, and so does
+// every later Read. Writes pass through. The wrapper keeps c's syscall.Conn (go-redis's
+// idle-connection check) and NetConn.
+func LimitConn(c net.Conn, l *Limits) net.Conn { return limitConn(c, l, nil) }
+
+// limitConn is LimitConn charging what replies hold in flight to acct (nil: nothing).
+func limitConn(c net.Conn, l *Limits, acct *budgetAccount) net.Conn {
+	v := newRESPValidator(l.withDefaults())
+	v.reqs = &requestTracker{}
+	v.acct = acct
+	return &limitedConn{Conn: c, v: v}
 }
 
 type limitedConn struct {
 	net.Conn
-	v *respValidator
+	// mu serializes the validator between Read and Close (go-redis may close a connection
+	// from another goroutine, e.g. when the pool shuts down).
+	mu sync.Mutex
+	v  *respValidator
 }
 
 func (c *limitedConn) Read(p []byte) (int, error) {
-	if c.v.err != nil {
-		return 0, c.v.err
+	c.mu.Lock()
+	err := c.v.err
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		if verr := c.v.feed(p[:n]); verr != nil {
+		c.mu.Lock()
+		verr := c.v.feed(p[:n])
+		c.mu.Unlock()
+		if verr != nil {
 			clear(p[:n])
 			return 0, verr
 		}
 	}
 	return n, err
+}
+
+// Write records which commands are sent (their replies' caps), then writes.
+func (c *limitedConn) Write(p []byte) (int, error) {
+	c.v.reqs.write(p)
+	return c.Conn.Write(p)
+}
+
+// Close closes c and gives back what an unfinished reply holds of the reply budget.
+func (c *limitedConn) Close() error {
+	c.mu.Lock()
+	c.v.releaseCharge()
+	c.v.acct = nil // a Read still in flight charges nothing more
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {

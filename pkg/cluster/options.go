@@ -81,6 +81,10 @@ type Options struct {
 	// wrapped with LimitConn. The Client's own go-redis connections, which carry application
 	// values of any size, are not.
 	Limits *Limits
+	// ReplyBudget, when set, bounds what replies being read hold at once across every
+	// Inspector sharing it (one per process: the manager's); this Inspector may hold at most
+	// a 1/ReplyBudgetShares share. Nil: no budget beyond the per-reply Limits.
+	ReplyBudget *ReplyBudget
 	// AddressPolicy, when set, wraps Dial (AddressPolicy.Dial): every connection, the
 	// Client's included, is refused for denied targets.
 	AddressPolicy *AddressPolicy

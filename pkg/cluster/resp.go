@@ -11,10 +11,23 @@ import "bytes"
 //
 // It tracks only what it needs: the state within the current line or bulk payload, a stack of
 // remaining element counts (one per open aggregate), and per top-level reply the declared
-// element and byte totals.
+// element and byte totals, the caps of the command it answers (see commands.go) and what it
+// has charged to the reply budget (see ReplyBudget).
 type respValidator struct {
 	lim Limits
 	err error
+
+	// caps per command, derived from lim once; cur applies to the reply being read.
+	caps    [numCommands]replyCaps
+	cur     replyCaps
+	inReply bool
+	// reqs, when set, says which command each reply answers (nil: every reply gets the
+	// generic Limits, for a stream read without its requests).
+	reqs *requestTracker
+	// acct is charged what the current reply costs beyond ReplyFreeCost (nil: no budget);
+	// charged is what it holds for this reply.
+	acct    *budgetAccount
+	charged int64
 
 	state   uint8
 	typ     byte  // type byte of the line being read
@@ -53,16 +66,81 @@ var (
 	errBadNumber    = &ProtocolError{ErrProtocol, "malformed length or integer"}
 	errBadLineEnd   = &ProtocolError{ErrProtocol, "line not terminated by CRLF"}
 	errBadBulkEnd   = &ProtocolError{ErrProtocol, "bulk string not terminated by CRLF"}
-	errArrayTooLong = &ProtocolError{ErrReplyTooLarge, "aggregate header declares more than MaxArrayLen elements"}
-	errBulkTooLong  = &ProtocolError{ErrReplyTooLarge, "bulk header declares more than MaxBulkLen bytes"}
-	errTooManyElems = &ProtocolError{ErrReplyTooLarge, "reply declares more than MaxReplyElements elements"}
-	errTooManyBytes = &ProtocolError{ErrReplyTooLarge, "reply is longer than MaxReplyBytes"}
+	errArrayTooLong = &ProtocolError{ErrReplyTooLarge, "aggregate header declares more elements than MaxArrayLen or its command's cap"}
+	errBulkTooLong  = &ProtocolError{ErrReplyTooLarge, "bulk header declares more bytes than MaxBulkLen or its command's cap"}
+	errTooManyElems = &ProtocolError{ErrReplyTooLarge, "reply declares more elements than MaxReplyElements or its command's cap"}
+	errTooManyBytes = &ProtocolError{ErrReplyTooLarge, "reply is longer than MaxReplyBytes or its command's cap"}
+	errUnsolicited  = &ProtocolError{ErrProtocol, "reply arrived before its command was sent"}
 	errTooDeep      = &ProtocolError{ErrReplyTooLarge, "reply nests deeper than MaxDepth"}
 	errLineTooLong  = &ProtocolError{ErrReplyTooLarge, "line longer than MaxLineLen"}
 )
 
 func newRESPValidator(l Limits) *respValidator {
-	return &respValidator{lim: l, stack: make([]frame, 0, min(l.MaxDepth, 32))}
+	v := &respValidator{lim: l, stack: make([]frame, 0, min(l.MaxDepth, 32))}
+	for c := range v.caps {
+		v.caps[c] = replyCapsFor(command(c), &v.lim)
+	}
+	v.cur = v.caps[cmdOther]
+	return v
+}
+
+// begin starts a top-level reply: it takes the caps of the command it answers.
+func (v *respValidator) begin() error {
+	v.inReply = true
+	v.cur = v.caps[cmdOther]
+	if v.reqs == nil {
+		return nil
+	}
+	c, ok, tracked := v.reqs.next()
+	if !ok {
+		return errUnsolicited
+	}
+	if tracked {
+		v.cur = v.caps[c]
+	}
+	return nil
+}
+
+// end closes the top-level reply: its charge goes back to the budget.
+func (v *respValidator) end() {
+	v.inReply = false
+	v.elems, v.bytes = 0, 0
+	v.releaseCharge()
+}
+
+// releaseCharge gives back what the current reply holds of the budget.
+func (v *respValidator) releaseCharge() {
+	v.acct.release(v.charged)
+	v.charged = 0
+}
+
+// addBytes counts n more bytes of the current reply against its caps and the budget.
+func (v *respValidator) addBytes(n int64) error {
+	v.bytes += n
+	if v.bytes > v.cur.bytes {
+		return errTooManyBytes
+	}
+	return v.charge()
+}
+
+// charge acquires from the budget what the reply costs beyond what it holds and beyond
+// ReplyFreeCost: in steps of at least budgetChunk, but never more than the reply's caps allow
+// it to cost in all.
+func (v *respValidator) charge() error {
+	if v.acct == nil {
+		return nil
+	}
+	cost := v.bytes + v.elems*v.cur.cost - ReplyFreeCost
+	if cost <= v.charged {
+		return nil
+	}
+	most := v.cur.bytes + v.cur.elems*v.cur.cost - ReplyFreeCost
+	need := min(max(cost-v.charged, budgetChunk), most-v.charged)
+	if err := v.acct.acquire(need); err != nil {
+		return err
+	}
+	v.charged += need
+	return nil
 }
 
 // maxDigits keeps numbers inside int64 without overflow checks per digit (18 nines < 2^63).
@@ -75,6 +153,7 @@ func (v *respValidator) feed(p []byte) error {
 	}
 	if err := v.run(p); err != nil {
 		v.err = err
+		v.releaseCharge() // the connection is done for: nothing more of this reply is read
 		return err
 	}
 	return nil
@@ -83,6 +162,11 @@ func (v *respValidator) feed(p []byte) error {
 func (v *respValidator) run(p []byte) error {
 	for i := 0; i < len(p); {
 		var err error
+		if !v.inReply && v.state == stType {
+			if err := v.begin(); err != nil {
+				return err
+			}
+		}
 		switch v.state {
 		case stType:
 			next, ok, err := v.fastHeader(p, i)
@@ -107,9 +191,8 @@ func (v *respValidator) run(p []byte) error {
 
 		c := p[i]
 		i++
-		v.bytes++
-		if v.bytes > v.lim.MaxReplyBytes {
-			return errTooManyBytes
+		if err := v.addBytes(1); err != nil {
+			return err
 		}
 		if err := v.step(c); err != nil {
 			return err
@@ -139,9 +222,8 @@ func (v *respValidator) fastHeader(p []byte, i int) (next int, ok bool, err erro
 	if d == 0 || j+1 >= len(p) || p[j] != '\r' || p[j+1] != '\n' {
 		return i, false, nil
 	}
-	v.bytes += int64(j + 2 - i)
-	if v.bytes > v.lim.MaxReplyBytes {
-		return 0, false, errTooManyBytes
+	if err := v.addBytes(int64(j + 2 - i)); err != nil {
+		return 0, false, err
 	}
 	v.typ, v.neg, v.val, v.digits = c, neg, val, d
 	if err := v.checkLen(); err != nil {
@@ -183,30 +265,25 @@ func (v *respValidator) lineChunk(p []byte, i int) (int, error) {
 	if j < 0 {
 		n := len(p) - i
 		v.lineLen += n
-		v.bytes += int64(n)
 		v.prevCR = p[len(p)-1] == '\r'
 		if v.lineLen > lim.MaxLineLen {
 			return 0, errLineTooLong
 		}
-		if v.bytes > lim.MaxReplyBytes {
-			return 0, errTooManyBytes
-		}
-		return len(p), nil
+		return len(p), v.addBytes(int64(n))
 	}
 	cr := v.prevCR
 	if j > 0 {
 		cr = p[i+j-1] == '\r'
 	}
 	v.lineLen += j
-	v.bytes += int64(j + 1)
 	if !cr || v.lineLen < 1 {
 		return 0, errBadLineEnd
 	}
 	if v.lineLen-1 > lim.MaxLineLen {
 		return 0, errLineTooLong
 	}
-	if v.bytes > lim.MaxReplyBytes {
-		return 0, errTooManyBytes
+	if err := v.addBytes(int64(j + 1)); err != nil {
+		return 0, err
 	}
 	v.done()
 	return i + j + 1, nil
@@ -284,15 +361,15 @@ func (v *respValidator) checkLen() error {
 	}
 	switch v.typ {
 	case '$', '=', '!':
-		if v.val > v.lim.MaxBulkLen {
+		if v.val > v.cur.bulkLen {
 			return errBulkTooLong
 		}
 	case '*', '~', '>', '|':
-		if v.val > v.lim.MaxArrayLen {
+		if v.val > v.cur.arrayLen {
 			return errArrayTooLong
 		}
 	case '%':
-		if 2*v.val > v.lim.MaxArrayLen {
+		if 2*v.val > v.cur.arrayLen {
 			return errArrayTooLong
 		}
 	}
@@ -314,9 +391,9 @@ func (v *respValidator) number() error {
 			v.done() // null bulk
 			return nil
 		}
-		v.bytes += v.val // declared payload, counted now (go-redis allocates it now)
-		if v.bytes > lim.MaxReplyBytes {
-			return errTooManyBytes
+		// The declared payload counts now: go-redis allocates it now.
+		if err := v.addBytes(v.val); err != nil {
+			return err
 		}
 		v.payload = v.val
 		v.state = stPayload
@@ -337,12 +414,15 @@ func (v *respValidator) number() error {
 	if v.typ == '%' || v.typ == '|' {
 		n *= 2
 	}
-	if n > lim.MaxArrayLen {
+	if n > v.cur.arrayLen {
 		return errArrayTooLong
 	}
 	v.elems += n
-	if v.elems > lim.MaxReplyElements {
+	if v.elems > v.cur.elems {
 		return errTooManyElems
+	}
+	if err := v.charge(); err != nil {
+		return err
 	}
 	attr := v.typ == '|'
 	if n == 0 {
@@ -377,5 +457,5 @@ func (v *respValidator) done() {
 			return // the annotated value follows; it is what the parent counts
 		}
 	}
-	v.elems, v.bytes = 0, 0
+	v.end()
 }

@@ -18,6 +18,8 @@ type replayConn struct {
 	off   int
 }
 
+func (c *replayConn) Write(p []byte) (int, error) { return len(p), nil }
+
 func (c *replayConn) Read(p []byte) (int, error) {
 	p = p[:min(len(p), 32<<10)]
 	n := copy(p, c.reply[c.off:])
@@ -48,7 +50,11 @@ func BenchmarkLimitConn(b *testing.B) {
 			b.SetBytes(int64(len(reply)))
 			b.ReportAllocs()
 			b.ResetTimer()
+			req := []byte("*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n")
 			for i := 0; i < b.N; i++ {
+				if _, err := c.Write(req); err != nil {
+					b.Fatal(err)
+				}
 				for left := len(reply); left > 0; {
 					n, err := c.Read(buf[:min(len(buf), left)])
 					if err != nil {

@@ -124,6 +124,8 @@ type chunkConn struct {
 	chunks [][]byte
 }
 
+func (c *chunkConn) Write(p []byte) (int, error) { return len(p), nil }
+
 func (c *chunkConn) Read(p []byte) (int, error) {
 	if len(c.chunks) == 0 {
 		return 0, io.EOF
@@ -137,6 +139,9 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 // returned (not even its valid prefix), and the error is sticky.
 func TestLimitConnWithholdsTheOffendingChunk(t *testing.T) {
 	c := LimitConn(&chunkConn{chunks: [][]byte{[]byte("+OK\r\n"), []byte("+PONG\r\n*1000000000\r\n"), []byte("+OK\r\n")}}, nil)
+	if _, err := c.Write([]byte(strings.Repeat("*1\r\n$4\r\nPING\r\n", 3))); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 64)
 	if n, err := c.Read(buf); n != 5 || err != nil {
 		t.Fatalf("first chunk: %d, %v", n, err)

@@ -16,6 +16,11 @@
 //	srv := hostile.Slow(t, 10*time.Second, nil)            // minimal Redis, 10 s late
 //	srv := hostile.Garbage(t, hostile.SSHBanner)           // non-RESP bytes on accept
 //	srv := hostile.CloseOnAccept(t)                        // EOF
+//	srv := hostile.MustStart(t, hostile.Config{            // a reply inside every generic cap,
+//		Handler:      hostile.Answer("CLUSTER SHARDS", hostile.EmptyNodeShards(15, 65536)),
+//		HoldLastByte: 25 * time.Second,                    // its last byte held back
+//		HoldCommand:  "CLUSTER SHARDS",
+//	})
 //	addr := srv.Addr()                                     // "127.0.0.1:port"
 //
 // Requests are parsed as RESP (arrays of bulk strings, as every client sends them; inline
@@ -23,7 +28,9 @@
 //
 // API stability: the names in this file (Config, Request, Handler, Server, Start, FixedReply,
 // Silent, Slow, Garbage, CloseOnAccept, MinimalRedis, Nested and the byte constants) are
-// used by other packages' tests; extend, do not change them.
+// used by other packages' tests; extend, do not change them. Answer, EmptyNodeShards,
+// RoleReplicas, Config.HoldLastByte/HoldCommand and Server.Holding were added for replies that stay inside
+// every per-reply cap and overlap in time.
 package hostile
 
 import (
@@ -107,6 +114,13 @@ type Config struct {
 	Delay time.Duration
 	// CloseAfterReply closes the connection after the first answer.
 	CloseAfterReply bool
+	// HoldLastByte, when positive, writes each answer to HoldCommand but its last byte, then
+	// waits this long (Close interrupts it) before the last byte: the client has read, and
+	// allocated for, everything the reply declares, and keeps it while it waits.
+	HoldLastByte time.Duration
+	// HoldCommand is the command (as Request.Name spells it) whose answers HoldLastByte holds
+	// ("": every answer).
+	HoldCommand string
 }
 
 // Server is a running hostile server.
@@ -122,6 +136,7 @@ type Server struct {
 
 	accepted atomic.Int64
 	commands atomic.Int64
+	holding  atomic.Int64
 }
 
 // TB is internal/tb's: the one interface every local-world helper takes.
@@ -189,6 +204,9 @@ func (s *Server) Accepted() int { return int(s.accepted.Load()) }
 
 // Commands counts the requests parsed so far.
 func (s *Server) Commands() int { return int(s.commands.Load()) }
+
+// Holding counts the answers whose last byte is being held back right now (HoldLastByte).
+func (s *Server) Holding() int { return int(s.holding.Load()) }
 
 // Close stops listening, closes every connection and waits for every goroutine. Idempotent.
 func (s *Server) Close() {
@@ -274,15 +292,70 @@ func (s *Server) serve(c net.Conn) {
 				return
 			}
 		}
-		if len(out) > 0 {
-			if _, err := c.Write(out); err != nil {
-				return
-			}
+		hold := s.cfg.HoldLastByte > 0 && (s.cfg.HoldCommand == "" || s.cfg.HoldCommand == (Request{Args: args}).Name())
+		if !s.write(c, out, hold) {
+			return
 		}
 		if s.cfg.CloseAfterReply {
 			return
 		}
 	}
+}
+
+// write sends one answer, holding its last byte back when the Config says so. It reports
+// whether the connection is still usable.
+func (s *Server) write(c net.Conn, out []byte, hold bool) bool {
+	if len(out) == 0 {
+		return true
+	}
+	if !hold || len(out) < 2 {
+		_, err := c.Write(out)
+		return err == nil
+	}
+	if _, err := c.Write(out[:len(out)-1]); err != nil {
+		return false
+	}
+	s.holding.Add(1)
+	t := time.NewTimer(s.cfg.HoldLastByte)
+	select {
+	case <-t.C:
+	case <-s.done:
+		t.Stop()
+		s.holding.Add(-1)
+		return false
+	}
+	s.holding.Add(-1)
+	_, err := c.Write(out[len(out)-1:])
+	return err == nil
+}
+
+// Answer is a Handler that answers the command named cmd (as Request.Name spells it, e.g.
+// "CLUSTER SHARDS" or "ROLE") with reply, and everything else like MinimalRedis. The reply is
+// shared, not copied: build it once.
+func Answer(cmd string, reply []byte) Handler {
+	return func(r Request) []byte {
+		if r.Name() == cmd {
+			return reply
+		}
+		return MinimalRedis(r)
+	}
+}
+
+// EmptyNodeShards is a CLUSTER SHARDS reply (RESP2) of shards shards without slots, each
+// listing entries empty node entries ("*0"): 4 bytes per entry, for which go-redis allocates
+// a whole node struct. EmptyNodeShards(15, 65536) declares about 983,000 elements in 3.9 MB:
+// inside the generic caps (DefaultMaxReplyElements, DefaultMaxArrayLen, DefaultMaxReplyBytes).
+func EmptyNodeShards(shards, entries int) []byte {
+	shard := "*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*" + strconv.Itoa(entries) + "\r\n" + strings.Repeat("*0\r\n", entries)
+	return []byte("*" + strconv.Itoa(shards) + "\r\n" + strings.Repeat(shard, shards))
+}
+
+// RoleReplicas is a ROLE reply (RESP2) of a master listing entries replicas, each an array of
+// fields integers: RoleReplicas(65536, 14) declares about 983,000 elements in 4 MB, inside
+// the generic caps, and go-redis builds an []interface{} for every entry.
+func RoleReplicas(entries, fields int) []byte {
+	entry := "*" + strconv.Itoa(fields) + "\r\n" + strings.Repeat(":1\r\n", fields)
+	return []byte("*3\r\n$6\r\nmaster\r\n:0\r\n*" + strconv.Itoa(entries) + "\r\n" + strings.Repeat(entry, entries))
 }
 
 // Request size bounds: these servers are test fixtures, not a target for clients' floods.
