@@ -12,6 +12,14 @@ import (
 // reply header declares (an array header "*1000000000" becomes a billion-element slice before
 // a single element arrives), so the bytes are checked below go-redis's reader, before it sees
 // them (see LimitConn). A zero field takes its default; DefaultLimits documents them.
+//
+// The caps below are generic: they bound a reply whatever command it answers, so they must
+// admit the largest honest reply of all (a fragmented CLUSTER SLOTS). Each reply is also held
+// to the caps of its own command, derived from MaxTopologyNodes and MaxTopologyShards (see
+// replyCapsFor in commands.go for every number and why): with the defaults a CLUSTER SHARDS
+// reply may declare at most 74,768 elements and ~2.8 MB, a ROLE reply 4,003 elements, a
+// CLUSTER SLOTS reply 353,064, and PING, AUTH or CLUSTER INFO no more than their few
+// elements. What all replies in flight hold together is bounded by a ReplyBudget.
 type Limits struct {
 	// MaxArrayLen bounds the elements one aggregate header declares (array, set, push,
 	// attribute; a map of n pairs counts 2n). Default 65,536: the largest real aggregate is
@@ -36,7 +44,10 @@ type Limits struct {
 	// without CRLF. Default 64 KiB (Redis error replies are a line of text).
 	MaxLineLen int
 	// MaxTopologyNodes and MaxTopologyShards bound a parsed topology; more is rejected with
-	// ErrTopologyTooLarge. Default 1,000 each: Redis Cluster's documented maximum size.
+	// ErrTopologyTooLarge. Default 1,000 each: Redis Cluster's documented maximum size. They
+	// also size the per-command caps: a CLUSTER SHARDS reply lists every node once (at most
+	// MaxTopologyNodes node entries in all, however a reply spreads them over shards), a ROLE
+	// reply at most MaxTopologyNodes replicas, INFO replication one line per replica.
 	MaxTopologyNodes  int
 	MaxTopologyShards int
 }
