@@ -52,6 +52,7 @@ func main() {
 		maxRedisTimeout                                         time.Duration
 		denyCIDRs, allowCIDRs                                   string
 		limits                                                  = cluster.DefaultLimits()
+		maxInflightReplyBytes                                   int64
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS, :8080 for HTTP, 0 to disable).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
@@ -72,6 +73,7 @@ func main() {
 	flag.Int64Var(&limits.MaxBulkLen, "max-bulk-len", limits.MaxBulkLen, "Cap on the length of one Redis bulk string.")
 	flag.IntVar(&limits.MaxTopologyNodes, "max-topology-nodes", limits.MaxTopologyNodes, "Cap on the nodes of one discovered topology (Redis Cluster's documented maximum is 1000).")
 	flag.IntVar(&limits.MaxTopologyShards, "max-topology-shards", limits.MaxTopologyShards, "Cap on the shards of one discovered topology.")
+	flag.Int64Var(&maxInflightReplyBytes, "max-inflight-reply-bytes", cluster.DefaultReplyBudget, "Budget for what the Redis replies being read for all RedisConnections together may make the manager hold (declared bytes, plus what go-redis allocates per declared element); one RedisConnection's connections get at most a quarter. A read beyond it fails at once: ManagerBusy. The default fits the chart's 256Mi limit.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
@@ -142,6 +144,7 @@ func main() {
 		MaxConcurrentReconciles: maxConcurrentReconciles,
 		MaxRedisTimeout:         maxRedisTimeout,
 		Limits:                  &limits,
+		ReplyBudget:             cluster.NewReplyBudget(maxInflightReplyBytes),
 		AddressPolicy:           policy,
 	}
 	if noDNS {

@@ -243,6 +243,8 @@ func nodeFailure(h cluster.NodeHealth) string {
 		return "reply larger than the manager's caps"
 	case cluster.ClassAddressDenied:
 		return "address denied by the manager's address policy"
+	case cluster.ClassManagerBusy:
+		return "not checked: the manager's budget for replies in flight was exhausted"
 	}
 	if h.Reachable {
 		return "did not answer ROLE / CLUSTER INFO"

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,8 +72,34 @@ var (
 	}, []string{"namespace", "name"})
 )
 
+// replyBudget is the budget the reply-budget metrics report (set by SetupWithManager; the
+// metrics read 0 until then).
+var replyBudget atomic.Pointer[cluster.ReplyBudget]
+
+var (
+	replyBudgetUsed = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rconn_reply_budget_used_bytes",
+		Help: "What the Redis replies being read for all RedisConnections hold of --max-inflight-reply-bytes right now.",
+	}, func() float64 {
+		if b := replyBudget.Load(); b != nil {
+			return float64(b.Used())
+		}
+		return 0
+	})
+	replyBudgetRefused = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "rconn_reply_budget_refused_total",
+		Help: "Reads of Redis replies refused because the reply budget (or one RedisConnection's quarter of it) was exhausted: the probe failed with ManagerBusy.",
+	}, func() float64 {
+		if b := replyBudget.Load(); b != nil {
+			return float64(b.Refused())
+		}
+		return 0
+	})
+)
+
 func init() {
-	metrics.Registry.MustRegister(nodePing, topologyChanges, certExpiry, openInspectors, inspectorReferences, eventsDropped, probeDuration)
+	metrics.Registry.MustRegister(nodePing, topologyChanges, certExpiry, openInspectors, inspectorReferences, eventsDropped, probeDuration,
+		replyBudgetUsed, replyBudgetRefused)
 }
 
 // stateDesc describes a gauge stateCollector derives from status.

@@ -63,6 +63,10 @@ type RedisConnectionReconciler struct {
 	// Limits bound what one Redis reply may make the controller read and allocate, and the
 	// size of a topology (nil: cluster.DefaultLimits).
 	Limits *cluster.Limits
+	// ReplyBudget bounds what the replies being read on every RedisConnection's connections
+	// hold at once (manager-wide, --max-inflight-reply-bytes); one RedisConnection's
+	// connections may hold at most a quarter of it. Nil: no bound beyond Limits per reply.
+	ReplyBudget *cluster.ReplyBudget
 	// AddressPolicy refuses dialing denied targets (link-local, the API server, --deny-cidrs,
 	// outside --allow-cidrs); nil dials anything.
 	AddressPolicy *cluster.AddressPolicy
@@ -190,6 +194,9 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if err := registerStateCollector(mgr.GetCache(), mgr.Elected()); err != nil {
 		return fmt.Errorf("registering the RedisConnection state metrics: %w", err)
+	}
+	if r.ReplyBudget != nil {
+		replyBudget.Store(r.ReplyBudget)
 	}
 	concurrent := r.MaxConcurrentReconciles
 	if concurrent <= 0 {

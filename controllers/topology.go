@@ -24,6 +24,7 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 		Defaults:            cluster.NodeOptions{Username: creds.ctrlUsername, Password: creds.ctrlPassword},
 		MaxTimeout:          r.maxTimeout(),
 		Limits:              r.Limits,
+		ReplyBudget:         r.ReplyBudget,
 		AddressPolicy:       r.AddressPolicy,
 	}
 	nm, err := staticMap(m)
@@ -156,6 +157,9 @@ func topologyFailure(rc *rconnv1.RedisConnection, err error) (reason, message st
 		return rconnv1.ReasonAddressDenied, msg
 	case cluster.ClassInvalidOptions:
 		return rconnv1.ReasonInvalidOptions, msg
+	case cluster.ClassManagerBusy:
+		// Nothing is known about the root nodes: other replies held the manager's budget.
+		return rconnv1.ReasonManagerBusy, msg
 	default:
 		return rconnv1.ReasonRootNodesUnreachable, "no Redis server answered at " + rootList(rc)
 	}

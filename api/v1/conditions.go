@@ -68,6 +68,10 @@ const (
 	// the connection options it makes (e.g. a database other than 0 in Cluster mode, root nodes
 	// mixing redis:// and rediss://, TLS with redis:// URLs). Nothing was dialed.
 	ReasonInvalidOptions = "InvalidOptions"
+	// ReasonManagerBusy: no root node's reply could be read because the replies the manager
+	// reads for all RedisConnections together already held its budget
+	// (--max-inflight-reply-bytes); says nothing about the cluster. Retried on the backoff.
+	ReasonManagerBusy = "ManagerBusy"
 
 	// Reasons of NodesHealthy.
 	ReasonAllNodesHealthy  = "AllHealthy"
