@@ -45,6 +45,8 @@ var (
 	nsCounter  atomic.Int64
 	// apiServerAddrs are the API server's ip:port addresses the controller must never dial.
 	apiServerAddrs []netip.AddrPort
+	// replyBudget is the manager-wide reply budget, at the manager's default size.
+	replyBudget = cluster.NewReplyBudget(0)
 )
 
 func TestControllers(t *testing.T) {
@@ -143,6 +145,7 @@ var _ = BeforeSuite(func() {
 		Recorder:      mgr.GetEventRecorder("rconn-controller"),
 		ClusterDomain: "cluster.local",
 		Dial:          dialer.Dial,
+		ReplyBudget:   replyBudget,
 	}).SetupWithManager(mgr)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()

@@ -72,9 +72,13 @@ const (
 	budgetChunk = 64 << 10
 )
 
-// ErrReplyBudgetExhausted: the replies in flight would exceed the shared ReplyBudget (or this
-// Inspector's share of it). The read fails at once; nothing the peer sent is wrong as such.
-var ErrReplyBudgetExhausted = errors.New("the budget for replies in flight is exhausted")
+// Errors of the reply budget, to tell apart with errors.Is.
+var (
+	// ErrReplyBudgetExhausted: the replies in flight would exceed the shared ReplyBudget (or
+	// this Inspector's share of it). The read fails at once; nothing the peer sent is wrong as
+	// such.
+	ErrReplyBudgetExhausted = errors.New("the budget for replies in flight is exhausted")
+)
 
 var (
 	errShareExhausted  = &ProtocolError{ErrReplyBudgetExhausted, "replies in flight on this inspector exceed its share of the reply budget"}

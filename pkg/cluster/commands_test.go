@@ -24,10 +24,10 @@ func TestElementCostsCoverGoRedis(t *testing.T) {
 	}
 	var iface any
 	for name, size := range map[string]uintptr{
-		"redis.ClusterSlot":     unsafe.Sizeof(redis.ClusterSlot{}),
-		"redis.ClusterNode":     unsafe.Sizeof(redis.ClusterNode{}),
-		"interface + []any":     unsafe.Sizeof(iface) + unsafe.Sizeof([]any{}),
-		"interface + string":    unsafe.Sizeof(iface) + unsafe.Sizeof(""),
+		"redis.ClusterSlot":  unsafe.Sizeof(redis.ClusterSlot{}),
+		"redis.ClusterNode":  unsafe.Sizeof(redis.ClusterNode{}),
+		"interface + []any":  unsafe.Sizeof(iface) + unsafe.Sizeof([]any{}),
+		"interface + string": unsafe.Sizeof(iface) + unsafe.Sizeof(""),
 	} {
 		if size > genericElementCost {
 			t.Errorf("%s is %d bytes, more than genericElementCost (%d)", name, size, genericElementCost)
@@ -119,7 +119,7 @@ func TestBudgetShareAndRelease(t *testing.T) {
 	if err := a1.acquire(100); err != nil {
 		t.Fatal(err)
 	}
-	if err := a1.acquire(1); !errors.Is(err, ErrReplyBudgetExhausted) || err != errShareExhausted {
+	if err := a1.acquire(1); !errors.Is(err, ErrReplyBudgetExhausted) || !errors.Is(err, errShareExhausted) {
 		t.Fatalf("over the share: %v", err)
 	}
 	for _, a := range []*budgetAccount{a2, a3, b.account()} {
@@ -130,7 +130,7 @@ func TestBudgetShareAndRelease(t *testing.T) {
 	if err := a3.acquire(0); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.account().acquire(1); err != errBudgetExhausted {
+	if err := b.account().acquire(1); !errors.Is(err, errBudgetExhausted) {
 		t.Fatalf("over the budget: %v", err)
 	}
 	a2.release(100)
