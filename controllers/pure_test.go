@@ -138,6 +138,7 @@ func TestTopologyFailureNamesOnlyTheSpec(t *testing.T) {
 		{cluster.ErrNotCluster, rconnv1.ReasonNotACluster},
 		{cluster.ErrClusterModeServer, rconnv1.ReasonClusterModeServer},
 		{fmt.Errorf("%w: x", cluster.ErrInvalidOptions), rconnv1.ReasonInvalidOptions},
+		{fmt.Errorf("read: %w", cluster.ErrReplyBudgetExhausted), rconnv1.ReasonManagerBusy},
 	} {
 		reason, msg := topologyFailure(rc, tc.err)
 		if reason != tc.reason {
@@ -176,6 +177,7 @@ func TestNodeFailureIsAFixedText(t *testing.T) {
 		{cluster.NodeHealth{Reachable: true, Err: errors.New("-ERR from the server")}, "did not answer ROLE / CLUSTER INFO"},
 		{cluster.NodeHealth{Err: errors.New("i/o timeout")}, "no Redis server answered"},
 		{cluster.NodeHealth{Err: fmt.Errorf("%w: 10.0.0.1", cluster.ErrAddressDenied)}, "address denied by the manager's address policy"},
+		{cluster.NodeHealth{Reachable: true, Err: fmt.Errorf("ROLE: %w", cluster.ErrReplyBudgetExhausted)}, "not checked: the manager's budget for replies in flight was exhausted"},
 	} {
 		if got := nodeFailure(tc.h); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.h, got, tc.want)
