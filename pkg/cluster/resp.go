@@ -120,6 +120,9 @@ func (v *respValidator) addBytes(n int64) error {
 	if v.bytes > v.cur.bytes {
 		return errTooManyBytes
 	}
+	if v.acct == nil {
+		return nil // the common case stays inlined
+	}
 	return v.charge()
 }
 
@@ -421,8 +424,10 @@ func (v *respValidator) number() error {
 	if v.elems > v.cur.elems {
 		return errTooManyElems
 	}
-	if err := v.charge(); err != nil {
-		return err
+	if v.acct != nil {
+		if err := v.charge(); err != nil {
+			return err
+		}
 	}
 	attr := v.typ == '|'
 	if n == 0 {
