@@ -59,9 +59,9 @@ const (
 	// their worst (every charged byte live) leave room for the garbage collector below the
 	// 230 MiB GOMEMLIMIT the manager derives from that limit.
 	DefaultReplyBudget = 96 << 20
-	// ReplyBudgetShares: no Inspector holds more than 1/4 of the budget (24 MiB by default:
-	// the largest honest CLUSTER SHARDS reply of 1,000 nodes costs ~12 MB, a fragmented
-	// CLUSTER SLOTS of Redis 6 ~20 MB).
+	// ReplyBudgetShares: no Inspector holds more than 1/4 of the budget (24 MiB by default).
+	// That holds the largest honest replies: a CLUSTER SHARDS reply at its caps costs at most
+	// ~12 MB (a real one of 1,000 nodes ~4 MB), a fully fragmented Redis 6 CLUSTER SLOTS ~20 MB.
 	ReplyBudgetShares = 4
 	// ReplyFreeCost is the cost of every reply that is never charged: 64 KiB, the size of
 	// go-redis's own buffers per connection. A CLUSTER SHARDS reply of a cluster of about ten
