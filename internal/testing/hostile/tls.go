@@ -34,4 +34,3 @@ func HTTPS(t TB, cert tls.Certificate) *Server {
 	t.Cleanup(s.Close)
 	return s
 }
-
