@@ -134,7 +134,10 @@ func TestAddressPolicyDeniesNamesThatResolveToLoopback(t *testing.T) {
 		ln, got := listen(t, network, net.JoinHostPort(local, "0"))
 		_, port := splitPort(t, ln.Addr().String())
 		rec := &recordingBase{names: map[string]string{"localhost.rconn-test.invalid": local}}
-		_, err := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{}).Dial(rec.dial)(context.Background(), "tcp", "localhost.rconn-test.invalid:"+port)
+		conn, err := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{}).Dial(rec.dial)(context.Background(), "tcp", "localhost.rconn-test.invalid:"+port)
+		if err == nil {
+			_ = conn.Close() // (the listener's cleanup waits for its connections to end)
+		}
 		var de *cluster.AddressDeniedError
 		if !errors.As(err, &de) || de.Addr != net.JoinHostPort(local, port) {
 			t.Fatalf("%s: dial = %v, want AddressDeniedError for %s", network, err, net.JoinHostPort(local, port))
@@ -142,8 +145,13 @@ func TestAddressPolicyDeniesNamesThatResolveToLoopback(t *testing.T) {
 		if class, msg := cluster.Classify(&cluster.NodeError{Addr: "localhost.rconn-test.invalid:" + port, Err: err}); class != cluster.ClassAddressDenied || !strings.Contains(msg, local) {
 			t.Fatalf("%s: Classify = %s, %q", network, class, msg)
 		}
-		if b := <-got; len(b) != 0 {
-			t.Fatalf("%s: bytes were written to a denied address: %q", network, b)
+		select {
+		case b := <-got:
+			if len(b) != 0 {
+				t.Fatalf("%s: bytes were written to a denied address: %q", network, b)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the denied connection was not closed", network)
 		}
 		c, err := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{AllowLoopback: true}).Dial(rec.dial)(context.Background(), "tcp", "localhost.rconn-test.invalid:"+port)
 		if err != nil {
