@@ -67,6 +67,7 @@ func main() {
 	flag.DurationVar(&maxRedisTimeout, "max-redis-timeout", controllers.DefaultMaxRedisTimeout, "Cap on every Redis connect, read and health timeout a RedisConnection asks for: no RedisConnection holds a probe and its sockets longer.")
 	flag.StringVar(&denyCIDRs, "deny-cidrs", "", "Comma-separated CIDRs (or IPs) the controller never dials, in addition to link-local ranges (169.254.0.0/16, fe80::/10: cloud metadata) and the API server's own addresses, which are always denied.")
 	flag.StringVar(&allowCIDRs, "allow-cidrs", "", "Comma-separated CIDRs the controller may dial; when set, everything else is denied. An address in it is allowed even if a deny rule matches (except the API server's own ip:port).")
+	allowLoopback := flag.Bool("allow-loopback", false, "Let the controller dial loopback (127.0.0.0/8, ::1, also as ::ffff:127.0.0.1 and names resolving there), denied by default because it reaches the manager's own pod. For tests and local demos whose Redis servers listen on loopback.")
 	flag.Int64Var(&limits.MaxReplyBytes, "max-reply-bytes", limits.MaxReplyBytes, "Cap on the bytes of one Redis reply the controller reads (discovery and health).")
 	flag.Int64Var(&limits.MaxReplyElements, "max-reply-elements", limits.MaxReplyElements, "Cap on the elements all aggregate headers of one Redis reply may declare together (what go-redis allocates up front).")
 	flag.Int64Var(&limits.MaxArrayLen, "max-array-len", limits.MaxArrayLen, "Cap on the elements one Redis array, set, push or map header may declare.")
@@ -117,7 +118,7 @@ func main() {
 	}
 
 	restCfg := ctrl.GetConfigOrDie()
-	policy, err := addressPolicy(restCfg, denyCIDRs, allowCIDRs)
+	policy, err := addressPolicy(restCfg, denyCIDRs, allowCIDRs, *allowLoopback)
 	if err != nil {
 		setupLog.Error(err, "invalid address policy flags")
 		os.Exit(1)
@@ -171,11 +172,12 @@ func main() {
 	}
 }
 
-// addressPolicy builds the controller's dial policy from the flags, denying the API server's own
+// addressPolicy builds the controller's dial policy from the flags (loopback denied unless
+// --allow-loopback), denying the API server's own
 // addresses: the host of the manager's kubeconfig / in-cluster config when it is an IP, and the
 // default/kubernetes Service's ClusterIP and endpoints (read once at start; when RBAC does not
 // allow it, as in a namespaced install, only the configured host is denied).
-func addressPolicy(cfg *rest.Config, deny, allow string) (*cluster.AddressPolicy, error) {
+func addressPolicy(cfg *rest.Config, deny, allow string, allowLoopback bool) (*cluster.AddressPolicy, error) {
 	denyList, err := cluster.ParseCIDRList(deny)
 	if err != nil {
 		return nil, fmt.Errorf("--deny-cidrs: %w", err)
@@ -187,8 +189,8 @@ func addressPolicy(cfg *rest.Config, deny, allow string) (*cluster.AddressPolicy
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	apiAddrs := controllers.APIServerAddresses(ctx, cfg)
-	setupLog.Info("address policy", "deny", denyList, "allow", allowList, "apiServer", apiAddrs)
-	return cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Deny: denyList, Allow: allowList, DenyAddrPorts: apiAddrs}), nil
+	setupLog.Info("address policy", "deny", denyList, "allow", allowList, "apiServer", apiAddrs, "allowLoopback", allowLoopback)
+	return cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Deny: denyList, Allow: allowList, DenyAddrPorts: apiAddrs, AllowLoopback: allowLoopback}), nil
 }
 
 // setMemoryLimit sets GOMEMLIMIT to 90% of the container's memory limit (cgroup v1 or v2), so

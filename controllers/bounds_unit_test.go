@@ -175,7 +175,7 @@ func TestHealthMessagesNameAtMostTwentyNodes(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		health = append(health, cluster.NodeHealth{Announced: fmt.Sprintf("n%d:6379", i), Dialed: fmt.Sprintf("127.0.0.1:%d", 7000+i), Err: fmt.Errorf("read tcp: SECRET from the server")})
 	}
-	ok, reason, msg := healthCondition(health)
+	ok, reason, msg := healthCondition(health, false)
 	if ok || reason != rconnv1.ReasonNodesUnreachable {
 		t.Fatalf("got %v %s", ok, reason)
 	}

@@ -152,7 +152,7 @@ func nodesHealthyCondition(s *scope) *cond {
 	if s.topology() == nil {
 		return nil
 	}
-	ok, reason, msg := healthCondition(s.health())
+	ok, reason, msg := healthCondition(s.health(), usesTLS(s.rc))
 	if ok {
 		return condTrue(rconnv1.ConditionNodesHealthy, reason, msg)
 	}
@@ -204,8 +204,10 @@ func setCondition(rc *rconnv1.RedisConnection, c *cond) {
 }
 
 // healthCondition summarises node health with fixed messages: which node, at which address,
-// and the class of failure, never what a node sent.
-func healthCondition(health []cluster.NodeHealth) (ok bool, reason, message string) {
+// and the class of failure, never what a node sent. With TLS, unreachable nodes get the same
+// hint as an unreachable root (tlsHint): a certificate that failed verification reads like a
+// closed port here too, since announced addresses come from servers a tenant may control.
+func healthCondition(health []cluster.NodeHealth, tls bool) (ok bool, reason, message string) {
 	var unreachable, unhealthy []string
 	for _, h := range health {
 		switch {
@@ -218,7 +220,7 @@ func healthCondition(health []cluster.NodeHealth) (ok bool, reason, message stri
 	}
 	switch {
 	case len(unreachable) > 0:
-		return false, rconnv1.ReasonNodesUnreachable, fmt.Sprintf("%d of %d nodes unreachable: %s", len(unreachable), len(health), clipList(unreachable, maxListedNodes))
+		return false, rconnv1.ReasonNodesUnreachable, fmt.Sprintf("%d of %d nodes unreachable: %s", len(unreachable), len(health), clipList(unreachable, maxListedNodes)) + tlsHint(tls)
 	case len(unhealthy) > 0:
 		return false, rconnv1.ReasonNodesUnhealthy, fmt.Sprintf("%d of %d nodes unhealthy: %s", len(unhealthy), len(health), clipList(unhealthy, maxListedNodes))
 	}
@@ -237,8 +239,6 @@ func nodeFailure(h cluster.NodeHealth) string {
 	switch class {
 	case cluster.ClassAuthenticationFailed:
 		return "authentication failed"
-	case cluster.ClassTLSHandshakeFailed:
-		return "TLS handshake failed"
 	case cluster.ClassReplyTooLarge:
 		return "reply larger than the manager's caps"
 	case cluster.ClassAddressDenied:

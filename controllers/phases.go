@@ -90,7 +90,7 @@ func (r *RedisConnectionReconciler) reconcileTopology(ctx context.Context, s *sc
 	case s.probe.err != nil:
 		// Classified: never the bytes a server sent.
 		reason, msg := topologyFailure(s.rc, s.probe.err)
-		log.FromContext(ctx).V(1).Info("discovery failed", "reason", reason, "message", msg)
+		log.FromContext(ctx).V(1).Info("discovery failed", append([]any{"reason", reason, "message", msg}, certificateLog(s.probe.err)...)...)
 		s.stop = true
 		return ctrl.Result{RequeueAfter: s.probe.untilStale(maxAge)}, nil
 	case s.probe.failures > 0:

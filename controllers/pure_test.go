@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -150,6 +153,71 @@ func TestTopologyFailureNamesOnlyTheSpec(t *testing.T) {
 	}
 }
 
+// TestTLSFailuresReadLikeAClosedPort (issue 23, item 5): with TLS on, a certificate that
+// failed verification, a TLS alert, a plain-text peer and a closed port give one reason and one
+// message, carrying the same TLS hint; without TLS there is no hint. On the code before, a
+// certificate failure read TLSHandshakeFailed, telling every TLS listener from a closed port.
+func TestTLSFailuresReadLikeAClosedPort(t *testing.T) {
+	node := func(err error) error {
+		return fmt.Errorf("%w: %w", cluster.ErrNoNodeAnswered, &cluster.NodeError{Addr: "seed.invalid:6379", Err: err})
+	}
+	failures := map[string]error{
+		"refused":       node(errors.New("connection refused")),
+		"unknown CA":    node(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}),
+		"explained":     node(rtls.Explain(x509.UnknownAuthorityError{})),
+		"hostname":      node(x509.HostnameError{Host: "seed.invalid"}),
+		"expired":       node(x509.CertificateInvalidError{Reason: x509.Expired}),
+		"no TLS":        node(tls.RecordHeaderError{Msg: "not TLS"}),
+		"alert":         node(errors.New("remote error: tls: bad certificate")),
+		"missing name":  node(rtls.ErrMissingServerName),
+		"after timeout": node(context.DeadlineExceeded),
+	}
+	for _, on := range []bool{false, true} {
+		rc := &rconnv1.RedisConnection{Spec: rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{Host: "seed.invalid", Port: 6379}}}}
+		if on {
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true}}
+		}
+		want := "no Redis server answered at seed.invalid:6379" + tlsHint(on)
+		for name, err := range failures {
+			reason, msg := topologyFailure(rc, err)
+			if reason != rconnv1.ReasonRootNodesUnreachable || msg != want {
+				t.Errorf("tls=%v %s: %s, %q; want %s, %q", on, name, reason, msg, rconnv1.ReasonRootNodesUnreachable, want)
+			}
+			h := []cluster.NodeHealth{{Announced: "n:1", Dialed: "127.0.0.1:1", Err: err}}
+			ok, reason, msg := healthCondition(h, on)
+			if wantH := "1 of 1 nodes unreachable: n:1 (dialed 127.0.0.1:1): no Redis server answered" + tlsHint(on); ok || reason != rconnv1.ReasonNodesUnreachable || msg != wantH {
+				t.Errorf("tls=%v %s: health %s, %q; want %q", on, name, reason, msg, wantH)
+			}
+		}
+	}
+	if tlsHint(false) != "" || !strings.Contains(tlsHint(true), "ca.crt") {
+		t.Fatalf("hint: %q / %q", tlsHint(false), tlsHint(true))
+	}
+	// The operator's debug log still names the certificate problem, as a fixed word.
+	if kv := certificateLog(failures["unknown CA"]); len(kv) != 2 || kv[1] != "UnknownAuthority" {
+		t.Fatalf("certificateLog = %v", kv)
+	}
+	if kv := certificateLog(failures["refused"]); kv != nil {
+		t.Fatalf("certificateLog(refused) = %v", kv)
+	}
+}
+
+func TestUsesTLS(t *testing.T) {
+	for _, tc := range []struct {
+		spec rconnv1.RedisConnectionSpec
+		want bool
+	}{
+		{rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{URL: "redis://a:1"}}}, false},
+		{rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{URL: "redis://a:1"}, {URL: "REDISS://b:1"}}}, true},
+		{rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{Host: "a"}}, Defaults: &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true}}}, true},
+		{rconnv1.RedisConnectionSpec{RootNodes: []rconnv1.RootNode{{Host: "a"}}, Defaults: &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{}}}, false},
+	} {
+		if got := usesTLS(&rconnv1.RedisConnection{Spec: tc.spec}); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.spec, got, tc.want)
+		}
+	}
+}
+
 func TestHealthSettings(t *testing.T) {
 	d := func(x time.Duration) *metav1.Duration { return &metav1.Duration{Duration: x} }
 	for _, tc := range []struct {
@@ -178,6 +246,7 @@ func TestNodeFailureIsAFixedText(t *testing.T) {
 		{cluster.NodeHealth{Err: errors.New("i/o timeout")}, "no Redis server answered"},
 		{cluster.NodeHealth{Err: fmt.Errorf("%w: 10.0.0.1", cluster.ErrAddressDenied)}, "address denied by the manager's address policy"},
 		{cluster.NodeHealth{Reachable: true, Err: fmt.Errorf("ROLE: %w", cluster.ErrReplyBudgetExhausted)}, "not checked: the manager's budget for replies in flight was exhausted"},
+		{cluster.NodeHealth{Err: x509.UnknownAuthorityError{}}, "no Redis server answered"},
 	} {
 		if got := nodeFailure(tc.h); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.h, got, tc.want)

@@ -139,7 +139,8 @@ var _ = BeforeSuite(func() {
 	apiServerAddrs = controllers.APIServerAddresses(ctx, cfg)
 	Expect(apiServerAddrs).NotTo(BeEmpty())
 	Expect((&controllers.RedisConnectionReconciler{
-		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiServerAddrs}),
+		// The test Redis servers listen on loopback, denied by default (see "denies loopback").
+		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiServerAddrs, AllowLoopback: true}),
 		Client:        reconcileCountingClient{Client: mgr.GetClient(), counter: &reconciles},
 		Scheme:        mgr.GetScheme(),
 		Recorder:      mgr.GetEventRecorder("rconn-controller"),

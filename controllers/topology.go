@@ -134,8 +134,8 @@ func (r *RedisConnectionReconciler) sharedKey(key types.NamespacedName, fingerpr
 // topologyFailure classifies a discovery error for TopologyDiscovered: a reason and a fixed
 // message naming only addresses from the spec or the map, never bytes a server sent (a
 // non-Redis server's banner, an error line) and never a difference an attacker could use to
-// tell a closed port from an open one (refused, reset, EOF, timeout and garbage all read the
-// same).
+// tell a closed port from an open one (refused, reset, EOF, timeout, garbage and, with TLS, a
+// certificate that failed verification all read the same: see tlsHint).
 func topologyFailure(rc *rconnv1.RedisConnection, err error) (reason, message string) {
 	class, msg := cluster.Classify(err)
 	switch class {
@@ -145,8 +145,6 @@ func topologyFailure(rc *rconnv1.RedisConnection, err error) (reason, message st
 		return rconnv1.ReasonClusterModeServer, msg
 	case cluster.ClassAuthenticationFailed:
 		return rconnv1.ReasonAuthenticationFailed, msg
-	case cluster.ClassTLSHandshakeFailed:
-		return rconnv1.ReasonTLSHandshakeFailed, msg
 	case cluster.ClassReplyTooLarge, cluster.ClassInvalidReply:
 		// A Redis-speaking server whose reply broke the caps. Bytes that are not RESP at all
 		// (an SSH banner, an HTTP page) read as "no Redis server answered", like a closed port.
@@ -161,8 +159,45 @@ func topologyFailure(rc *rconnv1.RedisConnection, err error) (reason, message st
 		// Nothing is known about the root nodes: other replies held the manager's budget.
 		return rconnv1.ReasonManagerBusy, msg
 	default:
-		return rconnv1.ReasonRootNodesUnreachable, "no Redis server answered at " + rootList(rc)
+		return rconnv1.ReasonRootNodesUnreachable, "no Redis server answered at " + rootList(rc) + tlsHint(usesTLS(rc))
 	}
+}
+
+// tlsHint is the suffix of every "no Redis server answered" message of a RedisConnection that
+// uses TLS. A certificate that failed verification reads like a closed port (the handshake
+// comes before any RESP, so it proves a TLS listener, not a Redis: a kubelet, a webhook, etcd);
+// the honest cause of it, a wrong CA or a certificate without the dialed name, is named here,
+// the same for every peer that did not speak RESP. The manager's debug log names the precise
+// certificate problem (certificateLog).
+func tlsHint(tls bool) string {
+	if !tls {
+		return ""
+	}
+	return " (TLS is on: if a Redis server listens there, check that ca.crt issued its certificate and that the certificate names the host dialed or tls.serverName; this message reads the same for a closed port, a service that is not Redis and a certificate that failed verification)"
+}
+
+// usesTLS reports whether the controller's connections of rc use TLS: defaults.tls.enabled,
+// or a rediss:// root node URL.
+func usesTLS(rc *rconnv1.RedisConnection) bool {
+	if d := rc.Spec.Defaults; d != nil && d.TLS != nil && d.TLS.Enabled {
+		return true
+	}
+	for _, rn := range rc.Spec.RootNodes {
+		if len(rn.URL) >= len("rediss://") && strings.EqualFold(string(rn.URL[:len("rediss://")]), "rediss://") {
+			return true
+		}
+	}
+	return false
+}
+
+// certificateLog is what the manager's debug log adds to a failure that hides a server
+// certificate problem from status: the reason (UnknownAuthority, HostnameMismatch, ...), a
+// fixed word, so nothing a server chose reaches the log either.
+func certificateLog(err error) []any {
+	if r, ok := cluster.CertificateFailure(err); ok {
+		return []any{"certificate", string(r)}
+	}
+	return nil
 }
 
 // rootList names the root nodes as the spec gives them.

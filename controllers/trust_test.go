@@ -1,21 +1,33 @@
 package controllers_test
 
 import (
+	"context"
+	"crypto/tls"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/controllers"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
 // The attacks of the trust issue, each against the real manager wiring (envtest + the
@@ -186,6 +198,114 @@ var _ = Describe("a hostile root node", func() {
 		}
 	})
 
+	It("with TLS on, cannot tell a closed port from a TLS service whose certificate fails, a TLS service that is not Redis, or a plain-text banner", func() {
+		// Issue 23, item 5: before, a certificate that failed verification read
+		// TLSHandshakeFailed ("the TLS server certificate ... failed verification"), telling
+		// every TLS listener (a kubelet, a webhook, etcd) from a closed port.
+		ns := newNamespace()
+		trusted, err := certs.NewCA("trusted")
+		Expect(err).NotTo(HaveOccurred())
+		untrusted, err := certs.NewCA("untrusted")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ca", Namespace: ns},
+			Data: map[string][]byte{"ca.crt": trusted.CertPEM}})).To(Succeed())
+		loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		closedAddr := ln.Addr().String()
+		Expect(ln.Close()).To(Succeed())
+		targets := map[string]string{
+			"closed":          closedAddr,
+			"eof":             hostile.CloseOnAccept(GinkgoT()).Addr(),
+			"ssh":             hostile.Garbage(GinkgoT(), hostile.SSHBanner).Addr(),
+			"http":            hostile.Garbage(GinkgoT(), hostile.HTTPBadRequest).Addr(),
+			"silent":          hostile.Silent(GinkgoT()).Addr(),
+			"https-untrusted": hostile.HTTPS(GinkgoT(), tlsServerCert(untrusted, loopback)).Addr(),
+			"https-othername": hostile.HTTPS(GinkgoT(), tlsServerCert(trusted, nil)).Addr(),
+			"https-trusted":   hostile.HTTPS(GinkgoT(), tlsServerCert(trusted, loopback)).Addr(),
+		}
+		hc := &rconnv1.HealthCheck{Interval: &metav1.Duration{Duration: 5 * time.Second}, Timeout: &metav1.Duration{Duration: 500 * time.Millisecond}}
+		for name, addr := range targets {
+			rc := hostileConnection(ns, name, addr, hc, 500*time.Millisecond)
+			rc.Spec.RootNodes[0].URL = rconnv1.RedisURL("rediss://" + addr)
+			rc.Spec.Defaults.TLS = &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "ca"}}
+			Expect(k8s.Create(ctx, rc)).To(Succeed())
+		}
+		seen := map[string]string{}
+		for name, addr := range targets {
+			eventuallyCondition(ns, name, rconnv1.ConditionTopologyDiscovered, metav1.ConditionFalse, rconnv1.ReasonRootNodesUnreachable)
+			eventuallyCondition(ns, name, rconnv1.ConditionReady, metav1.ConditionFalse, rconnv1.ReasonRootNodesUnreachable)
+			c := condition(ns, name, rconnv1.ConditionTopologyDiscovered)
+			seen[name] = strings.ReplaceAll(c.Message, addr, "ADDR")
+		}
+		Expect(seen["closed"]).To(ContainSubstring("ca.crt"), "the honest case (a TLS Redis with the wrong CA) gets a hint")
+		for name, msg := range seen {
+			Expect(msg).To(Equal(seen["closed"]), "%s reads differently from a closed port", name)
+		}
+		for name := range targets {
+			text := statusText(ns, name)
+			Expect(text).NotTo(ContainSubstring(rconnv1.ReasonTLSHandshakeFailed))
+			Expect(text).NotTo(ContainSubstring("failed verification"))
+			Expect(text).NotTo(ContainSubstring("tls-service"), "the certificate's names are the server's bytes")
+			Expect(text).NotTo(ContainSubstring("x509"))
+			Expect(text).NotTo(ContainSubstring(hostile.Secret))
+			Expect(text).NotTo(ContainSubstring("SSH-"))
+		}
+	})
+
+	It("denies loopback when the reconciler is built without allow-loopback", func() {
+		// Issue 23, item 5: before, 127.0.0.0/8 and ::1 were dialable by default (0.0.0.0 was
+		// denied because it "reaches the local host"; so does loopback). The suite's manager
+		// allows loopback (its Redis servers live there); this reconciler runs with the
+		// manager's default policy, and its status patches are captured, not written, so the
+		// suite's manager keeps the object.
+		ns := newNamespace()
+		s := redistest.StartServer(GinkgoT(), redistest.ServerOptions{})
+		_, port, err := net.SplitHostPort(s.Addr())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
+			ObjectMeta: metav1.ObjectMeta{Name: "loop", Namespace: ns},
+			Spec: rconnv1.RedisConnectionSpec{
+				Mode: rconnv1.ModeStandalone,
+				RootNodes: []rconnv1.RootNode{{URL: rconnv1.RedisURL("redis://" + s.Addr())},
+					{URL: rconnv1.RedisURL("redis://[::ffff:127.0.0.1]:" + port)}, {URL: rconnv1.RedisURL("redis://[::1]:" + port)}},
+			},
+		})).To(Succeed())
+		// The suite's manager (loopback allowed) finds the server: the Redis is real and answers.
+		eventuallyCondition(ns, "loop", rconnv1.ConditionTopologyDiscovered, metav1.ConditionTrue, rconnv1.ReasonDiscovered)
+		rec := nettest.NewRecorder(nil)
+		statuses := &capturedStatus{Client: k8s}
+		r := &controllers.RedisConnectionReconciler{
+			Client: statuses, APIReader: k8s, Scheme: kubetest.Scheme(), Dial: rec.Dial,
+			AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiServerAddrs}),
+		}
+		key := types.NamespacedName{Namespace: ns, Name: "loop"}
+		reconcile := func() {
+			_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key})
+			ExpectWithOffset(1, err).NotTo(HaveOccurred())
+		}
+		DeferCleanup(func() {
+			// A deleted RedisConnection's inspector is closed by the next reconcile.
+			Expect(k8s.Delete(ctx, get(ns, "loop"))).To(Succeed())
+			Eventually(func() error { return k8s.Get(ctx, key, &rconnv1.RedisConnection{}) }, 10*time.Second).ShouldNot(Succeed())
+			reconcile()
+		})
+		Eventually(func() string {
+			reconcile()
+			c := statuses.condition(rconnv1.ConditionTopologyDiscovered)
+			if c == nil {
+				return ""
+			}
+			return c.Reason + ": " + c.Message
+		}, 20*time.Second, 100*time.Millisecond).Should(HavePrefix(rconnv1.ReasonAddressDenied + ": the address policy denies "))
+		msg := statuses.condition(rconnv1.ConditionTopologyDiscovered).Message
+		for _, a := range []string{s.Addr(), "[::ffff:127.0.0.1]:" + port, "[::1]:" + port} {
+			Expect(msg).To(ContainSubstring(a), "every loopback form is denied")
+		}
+		Expect(statuses.condition(rconnv1.ConditionReady).Reason).To(Equal(rconnv1.ReasonAddressDenied))
+		Expect(rec.Dialed()).To(BeEmpty(), "a denied loopback address was dialed")
+	})
+
 	It("refuses to dial the API server, and says so without dialing it", func() {
 		ns := newNamespace()
 		var names []string
@@ -225,3 +345,60 @@ var _ = Describe("a hostile root node", func() {
 		Expect(sec.OwnerReferences).To(BeEmpty())
 	})
 })
+
+// tlsServerCert is a server certificate from ca for ips (none: a DNS name only, so dialing an IP
+// fails the name check), named tls-service: a name status must never show.
+func tlsServerCert(ca *certs.CA, ips []net.IP) tls.Certificate {
+	p, err := ca.Issue(certs.Request{CommonName: "tls-service", DNSNames: []string{"tls-service.rconn-test.invalid"}, IPs: ips, Server: true})
+	Expect(err).NotTo(HaveOccurred())
+	c, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+// capturedStatus is the test's client, except that status patches are recorded instead of
+// written: a second reconciler can run against a RedisConnection the suite's manager also
+// reconciles without the two overwriting each other's status.
+type capturedStatus struct {
+	client.Client
+	mu   sync.Mutex
+	last *rconnv1.RedisConnection
+}
+
+func (c *capturedStatus) Status() client.SubResourceWriter { return capturedWriter{c} }
+
+func (c *capturedStatus) condition(typ string) *metav1.Condition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		return nil
+	}
+	return meta.FindStatusCondition(c.last.Status.Conditions, typ)
+}
+
+type capturedWriter struct{ c *capturedStatus }
+
+func (w capturedWriter) Create(context.Context, client.Object, client.Object, ...client.SubResourceCreateOption) error {
+	return nil
+}
+
+func (w capturedWriter) Update(_ context.Context, obj client.Object, _ ...client.SubResourceUpdateOption) error {
+	return w.record(obj)
+}
+
+func (w capturedWriter) Patch(_ context.Context, obj client.Object, _ client.Patch, _ ...client.SubResourcePatchOption) error {
+	return w.record(obj)
+}
+
+func (w capturedWriter) Apply(context.Context, runtime.ApplyConfiguration, ...client.SubResourceApplyOption) error {
+	return nil
+}
+
+func (w capturedWriter) record(obj client.Object) error {
+	if rc, ok := obj.(*rconnv1.RedisConnection); ok {
+		w.c.mu.Lock()
+		w.c.last = rc.DeepCopy()
+		w.c.mu.Unlock()
+	}
+	return nil
+}

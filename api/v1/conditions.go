@@ -49,10 +49,13 @@ const (
 	ReasonDiscovered           = "Discovered"
 	ReasonRootNodesUnreachable = "RootNodesUnreachable"
 	ReasonAuthenticationFailed = "AuthenticationFailed"
-	ReasonTLSHandshakeFailed   = "TLSHandshakeFailed"
-	ReasonNotACluster          = "NotACluster"
-	ReasonClusterModeServer    = "ClusterModeServer"
-	ReasonSlotsUncovered       = "SlotsUncovered"
+	// ReasonTLSHandshakeFailed is no longer set: a server certificate that fails verification
+	// proves a TLS listener, not a Redis, and reads as RootNodesUnreachable like a closed port
+	// (docs/security.md). Kept for status written by earlier managers.
+	ReasonTLSHandshakeFailed = "TLSHandshakeFailed"
+	ReasonNotACluster        = "NotACluster"
+	ReasonClusterModeServer  = "ClusterModeServer"
+	ReasonSlotsUncovered     = "SlotsUncovered"
 	// ReasonDiscovering: the first discovery through new settings is running in the
 	// background; the condition follows when it finishes.
 	ReasonDiscovering = "Discovering"

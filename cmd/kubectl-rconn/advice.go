@@ -28,7 +28,7 @@ var advice = map[adviceKey]string{
 	{rconnv1.ConditionAddressMapResolved, rconnv1.ReasonNodeAddressUnknown}:  "use the address type that fits the Service (PodDNS for a StatefulSet's headless Service)",
 
 	{rconnv1.ConditionTopologyDiscovered, rconnv1.ReasonDiscovering}:          "wait: the first discovery with new settings is running (bounded by the connect and health timeouts)",
-	{rconnv1.ConditionTopologyDiscovered, rconnv1.ReasonRootNodesUnreachable}: "check that the root nodes resolve and are reachable from the manager pod (NetworkPolicy, port, TLS on/off); kubectl rconn check NAME tests from here",
+	{rconnv1.ConditionTopologyDiscovered, rconnv1.ReasonRootNodesUnreachable}: "check that the root nodes resolve and are reachable from the manager pod (NetworkPolicy, port, TLS on/off; with TLS, that ca.crt signed the server certificates and they name the mapped host or serverName); kubectl rconn check NAME tests from here",
 	{rconnv1.ConditionTopologyDiscovered, rconnv1.ReasonInvalidOptions}:       "fix the rootNodes entry or address map source named in the message",
 	{rconnv1.ConditionTopologyDiscovered, rconnv1.ReasonProtocolError}:        "a real cluster fits the manager's reply caps: check that the root node is Redis; else raise --max-reply-bytes",
 	{rconnv1.ConditionTopologyDiscovered, rconnv1.ReasonTopologyTooLarge}:     "raise the manager's --max-topology-nodes / --max-topology-shards if the cluster really is that large",

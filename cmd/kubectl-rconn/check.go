@@ -162,8 +162,11 @@ func why(err error, timeout time.Duration) string {
 		return "TLS: server certificate invalid (" + inval.Error() + ")"
 	case errors.As(err, &recErr):
 		return "TLS: the server does not speak TLS"
-	case class == cluster.ClassTLSHandshakeFailed:
-		return "TLS handshake failed"
+	case certFailure(err):
+		// The manager's status reads this as "no Redis server answered" (a certificate proves
+		// a TLS listener, not a Redis); here, as the user, the precise cause is what helps.
+		r, _ := cluster.CertificateFailure(err)
+		return "TLS: server certificate failed verification (" + string(r) + ")"
 	case class == cluster.ClassAuthenticationFailed:
 		return "authentication failed (WRONGPASS / NOAUTH / NOPERM): check the Secret's credentials and the ACL user on this node"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
@@ -175,4 +178,10 @@ func why(err error, timeout time.Duration) string {
 	}
 	_, msg := cluster.Classify(err)
 	return msg
+}
+
+// certFailure reports a server certificate that failed verification (cluster.CertificateFailure).
+func certFailure(err error) bool {
+	_, ok := cluster.CertificateFailure(err)
+	return ok
 }

@@ -116,7 +116,8 @@ func startController(ctx context.Context, cfg *rest.Config, dial cluster.DialFun
 	}
 	apiAddrs := controllers.APIServerAddresses(ctx, cfg)
 	if err := (&controllers.RedisConnectionReconciler{
-		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiAddrs}),
+		// The test Redis servers listen on loopback, denied by default.
+		AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiAddrs, AllowLoopback: true}),
 		Client:        mgr.GetClient(),
 		Scheme:        mgr.GetScheme(),
 		Recorder:      mgr.GetEventRecorder("rconn-controller"),

@@ -168,7 +168,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	logNetwork(t, w)
 	must(w.InstallCRD(within(90 * time.Second)))
 
-	step.next("running the manager binary (as user %s, bound to config/rbac/role.yaml only; --dns-server %s)", demo.ManagerUser, w.DNS.Addr())
+	step.next("running the manager binary (as user %s, bound to config/rbac/role.yaml only; --dns-server %s; --allow-loopback: the demo's LoadBalancer IPs are on loopback, which the manager denies by default)", demo.ManagerUser, w.DNS.Addr())
 	mgrStart := time.Now()
 	mgr := w.StartManager(t, manager)
 	t.Logf("pid %d, log %s, metrics http://%s/metrics", mgr.Pid(), mgr.LogPath, mgr.MetricsAddr)

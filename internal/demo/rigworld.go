@@ -223,10 +223,12 @@ func (w *RigWorld) Kubectl(ctx context.Context, args ...string) (string, error) 
 // KubectlPath is the kubectl binary used (bin/k8s/kubectl when present).
 func (w *RigWorld) KubectlPath() string { return kubectlBin(w.Rig.Env.BinaryAssetsDirectory) }
 
-// StartManager runs the manager binary as ManagerUser with --dns-server pointing at CoreDNS.
+// StartManager runs the manager binary as ManagerUser with --dns-server pointing at CoreDNS and
+// --allow-loopback (the LoadBalancer IPs, LoadBalancerIP, are on loopback unless
+// Options.LoadBalancerNet moves them; loopback is denied by default).
 func (w *RigWorld) StartManager(t TB, bin string, extraArgs ...string) *managertest.Manager {
 	t.Helper()
-	return managertest.StartBinary(t, bin, w.ManagerKubeconfig, nil, append([]string{"--dns-server", w.DNS.Addr()}, extraArgs...)...)
+	return managertest.StartBinary(t, bin, w.ManagerKubeconfig, nil, append([]string{"--dns-server", w.DNS.Addr(), "--allow-loopback"}, extraArgs...)...)
 }
 
 // Mount starts a kubelet stand-in for ConfigMap and Secret name (see StartMount).

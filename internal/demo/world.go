@@ -268,10 +268,11 @@ func kubectlAt(ctx context.Context, assets, kubeconfig, dir string, args ...stri
 
 // StartManager runs the manager binary (managertest.StartBinary: metrics on loopback, leader
 // election off, waits for /readyz) as ManagerUser, who has only the generated ClusterRole, with
-// --no-dns.
+// --no-dns and --allow-loopback (this world's Redis servers and LoadBalancer IPs are on
+// loopback, which the manager denies by default).
 func (w *World) StartManager(t TB, bin string, extraArgs ...string) *managertest.Manager {
 	t.Helper()
-	return managertest.StartBinary(t, bin, w.ManagerKubeconfig, nil, append([]string{"--no-dns"}, extraArgs...)...)
+	return managertest.StartBinary(t, bin, w.ManagerKubeconfig, nil, append([]string{"--no-dns", "--allow-loopback"}, extraArgs...)...)
 }
 
 // StartApp runs the example app on the mounted directories, with -no-dns.

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,14 +19,17 @@ type ErrorClass string
 // Error classes Classify returns.
 const (
 	// ClassUnreachable: refused, reset, EOF, timeout, a TLS handshake with a peer that speaks
-	// no TLS, bytes that are not RESP. Deliberately one class and one message: a status must
-	// not tell a closed port from a filtered one or from an open non-Redis service (no
-	// port-scan oracle).
+	// no TLS, a server certificate that failed verification, a TLS alert, bytes that are not
+	// RESP. Deliberately one class and one message: a status must not tell a closed port from
+	// a filtered one or from an open non-Redis service (no port-scan oracle). A certificate
+	// failure is in this class too: the handshake comes before any RESP, so it proves only that
+	// some TLS server listens (a kubelet, a webhook, etcd), never that it is a Redis.
+	// CertificateFailure tells it apart for callers who act for the person who configured
+	// the connection (kubectl rconn check, the manager's debug log).
 	ClassUnreachable ErrorClass = "Unreachable"
-	// ClassAuthenticationFailed: the server replied WRONGPASS, NOAUTH or NOPERM.
+	// ClassAuthenticationFailed: the server replied WRONGPASS, NOAUTH or NOPERM. The peer
+	// spoke RESP, so it is a Redis (or something speaking its protocol) by definition.
 	ClassAuthenticationFailed ErrorClass = "AuthenticationFailed"
-	// ClassTLSHandshakeFailed: the server certificate failed verification.
-	ClassTLSHandshakeFailed ErrorClass = "TLSHandshakeFailed"
 	// ClassReplyTooLarge: a reply broke Limits (ErrReplyTooLarge).
 	ClassReplyTooLarge ErrorClass = "ReplyTooLarge"
 	// ClassInvalidReply: a topology reply in RESP that names impossible nodes (ErrInvalidTopology).
@@ -60,7 +62,7 @@ var ErrClusterStateNotOK = errors.New("cluster_state is not ok")
 // classPriority orders classes for an error covering several nodes: the most specific
 // (actionable) class wins.
 var classPriority = []ErrorClass{
-	ClassAddressDenied, ClassTLSHandshakeFailed, ClassAuthenticationFailed, ClassTopologyTooLarge,
+	ClassAddressDenied, ClassAuthenticationFailed, ClassTopologyTooLarge,
 	ClassReplyTooLarge, ClassInvalidReply, ClassNotCluster, ClassClusterModeServer, ClassClusterStateFail,
 	ClassServerError, ClassManagerBusy, ClassUnreachable, ClassInvalidOptions, ClassUnknown,
 }
@@ -168,13 +170,40 @@ var certVerificationReasons = map[rtls.Reason]bool{
 	rtls.ReasonCertificateInvalid: true, rtls.ReasonMissingServerName: true,
 }
 
+// CertificateFailure reports whether err holds a server certificate that failed verification
+// (in a node's failure or anywhere in its tree), and why: UnknownAuthority, HostnameMismatch,
+// CertificateExpired, CertificateNotYetValid, CertificateInvalid or MissingServerName.
+//
+// Classify reads such a failure as ClassUnreachable, like a closed port (see there). This
+// predicate is for whoever configured the connection and dials from their own place (kubectl
+// rconn check), and for the operator's log; never for a status or Event a tenant reads.
+func CertificateFailure(err error) (rtls.Reason, bool) {
+	if err == nil {
+		return "", false
+	}
+	found := rtls.Reason("")
+	walkNodes(err, "", func(_ string, leaf error) {
+		if found != "" {
+			return
+		}
+		if r := rtls.ReasonOf(rtls.Explain(leaf)); certVerificationReasons[r] {
+			found = r
+			return
+		}
+		var cve *tls.CertificateVerificationError
+		if errors.As(leaf, &cve) {
+			found = rtls.ReasonCertificateInvalid
+		}
+	})
+	return found, found != ""
+}
+
 // classifyOne classifies one node's failure (atNode: the error concerns a node, so anything
 // unrecognised is "no Redis server answered").
+//
+// There is no certificate case: a certificate that failed verification takes the path of a
+// refused connection (ClassUnreachable at a node), so the two read the same.
 func classifyOne(err error, atNode bool) ErrorClass {
-	var cve *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var he x509.HostnameError
-	var ci x509.CertificateInvalidError
 	switch {
 	case errors.Is(err, ErrAddressDenied):
 		return ClassAddressDenied
@@ -196,9 +225,6 @@ func classifyOne(err error, atNode bool) ErrorClass {
 		return ClassClusterModeServer
 	case errors.Is(err, ErrClusterStateNotOK):
 		return ClassClusterStateFail
-	case errors.As(err, &cve), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci),
-		certVerificationReasons[rtls.ReasonOf(err)]:
-		return ClassTLSHandshakeFailed
 	case errors.Is(err, context.DeadlineExceeded):
 		return ClassUnreachable
 	case errors.Is(err, context.Canceled):
@@ -241,8 +267,6 @@ func message(c ErrorClass, addrs []string, denied string) string {
 		return with("no Redis server answered", "")
 	case ClassAuthenticationFailed:
 		return with("the Redis server", " refused the credentials or a command the check needs (WRONGPASS, NOAUTH or NOPERM)")
-	case ClassTLSHandshakeFailed:
-		return with("the TLS server certificate", " failed verification")
 	case ClassReplyTooLarge:
 		return with("the server", " sent a reply beyond the configured limits")
 	case ClassInvalidReply:

@@ -54,10 +54,13 @@
 // WriteTimeout, default DefaultInspectorTimeout), and Options.MaxTimeout caps every timeout.
 // Discover asks its candidates in parallel: a silent root costs nothing while another
 // answers. Classify turns any error into an ErrorClass and a fixed message naming only the
-// address: a closed port, a filtered one and an open non-Redis service all read "no Redis
-// server answered at <addr>". AddressPolicy (Options.AddressPolicy, or AddressPolicy.Dial
-// around any DialFunc) refuses denied targets (link-local and metadata addresses by default,
-// plus the caller's CIDRs and exact ip:port entries) before a byte is written.
+// address: a closed port, a filtered one, an open non-Redis service and, with TLS, a server
+// certificate that failed verification (a TLS listener, not proven a Redis) all read "no Redis
+// server answered at <addr>"; CertificateFailure names the certificate problem for callers
+// acting for whoever configured the connection. AddressPolicy (Options.AddressPolicy, or
+// AddressPolicy.Dial around any DialFunc) refuses denied targets (link-local and metadata
+// addresses and loopback by default, plus the caller's CIDRs and exact ip:port entries)
+// before a byte is written.
 //
 // # Minimal ACL for the controller
 //

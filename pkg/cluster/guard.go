@@ -36,10 +36,23 @@ var DefaultDeniedPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("::/128"),
 }
 
+// LoopbackPrefixes are denied unless AddressPolicyOptions.AllowLoopback is set or an allow entry
+// matches: a tenant-named root node or a server-announced address on loopback reaches the
+// manager's own pod (its metrics and health ports, sidecars, anything else listening there), as
+// 0.0.0.0 does. IPv4-mapped forms (::ffff:127.0.0.1) are judged as IPv4.
+var LoopbackPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+}
+
 // AddressPolicyOptions configure NewAddressPolicy.
 type AddressPolicyOptions struct {
-	// Deny lists denied ranges, in addition to DefaultDeniedPrefixes.
+	// Deny lists denied ranges, in addition to DefaultDeniedPrefixes (and LoopbackPrefixes,
+	// unless AllowLoopback).
 	Deny []netip.Prefix
+	// AllowLoopback lifts the default denial of LoopbackPrefixes (tests and local demos, whose
+	// Redis servers listen on loopback). A loopback range in Deny still denies.
+	AllowLoopback bool
 	// Allow, when not empty, is the only set of addresses that may be dialed; an address in
 	// it is allowed even when Deny (or the defaults) also match: an operator's explicit
 	// exception wins.
@@ -60,7 +73,11 @@ type AddressPolicy struct {
 // NewAddressPolicy builds a policy.
 func NewAddressPolicy(o AddressPolicyOptions) *AddressPolicy {
 	p := &AddressPolicy{denyExact: map[netip.AddrPort]bool{}}
-	for _, pr := range append(append([]netip.Prefix(nil), DefaultDeniedPrefixes...), o.Deny...) {
+	deny := append([]netip.Prefix(nil), DefaultDeniedPrefixes...)
+	if !o.AllowLoopback {
+		deny = append(deny, LoopbackPrefixes...)
+	}
+	for _, pr := range append(deny, o.Deny...) {
 		p.deny = append(p.deny, pr.Masked())
 	}
 	for _, pr := range o.Allow {

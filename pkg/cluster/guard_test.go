@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
+	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
 
 // recordingBase records every address and dials loopback only; names resolve from a table.
@@ -76,13 +78,127 @@ func TestAddressPolicyRefusesLinkLocalLiteralsWithoutDialing(t *testing.T) {
 	if len(rec.dialed) != 0 {
 		t.Fatalf("denied literals were dialed: %v", rec.dialed)
 	}
-	// Without a policy entry, loopback passes.
+	// With AllowLoopback, loopback passes.
 	ln, _ := listen(t, "tcp", "127.0.0.1:0")
-	c, err := dial(context.Background(), "tcp", ln.Addr().String())
+	open := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{AllowLoopback: true}).Dial(rec.dial)
+	c, err := open(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = c.Close()
+}
+
+// TestAddressPolicyDeniesLoopbackByDefault (issue 23, item 5): loopback reaches the manager's
+// own pod, as 0.0.0.0 does, so it is denied unless AllowLoopback is set or an allow entry names
+// it; IPv4-mapped forms count. On the code before, every loopback address was allowed.
+func TestAddressPolicyDeniesLoopbackByDefault(t *testing.T) {
+	def := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{})
+	allow := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{AllowLoopback: true})
+	explicit := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	denyAnyway := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{AllowLoopback: true, Deny: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}})
+	for _, tc := range []struct {
+		addr                               string
+		byDefault, withFlag, inAllow, deny bool
+	}{
+		{"127.0.0.1:6379", false, true, true, true},
+		{"127.0.0.2:6379", false, true, false, false},
+		{"127.255.255.254:1", false, true, false, true},
+		{"[::1]:6379", false, true, false, true},
+		{"[::ffff:127.0.0.1]:6379", false, true, true, true},
+		{"[::ffff:127.0.0.2]:6379", false, true, false, false},
+		{"[::ffff:7f00:1]:6379", false, true, true, true},
+		{"198.18.0.1:6379", true, true, false, true},
+		{"[2001:db8::1]:6379", true, true, false, true},
+		{"128.0.0.1:6379", true, true, false, true},
+		{"0.0.0.0:6379", false, false, false, false},
+	} {
+		ap := netip.MustParseAddrPort(tc.addr)
+		for _, c := range []struct {
+			name string
+			p    *cluster.AddressPolicy
+			want bool
+		}{{"default", def, tc.byDefault}, {"AllowLoopback", allow, tc.withFlag}, {"Allow 127.0.0.1/32", explicit, tc.inAllow}, {"AllowLoopback + Deny", denyAnyway, tc.deny}} {
+			if got := c.p.Allowed(ap); got != c.want {
+				t.Errorf("%s: Allowed(%s) = %v, want %v", c.name, tc.addr, got, c.want)
+			}
+		}
+	}
+}
+
+// TestAddressPolicyDeniesNamesThatResolveToLoopback: the policy judges the IP actually
+// connected, so a name resolving to loopback (localhost) is refused by default, with the IP
+// named, and no byte is written; the same name passes with AllowLoopback.
+func TestAddressPolicyDeniesNamesThatResolveToLoopback(t *testing.T) {
+	for _, network := range []string{"tcp4", "tcp6"} {
+		local := map[string]string{"tcp4": "127.0.0.1", "tcp6": "::1"}[network]
+		ln, got := listen(t, network, net.JoinHostPort(local, "0"))
+		_, port := splitPort(t, ln.Addr().String())
+		rec := &recordingBase{names: map[string]string{"localhost.rconn-test.invalid": local}}
+		conn, err := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{}).Dial(rec.dial)(context.Background(), "tcp", "localhost.rconn-test.invalid:"+port)
+		if err == nil {
+			_ = conn.Close() // (the listener's cleanup waits for its connections to end)
+		}
+		var de *cluster.AddressDeniedError
+		if !errors.As(err, &de) || de.Addr != net.JoinHostPort(local, port) {
+			t.Fatalf("%s: dial = %v, want AddressDeniedError for %s", network, err, net.JoinHostPort(local, port))
+		}
+		if class, msg := cluster.Classify(&cluster.NodeError{Addr: "localhost.rconn-test.invalid:" + port, Err: err}); class != cluster.ClassAddressDenied || !strings.Contains(msg, local) {
+			t.Fatalf("%s: Classify = %s, %q", network, class, msg)
+		}
+		select {
+		case b := <-got:
+			if len(b) != 0 {
+				t.Fatalf("%s: bytes were written to a denied address: %q", network, b)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the denied connection was not closed", network)
+		}
+		c, err := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{AllowLoopback: true}).Dial(rec.dial)(context.Background(), "tcp", "localhost.rconn-test.invalid:"+port)
+		if err != nil {
+			t.Fatalf("%s: AllowLoopback: %v", network, err)
+		}
+		_ = c.Close()
+		// Without a custom base the net.Dialer's Control hook refuses a loopback literal
+		// before any SYN.
+		if _, err := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{}).Dial(nil)(context.Background(), "tcp", ln.Addr().String()); !errors.Is(err, cluster.ErrAddressDenied) {
+			t.Fatalf("%s: nil base: %v", network, err)
+		}
+	}
+}
+
+func splitPort(t *testing.T, hostport string) (string, string) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, p
+}
+
+// TestCertificateFailure: the precise certificate cause that Classify hides is available to
+// callers acting for whoever configured the connection.
+func TestCertificateFailure(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want rtls.Reason
+	}{
+		{&cluster.NodeError{Addr: "a:1", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, rtls.ReasonUnknownAuthority},
+		{&cluster.DialError{Announced: "a:1", Err: x509.HostnameError{Host: "h", Certificate: &x509.Certificate{}}}, rtls.ReasonHostnameMismatch},
+		{rtls.ErrMissingServerName, rtls.ReasonMissingServerName},
+		{&tls.CertificateVerificationError{Err: errors.New("custom verifier")}, rtls.ReasonCertificateInvalid},
+		{fmt.Errorf("%w: %w", cluster.ErrNoNodeAnswered, errors.Join(
+			&cluster.NodeError{Addr: "a:1", Err: syscall.ECONNREFUSED},
+			&cluster.NodeError{Addr: "a:2", Err: x509.UnknownAuthorityError{}})), rtls.ReasonUnknownAuthority},
+		{&cluster.NodeError{Addr: "a:1", Err: syscall.ECONNREFUSED}, ""},
+		{tls.RecordHeaderError{Msg: "not TLS"}, ""},
+		{errors.New("remote error: tls: bad certificate"), ""},
+		{nil, ""},
+	} {
+		got, ok := cluster.CertificateFailure(tc.err)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("CertificateFailure(%v) = %s, %v; want %s", tc.err, got, ok, tc.want)
+		}
+	}
 }
 
 func TestAddressPolicyAllowWinsAndAllowListIsExclusive(t *testing.T) {
@@ -209,8 +325,17 @@ func TestClassify(t *testing.T) {
 		{"protocol", node(&cluster.ProtocolError{Kind: cluster.ErrProtocol, Reason: "x"}), cluster.ClassUnreachable, "no Redis server answered at " + a},
 		{"peer speaks no TLS", dialErr(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), cluster.ClassUnreachable, "no Redis server answered at node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000)"},
 		{"TLS alert", node(errors.New("remote error: tls: bad certificate")), cluster.ClassUnreachable, "no Redis server answered at " + a},
-		{"unknown CA", dialErr(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), cluster.ClassTLSHandshakeFailed, "the TLS server certificate at node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000) failed verification"},
-		{"hostname", node(x509.HostnameError{Host: "h"}), cluster.ClassTLSHandshakeFailed, "the TLS server certificate at " + a + " failed verification"},
+		// A certificate that failed verification proves a TLS listener, not a Redis: it reads
+		// like a closed port (issue 23, item 5).
+		{"unknown CA", dialErr(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), cluster.ClassUnreachable, "no Redis server answered at node-0.rconn-test.invalid:6379 (mapped to 127.0.0.1:7000)"},
+		{"hostname", node(x509.HostnameError{Host: "h"}), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"expired", node(x509.CertificateInvalidError{Reason: x509.Expired}), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"explained", node(rtls.Explain(x509.UnknownAuthorityError{})), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"missing server name", node(rtls.ErrMissingServerName), cluster.ClassUnreachable, "no Redis server answered at " + a},
+		{"certificate and closed port", fmt.Errorf("%w: %w", cluster.ErrNoNodeAnswered, errors.Join(
+			&cluster.NodeError{Addr: "127.0.0.1:1", Err: x509.UnknownAuthorityError{}},
+			&cluster.NodeError{Addr: "127.0.0.1:2", Err: syscall.ECONNREFUSED})),
+			cluster.ClassUnreachable, "no Redis server answered at 127.0.0.1:1, 127.0.0.1:2"},
 		{"WRONGPASS", node(redisErr("WRONGPASS invalid username-password pair SECRET")), cluster.ClassAuthenticationFailed, "the Redis server at " + a + " refused the credentials or a command the check needs (WRONGPASS, NOAUTH or NOPERM)"},
 		{"NOPERM", node(redisErr("NOPERM User rconn has no permissions")), cluster.ClassAuthenticationFailed, "the Redis server at " + a + " refused the credentials or a command the check needs (WRONGPASS, NOAUTH or NOPERM)"},
 		{"server error", node(redisErr("LOADING Redis is loading SECRET")), cluster.ClassServerError, "the Redis server at " + a + " answered with an error reply"},

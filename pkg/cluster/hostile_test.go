@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/certs"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
@@ -68,10 +70,13 @@ func TestHostileRepliesAreBounded(t *testing.T) {
 }
 
 // TestNonRedisServersLookTheSame: a closed port, a port that closes on accept, one that never
-// answers, an SSH server, an HTTP server (whose reply carries a secret) and a TLS client
-// meeting a non-TLS server all classify as Unreachable with one message naming only the
-// address: no port-scan oracle, no echoed bytes. On the code before, errors differed (EOF,
-// connection refused, i/o timeout) and quoted the server's bytes.
+// answers, an SSH server, an HTTP server (whose reply carries a secret), a TLS client
+// meeting a non-TLS server, and TLS services that are not Redis (a certificate from a CA the
+// client does not trust, one for another name, one it trusts) all classify as Unreachable with
+// one message naming only the address: no port-scan oracle, no echoed bytes. On the code
+// before, errors differed (EOF, connection refused, i/o timeout) and quoted the server's
+// bytes; and until issue 23 (item 5) a certificate that failed verification read "the TLS
+// server certificate failed verification", telling every TLS listener from a closed port.
 func TestNonRedisServersLookTheSame(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -79,6 +84,8 @@ func TestNonRedisServersLookTheSame(t *testing.T) {
 	}
 	closedPort := ln.Addr().String()
 	_ = ln.Close()
+	trusted, untrusted := testCA(t, "trusted"), testCA(t, "untrusted")
+	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
 	servers := map[string]string{
 		"closed port":     closedPort,
 		"close on accept": hostile.CloseOnAccept(t).Addr(),
@@ -86,7 +93,12 @@ func TestNonRedisServersLookTheSame(t *testing.T) {
 		"ssh":             hostile.Garbage(t, hostile.SSHBanner).Addr(),
 		"http":            hostile.Garbage(t, hostile.HTTPBadRequest).Addr(),
 		"binary":          hostile.FixedReply(t, "\x00\x01\x02garbage\r\n").Addr(),
+		"https untrusted": hostile.HTTPS(t, serverCert(t, untrusted, loopback)).Addr(),
+		"https bad name":  hostile.HTTPS(t, serverCert(t, trusted, nil)).Addr(),
+		"https trusted":   hostile.HTTPS(t, serverCert(t, trusted, loopback)).Addr(),
 	}
+	roots := x509.NewCertPool()
+	roots.AddCert(trusted.Cert)
 	for name, addr := range servers {
 		for _, useTLS := range []bool{false, true} {
 			t.Run(name+"/tls="+strconv.FormatBool(useTLS), func(t *testing.T) {
@@ -94,7 +106,7 @@ func TestNonRedisServersLookTheSame(t *testing.T) {
 				scheme := "redis://"
 				if useTLS {
 					scheme = "rediss://"
-					o.Defaults.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+					o.Defaults.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 					o.Defaults.ConnectTimeout = 300 * time.Millisecond
 				}
 				o.RootNodes = []cluster.RootNode{{URL: scheme + addr}}
@@ -117,9 +129,39 @@ func TestNonRedisServersLookTheSame(t *testing.T) {
 				if class != cluster.ClassUnreachable || msg != "no Redis server answered at "+addr {
 					t.Fatalf("Classify = %s, %q (error %v)", class, msg, err)
 				}
+				// The precise cause stays available to whoever configured the connection.
+				reason, isCert := cluster.CertificateFailure(err)
+				wantCert := useTLS && (name == "https untrusted" || name == "https bad name")
+				if isCert != wantCert {
+					t.Fatalf("CertificateFailure = %s, %v; want %v (error %v)", reason, isCert, wantCert, err)
+				}
 			})
 		}
 	}
+}
+
+func testCA(t *testing.T, name string) *certs.CA {
+	t.Helper()
+	ca, err := certs.NewCA(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// serverCert is a server certificate from ca for ips (none: a DNS name only, so an IP dial
+// fails the name check).
+func serverCert(t *testing.T, ca *certs.CA, ips []net.IP) tls.Certificate {
+	t.Helper()
+	p, err := ca.Issue(certs.Request{CommonName: "tls-service", DNSNames: []string{"tls-service.rconn-test.invalid"}, IPs: ips, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestSilentRootCostsNothing: roots that never answer (or answer only after a minute) do not
@@ -262,7 +304,7 @@ func TestAddressPolicyAppliesToTheInspector(t *testing.T) {
 	srv := hostile.Slow(t, 0, nil)
 	rec := newRecorder(nil)
 	ap, _ := cluster.ParseAddrPortList(srv.Addr())
-	policy := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: ap})
+	policy := cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: ap, AllowLoopback: true})
 	in := hostileInspector(t, cluster.Options{Dial: rec.Dial, AddressPolicy: policy}, srv.Addr())
 	_, err := in.Discover(testCtx(t))
 	if class, msg := cluster.Classify(err); class != cluster.ClassAddressDenied || !strings.Contains(msg, srv.Addr()) {

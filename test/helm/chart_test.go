@@ -54,6 +54,13 @@ func TestChartTemplateDefault(t *testing.T) {
 	if !slices.Contains(args, "--leader-elect") || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--watch-namespaces") }) {
 		t.Errorf("args %v: want --leader-elect and no --watch-namespaces", args)
 	}
+	// Loopback stays denied unless asked for (it reaches the manager's own pod).
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--allow-loopback") }) {
+		t.Errorf("args %v: --allow-loopback by default", args)
+	}
+	if _, on := renderedDeployment(t, "--set", "manager.allowLoopback=true"); !slices.Contains(on, "--allow-loopback") {
+		t.Errorf("manager.allowLoopback=true: args %v, want --allow-loopback", on)
+	}
 	ps, sc := d.Spec.Template.Spec.SecurityContext, c.SecurityContext
 	if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot || ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod securityContext %+v: want runAsNonRoot and seccomp RuntimeDefault", ps)

@@ -69,7 +69,8 @@ func TestHelmInstall(t *testing.T) { //nolint:gocyclo // install, upgrade, unins
 		}
 		return out
 	}
-	helm("install", "rconn", chartDir, "-n", system, "--set", "watchNamespaces={"+strings.Join(watched, ",")+"}")
+	// The test's Redis servers listen on loopback, which the manager denies by default.
+	helm("install", "rconn", chartDir, "-n", system, "--set", "watchNamespaces={"+strings.Join(watched, ",")+"}", "--set", "manager.allowLoopback=true")
 
 	crd := &apiextensionsv1.CustomResourceDefinition{}
 	kubetest.Poll(t, ctx, 30*time.Second, "the CRD established", nil, func() error {
@@ -211,7 +212,7 @@ func TestHelmInstall(t *testing.T) { //nolint:gocyclo // install, upgrade, unins
 	}
 
 	t.Run("helm upgrade to cluster-wide: the manager reconciles every namespace", func(t *testing.T) {
-		helm("upgrade", "rconn", chartDir, "-n", system, "--reset-values") // the default values: all namespaces (without a value helm upgrade reuses the old ones)
+		helm("upgrade", "rconn", chartDir, "-n", system, "--reset-values", "--set", "manager.allowLoopback=true") // the default values (all namespaces; without a value helm upgrade reuses the old ones), and loopback for the test's Redis
 		if err := admin.Get(ctx, client.ObjectKey{Name: "rconn-manager-role"}, &rbacv1.ClusterRole{}); err != nil {
 			t.Errorf("ClusterRole rconn-manager-role after the upgrade: %v", err)
 		}

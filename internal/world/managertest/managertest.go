@@ -8,7 +8,9 @@
 //	m := managertest.Start(t, kc, "--max-concurrent-reconciles=8")
 //	mfs, err := m.Metrics()
 //
-// The manager dials what RedisConnections name; tests name loopback IP literals only.
+// The manager dials what RedisConnections name; tests name loopback IP literals only. The
+// manager denies loopback by default, so every manager started here gets --allow-loopback
+// (when its binary has the flag); pass "--allow-loopback=false" to test the default.
 package managertest
 
 import (

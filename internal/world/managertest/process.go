@@ -2,6 +2,7 @@ package managertest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -52,7 +53,8 @@ type Manager struct {
 }
 
 // Start runs the manager binary (Build) with the kubeconfig at kubeconfigPath, metrics over plain
-// HTTP and health probes on free loopback ports, leader election off, and extraArgs appended
+// HTTP and health probes on free loopback ports, leader election off, --allow-loopback (see
+// loopbackArgs), and extraArgs appended
 // (later flags win). It waits for /readyz and registers Stop with t.Cleanup.
 func Start(t TB, kubeconfigPath string, extraArgs ...string) *Manager {
 	t.Helper()
@@ -87,12 +89,12 @@ func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...st
 	if err != nil {
 		t.Fatalf("managertest: %v", err)
 	}
-	args := append([]string{
+	args := append(append([]string{
 		"--metrics-bind-address=" + m.MetricsAddr,
 		"--metrics-secure=false",
 		"--health-probe-bind-address=" + m.ProbeAddr,
 		"--leader-elect=false",
-	}, extraArgs...)
+	}, loopbackArgs(bin)...), extraArgs...)
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
 	m.cmd.Env = append(withoutEnv(os.Environ(), "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"), "KUBECONFIG="+kubeconfigPath)
@@ -229,4 +231,28 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+var loopbackFlag sync.Map // binary path -> []string
+
+// loopbackArgs is ["--allow-loopback"] when bin has that flag. Every manager these tests start
+// dials Redis servers on loopback, which the manager denies by default (it reaches the
+// manager's own pod); a caller's "--allow-loopback=false" (later flags win) turns it off again.
+// A baseline built from a revision before the flag existed (BuildRevision) gets nothing: it
+// does not know the flag, and dials loopback anyway.
+func loopbackArgs(bin string) []string {
+	if v, ok := loopbackFlag.Load(bin); ok {
+		return v.([]string)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// -help prints the flags and exits (0 or 2, depending on the flag package's mode): only
+	// the text matters.
+	out, _ := exec.CommandContext(ctx, bin, "-help").CombinedOutput()
+	var args []string
+	if strings.Contains(string(out), "-allow-loopback") {
+		args = []string{"--allow-loopback"}
+	}
+	loopbackFlag.Store(bin, args)
+	return args
 }
