@@ -338,7 +338,7 @@ var _ = Describe("EndpointSlices naming thousands of nonexistent Nodes", func() 
 		for _, n := range names {
 			Eventually(func() int { return reconciles.of(ns, n) - start[n] }, 30*time.Second, 200*time.Millisecond).Should(BeNumerically(">=", 3))
 		}
-		Expect(nodeGets.Load() - before).To(BeZero(), "the manager read Nodes with GETs")
+		Expect(nodeGets.Load()-before).To(BeZero(), "the manager read Nodes with GETs")
 		eventuallyCondition(by.ns, "bystander", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
 	})
 })
