@@ -159,7 +159,7 @@ var _ = Describe("a Service/EndpointSlice writer in the namespace", Ordered, fun
 			host := fmt.Sprintf("127.4.%d.%d", nsCounter.Load()%250, n.Index+1)
 			svc := lbService(k8s, ns, fmt.Sprintf("redis-%d", n.Index), 6379, host)
 			lb = append(lb, svc)
-			createSlice(ns, svc.Name, n, "", true)
+			createSlice(ns, svc.Name, n, "")
 			reach := net.JoinHostPort(host, "6379")
 			nettest.StartProxyAt(GinkgoT(), reach, n.Addr())
 			want[n.Announced] = reach
