@@ -176,6 +176,10 @@ func (m *addressMap) resolve(claims map[string][]claim, prev previousMap) {
 			}
 		}
 		switch {
+		case known == 0 && loading(cs) && prev.entries[k] != "":
+			// The Node cache is still loading (a manager restart): the entry keeps its target
+			// rather than leaving the rendered map for a second.
+			m.entries[k] = rconnv1.AppliedAddressMapping{Announced: k, Reachable: prev.entries[k], Source: rconnv1.MappingSourceService, Service: cs[0].service}
 		case known == 0:
 			// Only Services whose address is unknown: their problem is reported already.
 		case agree:
@@ -208,6 +212,16 @@ func (m *addressMap) conflict(key string, cs []claim, prev previousMap) {
 		}
 	}
 	m.problem(rconnv1.ReasonMappingConflict, "%s is claimed as %s: left out", key, listed)
+}
+
+// loading says every claim is unknown only because the Node cache has not synced.
+func loading(cs []claim) bool {
+	for _, c := range cs {
+		if c.reachable != "" || c.why != whyNodeCacheLoading {
+			return false
+		}
+	}
+	return true
 }
 
 // maxClaimsListed bounds the claims a conflict message names.
@@ -373,9 +387,11 @@ func (r *RedisConnectionReconciler) endpointReachable(ctx context.Context, at en
 		switch {
 		case err != nil:
 			return "", "", err
-		case !ok:
+		case !ok && nodes.err != nil:
 			// Reported once for the map (nodeLookup.report).
-			return "", "node not looked up", nil
+			return "", whyNodeCacheLoading, nil
+		case !ok:
+			return "", "beyond the Nodes looked up", nil
 		case host == "":
 			m.problem(rconnv1.ReasonNodeAddressUnknown, "an endpoint of Service %s is on node %q, which does not exist or has no ExternalIP or InternalIP", svc.Name, name)
 			return "", "node without address", nil

@@ -117,3 +117,20 @@ func TestCacheTransformKeepsOnlyNodeAddresses(t *testing.T) {
 		t.Errorf("second transform: %+v", again)
 	}
 }
+
+// TestEntriesWaitForTheNodeCache: while the Node cache is loading (a manager restart), a NodePort
+// entry keeps its previous target instead of leaving the rendered map; without one it is absent.
+func TestEntriesWaitForTheNodeCache(t *testing.T) {
+	const key, prevTarget = "10.0.0.1:6379", "127.3.0.1:30001"
+	cs := []claim{{service: "np", why: whyNodeCacheLoading}}
+	m := &addressMap{entries: map[string]rconnv1.AppliedAddressMapping{}}
+	m.resolve(map[string][]claim{key: cs}, previousMap{entries: map[string]string{key: prevTarget}})
+	if got := m.entries[key].Reachable; got != prevTarget {
+		t.Errorf("entry %q, want the previous %q", got, prevTarget)
+	}
+	m = &addressMap{entries: map[string]rconnv1.AppliedAddressMapping{}}
+	m.resolve(map[string][]claim{key: {{service: "np", why: "load balancer pending"}}}, previousMap{entries: map[string]string{key: prevTarget}})
+	if _, ok := m.entries[key]; ok {
+		t.Error("a pending load balancer kept its entry")
+	}
+}

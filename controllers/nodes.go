@@ -34,6 +34,10 @@ const (
 	nodeCacheRetry = 5 * time.Second
 )
 
+// whyNodeCacheLoading is the claim of an endpoint whose Node was not looked up because the
+// Node cache is not usable yet.
+const whyNodeCacheLoading = "Node cache not synced"
+
 // errNodeCacheNotSynced: the Node informer has not finished its first list (it is starting, or
 // the manager may not list Nodes).
 var errNodeCacheNotSynced = fmt.Errorf("the manager's Node cache has not synced yet (it needs list and watch on nodes)")
