@@ -246,13 +246,15 @@ var _ = Describe("a Service/EndpointSlice writer in the namespace", Ordered, fun
 		// The node's own Service loses its load balancer (re-provisioned; or a scale-out whose
 		// new per-pod load balancer is not there yet).
 		setIngress(k8s, lb[2], "")
-		Eventually(func() string { return condition(ns, name, rconnv1.ConditionAddressMapResolved).Message }, 30*time.Second, 100*time.Millisecond).
-			Should(ContainSubstring(node.Announced + " is claimed as "))
-		Expect(condition(ns, name, rconnv1.ConditionAddressMapResolved).Message).To(ContainSubstring("left out"))
+		// The map no longer has the node's own target; three health intervals later nothing has
+		// connected to the writer's.
+		Eventually(func() string { return statusMap()[node.Announced] }, 30*time.Second, 100*time.Millisecond).ShouldNot(Equal(want[node.Announced]))
 		Consistently(func() int { return hostileNode.Accepted() }, 6*time.Second, 200*time.Millisecond).Should(BeZero(),
 			"the controller connected to the conflicting Service's target: %s", hostileNode.commands())
 		Expect(dialer.Has(hostileNode.Addr())).To(BeFalse())
 		Expect(statusMap()).NotTo(HaveKey(node.Announced))
+		Expect(condition(ns, name, rconnv1.ConditionAddressMapResolved).Message).To(ContainSubstring(node.Announced + " is claimed as "))
+		Expect(condition(ns, name, rconnv1.ConditionAddressMapResolved).Message).To(ContainSubstring("left out"))
 		// The other nodes' entries still render; Ready says a node is unmapped.
 		Eventually(appMap, 30*time.Second, 100*time.Millisecond).Should(SatisfyAll(
 			HaveKeyWithValue(rc.Nodes[0].Announced, want[rc.Nodes[0].Announced]),
