@@ -320,6 +320,11 @@ var _ = Describe("EndpointSlices naming thousands of nonexistent Nodes", func() 
 				},
 			})).To(Succeed())
 		}
+		// Several reconciles of each (1 s health interval), and not one Node GET among them.
+		for _, n := range names {
+			Eventually(func() int { return reconciles.of(ns, n) }, 60*time.Second, 200*time.Millisecond).Should(BeNumerically(">=", 3))
+		}
+		Expect(nodeGets.Load()-before).To(BeZero(), "the manager read Nodes with GETs")
 		for _, n := range names {
 			Eventually(func() string { return condition(ns, n, rconnv1.ConditionAddressMapResolved).Message }, 60*time.Second, 200*time.Millisecond).
 				Should(ContainSubstring("5000 endpoints are left out: their Nodes are beyond the first 1000 distinct Nodes this map looks up"))
@@ -336,7 +341,7 @@ var _ = Describe("EndpointSlices naming thousands of nonexistent Nodes", func() 
 		}
 		by.rotate("pw-np")
 		Eventually(by.outputPassword, 10*time.Second, 50*time.Millisecond).Should(Equal("pw-np"))
-		// Several reconciles of each (1 s health interval), and not one Node GET among them.
+		// And again, with the Node cache in use.
 		for _, n := range names {
 			Eventually(func() int { return reconciles.of(ns, n) - start[n] }, 30*time.Second, 200*time.Millisecond).Should(BeNumerically(">=", 3))
 		}
