@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	toolscache "k8s.io/client-go/tools/cache"
 )
@@ -13,10 +14,14 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 // caches store it: managedFields (often larger than the object) and kubectl's
 // last-applied-configuration annotation (a full copy of the object, Secret data included for
 // Secrets created by `kubectl apply`, which would otherwise sit in the manager's memory even
-// though it caches Secrets as metadata only). The manager sets it as the cache's
-// DefaultTransform.
+// though it caches Secrets as metadata only). Nodes keep only their name and addresses
+// (stripNode): NodePort mappings read nothing else, and a Node's status is kilobytes. The
+// manager sets it as the cache's DefaultTransform.
 func CacheTransform() toolscache.TransformFunc {
 	return func(in any) (any, error) {
+		if n, ok := in.(*corev1.Node); ok {
+			return stripNode(n), nil
+		}
 		obj, err := meta.Accessor(in)
 		if err != nil {
 			return in, nil

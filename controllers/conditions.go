@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,9 @@ type cond struct {
 	reason, message string
 	// blocks: the conditions after this one wait for it, so Ready names the root cause.
 	blocks bool
+	// advisory: False, but Ready does not wait for it (an address map problem that leaves no
+	// node of the topology unmapped: the outputs render and apps reach every node).
+	advisory bool
 }
 
 func condTrue(typ, reason, message string) *cond {
@@ -92,18 +96,32 @@ func credentialsCondition(s *scope) *cond {
 	}
 }
 
+// addressMapCondition says what is wrong with the map, entry by entry (bounded). Map problems
+// never stop the later phases: each costs only its own entries. The condition is advisory
+// (Ready does not copy it) unless a node of the topology is left without an entry.
 func addressMapCondition(s *scope) *cond {
 	const typ = rconnv1.ConditionAddressMapResolved
 	m := s.amap
 	switch {
 	case m == nil:
 		return nil
-	case len(m.problems) > 0:
+	case m.hasProblems():
 		msgs := make([]string, 0, len(m.problems))
 		for _, p := range m.problems {
 			msgs = append(msgs, p.message)
 		}
-		return condFalse(typ, m.problems[0].reason, clipList(msgs, maxListedNodes))
+		listed := msgs[:min(len(msgs), maxListedNodes)]
+		msg := strings.Join(listed, "; ")
+		if rest := len(msgs) - len(listed) + m.more; rest > 0 {
+			msg += fmt.Sprintf("; and %d more", rest)
+		}
+		c := condFalse(typ, m.problems[0].reason, msg)
+		if unmapped := s.unmappedNodes(); len(unmapped) > 0 {
+			c.message = fmt.Sprintf("%d nodes have no entry (%s): ", len(unmapped), clipList(unmapped, maxListedNodes)) + c.message
+		} else {
+			c.advisory = true
+		}
+		return c
 	case s.rc.Spec.NodeAddressMap == nil:
 		return condTrue(typ, rconnv1.ReasonNoAddressMap, "no nodeAddressMap: nodes are dialed as they announce themselves")
 	}
@@ -176,16 +194,17 @@ func configRenderedCondition(s *scope) *cond {
 	}
 }
 
-// readyCondition derives Ready from the other conditions: True when all are, else False with
-// the reason and message of the first that is not.
-func readyCondition(conds []metav1.Condition) *cond {
+// readyCondition derives Ready from the other conditions: True when all are (advisory ones
+// aside: their types, from this request's desiredConditions), else False with the reason and
+// message of the first that is not.
+func readyCondition(conds []metav1.Condition, advisory map[string]bool) *cond {
 	const typ = rconnv1.ConditionReady
 	for _, step := range conditionSteps {
 		c := meta.FindStatusCondition(conds, step.typ)
 		if c == nil {
 			return condFalse(typ, rconnv1.ReasonReconciling, "waiting for "+step.typ)
 		}
-		if c.Status != metav1.ConditionTrue {
+		if c.Status != metav1.ConditionTrue && !advisory[step.typ] {
 			return condFalse(typ, c.Reason, step.typ+": "+c.Message)
 		}
 	}

@@ -95,12 +95,19 @@ func TestDesiredConditions(t *testing.T) {
 			return s
 		}, "CredentialsResolved=False/KeyMismatch AddressMapResolved=False/PrerequisitesNotMet TopologyDiscovered=False/PrerequisitesNotMet NodesHealthy=False/PrerequisitesNotMet ConfigRendered=False/PrerequisitesNotMet",
 			am, "waiting for CredentialsResolved"},
-		{"an address map problem does not block discovery", func() *scope {
+		{"an address map problem blocks neither discovery nor the outputs", func() *scope {
 			s := resolvedScope()
 			s.amap.problem(rconnv1.ReasonNoServices, "Service redis not found")
-			s.outputErr = errPrerequisites // what reconcileOutputs finds
 			return s
-		}, "CredentialsResolved=True/NoCredentials AddressMapResolved=False/NoServices TopologyDiscovered=True/Discovered NodesHealthy=True/AllHealthy ConfigRendered=False/PrerequisitesNotMet", am, "Service redis not found"},
+		}, "CredentialsResolved=True/NoCredentials AddressMapResolved=False/NoServices TopologyDiscovered=True/Discovered NodesHealthy=True/AllHealthy ConfigRendered=True/Rendered", am, "2 nodes have no entry (m.invalid:6379; r.invalid:6379): Service redis not found"},
+		{"a map problem that leaves no node unmapped is advisory", func() *scope {
+			s := resolvedScope()
+			for _, n := range s.probe.topo.Nodes {
+				s.amap.entries[n.Announced] = rconnv1.AppliedAddressMapping{Announced: n.Announced, Reachable: n.Mapped}
+			}
+			s.amap.problem(rconnv1.ReasonLoadBalancerPending, "Service extra has no load balancer ingress yet")
+			return s
+		}, "CredentialsResolved=True/NoCredentials AddressMapResolved=False/LoadBalancerPending TopologyDiscovered=True/Discovered NodesHealthy=True/AllHealthy ConfigRendered=True/Rendered", am, "Service extra has no load balancer ingress yet"},
 		{"invalid options block", func() *scope {
 			s := testScope(1)
 			s.creds, s.amap = &credentials{}, &addressMap{}
@@ -212,24 +219,34 @@ func TestReadyCondition(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		conds         []metav1.Condition
+		advisory      map[string]bool
 		ok            bool
 		reason, msgIs string
 	}{
-		{"all True", all(func(c []metav1.Condition) []metav1.Condition { return c }), true, rconnv1.ReasonReady, "apps can use the rendered ConfigMap and Secret"},
-		{"none yet", nil, false, rconnv1.ReasonReconciling, "waiting for CredentialsResolved"},
-		{"one missing", all(func(c []metav1.Condition) []metav1.Condition { return c[:3] }), false, rconnv1.ReasonReconciling, "waiting for NodesHealthy"},
+		{"all True", all(func(c []metav1.Condition) []metav1.Condition { return c }), nil, true, rconnv1.ReasonReady, "apps can use the rendered ConfigMap and Secret"},
+		{"none yet", nil, nil, false, rconnv1.ReasonReconciling, "waiting for CredentialsResolved"},
+		{"one missing", all(func(c []metav1.Condition) []metav1.Condition { return c[:3] }), nil, false, rconnv1.ReasonReconciling, "waiting for NodesHealthy"},
 		{"the first False one names the root cause", all(func(c []metav1.Condition) []metav1.Condition {
 			c[1].Status, c[1].Reason, c[1].Message = metav1.ConditionFalse, rconnv1.ReasonNoServices, "Service x not found"
 			c[4].Status, c[4].Reason = metav1.ConditionFalse, rconnv1.ReasonPrerequisitesNotMet
 			return c
-		}), false, rconnv1.ReasonNoServices, "AddressMapResolved: Service x not found"},
+		}), nil, false, rconnv1.ReasonNoServices, "AddressMapResolved: Service x not found"},
 		{"Unknown counts as not True", all(func(c []metav1.Condition) []metav1.Condition {
 			c[3].Status, c[3].Reason, c[3].Message = metav1.ConditionUnknown, "U", "?"
 			return c
-		}), false, "U", "NodesHealthy: ?"},
+		}), nil, false, "U", "NodesHealthy: ?"},
+		{"an advisory False condition does not hold Ready", all(func(c []metav1.Condition) []metav1.Condition {
+			c[1].Status, c[1].Reason, c[1].Message = metav1.ConditionFalse, rconnv1.ReasonLoadBalancerPending, "Service extra has no load balancer ingress yet"
+			return c
+		}), map[string]bool{rconnv1.ConditionAddressMapResolved: true}, true, rconnv1.ReasonReady, "apps can use the rendered ConfigMap and Secret"},
+		{"the first non-advisory False one names the root cause", all(func(c []metav1.Condition) []metav1.Condition {
+			c[1].Status, c[1].Reason = metav1.ConditionFalse, rconnv1.ReasonLoadBalancerPending
+			c[3].Status, c[3].Reason, c[3].Message = metav1.ConditionFalse, rconnv1.ReasonNodesUnreachable, "n"
+			return c
+		}), map[string]bool{rconnv1.ConditionAddressMapResolved: true}, false, rconnv1.ReasonNodesUnreachable, "NodesHealthy: n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := readyCondition(tc.conds)
+			c := readyCondition(tc.conds, tc.advisory)
 			if c.typ != rconnv1.ConditionReady || c.ok != tc.ok || c.reason != tc.reason || c.message != tc.msgIs {
 				t.Errorf("got %+v, want ok=%v %s %q", c, tc.ok, tc.reason, tc.msgIs)
 			}

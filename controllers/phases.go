@@ -44,15 +44,16 @@ func (r *RedisConnectionReconciler) reconcileCredentials(ctx context.Context, s 
 	return ctrl.Result{}, nil
 }
 
-// reconcileAddressMap resolves the node address map from the spec and the Services it selects.
+// reconcileAddressMap resolves the node address map from the spec and the Services it selects,
+// against the map and nodes the last reconcile showed (a conflict never moves an entry in use).
 func (r *RedisConnectionReconciler) reconcileAddressMap(ctx context.Context, s *scope) (ctrl.Result, error) {
-	amap, err := r.buildAddressMap(ctx, s.rc)
+	amap, err := r.buildAddressMap(ctx, s.rc, previousOf(s.before))
 	if err != nil {
 		s.stop = true
 		return ctrl.Result{}, err
 	}
 	s.amap = amap
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: amap.retryAfter}, nil
 }
 
 // reconcileTopology reads the latest topology and node health of this RedisConnection's
@@ -105,16 +106,18 @@ func (r *RedisConnectionReconciler) reconcileHealth(_ context.Context, s *scope)
 	return ctrl.Result{}, nil
 }
 
-// errPrerequisites: the outputs wait for a resolved address map and a full topology.
-var errPrerequisites = errors.New("keeping the previous output until the address map and topology are resolved")
+// errPrerequisites: the outputs wait for an address map (problems or not: each costs only its
+// own entries) and a full topology.
+var errPrerequisites = errors.New("keeping the previous output until the topology is resolved")
 
 // errInvalidConfig: what would be rendered does not pass pkg/client's validation.
 type errInvalidConfig struct{ err error }
 
 func (e *errInvalidConfig) Error() string { return "rendered config is invalid: " + e.err.Error() }
 
-// reconcileOutputs renders and applies the ConfigMap, the Secret and the reader Role, only
-// from a fully resolved state: the previous good output stays otherwise.
+// reconcileOutputs renders and applies the ConfigMap, the Secret and the reader Role once the
+// topology is fully known; the previous good output stays otherwise. Address map problems do not
+// hold the outputs back: the entries that resolved are rendered, and the credentials with them.
 func (r *RedisConnectionReconciler) reconcileOutputs(ctx context.Context, s *scope) (ctrl.Result, error) {
 	s.outputsReached = true
 	s.outputErr = r.applyAll(ctx, s)

@@ -46,10 +46,14 @@ func (r *RedisConnectionReconciler) finish(ctx context.Context, s *scope, result
 func (r *RedisConnectionReconciler) updateStatus(ctx context.Context, s *scope) error {
 	rc := s.rc
 	setStatusData(s)
+	advisory := map[string]bool{}
 	for _, c := range desiredConditions(s) {
 		setCondition(rc, &c)
+		if c.advisory {
+			advisory[c.typ] = true
+		}
 	}
-	setCondition(rc, readyCondition(rc.Status.Conditions))
+	setCondition(rc, readyCondition(rc.Status.Conditions, advisory))
 	// observedGeneration moves only once the generation has been processed through to the
 	// outputs (or to the condition that stops it): while the first probe through new settings
 	// runs, it keeps the previous value.

@@ -36,8 +36,8 @@ import (
 // topology, health, rendered ConfigMap + Secret, and status.
 type RedisConnectionReconciler struct {
 	client.Client
-	// APIReader reads Secrets and Nodes directly, so the manager does not cache every Secret in
-	// the cluster (only their metadata, to be told about rotations).
+	// APIReader reads Secrets directly, so the manager does not cache every Secret in the
+	// cluster (only their metadata, to be told about rotations).
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  recorder.EventRecorder
@@ -76,7 +76,8 @@ type RedisConnectionReconciler struct {
 	outputs    outputMemo
 	nodeIDs    nodeIDMemo
 	events     eventLimiter
-	nodes      nodeAddressCache
+	// nodeCache holds Node addresses for NodePort mappings (nodes.go): the manager's cache.
+	nodeCache nodeSource
 	// probed carries "a background probe finished" to the controller's queue.
 	probed chan event.GenericEvent
 	stop   chan struct{}
@@ -102,7 +103,7 @@ func (r *RedisConnectionReconciler) now() time.Time {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles,verbs=get;list;watch;create;patch;delete
@@ -186,6 +187,7 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	r.nodeCache = mgr.GetCache()
 	if v, err := strconv.ParseBool(os.Getenv("RCONN_DISABLE_TOPOLOGY_SHARING")); err == nil && v {
 		r.DisableTopologySharing = true
 	}

@@ -70,8 +70,26 @@ func (s *scope) health() []cluster.NodeHealth {
 	return s.probe.health
 }
 
-// resolved reports whether outputs may be rendered: the address map and a full topology are known.
+// resolved reports whether outputs may be rendered: the address map was built (its problems
+// cost only their own entries) and a full topology is known.
 func (s *scope) resolved() bool {
 	t := s.topology()
-	return s.amap != nil && len(s.amap.problems) == 0 && t != nil && t.FullCoverage()
+	return s.amap != nil && t != nil && t.FullCoverage()
+}
+
+// unmappedNodes lists the nodes of the topology whose announced address has no map entry while
+// the map reports problems (nil when the map has none, or no topology is known): the nodes apps
+// cannot reach through the rendered map because of them.
+func (s *scope) unmappedNodes() []string {
+	t := s.topology()
+	if s.amap == nil || !s.amap.hasProblems() || t == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range t.Nodes {
+		if _, ok := s.amap.entries[n.Announced]; !ok {
+			out = append(out, n.Announced)
+		}
+	}
+	return out
 }

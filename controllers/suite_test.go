@@ -40,6 +40,8 @@ var (
 	dialer *nettest.Recorder
 	writes writeCounter
 	reads  writeCounter // the manager's GETs of single objects (not lists or watches)
+	// nodeGets counts the manager's GETs of single Nodes (not lists or watches).
+	nodeGets atomic.Int64
 	// reconciles counts the reconciles of every RedisConnection (see reconcileCounter).
 	reconciles reconcileCounter
 	nsCounter  atomic.Int64
@@ -103,6 +105,9 @@ type countingTransport struct {
 
 func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	writes.record(req)
+	if req.Method == http.MethodGet && strings.HasPrefix(req.URL.Path, "/api/v1/nodes/") {
+		nodeGets.Add(1)
+	}
 	if req.Method == http.MethodGet && req.URL.Query().Get("watch") == "" {
 		if p := req.URL.Path; strings.Contains(p, "/secrets/") || strings.Contains(p, "/configmaps/") {
 			reads.recordRead(req)
