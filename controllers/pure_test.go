@@ -378,13 +378,19 @@ func TestPairOutputs(t *testing.T) {
 			pkgclient.SecretKeyKey: nil, pkgclient.SecretKeyCert: nil, pkgclient.SecretKeyUsername: nil, pkgclient.SecretKeyPassword: nil,
 		}, strings.Join([]string{pkgclient.SecretKeyUsername, pkgclient.SecretKeyPassword, pkgclient.SecretKeyCert, pkgclient.SecretKeyKey}, ",")},
 	} {
-		cfg := &pkgclient.Config{}
-		pairOutputs(cfg, tc.data, "tok")
+		cfg := &pkgclient.Config{RootNodes: []pkgclient.RootNodeConfig{{URL: "redis://127.0.0.1:6379"}}}
+		raw, err := pkgclient.BindSecret(cfg, tc.data, "tok")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if cfg.Rconn.SecretKeys == nil || strings.Join(cfg.Rconn.SecretKeys, ",") != tc.keys {
 			t.Errorf("%s: secretKeys %#v, want %q", tc.name, cfg.Rconn.SecretKeys, tc.keys)
 		}
 		if cfg.Rconn.SecretToken != "tok" || string(tc.data[pkgclient.SecretKeyToken]) != "tok" {
 			t.Errorf("%s: the token is not in both outputs", tc.name)
+		}
+		if got := string(tc.data[pkgclient.SecretKeyConfigDigest]); got != pkgclient.ConfigDigest(raw) || len(got) != 64 {
+			t.Errorf("%s: the Secret's %s is %q, not the SHA-256 of config.json", tc.name, pkgclient.SecretKeyConfigDigest, got)
 		}
 	}
 }
