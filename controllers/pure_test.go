@@ -438,3 +438,27 @@ func TestOwnedMetaAndWriteErrors(t *testing.T) {
 		t.Error("ptrVal")
 	}
 }
+
+// A restarted controller reuses the token of the Secret there only when that Secret holds this
+// material and is bound to the config.json the token renders; else it draws a new one.
+func TestReusableToken(t *testing.T) {
+	cfg := func(port int) *pkgclient.Config {
+		return &pkgclient.Config{RootNodes: []pkgclient.RootNodeConfig{{URL: fmt.Sprintf("redis://127.0.0.1:%d", port)}}}
+	}
+	material := func() map[string][]byte { return map[string][]byte{pkgclient.SecretKeyPassword: []byte("p"), "type": []byte("redis")} }
+	have := material()
+	if _, err := pkgclient.BindSecret(cfg(6379), have, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if got := reusableToken(have, cfg(6379), material()); got != "tok" {
+		t.Errorf("same material, same config.json: %q, want the token in use", got)
+	}
+	if got := reusableToken(have, cfg(6380), material()); got != "" {
+		t.Errorf("another config.json: %q, want a new token", got)
+	}
+	other := material()
+	other[pkgclient.SecretKeyPassword] = []byte("rotated")
+	if got := reusableToken(have, cfg(6379), other); got != "" {
+		t.Errorf("other material: %q, want a new token", got)
+	}
+}
