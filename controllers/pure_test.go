@@ -445,7 +445,9 @@ func TestReusableToken(t *testing.T) {
 	cfg := func(port int) *pkgclient.Config {
 		return &pkgclient.Config{RootNodes: []pkgclient.RootNodeConfig{{URL: fmt.Sprintf("redis://127.0.0.1:%d", port)}}}
 	}
-	material := func() map[string][]byte { return map[string][]byte{pkgclient.SecretKeyPassword: []byte("p"), "type": []byte("redis")} }
+	material := func() map[string][]byte {
+		return map[string][]byte{pkgclient.SecretKeyPassword: []byte("p"), "type": []byte("redis")}
+	}
 	have := material()
 	if _, err := pkgclient.BindSecret(cfg(6379), have, "tok"); err != nil {
 		t.Fatal(err)
