@@ -213,3 +213,13 @@ func TestReloadAppliesARerenderedPairInEitherOrder(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkConfigDigest is what binding adds to decoding a new version: one SHA-256 of
+// config.json, here of the largest one a ConfigMap can hold.
+func BenchmarkConfigDigest(b *testing.B) {
+	raw := make([]byte, client.MaxConfigBytes)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		_ = client.ConfigDigest(raw)
+	}
+}
