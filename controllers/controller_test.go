@@ -201,6 +201,15 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 		Expect(c.Do(ctx, "ACL", "WHOAMI").Text()).To(Equal("app"))
 	})
 
+	It("binds config.json to its Secret", func() {
+		cm, sec := outputs(ns, "cache")
+		raw := []byte(cm.Data[pkgclient.ConfigFileName])
+		Expect(string(sec.Data[pkgclient.SecretKeyConfigDigest])).To(Equal(pkgclient.ConfigDigest(raw)), "the Secret's config.sha256 is the SHA-256 of config.json")
+		cfg, err := pkgclient.LoadConfig(raw)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.Rconn.SecretToken).To(Equal(string(sec.Data[pkgclient.SecretKeyToken])))
+	})
+
 	It("writes nothing to the API server at steady state", func() {
 		eventuallyCondition(ns, "cache", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
 		// Let any in-flight reconcile finish, then watch several health intervals (2s each).
@@ -211,6 +220,8 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 	})
 
 	It("follows an endpoint that moved: map and ConfigMap updated", func() {
+		_, sec0 := outputs(ns, "cache")
+		tokenBefore := string(sec0.Data[pkgclient.SecretKeyToken])
 		es := &discoveryv1.EndpointSlice{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "redis-node-1"}, es)).To(Succeed())
 		es.Endpoints[0].Hostname = ptr("redis-1-moved")
@@ -221,6 +232,17 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 			cm, _ := outputs(ns, "cache")
 			return renderedMap(cm)[rc.Nodes[1].Announced]
 		}, 30*time.Second, 100*time.Millisecond).Should(Equal(want))
+		// The map change re-rendered the Secret too: a new token, and the new config.json's digest.
+		Eventually(func() string {
+			cm, sec := outputs(ns, "cache")
+			if string(sec.Data[pkgclient.SecretKeyToken]) == tokenBefore {
+				return "the token did not change"
+			}
+			if have, want := string(sec.Data[pkgclient.SecretKeyConfigDigest]), pkgclient.ConfigDigest([]byte(cm.Data[pkgclient.ConfigFileName])); have != want {
+				return "config.sha256 " + have + ", config.json hashes to " + want
+			}
+			return "bound"
+		}, 30*time.Second, 100*time.Millisecond).Should(Equal("bound"))
 		eventuallyCondition(ns, "cache", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
 	})
 

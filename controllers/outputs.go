@@ -106,14 +106,9 @@ func readOutput[T client.Object](ctx context.Context, c client.Reader, rc *rconn
 // nothing. A hand edit changes the content and is overwritten; a deleted object is re-created.
 func (r *RedisConnectionReconciler) applyOutputs(ctx context.Context, rc *rconnv1.RedisConnection, cfg *pkgclient.Config, secretData map[string][]byte) (changed bool, err error) {
 	cmName, secName := outputNames(rc)
-	token, err := r.secretToken(ctx, rc, secName, hashData(nil, secretData))
+	raw, err := r.bindOutputs(ctx, rc, secName, cfg, secretData)
 	if err != nil {
 		return false, err
-	}
-	pairOutputs(cfg, secretData, token)
-	raw, err := pkgclient.Render(cfg)
-	if err != nil {
-		return false, fmt.Errorf("rendering config.json: %w", err)
 	}
 	if len(raw) > maxConfigBytes {
 		return false, &errConfigTooLarge{size: len(raw)}

@@ -449,13 +449,19 @@ func TestPairOutputs(t *testing.T) {
 			pkgclient.SecretKeyKey: nil, pkgclient.SecretKeyCert: nil, pkgclient.SecretKeyUsername: nil, pkgclient.SecretKeyPassword: nil,
 		}, strings.Join([]string{pkgclient.SecretKeyUsername, pkgclient.SecretKeyPassword, pkgclient.SecretKeyCert, pkgclient.SecretKeyKey}, ",")},
 	} {
-		cfg := &pkgclient.Config{}
-		pairOutputs(cfg, tc.data, "tok")
+		cfg := &pkgclient.Config{RootNodes: []pkgclient.RootNodeConfig{{URL: "redis://127.0.0.1:6379"}}}
+		raw, err := pkgclient.BindSecret(cfg, tc.data, "tok")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if cfg.Rconn.SecretKeys == nil || strings.Join(cfg.Rconn.SecretKeys, ",") != tc.keys {
 			t.Errorf("%s: secretKeys %#v, want %q", tc.name, cfg.Rconn.SecretKeys, tc.keys)
 		}
 		if cfg.Rconn.SecretToken != "tok" || string(tc.data[pkgclient.SecretKeyToken]) != "tok" {
 			t.Errorf("%s: the token is not in both outputs", tc.name)
+		}
+		if got := string(tc.data[pkgclient.SecretKeyConfigDigest]); got != pkgclient.ConfigDigest(raw) || len(got) != 64 {
+			t.Errorf("%s: the Secret's %s is %q, not the SHA-256 of config.json", tc.name, pkgclient.SecretKeyConfigDigest, got)
 		}
 	}
 }
@@ -501,5 +507,31 @@ func TestOwnedMetaAndWriteErrors(t *testing.T) {
 	}
 	if ptrVal(nil) != 0 || ptrVal(ptr(int32(3))) != 3 {
 		t.Error("ptrVal")
+	}
+}
+
+// A restarted controller reuses the token of the Secret there only when that Secret holds this
+// material and is bound to the config.json the token renders; else it draws a new one.
+func TestReusableToken(t *testing.T) {
+	cfg := func(port int) *pkgclient.Config {
+		return &pkgclient.Config{RootNodes: []pkgclient.RootNodeConfig{{URL: fmt.Sprintf("redis://127.0.0.1:%d", port)}}}
+	}
+	material := func() map[string][]byte {
+		return map[string][]byte{pkgclient.SecretKeyPassword: []byte("p"), "type": []byte("redis")}
+	}
+	have := material()
+	if _, err := pkgclient.BindSecret(cfg(6379), have, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if got := reusableToken(have, cfg(6379), material()); got != "tok" {
+		t.Errorf("same material, same config.json: %q, want the token in use", got)
+	}
+	if got := reusableToken(have, cfg(6380), material()); got != "" {
+		t.Errorf("another config.json: %q, want a new token", got)
+	}
+	other := material()
+	other[pkgclient.SecretKeyPassword] = []byte("rotated")
+	if got := reusableToken(have, cfg(6379), other); got != "" {
+		t.Errorf("other material: %q, want a new token", got)
 	}
 }

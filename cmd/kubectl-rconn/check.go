@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
@@ -31,7 +32,14 @@ way pkg/client does, then dials every node through the node address map from thi
 TCP connect, TLS handshake with the per-node server name, AUTH, PING, ROLE and CLUSTER INFO.
 Prints one line per node (OK, or FAIL and why: timed out, refused, TLS, authentication, ...)
 and exits 1 when any node fails. When discovery fails, the nodes the controller reported in
-status are checked instead. Every dial and command is bounded by --timeout.`,
+status are checked instead, those whose announced address config.json maps (or names as a
+root node); the others are listed as SKIP and not dialed. Every dial and command is bounded
+by --timeout.
+
+config.json is checked against its Secret the way apps check it (the Secret's config.sha256):
+one the Secret does not bind is refused and nothing is dialed. Without read access to the
+Secret, config.json cannot be verified, and check runs without any credentials or client
+certificate.`,
 		Example: "  kubectl rconn check cache\n  kubectl rconn check cache --timeout 5s",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -61,9 +69,12 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 	if note != "" {
 		_, _ = fmt.Fprintln(a.Err, "note:", note)
 	}
-	r, err := resolve(ctx, raw, secret)
+	r, err := checkedConfig(ctx, raw, secret)
 	if err != nil {
 		return err
+	}
+	if secret == nil {
+		_, _ = fmt.Fprintln(a.Err, "note: without the Secret, config.json cannot be verified against it: checking without credentials or client certificate")
 	}
 	o, err := r.InspectorOptions(a.Dial)
 	if err != nil {
@@ -82,9 +93,10 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 	cancel()
 	if derr != nil {
 		_, _ = fmt.Fprintf(a.Out, "discovery through the root nodes FAILED: %s\n", why(derr, timeout))
-		topo = &cluster.Topology{Standalone: o.Standalone}
-		for _, n := range c.rc.Status.Nodes {
-			topo.Nodes = append(topo.Nodes, &cluster.Node{ID: n.ID, Announced: n.Announced, Role: cluster.Role(n.Role)})
+		var skipped []string
+		topo, skipped = statusNodes(c.rc, r.Config)
+		for _, s := range skipped {
+			_, _ = fmt.Fprintf(a.Out, "SKIP %s: in the RedisConnection's status but not in config.json's node address map or root nodes: not dialed (status is not bound to the Secret)\n", s)
 		}
 		if len(topo.Nodes) == 0 {
 			return &ExitError{Code: 1}
@@ -102,6 +114,47 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 	}
 	_, _ = fmt.Fprintf(a.Out, "all %d nodes OK\n", len(topo.Nodes))
 	return nil
+}
+
+// checkedConfig is what check acts on: config.json verified against its Secret by pkg/client's
+// rules when the Secret could be read (a config.json the Secret does not bind is refused before
+// anything is dialed: its addresses could send the credentials anywhere), else config.json
+// alone, without any secret material (client.ResolveWithoutSecret).
+func checkedConfig(ctx context.Context, raw []byte, secret map[string][]byte) (*client.Resolved, error) {
+	if secret == nil {
+		return client.ResolveWithoutSecret(raw)
+	}
+	r, err := resolve(ctx, raw, secret)
+	if errors.Is(err, client.ErrConfigNotBound) {
+		return nil, fmt.Errorf("refusing to check, nothing was dialed: %w", err)
+	}
+	return r, err
+}
+
+// statusNodes are the nodes of the RedisConnection's status whose announced address config.json
+// names (a key of its node address map, or a root node), so that check dials them where
+// config.json says; skipped lists the others. Status is not part of the pair the Secret binds:
+// an address only status names is never dialed (a node ID alone does not do: the dialer's
+// fallback by ID asks the cluster, and dials as announced when that fails).
+func statusNodes(rc *rconnv1.RedisConnection, cfg *client.Config) (topo *cluster.Topology, skipped []string) {
+	known := map[string]bool{}
+	for k := range cfg.NodeAddressMap {
+		known[k] = true
+	}
+	for _, rn := range cfg.RootNodes {
+		if u, err := cluster.ParseURL(rn.URL); err == nil {
+			known[u.Address.String()] = true
+		}
+	}
+	topo = &cluster.Topology{Standalone: cfg.ModeOrDefault() == client.ModeStandalone}
+	for _, n := range rc.Status.Nodes {
+		if !known[n.Announced] {
+			skipped = append(skipped, n.Announced)
+			continue
+		}
+		topo.Nodes = append(topo.Nodes, &cluster.Node{ID: n.ID, Announced: n.Announced, Role: cluster.Role(n.Role)})
+	}
+	return topo, skipped
 }
 
 func printChecks(out *strings.Builder, topo *cluster.Topology, hs []cluster.NodeHealth, timeout time.Duration) int {

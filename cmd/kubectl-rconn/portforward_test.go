@@ -22,13 +22,14 @@ import (
 // must answer SET/GET through the seed, and every node only through its forward.
 func TestProxyOverForwards(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
-	raw, err := client.Render(&client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://redis.shop.svc.cluster.invalid:6379"}}})
+	secret := map[string][]byte{}
+	raw, err := client.BindSecret(&client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://redis.shop.svc.cluster.invalid:6379"}}}, secret, "t1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := resolve(ctx, raw, nil)
+	r, err := resolve(ctx, raw, secret)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,12 +56,14 @@ func TestBinary(t *testing.T) {
 		port, _ := strconv.Atoi(p)
 		cfg.NodeAddressMap[announced] = client.MappedAddress{Host: h, Port: port}
 	}
-	raw, err := client.Render(cfg)
+	files := map[string][]byte{} // the Secret's keys: none but the binding
+	raw, err := client.BindSecret(cfg, files, "t1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	files[client.ConfigFileName] = raw
 	mount := t.TempDir()
-	if err := kubeletmount.Write(mount, map[string][]byte{client.ConfigFileName: raw}, 0o644); err != nil {
+	if err := kubeletmount.Write(mount, files, 0o644); err != nil {
 		t.Fatal(err)
 	}
 

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
 // Kubelet's volume semantics, which the Mount below reproduces. A running pod's ConfigMap and
@@ -37,8 +39,35 @@ type MountOptions struct {
 	// Each sync comes SyncPeriod..1.5*SyncPeriod after the previous one.
 	SyncPeriod time.Duration
 	// ConfigFilter, when set, rewrites each ConfigMap file before it is written (a benchmark's
-	// "client that ignores a field").
+	// "client that ignores a field"). The Secret's config.sha256 is then rebound to the
+	// rewritten config.json (rebinder), so the client accepts what stands in for the pair.
 	ConfigFilter func(key string, data []byte) []byte
+}
+
+// rebinder maps the digest of each config.json a ConfigFilter rewrote to the digest of what it
+// wrote, for the Secret of the same pair (kept for the last few: a Secret follows its
+// config.json within a sync or two).
+type rebinder struct{ from, to []string }
+
+func (r *rebinder) add(orig, filtered []byte) {
+	r.from = append(r.from, pkgclient.ConfigDigest(orig))
+	r.to = append(r.to, pkgclient.ConfigDigest(filtered))
+	if over := len(r.from) - 8; over > 0 {
+		r.from, r.to = r.from[over:], r.to[over:]
+	}
+}
+
+// rebind returns the Secret's data with its digest replaced, when it is one the filter rewrote.
+func (r *rebinder) rebind(data map[string][]byte) map[string][]byte {
+	have := string(data[pkgclient.SecretKeyConfigDigest])
+	for i, d := range r.from {
+		if d == have {
+			out := maps.Clone(data)
+			out[pkgclient.SecretKeyConfigDigest] = []byte(r.to[i])
+			return out
+		}
+	}
+	return data
 }
 
 // Mount is a kubelet stand-in: it keeps a ConfigMap and a Secret written to two directories in
@@ -81,6 +110,7 @@ func StartMount(t TB, ctx context.Context, kube client.Reader, namespace, name, 
 	go func() {
 		defer close(done)
 		var cmRV, secRV string
+		var rb rebinder
 		reported := false
 		for {
 			cm, sec := &corev1.ConfigMap{}, &corev1.Secret{}
@@ -99,6 +129,7 @@ func StartMount(t TB, ctx context.Context, kube client.Reader, namespace, name, 
 						files[k] = []byte(v)
 						if o.ConfigFilter != nil {
 							files[k] = o.ConfigFilter(k, files[k])
+							rb.add([]byte(v), files[k])
 						}
 					}
 					if err = kubeletmount.Write(m.ConfigDir, files, 0o644); err == nil {
@@ -109,7 +140,7 @@ func StartMount(t TB, ctx context.Context, kube client.Reader, namespace, name, 
 					}
 				}
 				if err == nil && sec.ResourceVersion != secRV {
-					if err = kubeletmount.Write(m.SecretDir, sec.Data, 0o600); err == nil {
+					if err = kubeletmount.Write(m.SecretDir, rb.rebind(sec.Data), 0o600); err == nil {
 						if secRV != "" {
 							m.notify("Secret")
 						}

@@ -24,6 +24,9 @@ const (
 	// SecretKeyToken holds the Secret's generation token: config.json names the token of the
 	// Secret it was rendered with in rconn.secretToken (see RconnConfig.SecretToken).
 	SecretKeyToken = "rconn-token"
+	// SecretKeyConfigDigest holds ConfigDigest of the config.json rendered with the Secret: the
+	// client applies no other config.json (see BindSecret, ErrConfigNotBound).
+	SecretKeyConfigDigest = "config.sha256"
 )
 
 // Modes of Config.Rconn.Mode.

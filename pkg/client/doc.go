@@ -29,7 +29,9 @@
 // OpenSource applies every new version by one set of rules: everything is validated before
 // anything is applied; a version that does not validate is reported (EventError) and skipped
 // while the last good configuration keeps running; a version that cannot be read right now is
-// retried with backoff; config.json and the Secret apply as a pair (Config.Rconn.SecretToken,
+// retried with backoff; config.json is used only when its Secret carries its digest
+// (SecretKeyConfigDigest, BindSecret; ErrConfigNotBound), so ConfigMap edit rights cannot steer
+// where the credentials go; config.json and the Secret apply as a pair (Config.Rconn.SecretToken,
 // SecretKeys; ErrSecretPending, bounded by OpenOptions.SecretWait); fields that cannot change
 // live are reported with ErrRestartRequired. docs/consuming.md has the details.
 //

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,12 +31,37 @@ func newMount(t *testing.T, files map[string][]byte) *mount {
 	return m
 }
 
-// update writes a new version and swaps it in atomically, as kubelet does.
+// update writes a new version and swaps it in atomically, as kubelet does. A version with
+// config.json and no client.SecretKeyConfigDigest is one projected volume of a rendered pair:
+// the digest that binds config.json is added (client.ConfigDigest). Split mounts bind in the
+// Secret's mount (bindTo); writeRaw writes what it is given.
 func (m *mount) update(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	if raw, ok := files[client.ConfigFileName]; ok {
+		if _, has := files[client.SecretKeyConfigDigest]; !has {
+			files = maps.Clone(files)
+			files[client.SecretKeyConfigDigest] = []byte(client.ConfigDigest(raw))
+		}
+	}
+	m.writeRaw(t, files)
+}
+
+// writeRaw writes a new version exactly as given.
+func (m *mount) writeRaw(t *testing.T, files map[string][]byte) {
 	t.Helper()
 	if err := kubeletmount.Write(m.dir, files, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// bindTo returns the Secret's files with the digest that binds config.json added.
+func bindTo(config []byte, secret map[string][]byte) map[string][]byte {
+	out := maps.Clone(secret)
+	if out == nil {
+		out = map[string][]byte{}
+	}
+	out[client.SecretKeyConfigDigest] = []byte(client.ConfigDigest(config))
+	return out
 }
 
 // events records client events.

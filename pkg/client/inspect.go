@@ -47,3 +47,24 @@ func (r *Resolved) InspectorOptions(base cluster.DialFunc) (cluster.Options, err
 	}
 	return o, nil
 }
+
+// ResolveWithoutSecret validates config.json on its own, for a person's diagnostic look who
+// may not read the Secret (kubectl rconn check). Nothing binds config.json to anything then, so
+// the result carries no secret material at all, whatever config.json names: no credentials and
+// no TLS client certificate (and no CA: the system roots verify), so nothing secret is sent
+// where an unverified config.json points. Apps never use it: Open reads the Secret, and refuses
+// a config.json the Secret does not bind (ErrConfigNotBound).
+func ResolveWithoutSecret(config []byte) (*Resolved, error) {
+	if len(config) > MaxConfigBytes {
+		return nil, fmt.Errorf("rconn: %s is larger than %d bytes", ConfigFileName, MaxConfigBytes)
+	}
+	cfg, err := LoadConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot{cfg: cfg, files: map[string]bool{}}
+	if cfg.Defaults.Socket.TLS {
+		s.material = &rtls.Material{}
+	}
+	return resolvedOf(s, "unverified"), nil
+}

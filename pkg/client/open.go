@@ -92,9 +92,13 @@ func (o OpenOptions) OpenMounts(ctx context.Context, m Mounts) (*Client, error) 
 //     not retried (it cannot heal until it changes);
 //   - a version that could not be read (a file vanishing mid-swap, EMFILE, an API error, a
 //     deleted object) is reported and retried with backoff (100ms doubling to 5s);
+//   - config.json must be the one its Secret was rendered with (the Secret's
+//     SecretKeyConfigDigest is its SHA-256): one that is not is refused (ErrConfigNotBound) and
+//     never applied; Open fails with it at once;
 //   - config.json and the Secret are applied as a pair: while the Secret lacks the token or a
 //     key config.json was rendered with, that version waits (ErrSecretPending, re-checked
-//     every ReloadInterval) for up to SecretWait, then what is there is applied and reported;
+//     every ReloadInterval) for up to SecretWait, then what is there is applied and reported
+//     (unless the digest still does not match: then it is refused);
 //   - fields that cannot change live are reported with ErrRestartRequired (the live parts of
 //     that update are applied).
 //

@@ -94,6 +94,8 @@ func (r *reloader) initial(ctx context.Context) (snap *snapshot, version string,
 				return next, s.Version, fmt.Errorf("rconn: opened with config.json and a Secret that do not match, after waiting %s: %w", wait.Round(time.Millisecond), last), nil
 			case derr == nil:
 				return next, s.Version, nil, nil
+			case force && errors.Is(derr, ErrConfigNotBound) && errors.Is(last, ErrSecretPending):
+				return nil, "", nil, fmt.Errorf("rconn: waited %s for the Secret that config.json was rendered with: %w", wait.Round(time.Millisecond), derr)
 			case !errors.Is(derr, ErrSecretPending):
 				return nil, "", nil, derr
 			}
@@ -187,6 +189,7 @@ func (r *reloader) poll() time.Duration {
 		r.onReload(report)
 	}
 	if report != nil {
+		logNotBound(report)
 		if r.onError != nil {
 			r.onError(report)
 		} else {
@@ -217,7 +220,8 @@ func (r *reloader) update(snap *Snapshot) (applied bool, retry time.Duration, re
 		mismatch = paired(next.cfg, snap.Secret, r.last)
 	}
 	if err != nil {
-		r.rejected = snap.Version
+		// A rejected version ends the wait: the next one waits afresh for its own Secret.
+		r.rejected, r.pendingSince = snap.Version, time.Time{}
 		return false, 0, fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)
 	}
 	use := r.use

@@ -26,8 +26,8 @@ type benchMount struct {
 	dir string
 }
 
-func (m *benchMount) update(tb testing.TB, name string, data []byte) {
-	if err := kubeletmount.Write(m.dir, map[string][]byte{name: data}, 0o644); err != nil {
+func (m *benchMount) update(tb testing.TB, files map[string][]byte) {
+	if err := kubeletmount.Write(m.dir, files, 0o644); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -43,6 +43,7 @@ type reloadEnv struct {
 	key    string // a key served by moved
 	probes [2]*nettest.Proxy
 	next   int
+	token  int
 }
 
 func newReloadEnv(b *testing.B) *reloadEnv {
@@ -72,12 +73,17 @@ func newReloadEnv(b *testing.B) *reloadEnv {
 	return e
 }
 
+// write renders the pair as the controller does (client.BindSecret, a new token each time)
+// into the one projected volume.
 func (e *reloadEnv) write(tb testing.TB) {
-	data, err := client.Render(e.cfg)
+	e.token++
+	files := map[string][]byte{}
+	data, err := client.BindSecret(e.cfg, files, fmt.Sprintf("t%d", e.token))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.mount.update(tb, client.ConfigFileName, data)
+	files[client.ConfigFileName] = data
+	e.mount.update(tb, files)
 }
 
 // remap writes a config that moves the moved master to the other probe proxy and swaps it in;

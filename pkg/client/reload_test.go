@@ -68,6 +68,7 @@ func TestReloadRetriesTransientReadError(t *testing.T) {
 		client.SecretKeyUsername: []byte("app"),
 		client.SecretKeyPassword: []byte("old"),
 	}
+	files = bindTo(files[client.ConfigFileName], files)
 	m := newMount(t, files)
 	var rl reloads
 	c, err := client.OpenOptions{ReloadInterval: 50 * time.Millisecond, Dial: (&recorder{}).Dial, OnReload: rl.handle}.Open(ctx, m.dir)
@@ -220,12 +221,13 @@ func TestOpenSecretsOnlyFromSecretDir(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.StartServer(t, redistest.ServerOptions{Password: tc.serverPassword})
-			cm := newMount(t, map[string][]byte{
-				client.ConfigFileName:    render(t, plainStandalone(srv.Addr())),
+			raw := render(t, plainStandalone(srv.Addr()))
+			cm := newMount(t, map[string][]byte{ // its config.sha256 (added by newMount) is not read either
+				client.ConfigFileName:    raw,
 				client.SecretKeyPassword: []byte("attacker"),
 				client.SecretKeyUsername: []byte("attacker"),
 			})
-			sec := newMount(t, tc.secret)
+			sec := newMount(t, bindTo(raw, tc.secret))
 			opts := client.OpenOptions{ReloadInterval: -1, Dial: (&recorder{}).Dial, ReconnectStrategy: client.NoReconnect}
 			for _, dirs := range [][]string{{cm.dir, sec.dir}, {sec.dir, cm.dir}, {"OpenMounts"}} {
 				ctx, cancel := contextWithTimeout(t, 5*time.Second)
@@ -260,30 +262,40 @@ func TestOpenRefusesTwoConfigDirs(t *testing.T) {
 	}
 }
 
-// A Secret that never matches config.json is waited for SecretWait, then what is there is
-// applied and reported; later updates with the same mismatch do not wait again.
+// A Secret mounted without a key that config.json lists (an app projecting only some of its
+// keys) is waited for SecretWait, then what is there is applied and reported; later updates
+// with the same mismatch do not wait again. config.json itself is bound to that Secret.
 func TestReloadSecretWaitIsBounded(t *testing.T) {
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	announced := "app-redis.rconn-test.invalid:6379"
 	cfg := &client.Config{
 		RootNodes:      []client.RootNodeConfig{{URL: "redis://" + announced}},
 		NodeAddressMap: map[string]client.MappedAddress{announced: mapped(srv.Addr())},
-		Rconn:          client.RconnConfig{Mode: client.ModeStandalone, SecretToken: "t1"},
+		Rconn:          client.RconnConfig{Mode: client.ModeStandalone},
 	}
-	cm := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
-	sec := newMount(t, map[string][]byte{client.SecretKeyToken: []byte("t1")})
+	// files is one projected volume of the pair with token tok, without the username.
+	files := func(tok string) map[string][]byte {
+		sec := map[string][]byte{client.SecretKeyUsername: []byte("default")}
+		raw, err := client.BindSecret(cfg, sec, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delete(sec, client.SecretKeyUsername)
+		sec[client.ConfigFileName] = raw
+		return sec
+	}
+	m := newMount(t, files("t1"))
 	var rl reloads
 	ctx := testCtx(t)
-	c, err := client.OpenOptions{ReloadInterval: 20 * time.Millisecond, SecretWait: 300 * time.Millisecond, Dial: (&recorder{}).Dial, OnReload: rl.handle}.OpenMounts(ctx, client.Mounts{Config: cm.dir, Secret: sec.dir})
+	c, err := client.OpenOptions{ReloadInterval: 20 * time.Millisecond, SecretWait: 300 * time.Millisecond, Dial: (&recorder{}).Dial, OnReload: rl.handle}.Open(ctx, m.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Close() }()
 	for i, proxy := range []*proxy{startProxy(t, srv.Addr()), startProxy(t, srv.Addr())} {
 		cfg.NodeAddressMap[announced] = mapped(proxy.Addr())
-		cfg.Rconn.SecretToken = "t2"
 		before, _ := rl.last()
-		cm.update(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+		m.update(t, files(fmt.Sprintf("t%d", i+2)))
 		waitFor(t, "the map to apply", func() error {
 			if got := c.Config().NodeAddressMap[announced]; got != mapped(proxy.Addr()) {
 				return fmt.Errorf("%w: map has %v", errNotYet, got)
@@ -300,6 +312,60 @@ func TestReloadSecretWaitIsBounded(t *testing.T) {
 			t.Fatalf("update 1 waited again for the same mismatch: %v", errs)
 		}
 	}
+}
+
+// A config.json whose digest its Secret never carries is not applied when SecretWait is over:
+// it is rejected (ErrConfigNotBound) and the last good pair keeps running; the matching Secret
+// arriving later applies it.
+func TestReloadUnboundConfigIsNotAppliedAfterTheWait(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.ServerOptions{})
+	announced := "app-redis.rconn-test.invalid:6379"
+	cfg := &client.Config{
+		RootNodes:      []client.RootNodeConfig{{URL: "redis://" + announced}},
+		NodeAddressMap: map[string]client.MappedAddress{announced: mapped(srv.Addr())},
+		Rconn:          client.RconnConfig{Mode: client.ModeStandalone},
+	}
+	sec1 := map[string][]byte{}
+	raw1, err := client.BindSecret(cfg, sec1, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, sec := newMount(t, map[string][]byte{client.ConfigFileName: raw1}), newMount(t, sec1)
+	var rl reloads
+	var ev events
+	ctx := testCtx(t)
+	c, err := client.OpenOptions{ReloadInterval: 20 * time.Millisecond, SecretWait: 300 * time.Millisecond, Dial: (&recorder{}).Dial, OnReload: rl.handle, OnEvent: ev.handle}.OpenMounts(ctx, client.Mounts{Config: cm.dir, Secret: sec.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	p := startProxy(t, srv.Addr())
+	cfg.NodeAddressMap[announced] = mapped(p.Addr())
+	sec2 := map[string][]byte{}
+	raw2, err := client.BindSecret(cfg, sec2, "t2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.update(t, map[string][]byte{client.ConfigFileName: raw2})
+	waitFor(t, "the rejection after SecretWait", func() error {
+		if _, err := rl.last(); !errors.Is(err, client.ErrConfigNotBound) {
+			return fmt.Errorf("%w: %w", errNotYet, err)
+		}
+		return nil
+	})
+	if got := c.Config().NodeAddressMap[announced]; got != mapped(srv.Addr()) {
+		t.Fatalf("an unbound config.json was applied: map has %v", got)
+	}
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil || p.Accepted.Load() != 0 {
+		t.Fatalf("SET = %v, %d connections through the unbound mapping", err, p.Accepted.Load())
+	}
+	sec.update(t, sec2)
+	waitFor(t, "the pair to apply", func() error {
+		if got := c.Config().NodeAddressMap[announced]; got != mapped(p.Addr()) {
+			return fmt.Errorf("%w: map has %v", errNotYet, got)
+		}
+		return nil
+	})
 }
 
 // A config.json over the bound is rejected without being parsed, and the last good one keeps
@@ -394,8 +460,9 @@ func TestReloadWaitsForTheMatchingSecret(t *testing.T) {
 		NodeAddressMap: map[string]client.MappedAddress{announced: mapped(srv.Addr())},
 		Rconn:          client.RconnConfig{Mode: client.ModeStandalone},
 	}
-	cm := newMount(t, map[string][]byte{client.ConfigFileName: withRconn(t, render(t, cfg), map[string]any{"secretToken": "t1"})})
-	sec := newMount(t, map[string][]byte{"rconn-token": []byte("t1")})
+	raw := withRconn(t, render(t, cfg), map[string]any{"secretToken": "t1"})
+	cm := newMount(t, map[string][]byte{client.ConfigFileName: raw})
+	sec := newMount(t, bindTo(raw, map[string][]byte{"rconn-token": []byte("t1")}))
 	var rl reloads
 	rec := &recorder{}
 	ctx := testCtx(t)
@@ -406,7 +473,8 @@ func TestReloadWaitsForTheMatchingSecret(t *testing.T) {
 	defer func() { _ = c.Close() }()
 	p := startProxy(t, srv.Addr())
 	cfg.NodeAddressMap[announced] = mapped(p.Addr())
-	cm.update(t, map[string][]byte{client.ConfigFileName: withRconn(t, render(t, cfg), map[string]any{"secretToken": "t2"})})
+	raw = withRconn(t, render(t, cfg), map[string]any{"secretToken": "t2"})
+	cm.update(t, map[string][]byte{client.ConfigFileName: raw})
 	waitFor(t, "the report that config.json waits for its Secret", func() error {
 		if _, err := rl.last(); !errors.Is(err, client.ErrSecretPending) {
 			return fmt.Errorf("%w: %w", errNotYet, err)
@@ -416,7 +484,7 @@ func TestReloadWaitsForTheMatchingSecret(t *testing.T) {
 	if got := c.Config().NodeAddressMap[announced]; got != mapped(srv.Addr()) {
 		t.Fatalf("config.json was applied before its Secret: map has %v", got)
 	}
-	sec.update(t, map[string][]byte{"rconn-token": []byte("t2")})
+	sec.update(t, bindTo(raw, map[string][]byte{"rconn-token": []byte("t2")}))
 	waitReloadOK(t, &rl)
 	if got := c.Config().NodeAddressMap[announced]; got != mapped(p.Addr()) {
 		t.Fatalf("map has %v after the matching Secret arrived", got)

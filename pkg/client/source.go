@@ -78,9 +78,12 @@ func (e *contentError) Unwrap() error { return e.err }
 
 func invalid(err error) error { return &contentError{err} }
 
-// decode validates a Snapshot. prev, when set, is the last good snapshot. Unless force is set,
-// a Secret that does not match config.json (token, listed keys, or, for a config.json without
-// rconn.secretKeys, a key prev had) is ErrSecretPending; any other error is a contentError.
+// decode validates a Snapshot. prev, when set, is the last good snapshot. A config.json whose
+// digest the Secret does not carry is never accepted (bound): ErrSecretPending while it may be
+// half of a re-rendered pair and force is not set, else ErrConfigNotBound. Unless force is set,
+// a Secret that does not match config.json otherwise (listed keys, or, for a config.json
+// without rconn.secretKeys, a key prev had) is ErrSecretPending; any other error is a
+// contentError.
 func decode(s *Snapshot, prev *snapshot, force bool) (*snapshot, error) {
 	if len(s.Config) > MaxConfigBytes {
 		return nil, invalid(fmt.Errorf("rconn: %s is larger than %d bytes", ConfigFileName, MaxConfigBytes))
@@ -95,6 +98,9 @@ func decode(s *Snapshot, prev *snapshot, force bool) (*snapshot, error) {
 	cfg, err := LoadConfig(s.Config)
 	if err != nil {
 		return nil, invalid(err)
+	}
+	if err := bound(s.Config, cfg, s.Secret, force); err != nil {
+		return nil, err
 	}
 	if !force {
 		if err := paired(cfg, s.Secret, prev); err != nil {
@@ -172,7 +178,7 @@ func secretNames(config []byte) []string {
 	}
 	_ = json.Unmarshal(config, &doc)
 	f := doc.Rconn.SecretFiles.withDefaults()
-	names := []string{f.Username, f.Password, f.CA, f.Cert, f.Key, SecretKeyToken}
+	names := []string{f.Username, f.Password, f.CA, f.Cert, f.Key, SecretKeyToken, SecretKeyConfigDigest}
 	for _, k := range doc.Rconn.SecretKeys {
 		if validFileName(k) && !slices.Contains(names, k) {
 			names = append(names, k)

@@ -2,9 +2,11 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,18 +35,42 @@ type env struct {
 	mount string
 	cfg   *client.Config
 	tls   *redistest.TLS
+	pass  string
+	token int
+	// watchErrs are the Watcher's reports (OnError).
+	watchErrs lockedErrs
 }
 
 type envOptions struct {
 	tls      bool
 	replicas int
 	seedPort int
+	// password is the default user's: the Secret's password.
+	password string
+}
+
+// lockedErrs collects errors from another goroutine.
+type lockedErrs struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *lockedErrs) add(err error) {
+	l.mu.Lock()
+	l.errs = append(l.errs, err)
+	l.mu.Unlock()
+}
+
+func (l *lockedErrs) list() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.errs)
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	e := &env{}
-	var so redistest.ServerOptions
+	e := &env{pass: o.password}
+	so := redistest.ServerOptions{Password: o.password}
 	if o.tls {
 		e.tls = redistest.NewTLS(t, redistest.TLSOptions{})
 		so.TLS = e.tls
@@ -67,7 +93,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := client.Watch(ctx(t), src, client.WatchOptions{ReloadInterval: 50 * time.Millisecond})
+	w, err := client.Watch(ctx(t), src, client.WatchOptions{ReloadInterval: 50 * time.Millisecond, OnError: e.watchErrs.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +112,25 @@ func startEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
+// write renders e.cfg and its Secret as one projected volume, bound the way the controller
+// binds them (client.BindSecret, a new token each time).
 func (e *env) write(t testing.TB) {
 	t.Helper()
-	b, err := client.Render(e.cfg)
-	if err != nil {
-		t.Fatal(err)
+	files := map[string][]byte{}
+	if e.pass != "" {
+		files[client.SecretKeyPassword] = []byte(e.pass)
 	}
-	files := map[string][]byte{client.ConfigFileName: b}
 	if e.tls != nil {
 		files[client.SecretKeyCA] = e.tls.CA.CertPEM
 		files[client.SecretKeyCert] = e.tls.Client.CertPEM
 		files[client.SecretKeyKey] = e.tls.Client.KeyPEM
 	}
+	e.token++
+	b, err := client.BindSecret(e.cfg, files, fmt.Sprintf("t%d", e.token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files[client.ConfigFileName] = b
 	if err := kubeletmount.Write(e.mount, files, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -205,7 +205,7 @@ func TestEndToEnd(t *testing.T) { //nolint:gocyclo,funlen // ordered steps on on
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		if want := []string{"client-name", "cluster.max-redirects", "cluster.nodes", "host", "password", "port", "provider", "rconn-token", "type", "username"}; !slices.Equal(keys, want) || sec.Type != "servicebinding.io/redis" {
+		if want := []string{"client-name", "cluster.max-redirects", "cluster.nodes", "config.sha256", "host", "password", "port", "provider", "rconn-token", "type", "username"}; !slices.Equal(keys, want) || sec.Type != "servicebinding.io/redis" {
 			t.Errorf("Secret type %s keys %v, want servicebinding.io/redis %v", sec.Type, keys, want)
 		}
 	})

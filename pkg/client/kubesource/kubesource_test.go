@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
@@ -103,10 +105,35 @@ const announced = "app-redis.rconn-test.invalid:6379"
 // world is a namespace with rendered outputs for a real redis-server, and an identity that may
 // only get and watch those two objects.
 type world struct {
-	ns   string
-	srv  *redistest.Server
-	cfg  *client.Config
-	user *rest.Config
+	ns    string
+	srv   *redistest.Server
+	cfg   *client.Config
+	user  *rest.Config
+	token int
+}
+
+// pair renders w.cfg and the Secret's data bound to it, the way the controller does
+// (client.BindSecret, a new token each time).
+func (w *world) pair(t *testing.T) (string, map[string][]byte) {
+	t.Helper()
+	w.token++
+	sec := map[string][]byte{client.SecretKeyUsername: []byte("app"), client.SecretKeyPassword: []byte("pw"), "type": []byte("redis")}
+	raw, err := client.BindSecret(w.cfg, sec, fmt.Sprintf("t%d", w.token))
+	must(t, err)
+	return string(raw), sec
+}
+
+// publish writes a new pair as the controller does: the ConfigMap, then the Secret.
+func (w *world) publish(t *testing.T, createConfigMap bool) {
+	t.Helper()
+	raw, sec := w.pair(t)
+	if createConfigMap {
+		must(t, create(testCtx(t), admin.CoreV1().ConfigMaps(w.ns), w.rawConfigMap(raw)))
+	} else {
+		w.updateConfigMap(t, w.rawConfigMap(raw))
+	}
+	_, err := admin.CoreV1().Secrets(w.ns).Update(testCtx(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cache"}, Data: sec}, metav1.UpdateOptions{})
+	must(t, err)
 }
 
 func newWorld(t *testing.T) *world {
@@ -118,13 +145,11 @@ func newWorld(t *testing.T) *world {
 	w.cfg = &client.Config{
 		RootNodes:      []client.RootNodeConfig{{URL: "redis://" + announced}},
 		NodeAddressMap: map[string]client.MappedAddress{announced: mapped(w.srv.Addr())},
-		Rconn:          client.RconnConfig{Mode: client.ModeStandalone, SecretKeys: []string{client.SecretKeyUsername, client.SecretKeyPassword}, SecretToken: "t1"},
+		Rconn:          client.RconnConfig{Mode: client.ModeStandalone},
 	}
-	must(t, create(ctx, admin.CoreV1().ConfigMaps(w.ns), w.configMap(t)))
-	must(t, create(ctx, admin.CoreV1().Secrets(w.ns), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "cache"},
-		Data:       map[string][]byte{client.SecretKeyUsername: []byte("app"), client.SecretKeyPassword: []byte("pw"), client.SecretKeyToken: []byte("t1"), "type": []byte("redis")},
-	}))
+	raw, sec := w.pair(t)
+	must(t, create(ctx, admin.CoreV1().ConfigMaps(w.ns), w.rawConfigMap(raw)))
+	must(t, create(ctx, admin.CoreV1().Secrets(w.ns), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cache"}, Data: sec}))
 	must(t, create(ctx, admin.CoreV1().Secrets(w.ns), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "other"},
 		Data:       map[string][]byte{client.SecretKeyPassword: []byte("admin")},
@@ -165,13 +190,6 @@ func create[T any](ctx context.Context, c creator[T], obj T) error {
 	return err
 }
 
-func (w *world) configMap(t *testing.T) *corev1.ConfigMap {
-	t.Helper()
-	raw, err := client.Render(w.cfg)
-	must(t, err)
-	return w.rawConfigMap(string(raw))
-}
-
 func (w *world) rawConfigMap(raw string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cache"}, Data: map[string]string{client.ConfigFileName: raw}}
 }
@@ -200,7 +218,7 @@ func TestOpenThroughTheAPI(t *testing.T) {
 	// A new map applies without any mount, on the watch event.
 	p1 := nettest.StartProxy(t, w.srv.Addr())
 	w.cfg.NodeAddressMap[announced] = mapped(p1.Addr())
-	w.updateConfigMap(t, w.configMap(t))
+	w.publish(t, false)
 	waitFor(t, "the new map", func() error {
 		if got := c.Config().NodeAddressMap[announced]; got != mapped(p1.Addr()) {
 			return fmt.Errorf("%w: map has %v", errNotYet, got)
@@ -229,7 +247,7 @@ func TestOpenThroughTheAPI(t *testing.T) {
 	}
 	p2 := nettest.StartProxy(t, w.srv.Addr())
 	w.cfg.NodeAddressMap[announced] = mapped(p2.Addr())
-	must(t, create(ctx, admin.CoreV1().ConfigMaps(w.ns), w.configMap(t)))
+	w.publish(t, true)
 	waitFor(t, "the re-created ConfigMap", func() error {
 		if got := c.Config().NodeAddressMap[announced]; got != mapped(p2.Addr()) {
 			return fmt.Errorf("%w: map has %v", errNotYet, got)
@@ -239,6 +257,61 @@ func TestOpenThroughTheAPI(t *testing.T) {
 	rec.AssertOnly(t, w.srv.Addr(), p1.Addr(), p2.Addr())
 	must(t, c.Close())
 	waitWatchesEnded(t)
+}
+
+// Issue 23 item 2 through the API: someone who may update the ConfigMap (not the Secret)
+// points config.json's map at their listener, token unchanged. The client refuses the edit
+// (ErrConfigNotBound, reported), keeps its map, and new connections never reach the listener.
+func TestSteeredConfigMapIsRefused(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	sink := hostile.StartSink(t)
+	var rep reports
+	var notBound atomic.Bool
+	c, err := kubesource.Open(ctx, kubesource.Options{Config: w.user, Namespace: w.ns, Name: "cache"},
+		client.OpenOptions{Dial: (&nettest.Recorder{}).Dial, OnReload: rep.add, OnEvent: func(e client.Event) {
+			rep.add(e.Err)
+			if e.Type == client.EventError && errors.Is(e.Err, client.ErrConfigNotBound) {
+				notBound.Store(true)
+			}
+		}})
+	must(t, err)
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	cm, err := admin.CoreV1().ConfigMaps(w.ns).Get(ctx, "cache", metav1.GetOptions{})
+	must(t, err)
+	cfg, err := client.LoadConfig([]byte(cm.Data[client.ConfigFileName]))
+	must(t, err)
+	cfg.NodeAddressMap[announced] = mapped(sink.Addr())
+	steered, err := client.Render(cfg)
+	must(t, err)
+	cm.Data[client.ConfigFileName] = string(steered)
+	w.updateConfigMap(t, cm)
+	for deadline := time.Now().Add(10 * time.Second); !notBound.Load() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !notBound.Load() {
+		t.Errorf("no EventError wrapping ErrConfigNotBound: %v", rep.has(client.SecretKeyConfigDigest))
+	}
+	rdb := w.srv.Client()
+	defer func() { _ = rdb.Close() }()
+	must(t, rdb.Do(ctx, "CLIENT", "KILL", "USER", "app").Err())
+	worked := c.Set(ctx, "k", "after", 0).Err()
+	for deadline := time.Now().Add(5 * time.Second); worked != nil && time.Now().Before(deadline); worked = c.Set(ctx, "k", "after", 0).Err() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if sink.Accepted() > 0 || sink.Saw("pw") {
+		t.Fatalf("the attacker's listener accepted %d connections: %q", sink.Accepted(), sink.Requests())
+	}
+	if worked != nil {
+		t.Fatalf("SET after the refused edit: %v", worked)
+	}
+	if got := c.Config().NodeAddressMap[announced]; got != mapped(w.srv.Addr()) {
+		t.Fatalf("the client runs on the steered map: %v", got)
+	}
 }
 
 // waitWatchesEnded waits until no watch goroutine of any Source runs.
