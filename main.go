@@ -73,6 +73,8 @@ func main() {
 	flag.IntVar(&limits.MaxTopologyNodes, "max-topology-nodes", limits.MaxTopologyNodes, "Cap on the nodes of one discovered topology (Redis Cluster's documented maximum is 1000).")
 	flag.IntVar(&limits.MaxTopologyShards, "max-topology-shards", limits.MaxTopologyShards, "Cap on the shards of one discovered topology.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
+	admission := controllers.NewAdmissionCheck()
+	admission.BindFlags(flag.CommandLine)
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -147,6 +149,8 @@ func main() {
 	if noDNS {
 		r.Dial = cluster.IPOnlyDial
 	}
+	admission.Reader, admission.Log = mgr.GetAPIReader(), ctrl.Log.WithName("admission")
+	r.Admission = admission
 	if err := r.SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "unable to create controller", "controller", "RedisConnection")
 		os.Exit(1)

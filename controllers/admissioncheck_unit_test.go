@@ -1,0 +1,117 @@
+package controllers
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+)
+
+// shippedAdmission reads config/admission's policy and binding strictly, named as config/default
+// names them.
+func shippedAdmission(t *testing.T) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
+	t.Helper()
+	read := func(name string, into any) {
+		b, err := os.ReadFile(filepath.Join("..", "config", "admission", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(b, into); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	p, b := &admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}
+	read("policy.yaml", p)
+	read("binding.yaml", b)
+	p.Name, b.Name, b.Spec.PolicyName = DefaultAdmissionPolicyName, DefaultAdmissionPolicyName, DefaultAdmissionPolicyName
+	return p, b
+}
+
+// TestAdmissionProblem: the shipped policy and binding count as enforced; each edit that keeps
+// them from denying (or a partial one) is named.
+func TestAdmissionProblem(t *testing.T) {
+	p, b := shippedAdmission(t)
+	if got := admissionProblem(p, b); got != "" {
+		t.Fatalf("the shipped policy and binding: %q, want no problem", got)
+	}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding)
+		want   string
+	}{
+		{"failurePolicy Ignore", func(p *admissionv1.ValidatingAdmissionPolicy, _ *admissionv1.ValidatingAdmissionPolicyBinding) {
+			p.Spec.FailurePolicy = ptr.To(admissionv1.Ignore)
+		}, "failurePolicy Ignore"},
+		{"no validations", func(p *admissionv1.ValidatingAdmissionPolicy, _ *admissionv1.ValidatingAdmissionPolicyBinding) {
+			p.Spec.Validations = nil
+		}, "no validations"},
+		{"matches only CREATE", func(p *admissionv1.ValidatingAdmissionPolicy, _ *admissionv1.ValidatingAdmissionPolicyBinding) {
+			p.Spec.MatchConstraints.ResourceRules[0].Operations = []admissionv1.OperationType{admissionv1.Create}
+		}, "does not match"},
+		{"matches another resource", func(p *admissionv1.ValidatingAdmissionPolicy, _ *admissionv1.ValidatingAdmissionPolicyBinding) {
+			p.Spec.MatchConstraints.ResourceRules[0].Resources = []string{"configmaps"}
+		}, "does not match"},
+		{"policy narrowed by namespace", func(p *admissionv1.ValidatingAdmissionPolicy, _ *admissionv1.ValidatingAdmissionPolicyBinding) {
+			p.Spec.MatchConstraints.NamespaceSelector = sel
+		}, "matchConstraints are narrowed"},
+		{"binding to another policy", func(_ *admissionv1.ValidatingAdmissionPolicy, b *admissionv1.ValidatingAdmissionPolicyBinding) {
+			b.Spec.PolicyName = "secret-references"
+		}, `binds policy "secret-references"`},
+		{"Warn instead of Deny", func(_ *admissionv1.ValidatingAdmissionPolicy, b *admissionv1.ValidatingAdmissionPolicyBinding) {
+			b.Spec.ValidationActions = []admissionv1.ValidationAction{admissionv1.Warn, admissionv1.Audit}
+		}, "without Deny"},
+		{"paramRef", func(_ *admissionv1.ValidatingAdmissionPolicy, b *admissionv1.ValidatingAdmissionPolicyBinding) {
+			b.Spec.ParamRef = &admissionv1.ParamRef{Name: "x"}
+		}, "paramRef"},
+		{"binding narrowed by object labels", func(_ *admissionv1.ValidatingAdmissionPolicy, b *admissionv1.ValidatingAdmissionPolicyBinding) {
+			b.Spec.MatchResources = &admissionv1.MatchResources{ObjectSelector: sel}
+		}, "matchResources are narrowed"},
+		{"binding excluding resources", func(_ *admissionv1.ValidatingAdmissionPolicy, b *admissionv1.ValidatingAdmissionPolicyBinding) {
+			b.Spec.MatchResources = &admissionv1.MatchResources{ExcludeResourceRules: []admissionv1.NamedRuleWithOperations{{ResourceNames: []string{"x"}}}}
+		}, "matchResources are narrowed"},
+		{"binding being deleted", func(_ *admissionv1.ValidatingAdmissionPolicy, b *admissionv1.ValidatingAdmissionPolicyBinding) {
+			b.DeletionTimestamp = &metav1.Time{}
+		}, "being deleted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, b := shippedAdmission(t)
+			tc.mutate(p, b)
+			if got := admissionProblem(p, b); !strings.Contains(got, tc.want) {
+				t.Errorf("problem %q, want it to say %q", got, tc.want)
+			}
+		})
+	}
+	// Empty selectors (what the API server defaults) select everything: not narrowed.
+	p, b = shippedAdmission(t)
+	b.Spec.MatchResources = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{}, ObjectSelector: &metav1.LabelSelector{}}
+	if got := admissionProblem(p, b); got != "" {
+		t.Errorf("empty selectors: %q, want no problem", got)
+	}
+}
+
+func TestAdmissionReadProblem(t *testing.T) {
+	gr := schema.GroupResource{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicybindings"}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{apierrors.NewNotFound(gr, "b"), "ValidatingAdmissionPolicyBinding b not found"},
+		{apierrors.NewForbidden(gr, "b", errors.New("no")), "may not get ValidatingAdmissionPolicyBinding b"},
+		{&meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: gr.Group, Kind: "ValidatingAdmissionPolicyBinding"}}, "does not serve"},
+		{errors.New("connection refused"), "reading ValidatingAdmissionPolicyBinding b: connection refused"},
+	} {
+		if got := readProblem("ValidatingAdmissionPolicyBinding", "b", tc.err); !strings.Contains(got, tc.want) {
+			t.Errorf("%v: %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
