@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -50,7 +49,7 @@ func TestAdmissionProblem(t *testing.T) {
 		want   string
 	}{
 		{"failurePolicy Ignore", func(p *admissionv1.ValidatingAdmissionPolicy, _ *admissionv1.ValidatingAdmissionPolicyBinding) {
-			p.Spec.FailurePolicy = ptr.To(admissionv1.Ignore)
+			p.Spec.FailurePolicy = ptr(admissionv1.Ignore)
 		}, "failurePolicy Ignore"},
 		{"no validations", func(p *admissionv1.ValidatingAdmissionPolicy, _ *admissionv1.ValidatingAdmissionPolicyBinding) {
 			p.Spec.Validations = nil
