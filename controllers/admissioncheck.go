@@ -94,7 +94,7 @@ func (a *AdmissionCheck) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&a.Interval, "admission-check-interval", a.Interval, "How often the manager reads the admission policy and its binding again (it also does at start).")
 }
 
-// NeedLeaderElection: every replica reports (and gates) on its own.
+// NeedLeaderElection is false: every replica reports (and gates) on its own.
 func (a *AdmissionCheck) NeedLeaderElection() bool { return false }
 
 // Start checks at once and then every Interval until ctx ends (a manager.Runnable).

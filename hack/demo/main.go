@@ -175,8 +175,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	t.Logf("pid %d, log %s, metrics http://%s/metrics", mgr.Pid(), mgr.LogPath, mgr.MetricsAddr)
 	timed("manager ready", mgrStart)
 
-	step.next("admission: user %s may write RedisConnections and get only Secret %s; naming Secret %s is denied", demo.TenantUser, demo.TenantSecret, demo.ProdSecret)
-	showDenial(within(60*time.Second), t, w, mgr, dir, ns)
+	showDenial(within(60*time.Second), t, w, step, mgr, dir, ns)
 
 	step.next("applying the sample RedisConnection (PodDNS through the headless Service)")
 	applied := time.Now()
@@ -357,7 +356,8 @@ func (s *session) loadBalancerVariant(ns []string) {
 
 // showDenial shows config/default's admission policy (installed by InstallCRD) and the manager's
 // view of it, then makes the confused-deputy request as the tenant and prints the API server's 403.
-func showDenial(ctx context.Context, t *runner, w *demo.RigWorld, mgr *managertest.Manager, dir string, ns []string) {
+func showDenial(ctx context.Context, t *runner, w *demo.RigWorld, step *stepper, mgr *managertest.Manager, dir string, ns []string) {
+	step.next("admission: user %s may write RedisConnections and get only Secret %s; naming Secret %s is denied", demo.TenantUser, demo.TenantSecret, demo.ProdSecret)
 	show(ctx, t, w, "get", "validatingadmissionpolicy,validatingadmissionpolicybinding")
 	denied, err := demo.ShowDenial(ctx, w.Kubectl, demo.Namespace, dir)
 	if err != nil {
