@@ -70,11 +70,13 @@ type AdmissionCheck struct {
 	// Log receives a line at the first check and whenever what it finds changes.
 	Log logr.Logger
 
-	mu       sync.Mutex
-	problem  string // "" when enforced
-	checks   int
-	checked  chan struct{} // closed by the first check
-	onChange func()
+	mu      sync.Mutex
+	problem string // "" when enforced
+	checks  int
+	// lastUnanswered: the last check got no answer from the API server (retried sooner).
+	lastUnanswered bool
+	checked        chan struct{} // closed by the first check
+	onChange       func()
 }
 
 // NewAdmissionCheck returns a check with the defaults of the manager's flags.
@@ -103,26 +105,49 @@ func (a *AdmissionCheck) Start(ctx context.Context) error {
 	if interval <= 0 {
 		interval = DefaultAdmissionCheckInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
 		a.Check(ctx)
+		wait := interval
+		if a.unanswered() {
+			wait = min(interval, admissionRetry)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-t.C:
 		}
 	}
 }
 
+// admissionRetry is how soon a check the API server did not answer is repeated.
+const admissionRetry = 5 * time.Second
+
+func (a *AdmissionCheck) unanswered() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastUnanswered
+}
+
 // Check reads the policy and binding once, records what it found, and returns the problem (""
 // when the policy is enforced).
 func (a *AdmissionCheck) Check(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, admissionCheckTimeout)
-	defer cancel()
-	problem := a.read(ctx)
+	readCtx, cancel := context.WithTimeout(ctx, admissionCheckTimeout)
+	problem, answered := a.read(readCtx)
+	cancel()
 	a.mu.Lock()
 	first := a.checks == 0
+	a.lastUnanswered = !answered
+	if !first && (!answered || ctx.Err() != nil) {
+		// The API server did not answer (the manager cannot read Secrets either, then), or the
+		// manager is stopping: keep the last finding rather than flip every RedisConnection
+		// for a timeout. The first check records it: until one answers, fail closed.
+		last := a.problem
+		a.mu.Unlock()
+		a.Log.V(1).Info("admission policy check not answered; keeping the last finding", "reason", problem)
+		return last
+	}
 	changed := first || problem != a.problem
 	a.problem = problem
 	a.checks++
@@ -158,8 +183,9 @@ func (a *AdmissionCheck) report(problem string) {
 	}
 }
 
-// read fetches both objects and says what keeps them from denying.
-func (a *AdmissionCheck) read(ctx context.Context) string {
+// read fetches both objects and says what keeps them from denying; answered is false when the
+// API server gave no answer about them (a timeout, a connection error, a 5xx).
+func (a *AdmissionCheck) read(ctx context.Context) (problem string, answered bool) {
 	policy := &admissionv1.ValidatingAdmissionPolicy{}
 	if err := a.Reader.Get(ctx, types.NamespacedName{Name: a.PolicyName}, policy); err != nil {
 		return readProblem("ValidatingAdmissionPolicy", a.PolicyName, err)
@@ -168,20 +194,21 @@ func (a *AdmissionCheck) read(ctx context.Context) string {
 	if err := a.Reader.Get(ctx, types.NamespacedName{Name: a.BindingName}, binding); err != nil {
 		return readProblem("ValidatingAdmissionPolicyBinding", a.BindingName, err)
 	}
-	return admissionProblem(policy, binding)
+	return admissionProblem(policy, binding), true
 }
 
-// readProblem says why an object could not be read, classified by the API's predicates.
-func readProblem(kind, name string, err error) string {
+// readProblem says why an object could not be read, classified by the API's predicates, and
+// whether that is the API server's answer (not found, forbidden, not served) or none.
+func readProblem(kind, name string, err error) (string, bool) {
 	switch {
 	case meta.IsNoMatchError(err):
-		return fmt.Sprintf("the API server does not serve admissionregistration.k8s.io/v1 %s (Kubernetes older than 1.30?)", kind)
+		return fmt.Sprintf("the API server does not serve admissionregistration.k8s.io/v1 %s (Kubernetes older than 1.30?)", kind), true
 	case apierrors.IsNotFound(err):
-		return fmt.Sprintf("%s %s not found", kind, name)
+		return fmt.Sprintf("%s %s not found", kind, name), true
 	case apierrors.IsForbidden(err):
-		return fmt.Sprintf("the manager may not get %s %s (its ClusterRole needs get on %ss of admissionregistration.k8s.io)", kind, name, strings.ToLower(kind))
+		return fmt.Sprintf("the manager may not get %s %s (its ClusterRole needs get on %ss of admissionregistration.k8s.io)", kind, name, strings.ToLower(kind)), true
 	}
-	return fmt.Sprintf("reading %s %s: %v", kind, name, err)
+	return fmt.Sprintf("reading %s %s: %v", kind, name, err), false
 }
 
 // admissionProblem says what keeps a policy and its binding from denying a RedisConnection that

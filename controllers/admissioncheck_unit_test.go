@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 )
 
@@ -101,16 +103,95 @@ func TestAdmissionProblem(t *testing.T) {
 func TestAdmissionReadProblem(t *testing.T) {
 	gr := schema.GroupResource{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicybindings"}
 	for _, tc := range []struct {
-		err  error
-		want string
+		err      error
+		want     string
+		answered bool
 	}{
-		{apierrors.NewNotFound(gr, "b"), "ValidatingAdmissionPolicyBinding b not found"},
-		{apierrors.NewForbidden(gr, "b", errors.New("no")), "may not get ValidatingAdmissionPolicyBinding b"},
-		{&meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: gr.Group, Kind: "ValidatingAdmissionPolicyBinding"}}, "does not serve"},
-		{errors.New("connection refused"), "reading ValidatingAdmissionPolicyBinding b: connection refused"},
+		{apierrors.NewNotFound(gr, "b"), "ValidatingAdmissionPolicyBinding b not found", true},
+		{apierrors.NewForbidden(gr, "b", errors.New("no")), "may not get ValidatingAdmissionPolicyBinding b", true},
+		{&meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: gr.Group, Kind: "ValidatingAdmissionPolicyBinding"}}, "does not serve", true},
+		{errors.New("connection refused"), "reading ValidatingAdmissionPolicyBinding b: connection refused", false},
+		{apierrors.NewServiceUnavailable("etcd"), "reading ValidatingAdmissionPolicyBinding b", false},
 	} {
-		if got := readProblem("ValidatingAdmissionPolicyBinding", "b", tc.err); !strings.Contains(got, tc.want) {
-			t.Errorf("%v: %q, want %q", tc.err, got, tc.want)
+		got, answered := readProblem("ValidatingAdmissionPolicyBinding", "b", tc.err)
+		if !strings.Contains(got, tc.want) || answered != tc.answered {
+			t.Errorf("%v: %q (answered %v), want %q (answered %v)", tc.err, got, answered, tc.want, tc.answered)
 		}
+	}
+}
+
+// scriptedReader answers Gets of the policy and binding from the test's current objects or
+// error (the check's state machine is pure logic; envtest covers the API in test/e2e).
+type scriptedReader struct {
+	policy  *admissionv1.ValidatingAdmissionPolicy
+	binding *admissionv1.ValidatingAdmissionPolicyBinding
+	err     error
+}
+
+func (r *scriptedReader) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	if r.err != nil {
+		return r.err
+	}
+	switch o := obj.(type) {
+	case *admissionv1.ValidatingAdmissionPolicy:
+		if r.policy == nil {
+			return apierrors.NewNotFound(schema.GroupResource{Resource: "validatingadmissionpolicies"}, key.Name)
+		}
+		*o = *r.policy.DeepCopy()
+	case *admissionv1.ValidatingAdmissionPolicyBinding:
+		if r.binding == nil {
+			return apierrors.NewNotFound(schema.GroupResource{Resource: "validatingadmissionpolicybindings"}, key.Name)
+		}
+		*o = *r.binding.DeepCopy()
+	}
+	return nil
+}
+
+func (r *scriptedReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return errors.New("not used")
+}
+
+// TestAdmissionCheckFindings: reconciles wait for the first check; a first check the API server
+// does not answer fails closed; later unanswered checks keep the last finding instead of flipping
+// every RedisConnection; onChange runs on every change after the first check, only then.
+func TestAdmissionCheckFindings(t *testing.T) {
+	ctx := context.Background()
+	p, b := shippedAdmission(t)
+	reader := &scriptedReader{err: errors.New("connection refused")}
+	a := NewAdmissionCheck()
+	a.Reader = reader
+	changes := 0
+	a.onChange = func() { changes++ }
+
+	waiting, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := a.blocking(waiting); err == nil {
+		t.Fatal("blocking returned before the first check")
+	}
+	if got := a.Check(ctx); !strings.Contains(got, "connection refused") {
+		t.Fatalf("first check unanswered: %q, want it to fail closed", got)
+	}
+	reader.err, reader.policy, reader.binding = nil, p, b
+	if got := a.Check(ctx); got != "" {
+		t.Fatalf("policy and binding in place: %q", got)
+	}
+	reader.err = errors.New("i/o timeout")
+	if got := a.Check(ctx); got != "" || !a.unanswered() {
+		t.Fatalf("an unanswered check after a good one: %q (unanswered %v), want the last finding kept", got, a.unanswered())
+	}
+	reader.err, reader.binding = nil, nil
+	if got, err := a.blocking(ctx); err != nil || got != "" {
+		t.Fatalf("before the next check: %q %v, want the last finding (enforced)", got, err)
+	}
+	a.Check(ctx)
+	if got, _ := a.blocking(ctx); !strings.Contains(got, "ValidatingAdmissionPolicyBinding rconn-secret-references not found") {
+		t.Fatalf("binding deleted: %q", got)
+	}
+	if changes != 2 {
+		t.Errorf("onChange ran %d times, want 2 (enforced, then the binding gone)", changes)
+	}
+	a.Require = false
+	if got, err := a.blocking(ctx); got != "" || err != nil {
+		t.Errorf("--require-admission-policy=false blocks: %q %v", got, err)
 	}
 }
