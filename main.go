@@ -76,6 +76,8 @@ func main() {
 	flag.IntVar(&limits.MaxTopologyShards, "max-topology-shards", limits.MaxTopologyShards, "Cap on the shards of one discovered topology.")
 	flag.Int64Var(&maxInflightReplyBytes, "max-inflight-reply-bytes", cluster.DefaultReplyBudget, "Budget for what the Redis replies being read for all RedisConnections together may make the manager hold (declared bytes, plus what go-redis allocates per declared element); one RedisConnection's connections get at most a quarter. A read beyond it fails at once: ManagerBusy. The default fits the chart's 256Mi limit.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
+	admission := controllers.NewAdmissionCheck()
+	admission.BindFlags(flag.CommandLine)
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -151,6 +153,8 @@ func main() {
 	if noDNS {
 		r.Dial = cluster.IPOnlyDial
 	}
+	admission.Reader, admission.Log = mgr.GetAPIReader(), ctrl.Log.WithName("admission")
+	r.Admission = admission
 	if err := r.SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "unable to create controller", "controller", "RedisConnection")
 		os.Exit(1)

@@ -30,6 +30,14 @@ func (r *RedisConnectionReconciler) reconcileCredentials(ctx context.Context, s 
 		keys = append(keys, types.NamespacedName{Namespace: s.rc.Namespace, Name: n})
 	}
 	r.secrets.use(s.key, keys)
+	// Fail closed: no referenced Secret is read while nothing checks who may reference it.
+	if ce, err := r.admissionBlocks(ctx, s.rc); err != nil {
+		s.stop = true
+		return ctrl.Result{}, err
+	} else if ce != nil {
+		s.credErr, s.stop = ce, true
+		return ctrl.Result{RequeueAfter: s.interval}, nil
+	}
 	creds, err := r.resolveCredentials(ctx, s.rc)
 	if ce, ok := asCredentialError(err); ok {
 		s.credErr, s.stop = ce, true

@@ -70,6 +70,9 @@ type RedisConnectionReconciler struct {
 	// AddressPolicy refuses dialing denied targets (link-local, the API server, --deny-cidrs,
 	// outside --allow-cidrs); nil dials anything.
 	AddressPolicy *cluster.AddressPolicy
+	// Admission watches over the secret-references admission policy (admissioncheck.go); with
+	// its Require set, RedisConnections that reference Secrets wait for it. nil: no check.
+	Admission *AdmissionCheck
 
 	inspectors inspectors
 	secrets    secretMemo
@@ -206,6 +209,9 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.probed = make(chan event.GenericEvent, probedBuffer)
 	r.stop = make(chan struct{})
+	if err := r.setupAdmission(mgr); err != nil {
+		return err
+	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		<-ctx.Done()
 		close(r.stop)

@@ -34,6 +34,10 @@ const (
 	ReasonCertificateExpired     = "CertificateExpired"
 	ReasonCertificateNotYetValid = "CertificateNotYetValid"
 	ReasonKeyMismatch            = "KeyMismatch"
+	// ReasonAdmissionPolicyMissing: the RedisConnection references Secrets, and the manager
+	// (--require-admission-policy) does not find the secret-references ValidatingAdmissionPolicy
+	// and its binding enforced; no referenced Secret is read until it does.
+	ReasonAdmissionPolicyMissing = "AdmissionPolicyMissing"
 
 	// Reasons of AddressMapResolved.
 	ReasonAddressMapResolved  = "Resolved"

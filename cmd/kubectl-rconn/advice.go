@@ -19,6 +19,7 @@ var advice = map[adviceKey]string{
 	{rconnv1.ConditionCredentialsResolved, rconnv1.ReasonCertificateExpired}:     "renew the client certificate (cert-manager: check the Certificate's status) and update the Secret",
 	{rconnv1.ConditionCredentialsResolved, rconnv1.ReasonCertificateNotYetValid}: "the certificate's notBefore is in the future: check the issuer's clock, or wait",
 	{rconnv1.ConditionCredentialsResolved, rconnv1.ReasonKeyMismatch}:            "tls.key does not belong to tls.crt: put the matching pair into the Secret",
+	{rconnv1.ConditionCredentialsResolved, rconnv1.ReasonAdmissionPolicyMissing}: "a cluster admin must install the secret-references admission policy and its binding (docs/operating.md, Admission policy)",
 
 	{rconnv1.ConditionAddressMapResolved, rconnv1.ReasonMappingConflict}:     "select each Redis pod through one Service only, or add a static entry for that address (static wins)",
 	{rconnv1.ConditionAddressMapResolved, rconnv1.ReasonLoadBalancerPending}: "wait for the load balancer, or check the cloud / MetalLB controller and the Service's events",

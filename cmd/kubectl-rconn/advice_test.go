@@ -12,7 +12,7 @@ func TestAdviceForEveryFalseReason(t *testing.T) {
 	falseReasons := map[string][]string{
 		rconnv1.ConditionReady: {rconnv1.ReasonReconciling, rconnv1.ReasonSecretNotFound, rconnv1.ReasonNodesUnreachable, rconnv1.ReasonSlotsUncovered},
 		rconnv1.ConditionCredentialsResolved: {rconnv1.ReasonSecretNotFound, rconnv1.ReasonSecretKeyMissing, rconnv1.ReasonInvalidCertificate,
-			rconnv1.ReasonCertificateExpired, rconnv1.ReasonCertificateNotYetValid, rconnv1.ReasonKeyMismatch},
+			rconnv1.ReasonCertificateExpired, rconnv1.ReasonCertificateNotYetValid, rconnv1.ReasonKeyMismatch, rconnv1.ReasonAdmissionPolicyMissing},
 		rconnv1.ConditionAddressMapResolved: {rconnv1.ReasonMappingConflict, rconnv1.ReasonLoadBalancerPending, rconnv1.ReasonNoServices,
 			rconnv1.ReasonNoEndpoints, rconnv1.ReasonServicePortNotFound, rconnv1.ReasonNodeAddressUnknown, rconnv1.ReasonPrerequisitesNotMet},
 		rconnv1.ConditionTopologyDiscovered: {rconnv1.ReasonDiscovering, rconnv1.ReasonRootNodesUnreachable, rconnv1.ReasonInvalidOptions,

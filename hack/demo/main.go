@@ -40,6 +40,7 @@ import (
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
 )
 
 const (
@@ -145,7 +146,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 			t.Fatalf("%v", err)
 		}
 	}
-	step := newStepper(10)
+	step := newStepper(11)
 	within := func(d time.Duration) context.Context {
 		c, cancel := context.WithTimeout(ctx, d)
 		t.Cleanup(cancel)
@@ -173,6 +174,8 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	mgr := w.StartManager(t, manager)
 	t.Logf("pid %d, log %s, metrics http://%s/metrics", mgr.Pid(), mgr.LogPath, mgr.MetricsAddr)
 	timed("manager ready", mgrStart)
+
+	showDenial(within(60*time.Second), t, w, step, mgr, dir, ns)
 
 	step.next("applying the sample RedisConnection (PodDNS through the headless Service)")
 	applied := time.Now()
@@ -349,6 +352,25 @@ func (s *session) loadBalancerVariant(ns []string) {
 	s.must(err)
 	s.echo.Store(false)
 	s.timed("LoadBalancer variant -> app on the new map", lb)
+}
+
+// showDenial shows config/default's admission policy (installed by InstallCRD) and the manager's
+// view of it, then makes the confused-deputy request as the tenant and prints the API server's 403.
+func showDenial(ctx context.Context, t *runner, w *demo.RigWorld, step *stepper, mgr *managertest.Manager, dir string, ns []string) {
+	step.next("admission: user %s may write RedisConnections and get only Secret %s; naming Secret %s is denied", demo.TenantUser, demo.TenantSecret, demo.ProdSecret)
+	show(ctx, t, w, "get", "validatingadmissionpolicy,validatingadmissionpolicybinding")
+	denied, err := demo.ShowDenial(ctx, w.Kubectl, demo.Namespace, dir)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	show(ctx, t, w, append(ns, "get", "role", demo.TenantUser, "-o", `jsonpath={range .rules[*]}{.verbs}{" "}{.resources}{" "}{.resourceNames}{"\n"}{end}`)...)
+	t.Logf("$ kubectl --as %s create -f tenant-attack.yaml   # acl.secretRef %s, output.secretName %s", demo.TenantUser, demo.ProdSecret, demo.TenantSecret)
+	for _, l := range strings.Split(denied, "\n") {
+		t.Logf("  %s", l)
+	}
+	if mfs, err := mgr.Metrics(); err == nil {
+		t.Logf("the manager checks the policy at start and every minute: rconn_admission_policy_present %v", managertest.Sum(mfs, "rconn_admission_policy_present", nil))
+	}
 }
 
 // showOutputs prints the rendered ConfigMap's config.json and the Secret's keys.

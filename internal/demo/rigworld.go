@@ -199,9 +199,13 @@ func (w *RigWorld) publishLoadBalancers(t TB, ctx context.Context) error {
 }
 
 // InstallCRD applies config/crd/bases (already installed by the rig's API server start, so
-// "unchanged") and the manager's ClusterRole, bound to ManagerUser.
+// "unchanged"), the manager's ClusterRole, bound to ManagerUser, and the admission policy and
+// binding config/default installs (InstallAdmission).
 func (w *RigWorld) InstallCRD(ctx context.Context) error {
-	w.progress("installing the CRD and the manager's ClusterRole (config/rbac/role.yaml), bound to user %s", ManagerUser)
+	w.progress("installing the CRD, the manager's ClusterRole (config/rbac/role.yaml), bound to user %s, and config/default's admission policy + binding (rconn-secret-references)", ManagerUser)
+	if err := InstallAdmission(ctx, w.Kubectl, w.Root, w.Dir); err != nil {
+		return err
+	}
 	for _, args := range [][]string{
 		{"apply", "-f", filepath.Join(w.Root, "config", "crd", "bases")},
 		{"wait", "--for=condition=Established", "--timeout=60s", "crd/redisconnections.rconn.dev"},

@@ -221,10 +221,14 @@ func endpointSlice(i int, host string, port int) *discoveryv1.EndpointSlice {
 	}
 }
 
-// InstallCRD applies config/crd/bases and the manager's ClusterRole (config/rbac/role.yaml),
-// bound to ManagerUser, with kubectl.
+// InstallCRD applies config/crd/bases, the manager's ClusterRole (config/rbac/role.yaml),
+// bound to ManagerUser, and the admission policy and binding config/default installs
+// (InstallAdmission), with kubectl.
 func (w *World) InstallCRD(ctx context.Context) error {
-	w.progress("installing the CRD and the manager's ClusterRole")
+	w.progress("installing the CRD, the manager's ClusterRole and the secret-references admission policy")
+	if err := InstallAdmission(ctx, w.Kubectl, w.Root, w.Dir); err != nil {
+		return err
+	}
 	if _, err := w.Kubectl(ctx, "apply", "-f", filepath.Join(w.Root, "config", "crd", "bases")); err != nil {
 		return err
 	}

@@ -133,8 +133,8 @@ func TestNamespacedInstall(t *testing.T) { //nolint:gocyclo,funlen // ordered st
 			case "ClusterRoleBinding":
 				var b rbacv1.ClusterRoleBinding
 				kubetest.FromUnstructured(t, u, &b)
-				if b.RoleRef.Name != "rconn-metrics-auth-role" {
-					t.Errorf("ClusterRoleBinding %s binds %s %s: the namespaced install binds only the metrics auth role cluster-wide", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
+				if b.RoleRef.Name != "rconn-metrics-auth-role" && b.RoleRef.Name != "rconn-manager-admission-role" {
+					t.Errorf("ClusterRoleBinding %s binds %s %s: the namespaced install binds only the metrics auth and admission roles cluster-wide", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
 				}
 			case "RoleBinding":
 				var b rbacv1.RoleBinding
@@ -157,20 +157,37 @@ func TestNamespacedInstall(t *testing.T) { //nolint:gocyclo,funlen // ordered st
 			t.Errorf("manager Roles in %v, --watch-namespaces %v: they should be the same namespaces", got, watched)
 		}
 
-		// The optional NodePort ClusterRole holds exactly the generated cluster-scoped rules.
-		nodeport := renderKustomization(t, ctx, kubectl, root, "config/namespaced/nodeport")
-		var nodesRole *rbacv1.ClusterRole
-		for _, u := range nodeport {
-			if u.GetKind() == "ClusterRole" {
-				nodesRole = &rbacv1.ClusterRole{}
-				kubetest.FromUnstructured(t, u, nodesRole)
+		// The optional NodePort ClusterRole and the admission ClusterRole (always rendered) hold
+		// exactly the generated cluster-scoped rules, split by API group.
+		var nodeRules, admissionRules []rbacv1.PolicyRule
+		for _, r := range clusterRules {
+			if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") {
+				admissionRules = append(admissionRules, r)
+			} else {
+				nodeRules = append(nodeRules, r)
 			}
 		}
-		if nodesRole == nil {
-			t.Fatal("config/namespaced/nodeport renders no ClusterRole")
-		}
-		if got, want := kubetest.NormalizeRules(nodesRole.Rules), kubetest.NormalizeRules(clusterRules); got != want {
-			t.Errorf("config/namespaced/nodeport ClusterRole rules differ from the generated cluster-scoped rules:\n got %s\nwant %s", got, want)
+		for _, c := range []struct {
+			objs []*unstructured.Unstructured
+			name string
+			want []rbacv1.PolicyRule
+		}{
+			{renderKustomization(t, ctx, kubectl, root, "config/namespaced/nodeport"), "rconn-manager-nodes-role", nodeRules},
+			{rendered, "rconn-manager-admission-role", admissionRules},
+		} {
+			var role *rbacv1.ClusterRole
+			for _, u := range c.objs {
+				if u.GetKind() == "ClusterRole" && u.GetName() == c.name {
+					role = &rbacv1.ClusterRole{}
+					kubetest.FromUnstructured(t, u, role)
+				}
+			}
+			if role == nil || len(c.want) == 0 {
+				t.Fatalf("ClusterRole %s rendered: %v; generated rules for it: %d", c.name, role != nil, len(c.want))
+			}
+			if got, want := kubetest.NormalizeRules(role.Rules), kubetest.NormalizeRules(c.want); got != want {
+				t.Errorf("ClusterRole %s rules differ from the generated cluster-scoped rules:\n got %s\nwant %s", c.name, got, want)
+			}
 		}
 	})
 

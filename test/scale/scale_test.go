@@ -45,6 +45,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/internal/demo"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
@@ -191,6 +192,16 @@ func setup(b *testing.B) *fixture {
 			fx.admins = append(fx.admins, n.Client())
 		}
 		fx.kubecfg = managertest.Kubeconfig(tb, env)
+		// As deployed: config/default's admission policy, without which the manager (by default)
+		// reads no Secret a RedisConnection references.
+		root, err := kubetest.RepoRoot()
+		if err == nil {
+			err = demo.InstallAdmission(context.Background(), demo.Kubectl(env.BinaryAssetsDirectory, fx.kubecfg, root), root, tb.TempDir())
+		}
+		if err != nil {
+			fx.err = err
+			return
+		}
 		managertest.Build(tb)
 	})
 	if fx.skip != "" {

@@ -50,12 +50,14 @@ The rules of a role file under files/rbac/ (copies of config/rbac, hack/chart-sy
 {{- end -}}
 
 {{/*
-The generated manager role's rules split by scope: "namespaced" or "cluster". Nodes are the only
-cluster-scoped resource the markers grant; test/helm checks this split against the API server's
-discovery, so a new cluster-scoped rule fails a test instead of landing in a Role.
+The generated manager role's rules split by scope: "namespaced", "nodes" (the cluster-scoped rule
+on Nodes) or "admission" (the cluster-scoped rules of admissionregistration.k8s.io: reading the
+secret-references policy and its binding). Those are the only cluster-scoped resources the
+markers grant; test/helm checks this split against the API server's discovery, so a new
+cluster-scoped rule fails a test instead of landing in a Role.
 */}}
 {{- define "rconn.managerRules" -}}
-{{- $clusterScoped := list "nodes" -}}
+{{- $clusterScoped := list "nodes" "validatingadmissionpolicies" "validatingadmissionpolicybindings" -}}
 {{- $obj := .ctx.Files.Get "files/rbac/role.yaml" | fromYaml -}}
 {{- $out := list -}}
 {{- range $obj.rules -}}
@@ -64,7 +66,15 @@ discovery, so a new cluster-scoped rule fails a test instead of landing in a Rol
 {{- if and (gt $cluster 0) (ne $cluster (len .resources)) -}}
 {{- fail "files/rbac/role.yaml has a rule mixing cluster-scoped and namespaced resources" -}}
 {{- end -}}
-{{- if eq (gt $cluster 0) (eq $.scope "cluster") -}}{{- $out = append $out . -}}{{- end -}}
+{{- if eq $.scope "namespaced" -}}
+{{- if eq $cluster 0 -}}{{- $out = append $out . -}}{{- end -}}
+{{- else if eq $.scope "nodes" -}}
+{{- if has "nodes" .resources -}}{{- $out = append $out . -}}{{- end -}}
+{{- else if eq $.scope "admission" -}}
+{{- if and (gt $cluster 0) (has "admissionregistration.k8s.io" .apiGroups) -}}{{- $out = append $out . -}}{{- end -}}
+{{- else -}}
+{{- fail (printf "rconn.managerRules: unknown scope %s" $.scope) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $out -}}
 {{- end -}}
