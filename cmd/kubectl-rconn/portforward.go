@@ -30,10 +30,11 @@ import (
 )
 
 type portForwardFlags struct {
-	address   string
-	seedPort  int
-	nodePorts int
-	verbose   bool
+	address    string
+	sessionDir string
+	seedPort   int
+	nodePorts  int
+	verbose    bool
 }
 
 func newPortForwardCommand(a *App) *cobra.Command {
@@ -46,9 +47,16 @@ announced address, or the EndpointSlice endpoint behind the announced or mapped 
 port-forwards to each through the API server (like kubectl port-forward; needs create on
 pods/portforward), and runs the rconn proxy in-process over those forwards: a seed listener plus
 one listener per node on --address, with CLUSTER SLOTS/SHARDS/NODES and MOVED/ASK rewritten to
-name them. Then any client works from this machine:
+name them. Every connection must first authenticate with a password made for this run (AUTH or
+HELLO AUTH, any user name), written to a file only you can read and removed on exit: other
+users of this machine cannot use the forwards, the Secret's credentials or its client
+certificate. The proxy then authenticates to the node with the Secret's credentials. Then any
+client works from this machine:
 
-  redis-cli -c -p 7000
+  REDISCLI_AUTH="$(cat <the printed file>)" redis-cli -c -p 7000
+
+A non-loopback --address is warned about: the session password and all traffic then cross
+the network in plaintext.
 
 The proxy reads the ConfigMap and Secret through the API (get+watch on both) and follows them
 live; TLS to the nodes (through the forwards) uses the Secret's material and each node's mapped
@@ -64,10 +72,14 @@ need a restart of this command. Ctrl-C stops everything.`,
 	cmd.Flags().IntVar(&f.seedPort, "seed-port", 7000, "seed listener port; node listeners take the ports after it (0: ephemeral ports)")
 	cmd.Flags().IntVar(&f.nodePorts, "node-ports", proxy.DefaultNodePorts, "how many ports after --seed-port node listeners may take")
 	cmd.Flags().BoolVar(&f.verbose, "verbose", false, "log the proxy's debug detail")
+	cmd.Flags().StringVar(&f.sessionDir, "session-dir", "", "where the 0700 directory holding the session password file is made (default $XDG_RUNTIME_DIR, else the temp directory)")
 	return cmd
 }
 
 func (a *App) portForward(ctx context.Context, name string, f portForwardFlags) error {
+	if w := addressWarning(f.address); w != "" {
+		_, _ = fmt.Fprintln(a.Err, w)
+	}
 	c, err := a.connection(ctx, name)
 	if err != nil {
 		return err
@@ -102,32 +114,64 @@ func (a *App) portForward(ctx context.Context, name string, f portForwardFlags) 
 		return fmt.Errorf("reading ConfigMap %s and Secret %s: %w", c.configMap, c.secret, err)
 	}
 	defer w.Close()
-	level := slog.LevelWarn
-	if f.verbose {
-		level = slog.LevelDebug
+	sess, err := newSession(f.sessionDir)
+	if err != nil {
+		return err
 	}
+	defer sess.remove()
+	sess.setCredentials(w.Current().Credentials())
 	roots := rootsThrough(targets)
-	p, err := proxy.Start(startCtx, throughForwards(w.Current(), roots), proxy.Options{
-		ListenHost: f.address, SeedPort: f.seedPort, NodePorts: f.nodePorts, Dial: fw.dial,
-		Logger: slog.New(slog.NewTextHandler(a.Err, &slog.HandlerOptions{Level: level})),
-	})
+	p, err := proxy.Start(startCtx, throughForwards(w.Current(), roots), proxyOptions(a, f, fw.dial, sess))
 	if err != nil {
 		return err
 	}
 	defer func() { _ = p.Close() }()
-	for _, n := range p.Nodes() {
-		_, _ = fmt.Fprintf(a.Out, "node %s %s -> %s\n", shortID(n.ID), n.Announced, n.Listen)
-	}
-	_, port, _ := net.SplitHostPort(p.SeedAddr())
-	_, _ = fmt.Fprintf(a.Out, "seed %s: redis-cli -c -h %s -p %s (Ctrl-C to stop)\n", p.SeedAddr(), f.address, port)
+	a.printListeners(p, f, sess)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case r := <-w.Updates():
+			sess.setCredentials(r.Credentials())
 			_ = p.Apply(throughForwards(r, roots)) // Apply logs what it could not apply
 		}
 	}
+}
+
+// proxyOptions are the options of port-forward's proxy: every connection authenticates with
+// the session password before a node is dialed (session.go says why).
+func proxyOptions(a *App, f portForwardFlags, dial cluster.DialFunc, sess *session) proxy.Options {
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	return proxy.Options{
+		ListenHost: f.address, SeedPort: f.seedPort, NodePorts: f.nodePorts, Dial: dial, Handshake: sess.handshake,
+		Logger: slog.New(slog.NewTextHandler(a.Err, &slog.HandlerOptions{Level: level})),
+	}
+}
+
+// printListeners says where the listeners are and how to authenticate to them. The password
+// itself is not printed: terminals are logged and shared; the file is readable by this user
+// only, and $(cat FILE) in REDISCLI_AUTH keeps it off redis-cli's command line.
+func (a *App) printListeners(p *proxy.Proxy, f portForwardFlags, sess *session) {
+	for _, n := range p.Nodes() {
+		_, _ = fmt.Fprintf(a.Out, "node %s %s -> %s\n", shortID(n.ID), n.Announced, n.Listen)
+	}
+	_, _ = fmt.Fprintf(a.Out, "session password: %s (this run only, readable by you only; every connection must AUTH with it, any user name)\n", sess.file)
+	_, port, _ := net.SplitHostPort(p.SeedAddr())
+	_, _ = fmt.Fprintf(a.Out, "seed %s: REDISCLI_AUTH=\"$(cat %s)\" redis-cli -c -h %s -p %s (Ctrl-C to stop)\n", p.SeedAddr(), sess.file, f.address, port)
+}
+
+// addressWarning says what a non-loopback --address exposes ("" for loopback).
+func addressWarning(address string) string {
+	if address == "localhost" {
+		return ""
+	}
+	if ip := net.ParseIP(address); ip != nil && ip.IsLoopback() {
+		return ""
+	}
+	return fmt.Sprintf("warning: --address %s is not a loopback address: other hosts can connect to the listeners; they need the session password, but it and every command and reply cross the network in plaintext", address)
 }
 
 // throughForwards makes the proxy discover the topology through the forwarded nodes: the root

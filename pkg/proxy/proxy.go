@@ -51,6 +51,11 @@ type Options struct {
 	MaxTopologyReply int
 	// Logger receives what the proxy does (default slog.Default()).
 	Logger *slog.Logger
+	// Handshake, when set, runs on every accepted connection before its node is dialed (ctx
+	// ends when the proxy closes). It returns the connection to forward; an error closes the
+	// connection (Handshake may have written its own reply). kubectl rconn port-forward
+	// authenticates clients with it.
+	Handshake func(ctx context.Context, c net.Conn) (net.Conn, error)
 }
 
 // Proxy forwards local listeners, one per cluster node plus a seed, to the nodes' mapped
@@ -522,13 +527,6 @@ func (p *Proxy) seedTarget() string {
 }
 
 func (p *Proxy) forward(l *listener, c net.Conn) {
-	target := *l.target.Load()
-	if l.seed {
-		target = p.seedTarget()
-	}
-	if p.standalone && len(p.roots) > 0 {
-		target = p.roots[0]
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		select {
@@ -537,6 +535,23 @@ func (p *Proxy) forward(l *listener, c net.Conn) {
 		case <-ctx.Done():
 		}
 	}()
+	if p.o.Handshake != nil {
+		hc, err := p.o.Handshake(ctx, c)
+		if err != nil {
+			cancel()
+			p.log.Debug("rconn proxy: connection refused by the handshake", "listen", p.addr(l), "err", err)
+			_ = c.Close()
+			return
+		}
+		c = hc
+	}
+	target := *l.target.Load()
+	if l.seed {
+		target = p.seedTarget()
+	}
+	if p.standalone && len(p.roots) > 0 {
+		target = p.roots[0]
+	}
 	up, err := p.in.Dialer().DialContext(ctx, "tcp", target)
 	cancel()
 	if err != nil {
