@@ -77,6 +77,11 @@ type Client struct {
 	stop        chan struct{}
 	wg          sync.WaitGroup
 
+	gate     inflight   // commands issued and not yet answered (CloseGraceful waits)
+	stopOnce sync.Once  // stops the monitor and the reload once (close.go)
+	finishMu sync.Mutex // serialises Close and CloseGraceful: the second waits for the first's "end"
+	finished bool
+
 	events *dispatcher
 
 	// Open only.
@@ -164,12 +169,15 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			return nil, err
 		}
 		c.cluster, c.direct, c.setMap = cc, cc, cc.SetNodeAddressMap
+		cc.AddHook(gateHook{&c.gate}) // at the cluster level: around routing and redirections
 		if s.autoPipeline {
 			// Batch per node, beneath go-redis's slot routing and MOVED/ASK handling. Nodes are
 			// created on first use (Connect below), after this.
 			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook()) })
 			c.batched = true
 		}
+		// Innermost on every node (after pkg/cluster's hook and the batch hook): fail fast once closed.
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(closedNodeHook{&c.closed}) })
 		first := true
 		c.probe = func(ctx context.Context) error {
 			if first {
@@ -200,6 +208,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			MaintNotificationsConfig: cluster.NoMaintNotifications(),
 		})
 		c.single, c.direct, c.setMap = rc, rc, d.SetMap
+		rc.AddHook(gateHook{&c.gate}) // first, so outermost: a command queued for a batch is in flight
 		if s.autoPipeline {
 			rc.AddHook(newBatchHook())
 			c.batched = true
@@ -356,43 +365,6 @@ func (c *Client) SetNodeAddressMap(m cluster.NodeAddressMap) { c.setMap(m) }
 // authenticated as they are).
 func (c *Client) SetCredentials(username, password string) {
 	c.creds.Store(&credentials{username, password})
-}
-
-// Close stops the reload and the connection monitor, closes the connections and emits "end".
-// Commands then fail with redis.ErrClosed. Closing twice returns redis.ErrClosed.
-func (c *Client) Close() error {
-	if c.closed.Load() && c.stopped() {
-		return redis.ErrClosed
-	}
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
-	if c.reload != nil {
-		c.reload.stop()
-	}
-	c.wg.Wait()
-	already := c.closed.Load()
-	c.shutdown()
-	if !already {
-		c.events.emit(Event{Type: EventEnd})
-	}
-	c.events.close()
-	c.events.wait()
-	if already {
-		return nil
-	}
-	return c.closeErr
-}
-
-func (c *Client) stopped() bool {
-	select {
-	case <-c.stop:
-		return true
-	default:
-		return false
-	}
 }
 
 // MaxQueuedEvents bounds the events waiting for slow handlers; more are dropped, counted

@@ -48,7 +48,8 @@
 //	nodeAddressMap (object or function)     NodeAddressMap (cluster.StaticMap or a func)
 //	client.on(event, fn)                    Options.OnEvent / Client.OnEvent (connect, ready, end, error, reconnecting)
 //	isOpen, isReady                         IsOpen(), IsReady()
-//	quit()/disconnect()                     Close()
+//	close() (quit()): graceful              CloseGraceful(ctx): commands already sent finish
+//	destroy() (disconnect()): immediate     Close(): commands in flight fail fast
 //	(automatic pipelining)                  Options/ClusterOptions.AutoPipeline, rconn.autoPipeline
 //
 // The default reconnect strategy reconnects (see ReconnectStrategy for why).
