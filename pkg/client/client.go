@@ -34,17 +34,23 @@ const (
 )
 
 // Event is a connection event. Err is set for EventError, and for EventEnd when the reconnect
-// strategy stopped.
+// strategy stopped. Node is set on the per-node events of cluster mode (OnNodeEvent), nil on
+// the client's own.
 type Event struct {
 	Type EventType
 	Err  error
+	Node *Node
 }
 
 func (e Event) String() string {
-	if e.Err != nil {
-		return string(e.Type) + ": " + e.Err.Error()
+	s := string(e.Type)
+	if e.Node != nil {
+		s += " [" + e.Node.String() + "]"
 	}
-	return string(e.Type)
+	if e.Err != nil {
+		return s + ": " + e.Err.Error()
+	}
+	return s
 }
 
 // DefaultMonitorInterval is how often the client checks its connection (PING).
@@ -83,6 +89,7 @@ type Client struct {
 	finished bool
 
 	events *dispatcher
+	nodeEv *nodeEvents // cluster mode
 
 	// Open only.
 	reload *reloader
@@ -112,6 +119,7 @@ type spec struct {
 	dial           cluster.DialFunc
 	strategy       ReconnectStrategy
 	onEvent        func(Event)
+	onNodeEvent    func(Event)
 	monitor        time.Duration
 	autoPipeline   bool
 }
@@ -176,13 +184,20 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook()) })
 			c.batched = true
 		}
+		c.nodeEv = newNodeEvents(c)
+		if s.onNodeEvent != nil {
+			c.OnNodeEvent(s.onNodeEvent)
+		}
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(c.nodeEv.hook(n.Options().Addr)) })
 		// Innermost on every node (after pkg/cluster's hook and the batch hook): fail fast once closed.
 		cc.OnNewNode(func(n *redis.Client) { n.AddHook(closedNodeHook{&c.closed}) })
 		first := true
 		c.probe = func(ctx context.Context) error {
 			if first {
 				// Discover the topology and connect to the nodes once; later probes PING.
-				if _, err := cc.Connect(ctx); err != nil {
+				t, err := cc.Connect(ctx)
+				c.nodeEv.learn(t)
+				if err != nil {
 					return err
 				}
 				first = false
@@ -250,7 +265,7 @@ func (c *Client) connect(ctx context.Context) error {
 			stop = ctx.Err()
 		}
 		c.shutdown()
-		c.events.emit(Event{Type: EventEnd, Err: stop})
+		c.emitEnd(stop)
 		c.events.close()
 		return fmt.Errorf("connecting: %w (last error: %w)", stop, err)
 	}
@@ -279,7 +294,7 @@ func (c *Client) supervise() {
 			delay, stop := c.strategy(retries, err)
 			if stop != nil {
 				c.shutdown()
-				c.events.emit(Event{Type: EventEnd, Err: stop})
+				c.emitEnd(stop)
 				c.events.close()
 				return
 			}
@@ -335,6 +350,26 @@ func (c *Client) IsOpen() bool { return c.open.Load() }
 // (re)connecting and after Close (node-redis isReady).
 func (c *Client) IsReady() bool { return c.ready.Load() }
 
+// emitEnd emits "end" for every node (cluster mode, with node handlers), then for the client.
+func (c *Client) emitEnd(err error) {
+	if c.nodeEv != nil {
+		c.nodeEv.endAll()
+	}
+	c.events.emit(Event{Type: EventEnd, Err: err})
+}
+
+// OnNodeEvent adds a handler for the per-node events of cluster mode (node-redis's node-connect,
+// node-ready, node-error, node-reconnecting and node-disconnect): the same EventTypes, with
+// Event.Node naming the node. They share the client's event queue (MaxQueuedEvents) and order;
+// OnEvent handlers never see them. A standalone client has none.
+func (c *Client) OnNodeEvent(h func(Event)) {
+	if c.nodeEv == nil {
+		return
+	}
+	c.events.addNode(h)
+	c.nodeEv.on.Store(true)
+}
+
 // OnEvent adds a handler for connection events. Handlers run one at a time, in event order,
 // on a goroutine of the client; a slow handler delays later events, not commands. To see the
 // events of the first connection, pass the handler in the options instead.
@@ -386,6 +421,7 @@ type dispatcher struct {
 	cond     *sync.Cond
 	queue    []Event
 	handlers []func(Event)
+	nodeHs   []func(Event) // handlers of per-node events (Event.Node set)
 	closed   bool
 	done     chan struct{}
 
@@ -403,6 +439,12 @@ func newDispatcher() *dispatcher {
 func (d *dispatcher) add(h func(Event)) {
 	d.mu.Lock()
 	d.handlers = append(d.handlers, h)
+	d.mu.Unlock()
+}
+
+func (d *dispatcher) addNode(h func(Event)) {
+	d.mu.Lock()
+	d.nodeHs = append(d.nodeHs, h)
 	d.mu.Unlock()
 }
 
@@ -453,7 +495,11 @@ func (d *dispatcher) run() {
 		d.queue[0] = Event{}
 		d.queue = d.queue[1:]
 		d.reportDrops()
-		hs := append([]func(Event){}, d.handlers...)
+		hs := d.handlers
+		if e.Node != nil {
+			hs = d.nodeHs
+		}
+		hs = append([]func(Event){}, hs...)
 		d.mu.Unlock()
 		for _, h := range hs {
 			func() {

@@ -80,7 +80,7 @@ func (c *Client) finish() error {
 	already := c.closed.Load() // the reconnect strategy gave up: it emitted "end" with its error
 	c.shutdown()
 	if !already {
-		c.events.emit(Event{Type: EventEnd})
+		c.emitEnd(nil)
 	}
 	c.events.close()
 	c.events.wait()

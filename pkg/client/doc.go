@@ -47,6 +47,8 @@
 //	maxCommandRedirections                  MaxCommandRedirections (default 16)
 //	nodeAddressMap (object or function)     NodeAddressMap (cluster.StaticMap or a func)
 //	client.on(event, fn)                    Options.OnEvent / Client.OnEvent (connect, ready, end, error, reconnecting)
+//	cluster.on('node-error', fn) and the     ClusterOptions/OpenOptions.OnNodeEvent, Client.OnNodeEvent
+//	other node-* events                     (Event.Node: announced, mapped address, node ID)
 //	isOpen, isReady                         IsOpen(), IsReady()
 //	close() (quit()): graceful              CloseGraceful(ctx): commands already sent finish
 //	destroy() (disconnect()): immediate     Close(): commands in flight fail fast

@@ -75,8 +75,11 @@ type ClusterOptions struct {
 	NodeIDMap         cluster.NodeIDMap
 	ReconnectStrategy ReconnectStrategy
 	OnEvent           func(Event)
-	Dial              cluster.DialFunc
-	MonitorInterval   time.Duration
+	// OnNodeEvent receives the per-node events (Event.Node set) from the first connect on: see
+	// Client.OnNodeEvent.
+	OnNodeEvent     func(Event)
+	Dial            cluster.DialFunc
+	MonitorInterval time.Duration
 	// AutoPipeline batches the commands of concurrent callers into per-node pipelines: see the
 	// package documentation.
 	AutoPipeline bool
@@ -140,7 +143,7 @@ func NewCluster(ctx context.Context, o ClusterOptions) (*Client, error) {
 		connectTimeout: d.Socket.ConnectTimeout, serverName: d.Socket.ServerName,
 		nodeMap: o.NodeAddressMap, nodeIDs: o.NodeIDMap, useReplicas: o.UseReplicas, minimize: o.MinimizeConnections,
 		maxRedirects: o.MaxCommandRedirections, dial: o.Dial, strategy: o.ReconnectStrategy,
-		onEvent: o.OnEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
+		onEvent: o.OnEvent, onNodeEvent: o.OnNodeEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
 	}
 	useTLS := d.Socket.TLS
 	for i, raw := range o.RootNodes {
