@@ -95,6 +95,10 @@ var _ = Describe("the RedisConnection CRD", func() {
 				{Announced: "[fd00::1]:6379", Reachable: "[::1]:7000"},
 			}}
 		}),
+		Entry("standalone with a Unix socket for apps", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/var/run/redis/redis.sock"}
+		}),
 		Entry("fixed delay reconnect", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.ReconnectStrategy = &rconnv1.ReconnectStrategy{Type: rconnv1.ReconnectFixedDelay, Delay: &metav1.Duration{Duration: 500e6}}
 		}),
@@ -184,6 +188,27 @@ var _ = Describe("the RedisConnection CRD", func() {
 			rc.Spec.Mode = rconnv1.ModeStandalone
 			rc.Spec.MinimizeConnections = true
 		}, "minimizeConnections is only valid in Cluster mode"),
+		Entry("socketPath in Cluster mode", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/var/run/redis/redis.sock"}
+		}, "output.socketPath is for Standalone mode only"),
+		Entry("socketPath with TLS", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "rediss://redis:6379"}}
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true}}
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/var/run/redis/redis.sock"}
+		}, "output.socketPath does not go with TLS"),
+		Entry("relative socketPath", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "run/redis.sock"}
+		}, "socketPath must be an absolute file path"),
+		Entry("socketPath with '..'", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/run/../etc/redis.sock"}
+		}, "socketPath must be a clean path"),
+		Entry("socketPath longer than a Unix socket address", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/" + strings.Repeat("s", 107)}
+		}, "spec.output.socketPath: Too long"),
 		Entry("Standalone with two root nodes", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.Mode = rconnv1.ModeStandalone
 			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "a"}, {Host: "b"}}

@@ -86,6 +86,9 @@ type SocketConfig struct {
 	ServerName string `json:"servername,omitempty"`
 	// ConnectTimeout is in milliseconds (node-redis connectTimeout).
 	ConnectTimeout int64 `json:"connectTimeout,omitempty"`
+	// Path is a Unix socket to dial instead of rootNodes[0] (node-redis socket.path;
+	// standalone mode only, no TLS): see validateSocketPath.
+	Path string `json:"path,omitempty"`
 }
 
 // MappedAddress is a node-redis nodeAddressMap value.
@@ -182,6 +185,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateRootNodes(&p, mode)
 	c.validateDefaults(&p, mode)
+	c.validateSocketPath(&p, mode)
 	c.validateNodeAddressMap(&p)
 	c.validateNodeIDs(&p, mode)
 	c.validateReconnectStrategy(&p)

@@ -242,6 +242,9 @@ func (s *snapshot) spec() (*spec, error) {
 			}
 		}
 	}
+	if p := cfg.Defaults.Socket.Path; p != "" && !sp.cluster {
+		sp.network, sp.addr = "unix", p // rootNodes[0] stays the controller's; the app dials the socket
+	}
 	if cfg.Defaults.Socket.TLS {
 		r, err := rtls.NewReloadable(rtls.Options{Material: s.material, ServerName: sp.serverName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify})
 		if err != nil {

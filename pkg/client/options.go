@@ -15,7 +15,8 @@ type Socket struct {
 	// Host and Port of the server (default localhost:6379).
 	Host string
 	Port int
-	// Path is a unix socket path (instead of Host/Port).
+	// Path is a Unix socket path: it wins over Host/Port and the URL's host and port (as in
+	// node-redis); not with TLS.
 	Path string
 	// TLS enables TLS (also implied by a rediss:// URL).
 	TLS bool
@@ -109,7 +110,6 @@ func NewClient(ctx context.Context, o Options) (*Client, error) {
 			s.db = u.DB
 		}
 	case o.Socket.Path != "":
-		s.network, s.addr = "unix", o.Socket.Path
 	default:
 		host, port := o.Socket.Host, o.Socket.Port
 		if host == "" {
@@ -123,6 +123,14 @@ func NewClient(ctx context.Context, o Options) (*Client, error) {
 			return nil, err
 		}
 		s.addr = a.String()
+	}
+	if o.Socket.Path != "" {
+		// node-redis: socket.path wins over the URL's host and port; its credentials and
+		// database still apply.
+		if useTLS {
+			return nil, fmt.Errorf("rconn: Socket.Path with TLS: Redis serves its Unix socket in plaintext")
+		}
+		s.network, s.addr = "unix", o.Socket.Path
 	}
 	if s.db < 0 {
 		return nil, fmt.Errorf("rconn: negative database %d", s.db)
