@@ -120,7 +120,7 @@ func TestCloseGracefulLetsInFlightCommandsFinish(t *testing.T) {
 		go func() { done <- r.c.CloseGraceful(testCtx(t)) }()
 		waitFor(t, "new commands refused", func() error {
 			if err := r.c.Get(testCtx(t), "k").Err(); !errors.Is(err, redis.ErrClosed) {
-				return fmt.Errorf("%w: GET = %v", errNotYet, err)
+				return fmt.Errorf("%w: GET = %w", errNotYet, err)
 			}
 			return nil
 		})

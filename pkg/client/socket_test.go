@@ -14,11 +14,11 @@ import (
 
 // unixServer is a real redis-server listening on a Unix socket in a temp dir (and on its TCP
 // port, which the tests below never dial: that is the controller's).
-func unixServer(t *testing.T) (*redistest.Server, string) {
+func unixServer(t *testing.T) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "redis.sock")
-	srv := redistest.StartServer(t, redistest.ServerOptions{Config: []string{"unixsocket " + sock, "unixsocketperm 700"}})
-	return srv, sock
+	redistest.StartServer(t, redistest.ServerOptions{Config: []string{"unixsocket " + sock, "unixsocketperm 700"}})
+	return sock
 }
 
 // overSocket checks through CLIENT INFO that c's connection is the Unix socket (redis reports a
@@ -41,7 +41,7 @@ func overSocket(t *testing.T, c *client.Client, sock string, db int) {
 // node-redis createClient({socket: {path}}), and {url, socket: {path}}: the path wins over the
 // URL's host and port, the URL's database applies.
 func TestNewClientUnixSocket(t *testing.T) {
-	_, sock := unixServer(t)
+	sock := unixServer(t)
 	ctx := testCtx(t)
 	c, err := client.NewClient(ctx, client.Options{Socket: client.Socket{Path: sock}})
 	if err != nil {
@@ -66,7 +66,7 @@ func TestNewClientUnixSocket(t *testing.T) {
 // The rendered standalone config.json with defaults.socket.path: Open dials the socket, never
 // rootNodes[0] (the controller's address).
 func TestOpenStandaloneUnixSocket(t *testing.T) {
-	_, sock := unixServer(t)
+	sock := unixServer(t)
 	cfg := &client.Config{
 		RootNodes: []client.RootNodeConfig{{URL: "redis://127.0.0.1:1"}}, // the controller's; unreachable here
 		Defaults:  client.DefaultsConfig{Socket: client.SocketConfig{Path: sock}, Database: 1},
