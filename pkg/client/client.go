@@ -91,6 +91,9 @@ type Client struct {
 	events *dispatcher
 	nodeEv *nodeEvents // cluster mode
 
+	scripts   scripts           // Run (scripts.go)
+	functions map[string]string // function libraries by name, loaded at (re)connect
+
 	// Open only.
 	reload *reloader
 }
@@ -120,6 +123,8 @@ type spec struct {
 	strategy       ReconnectStrategy
 	onEvent        func(Event)
 	onNodeEvent    func(Event)
+	scripts        map[string]Script
+	functions      map[string]string
 	monitor        time.Duration
 	autoPipeline   bool
 }
@@ -231,6 +236,8 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
 	}
 	c.UniversalClient = c.direct
+	c.scripts, c.functions = newScripts(s.scripts), s.functions
+	c.probe = c.withFunctions(c.probe)
 	if err := c.connect(ctx); err != nil {
 		return nil, err
 	}

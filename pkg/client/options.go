@@ -56,6 +56,13 @@ type Options struct {
 	// AutoPipeline batches the commands of concurrent callers into pipelines (node-redis and
 	// rueidis do this by default) with the same call shape: see the package documentation.
 	AutoPipeline bool
+	// Scripts are Lua scripts called by name with Client.Run (node-redis "scripts").
+	Scripts map[string]Script
+	// Functions are function libraries by library name, their code starting with
+	// "#!lua name=<library>": loaded with FUNCTION LOAD REPLACE at connect and after every
+	// reconnect, then called with FCall/FCallRO (node-redis "functions" call them; loading is
+	// left to the app there).
+	Functions map[string]string
 }
 
 // ClusterOptions are node-redis createCluster options.
@@ -84,6 +91,9 @@ type ClusterOptions struct {
 	// AutoPipeline batches the commands of concurrent callers into per-node pipelines: see the
 	// package documentation.
 	AutoPipeline bool
+	// Scripts and Functions: as in Options; functions are loaded on every master.
+	Scripts   map[string]Script
+	Functions map[string]string
 }
 
 // NewClient connects to a standalone server (node-redis createClient + connect) and returns
@@ -94,6 +104,7 @@ func NewClient(ctx context.Context, o Options) (*Client, error) {
 		connectTimeout: o.Socket.ConnectTimeout, serverName: o.Socket.ServerName,
 		nodeMap: o.NodeAddressMap, dial: o.Dial, strategy: o.ReconnectStrategy,
 		onEvent: o.OnEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
+		scripts: o.Scripts, functions: o.Functions,
 	}
 	useTLS := o.Socket.TLS
 	switch {
@@ -152,6 +163,7 @@ func NewCluster(ctx context.Context, o ClusterOptions) (*Client, error) {
 		nodeMap: o.NodeAddressMap, nodeIDs: o.NodeIDMap, useReplicas: o.UseReplicas, minimize: o.MinimizeConnections,
 		maxRedirects: o.MaxCommandRedirections, dial: o.Dial, strategy: o.ReconnectStrategy,
 		onEvent: o.OnEvent, onNodeEvent: o.OnNodeEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
+		scripts: o.Scripts, functions: o.Functions,
 	}
 	useTLS := d.Socket.TLS
 	for i, raw := range o.RootNodes {
