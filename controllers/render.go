@@ -75,6 +75,7 @@ func renderConfig(rc *rconnv1.RedisConnection, m *addressMap, topo *cluster.Topo
 	if o := rc.Spec.Output; o != nil {
 		cfg.Defaults.Socket.Path = o.SocketPath // apps dial it; the controller keeps rootNodes
 	}
+	renderScripts(rc, cfg)
 	for _, rn := range rc.Spec.RootNodes {
 		url := string(rn.URL)
 		if url == "" {

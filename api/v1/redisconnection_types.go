@@ -401,6 +401,21 @@ type RedisConnectionSpec struct {
 	// output names the rendered ConfigMap and Secret.
 	// +optional
 	Output *Output `json:"output,omitempty"`
+
+	// scripts are Lua scripts apps call by name, rendered into config.json "scripts".
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Scripts []LuaScript `json:"scripts,omitempty"`
+
+	// functionLibraries are Redis function libraries whose functions apps call by name,
+	// rendered into config.json "functions" (declarations) and "rconn.functionLibraries" (code).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=4
+	FunctionLibraries []FunctionLibrary `json:"functionLibraries,omitempty"`
 }
 
 // Role of a node.

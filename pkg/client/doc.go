@@ -53,6 +53,8 @@
 //	close() (quit()): graceful              CloseGraceful(ctx): commands already sent finish
 //	destroy() (disconnect()): immediate     Close(): commands in flight fail fast
 //	(automatic pipelining)                  Options/ClusterOptions.AutoPipeline, rconn.autoPipeline
+//	scripts (defineScript)                  Options/ClusterOptions.Scripts, Client.Run (EVALSHA, EVAL fallback)
+//	functions                               Options/ClusterOptions.Functions (loaded), Client.FCall, FCallRO
 //
 // The default reconnect strategy reconnects (see ReconnectStrategy for why).
 //

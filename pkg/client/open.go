@@ -242,6 +242,7 @@ func (s *snapshot) spec() (*spec, error) {
 			}
 		}
 	}
+	sp.scripts, sp.functions = cfg.scriptOptions(), cfg.Rconn.FunctionLibraries
 	if p := cfg.Defaults.Socket.Path; p != "" && !sp.cluster {
 		sp.network, sp.addr = "unix", p // rootNodes[0] stays the controller's; the app dials the socket
 	}

@@ -45,7 +45,7 @@ func scriptCluster(t *testing.T) (*client.Client, *redis.ClusterClient) {
 	return c, admin
 }
 
-// a key on each of the three masters
+// shardKeys3 has a key on each of the three masters.
 var shardKeys3 = []string{cluster.KeyForSlot(100), cluster.KeyForSlot(8000), cluster.KeyForSlot(16000)}
 
 // Scripts by name on a real cluster: EVALSHA routed by the first key to each shard, the EVAL
