@@ -91,53 +91,48 @@ func (c *Client) finish() error {
 }
 
 // inflight counts the commands (and pipelines) issued and not yet answered, and refuses new
-// ones once shut.
+// ones once shut. Every command passes it twice: atomics, no lock, so that concurrent callers
+// do not contend on it.
 type inflight struct {
-	mu      sync.Mutex
-	n       int
-	closing bool
-	idle    chan struct{} // closed when closing and n reached 0
+	n        atomic.Int64
+	closing  atomic.Bool
+	mu       sync.Mutex
+	idle     chan struct{} // made by shut before closing is set; closed once n reaches 0
+	idleOnce sync.Once
 }
 
-// enter admits a command; false once the client is closing.
+// enter admits a command; false once the client is closing. The increment comes first: a shut
+// that sets closing after this check sees n > 0 and waits for the matching leave.
 func (g *inflight) enter() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closing {
+	g.n.Add(1)
+	if g.closing.Load() {
+		g.leave()
 		return false
 	}
-	g.n++
 	return true
 }
 
 func (g *inflight) leave() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.n--
-	if g.closing && g.n == 0 {
-		close(g.idle)
+	if g.n.Add(-1) == 0 && g.closing.Load() {
+		g.idleOnce.Do(func() { close(g.idle) })
 	}
 }
 
 // shut refuses new commands and returns a channel closed once none is in flight.
 func (g *inflight) shut() <-chan struct{} {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.closing {
-		g.closing = true
+	if g.idle == nil {
 		g.idle = make(chan struct{})
-		if g.n == 0 {
-			close(g.idle)
-		}
+	}
+	g.mu.Unlock()
+	g.closing.Store(true)
+	if g.n.Load() == 0 {
+		g.idleOnce.Do(func() { close(g.idle) })
 	}
 	return g.idle
 }
 
-func (g *inflight) count() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.n
-}
+func (g *inflight) count() int64 { return g.n.Load() }
 
 // gateHook admits commands through the inflight gate: it is the client's outermost hook, so
 // a command counts from the moment its caller issues it until its reply (or error) is back.
