@@ -34,7 +34,7 @@ const maxConfigBytes = 1000 * 1024
 type errConfigTooLarge struct{ size int }
 
 func (e *errConfigTooLarge) Error() string {
-	return fmt.Sprintf("config.json would be %d bytes, more than the %d a ConfigMap can hold: reduce the node address map or the number of nodes", e.size, maxConfigBytes)
+	return fmt.Sprintf("config.json would be %d bytes, more than the %d a ConfigMap can hold: reduce the node address map, the number of nodes, or spec.scripts and spec.functionLibraries", e.size, maxConfigBytes)
 }
 
 // writeOutput creates an output that did not exist (Create: an object of that name that appears

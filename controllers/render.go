@@ -72,6 +72,10 @@ func renderConfig(rc *rconnv1.RedisConnection, m *addressMap, topo *cluster.Topo
 			cfg.Rconn.TLSInsecureSkipVerify = d.TLS.InsecureSkipVerify
 		}
 	}
+	if o := rc.Spec.Output; o != nil {
+		cfg.Defaults.Socket.Path = o.SocketPath // apps dial it; the controller keeps rootNodes
+	}
+	renderScripts(rc, cfg)
 	for _, rn := range rc.Spec.RootNodes {
 		url := string(rn.URL)
 		if url == "" {

@@ -315,6 +315,20 @@ type Output struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="readerRoleName must be a lowercase DNS subdomain"
 	ReaderRoleName string `json:"readerRoleName,omitempty"`
+
+	// socketPath, in Standalone mode, is a Unix socket apps dial instead of the root node (a
+	// Redis sidecar sharing its socket through an emptyDir): config.json carries it as
+	// node-redis's defaults.socket.path. It changes only what apps dial. The controller runs in
+	// another pod and cannot reach an app's socket: it keeps discovering and health-checking
+	// the server through rootNodes, which must still name a TCP address the controller reaches
+	// (the same server, e.g. through a Service). Not with TLS (Redis serves its Unix socket in
+	// plaintext) and not in Cluster mode (a cluster client must reach every node by address).
+	// +optional
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=107
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/') && !self.endsWith('/')",message="socketPath must be an absolute file path, e.g. /var/run/redis/redis.sock"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)\\\\.\\\\.?(/|$)') && !self.contains('//')",message="socketPath must be a clean path: no '.' or '..' segments, no '//'"
+	SocketPath string `json:"socketPath,omitempty"`
 }
 
 // RedisConnectionSpec declares how apps reach one Redis Cluster or standalone server.
@@ -324,6 +338,8 @@ type Output struct {
 // +kubebuilder:validation:XValidation:rule="self.mode == 'Standalone' || !has(self.defaults) || !has(self.defaults.database) || self.defaults.database == 0",message="Cluster mode only has database 0"
 // +kubebuilder:validation:XValidation:rule="self.mode == 'Standalone' || self.rootNodes.all(n, !has(n.url) || !n.url.matches('/0*[1-9][0-9]*$'))",message="Cluster mode only has database 0: remove the /db-number from rootNodes urls"
 // +kubebuilder:validation:XValidation:rule="self.rootNodes.all(n, !has(n.url) || n.url.startsWith('rediss://') == (has(self.defaults) && has(self.defaults.tls) && self.defaults.tls.enabled))",message="rootNodes url schemes must match spec.defaults.tls.enabled: rediss:// with TLS, redis:// without"
+// +kubebuilder:validation:XValidation:rule="self.mode == 'Standalone' || !has(self.output) || !has(self.output.socketPath)",message="output.socketPath is for Standalone mode only: a Redis Cluster client must reach every node by its address, never through one Unix socket"
+// +kubebuilder:validation:XValidation:rule="!has(self.output) || !has(self.output.socketPath) || !(has(self.defaults) && has(self.defaults.tls) && self.defaults.tls.enabled)",message="output.socketPath does not go with TLS: Redis serves its Unix socket in plaintext (set spec.defaults.tls.enabled: false)"
 type RedisConnectionSpec struct {
 	// mode is Cluster (default) or Standalone.
 	// +optional
@@ -385,6 +401,21 @@ type RedisConnectionSpec struct {
 	// output names the rendered ConfigMap and Secret.
 	// +optional
 	Output *Output `json:"output,omitempty"`
+
+	// scripts are Lua scripts apps call by name, rendered into config.json "scripts".
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Scripts []LuaScript `json:"scripts,omitempty"`
+
+	// functionLibraries are Redis function libraries whose functions apps call by name,
+	// rendered into config.json "functions" (declarations) and "rconn.functionLibraries" (code).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=4
+	FunctionLibraries []FunctionLibrary `json:"functionLibraries,omitempty"`
 }
 
 // Role of a node.

@@ -95,6 +95,15 @@ var _ = Describe("the RedisConnection CRD", func() {
 				{Announced: "[fd00::1]:6379", Reachable: "[::1]:7000"},
 			}}
 		}),
+		Entry("scripts and a function library", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Scripts = []rconnv1.LuaScript{{Name: "incr_by", Lua: "return redis.call('INCRBY', KEYS[1], ARGV[1])", NumberOfKeys: 1}}
+			rc.Spec.FunctionLibraries = []rconnv1.FunctionLibrary{{Name: "mylib", Code: "#!lua name=mylib\nredis.register_function('f', function(k, a) return 1 end)",
+				Functions: []rconnv1.LibraryFunction{{Name: "f"}}}}
+		}),
+		Entry("standalone with a Unix socket for apps", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/var/run/redis/redis.sock"}
+		}),
 		Entry("fixed delay reconnect", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.ReconnectStrategy = &rconnv1.ReconnectStrategy{Type: rconnv1.ReconnectFixedDelay, Delay: &metav1.Duration{Duration: 500e6}}
 		}),
@@ -184,6 +193,40 @@ var _ = Describe("the RedisConnection CRD", func() {
 			rc.Spec.Mode = rconnv1.ModeStandalone
 			rc.Spec.MinimizeConnections = true
 		}, "minimizeConnections is only valid in Cluster mode"),
+		Entry("a script name that is not an identifier", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Scripts = []rconnv1.LuaScript{{Name: "incr-by", Lua: "return 1"}}
+		}, "script name must be letters, digits and '_'"),
+		Entry("a script over 16 KiB", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Scripts = []rconnv1.LuaScript{{Name: "big", Lua: strings.Repeat("-", 16385)}}
+		}, "spec.scripts[0].lua: Too long"),
+		Entry("two scripts of one name", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Scripts = []rconnv1.LuaScript{{Name: "a", Lua: "return 1"}, {Name: "a", Lua: "return 2"}}
+		}, "Duplicate value"),
+		Entry("library code naming another library", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.FunctionLibraries = []rconnv1.FunctionLibrary{{Name: "mylib", Code: "#!lua name=other\n",
+				Functions: []rconnv1.LibraryFunction{{Name: "f"}}}}
+		}, "code must start with the line '#!lua name=<name>'"),
+		Entry("socketPath in Cluster mode", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/var/run/redis/redis.sock"}
+		}, "output.socketPath is for Standalone mode only"),
+		Entry("socketPath with TLS", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "rediss://redis:6379"}}
+			rc.Spec.Defaults = &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true}}
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/var/run/redis/redis.sock"}
+		}, "output.socketPath does not go with TLS"),
+		Entry("relative socketPath", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "run/redis.sock"}
+		}, "socketPath must be an absolute file path"),
+		Entry("socketPath with '..'", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/run/../etc/redis.sock"}
+		}, "socketPath must be a clean path"),
+		Entry("socketPath longer than a Unix socket address", func(rc *rconnv1.RedisConnection) {
+			rc.Spec.Mode = rconnv1.ModeStandalone
+			rc.Spec.Output = &rconnv1.Output{SocketPath: "/" + strings.Repeat("s", 107)}
+		}, "spec.output.socketPath: Too long"),
 		Entry("Standalone with two root nodes", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.Mode = rconnv1.ModeStandalone
 			rc.Spec.RootNodes = []rconnv1.RootNode{{Host: "a"}, {Host: "b"}}

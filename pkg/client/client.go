@@ -34,17 +34,23 @@ const (
 )
 
 // Event is a connection event. Err is set for EventError, and for EventEnd when the reconnect
-// strategy stopped.
+// strategy stopped. Node is set on the per-node events of cluster mode (OnNodeEvent), nil on
+// the client's own.
 type Event struct {
 	Type EventType
 	Err  error
+	Node *Node
 }
 
 func (e Event) String() string {
-	if e.Err != nil {
-		return string(e.Type) + ": " + e.Err.Error()
+	s := string(e.Type)
+	if e.Node != nil {
+		s += " [" + e.Node.String() + "]"
 	}
-	return string(e.Type)
+	if e.Err != nil {
+		return s + ": " + e.Err.Error()
+	}
+	return s
 }
 
 // DefaultMonitorInterval is how often the client checks its connection (PING).
@@ -77,7 +83,16 @@ type Client struct {
 	stop        chan struct{}
 	wg          sync.WaitGroup
 
+	gate     inflight   // commands issued and not yet answered (CloseGraceful waits)
+	stopOnce sync.Once  // stops the monitor and the reload once (close.go)
+	finishMu sync.Mutex // serialises Close and CloseGraceful: the second waits for the first's "end"
+	finished bool
+
 	events *dispatcher
+	nodeEv *nodeEvents // cluster mode
+
+	scripts   scripts           // Run (scripts.go)
+	functions map[string]string // function libraries by name, loaded at (re)connect
 
 	// Open only.
 	reload *reloader
@@ -107,6 +122,9 @@ type spec struct {
 	dial           cluster.DialFunc
 	strategy       ReconnectStrategy
 	onEvent        func(Event)
+	onNodeEvent    func(Event)
+	scripts        map[string]Script
+	functions      map[string]string
 	monitor        time.Duration
 	autoPipeline   bool
 }
@@ -164,17 +182,27 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			return nil, err
 		}
 		c.cluster, c.direct, c.setMap = cc, cc, cc.SetNodeAddressMap
+		cc.AddHook(gateHook{&c.gate}) // at the cluster level: around routing and redirections
 		if s.autoPipeline {
 			// Batch per node, beneath go-redis's slot routing and MOVED/ASK handling. Nodes are
 			// created on first use (Connect below), after this.
 			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook()) })
 			c.batched = true
 		}
+		c.nodeEv = newNodeEvents(c)
+		if s.onNodeEvent != nil {
+			c.OnNodeEvent(s.onNodeEvent)
+		}
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(c.nodeEv.hook(n.Options().Addr)) })
+		// Innermost on every node (after pkg/cluster's hook and the batch hook): fail fast once closed.
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(closedNodeHook{&c.closed}) })
 		first := true
 		c.probe = func(ctx context.Context) error {
 			if first {
 				// Discover the topology and connect to the nodes once; later probes PING.
-				if _, err := cc.Connect(ctx); err != nil {
+				t, err := cc.Connect(ctx)
+				c.nodeEv.learn(t)
+				if err != nil {
 					return err
 				}
 				first = false
@@ -200,6 +228,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			MaintNotificationsConfig: cluster.NoMaintNotifications(),
 		})
 		c.single, c.direct, c.setMap = rc, rc, d.SetMap
+		rc.AddHook(gateHook{&c.gate}) // first, so outermost: a command queued for a batch is in flight
 		if s.autoPipeline {
 			rc.AddHook(newBatchHook())
 			c.batched = true
@@ -207,6 +236,8 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
 	}
 	c.UniversalClient = c.direct
+	c.scripts, c.functions = newScripts(s.scripts), s.functions
+	c.probe = c.withFunctions(c.probe)
 	if err := c.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -241,7 +272,7 @@ func (c *Client) connect(ctx context.Context) error {
 			stop = ctx.Err()
 		}
 		c.shutdown()
-		c.events.emit(Event{Type: EventEnd, Err: stop})
+		c.emitEnd(stop)
 		c.events.close()
 		return fmt.Errorf("connecting: %w (last error: %w)", stop, err)
 	}
@@ -270,7 +301,7 @@ func (c *Client) supervise() {
 			delay, stop := c.strategy(retries, err)
 			if stop != nil {
 				c.shutdown()
-				c.events.emit(Event{Type: EventEnd, Err: stop})
+				c.emitEnd(stop)
 				c.events.close()
 				return
 			}
@@ -326,6 +357,26 @@ func (c *Client) IsOpen() bool { return c.open.Load() }
 // (re)connecting and after Close (node-redis isReady).
 func (c *Client) IsReady() bool { return c.ready.Load() }
 
+// emitEnd emits "end" for every node (cluster mode, with node handlers), then for the client.
+func (c *Client) emitEnd(err error) {
+	if c.nodeEv != nil {
+		c.nodeEv.endAll()
+	}
+	c.events.emit(Event{Type: EventEnd, Err: err})
+}
+
+// OnNodeEvent adds a handler for the per-node events of cluster mode (node-redis's node-connect,
+// node-ready, node-error, node-reconnecting and node-disconnect): the same EventTypes, with
+// Event.Node naming the node. They share the client's event queue (MaxQueuedEvents) and order;
+// OnEvent handlers never see them. A standalone client has none.
+func (c *Client) OnNodeEvent(h func(Event)) {
+	if c.nodeEv == nil {
+		return
+	}
+	c.events.addNode(h)
+	c.nodeEv.on.Store(true)
+}
+
 // OnEvent adds a handler for connection events. Handlers run one at a time, in event order,
 // on a goroutine of the client; a slow handler delays later events, not commands. To see the
 // events of the first connection, pass the handler in the options instead.
@@ -358,43 +409,6 @@ func (c *Client) SetCredentials(username, password string) {
 	c.creds.Store(&credentials{username, password})
 }
 
-// Close stops the reload and the connection monitor, closes the connections and emits "end".
-// Commands then fail with redis.ErrClosed. Closing twice returns redis.ErrClosed.
-func (c *Client) Close() error {
-	if c.closed.Load() && c.stopped() {
-		return redis.ErrClosed
-	}
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
-	if c.reload != nil {
-		c.reload.stop()
-	}
-	c.wg.Wait()
-	already := c.closed.Load()
-	c.shutdown()
-	if !already {
-		c.events.emit(Event{Type: EventEnd})
-	}
-	c.events.close()
-	c.events.wait()
-	if already {
-		return nil
-	}
-	return c.closeErr
-}
-
-func (c *Client) stopped() bool {
-	select {
-	case <-c.stop:
-		return true
-	default:
-		return false
-	}
-}
-
 // MaxQueuedEvents bounds the events waiting for slow handlers; more are dropped, counted
 // (Client.DroppedEvents) and reported by an EventError wrapping ErrEventsDropped once the
 // queue has room again.
@@ -414,6 +428,7 @@ type dispatcher struct {
 	cond     *sync.Cond
 	queue    []Event
 	handlers []func(Event)
+	nodeHs   []func(Event) // handlers of per-node events (Event.Node set)
 	closed   bool
 	done     chan struct{}
 
@@ -431,6 +446,12 @@ func newDispatcher() *dispatcher {
 func (d *dispatcher) add(h func(Event)) {
 	d.mu.Lock()
 	d.handlers = append(d.handlers, h)
+	d.mu.Unlock()
+}
+
+func (d *dispatcher) addNode(h func(Event)) {
+	d.mu.Lock()
+	d.nodeHs = append(d.nodeHs, h)
 	d.mu.Unlock()
 }
 
@@ -481,7 +502,11 @@ func (d *dispatcher) run() {
 		d.queue[0] = Event{}
 		d.queue = d.queue[1:]
 		d.reportDrops()
-		hs := append([]func(Event){}, d.handlers...)
+		hs := d.handlers
+		if e.Node != nil {
+			hs = d.nodeHs
+		}
+		hs = append([]func(Event){}, hs...)
 		d.mu.Unlock()
 		for _, h := range hs {
 			func() {

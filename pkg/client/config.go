@@ -66,7 +66,11 @@ type Config struct {
 	MinimizeConnections    bool                     `json:"minimizeConnections,omitempty"`
 	MaxCommandRedirections int                      `json:"maxCommandRedirections,omitempty"`
 	NodeAddressMap         map[string]MappedAddress `json:"nodeAddressMap,omitempty"`
-	Rconn                  RconnConfig              `json:"rconn,omitzero"`
+	// Scripts and Functions are node-redis "scripts" and "functions" without their JavaScript
+	// parts (see scriptconfig.go); the library code is in rconn.functionLibraries.
+	Scripts   map[string]ScriptConfig              `json:"scripts,omitempty"`
+	Functions map[string]map[string]FunctionConfig `json:"functions,omitempty"`
+	Rconn     RconnConfig                          `json:"rconn,omitzero"`
 }
 
 // RootNodeConfig is a node-redis root node: {"url": "redis://host:port"} (no credentials).
@@ -89,6 +93,9 @@ type SocketConfig struct {
 	ServerName string `json:"servername,omitempty"`
 	// ConnectTimeout is in milliseconds (node-redis connectTimeout).
 	ConnectTimeout int64 `json:"connectTimeout,omitempty"`
+	// Path is a Unix socket to dial instead of rootNodes[0] (node-redis socket.path;
+	// standalone mode only, no TLS): see validateSocketPath.
+	Path string `json:"path,omitempty"`
 }
 
 // MappedAddress is a node-redis nodeAddressMap value.
@@ -125,6 +132,9 @@ type RconnConfig struct {
 	// changes: it tells a ConfigMap reader nothing about the Secret (a hash of the content
 	// would be a guessing oracle for a weak password). Empty: no pairing.
 	SecretToken string `json:"secretToken,omitempty"`
+	// FunctionLibraries holds the code of each library of Functions ("#!lua name=<library>"),
+	// which pkg/client loads with FUNCTION LOAD REPLACE (node-redis leaves loading to the app).
+	FunctionLibraries map[string]string `json:"functionLibraries,omitempty"`
 }
 
 // ReconnectConfig is the reconnect policy: "none", "fixedDelay" (delayMs) or
@@ -185,6 +195,8 @@ func (c *Config) Validate() error {
 	}
 	c.validateRootNodes(&p, mode)
 	c.validateDefaults(&p, mode)
+	c.validateSocketPath(&p, mode)
+	c.validateScripts(&p)
 	c.validateNodeAddressMap(&p)
 	c.validateNodeIDs(&p, mode)
 	c.validateReconnectStrategy(&p)

@@ -49,9 +49,14 @@
 //	maxCommandRedirections                  MaxCommandRedirections (default 16)
 //	nodeAddressMap (object or function)     NodeAddressMap (cluster.StaticMap or a func)
 //	client.on(event, fn)                    Options.OnEvent / Client.OnEvent (connect, ready, end, error, reconnecting)
+//	cluster.on('node-error', fn) and the     ClusterOptions/OpenOptions.OnNodeEvent, Client.OnNodeEvent
+//	other node-* events                     (Event.Node: announced, mapped address, node ID)
 //	isOpen, isReady                         IsOpen(), IsReady()
-//	quit()/disconnect()                     Close()
+//	close() (quit()): graceful              CloseGraceful(ctx): commands already sent finish
+//	destroy() (disconnect()): immediate     Close(): commands in flight fail fast
 //	(automatic pipelining)                  Options/ClusterOptions.AutoPipeline, rconn.autoPipeline
+//	scripts (defineScript)                  Options/ClusterOptions.Scripts, Client.Run (EVALSHA, EVAL fallback)
+//	functions                               Options/ClusterOptions.Functions (loaded), Client.FCall, FCallRO
 //
 // The default reconnect strategy reconnects (see ReconnectStrategy for why).
 //

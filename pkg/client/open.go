@@ -26,6 +26,9 @@ type OpenOptions struct {
 	// OnEvent receives connection events from the first connect on, and reload errors as
 	// EventError.
 	OnEvent func(Event)
+	// OnNodeEvent receives the per-node events of cluster mode (Event.Node set) from the first
+	// connect on: see Client.OnNodeEvent.
+	OnNodeEvent func(Event)
 	// ReconnectStrategy overrides rconn.reconnectStrategy of the config.
 	ReconnectStrategy ReconnectStrategy
 	// MonitorInterval is how often the connection is checked (default 1s).
@@ -125,7 +128,7 @@ func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err
 	if err != nil {
 		return nil, err
 	}
-	s.dial, s.onEvent, s.monitor = o.Dial, o.OnEvent, o.MonitorInterval
+	s.dial, s.onEvent, s.onNodeEvent, s.monitor = o.Dial, o.OnEvent, o.OnNodeEvent, o.MonitorInterval
 	if o.ReconnectStrategy != nil {
 		s.strategy = o.ReconnectStrategy
 	}
@@ -242,6 +245,10 @@ func (s *snapshot) spec() (*spec, error) {
 				sp.db = u.DB
 			}
 		}
+	}
+	sp.scripts, sp.functions = cfg.scriptOptions(), cfg.Rconn.FunctionLibraries
+	if p := cfg.Defaults.Socket.Path; p != "" && !sp.cluster {
+		sp.network, sp.addr = "unix", p // rootNodes[0] stays the controller's; the app dials the socket
 	}
 	if cfg.Defaults.Socket.TLS {
 		r, err := rtls.NewReloadable(rtls.Options{Material: s.material, ServerName: sp.serverName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify})

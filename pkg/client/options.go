@@ -15,7 +15,8 @@ type Socket struct {
 	// Host and Port of the server (default localhost:6379).
 	Host string
 	Port int
-	// Path is a unix socket path (instead of Host/Port).
+	// Path is a Unix socket path: it wins over Host/Port and the URL's host and port (as in
+	// node-redis); not with TLS.
 	Path string
 	// TLS enables TLS (also implied by a rediss:// URL).
 	TLS bool
@@ -55,6 +56,13 @@ type Options struct {
 	// AutoPipeline batches the commands of concurrent callers into pipelines (node-redis and
 	// rueidis do this by default) with the same call shape: see the package documentation.
 	AutoPipeline bool
+	// Scripts are Lua scripts called by name with Client.Run (node-redis "scripts").
+	Scripts map[string]Script
+	// Functions are function libraries by library name, their code starting with
+	// "#!lua name=<library>": loaded with FUNCTION LOAD REPLACE at connect and after every
+	// reconnect, then called with FCall/FCallRO (node-redis "functions" call them; loading is
+	// left to the app there).
+	Functions map[string]string
 }
 
 // ClusterOptions are node-redis createCluster options.
@@ -75,11 +83,17 @@ type ClusterOptions struct {
 	NodeIDMap         cluster.NodeIDMap
 	ReconnectStrategy ReconnectStrategy
 	OnEvent           func(Event)
-	Dial              cluster.DialFunc
-	MonitorInterval   time.Duration
+	// OnNodeEvent receives the per-node events (Event.Node set) from the first connect on: see
+	// Client.OnNodeEvent.
+	OnNodeEvent     func(Event)
+	Dial            cluster.DialFunc
+	MonitorInterval time.Duration
 	// AutoPipeline batches the commands of concurrent callers into per-node pipelines: see the
 	// package documentation.
 	AutoPipeline bool
+	// Scripts and Functions: as in Options; functions are loaded on every master.
+	Scripts   map[string]Script
+	Functions map[string]string
 }
 
 // NewClient connects to a standalone server (node-redis createClient + connect) and returns
@@ -90,6 +104,7 @@ func NewClient(ctx context.Context, o Options) (*Client, error) {
 		connectTimeout: o.Socket.ConnectTimeout, serverName: o.Socket.ServerName,
 		nodeMap: o.NodeAddressMap, dial: o.Dial, strategy: o.ReconnectStrategy,
 		onEvent: o.OnEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
+		scripts: o.Scripts, functions: o.Functions,
 	}
 	useTLS := o.Socket.TLS
 	switch {
@@ -106,7 +121,6 @@ func NewClient(ctx context.Context, o Options) (*Client, error) {
 			s.db = u.DB
 		}
 	case o.Socket.Path != "":
-		s.network, s.addr = "unix", o.Socket.Path
 	default:
 		host, port := o.Socket.Host, o.Socket.Port
 		if host == "" {
@@ -120,6 +134,14 @@ func NewClient(ctx context.Context, o Options) (*Client, error) {
 			return nil, err
 		}
 		s.addr = a.String()
+	}
+	if o.Socket.Path != "" {
+		// node-redis: socket.path wins over the URL's host and port; its credentials and
+		// database still apply.
+		if useTLS {
+			return nil, fmt.Errorf("rconn: Socket.Path with TLS: Redis serves its Unix socket in plaintext")
+		}
+		s.network, s.addr = "unix", o.Socket.Path
 	}
 	if s.db < 0 {
 		return nil, fmt.Errorf("rconn: negative database %d", s.db)
@@ -140,7 +162,8 @@ func NewCluster(ctx context.Context, o ClusterOptions) (*Client, error) {
 		connectTimeout: d.Socket.ConnectTimeout, serverName: d.Socket.ServerName,
 		nodeMap: o.NodeAddressMap, nodeIDs: o.NodeIDMap, useReplicas: o.UseReplicas, minimize: o.MinimizeConnections,
 		maxRedirects: o.MaxCommandRedirections, dial: o.Dial, strategy: o.ReconnectStrategy,
-		onEvent: o.OnEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
+		onEvent: o.OnEvent, onNodeEvent: o.OnNodeEvent, monitor: o.MonitorInterval, autoPipeline: o.AutoPipeline,
+		scripts: o.Scripts, functions: o.Functions,
 	}
 	useTLS := d.Socket.TLS
 	for i, raw := range o.RootNodes {

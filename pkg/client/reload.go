@@ -292,6 +292,9 @@ func restartFields(a, b *Config) []string {
 	diff("rconn.autoPipeline", a.Rconn.AutoPipeline, b.Rconn.AutoPipeline)
 	diff("rconn.tlsInsecureSkipVerify", a.Rconn.TLSInsecureSkipVerify, b.Rconn.TLSInsecureSkipVerify)
 	diff("rconn.secretFiles", a.Rconn.SecretFiles.withDefaults(), b.Rconn.SecretFiles.withDefaults())
+	diff("scripts", a.Scripts, b.Scripts)
+	diff("functions", a.Functions, b.Functions)
+	diff("rconn.functionLibraries", a.Rconn.FunctionLibraries, b.Rconn.FunctionLibraries)
 	return out
 }
 
