@@ -245,7 +245,7 @@ var _ = Describe("a hostile root node", func() {
 		for name := range targets {
 			text := statusText(ns, name)
 			Expect(text).NotTo(ContainSubstring(rconnv1.ReasonTLSHandshakeFailed))
-			Expect(text).NotTo(ContainSubstring("failed verification"))
+			Expect(text).NotTo(ContainSubstring("TLS server certificate"), "the message of the old TLSHandshakeFailed")
 			Expect(text).NotTo(ContainSubstring("tls-service"), "the certificate's names are the server's bytes")
 			Expect(text).NotTo(ContainSubstring("x509"))
 			Expect(text).NotTo(ContainSubstring(hostile.Secret))
@@ -263,46 +263,44 @@ var _ = Describe("a hostile root node", func() {
 		s := redistest.StartServer(GinkgoT(), redistest.ServerOptions{})
 		_, port, err := net.SplitHostPort(s.Addr())
 		Expect(err).NotTo(HaveOccurred())
-		Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
-			ObjectMeta: metav1.ObjectMeta{Name: "loop", Namespace: ns},
-			Spec: rconnv1.RedisConnectionSpec{
-				Mode: rconnv1.ModeStandalone,
-				RootNodes: []rconnv1.RootNode{{URL: rconnv1.RedisURL("redis://" + s.Addr())},
-					{URL: rconnv1.RedisURL("redis://[::ffff:127.0.0.1]:" + port)}, {URL: rconnv1.RedisURL("redis://[::1]:" + port)}},
-			},
-		})).To(Succeed())
+		roots := map[string]string{"v4": s.Addr(), "mapped": "[::ffff:127.0.0.1]:" + port, "v6": "[::1]:" + port}
+		for name, addr := range roots {
+			Expect(k8s.Create(ctx, &rconnv1.RedisConnection{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+				Spec: rconnv1.RedisConnectionSpec{
+					Mode:      rconnv1.ModeStandalone,
+					RootNodes: []rconnv1.RootNode{{URL: rconnv1.RedisURL("redis://" + addr)}},
+				},
+			})).To(Succeed())
+		}
 		// The suite's manager (loopback allowed) finds the server: the Redis is real and answers.
-		eventuallyCondition(ns, "loop", rconnv1.ConditionTopologyDiscovered, metav1.ConditionTrue, rconnv1.ReasonDiscovered)
+		eventuallyCondition(ns, "v4", rconnv1.ConditionTopologyDiscovered, metav1.ConditionTrue, rconnv1.ReasonDiscovered)
 		rec := nettest.NewRecorder(nil)
-		statuses := &capturedStatus{Client: k8s}
-		r := &controllers.RedisConnectionReconciler{
-			Client: statuses, APIReader: k8s, Scheme: kubetest.Scheme(), Dial: rec.Dial,
-			AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiServerAddrs}),
-		}
-		key := types.NamespacedName{Namespace: ns, Name: "loop"}
-		reconcile := func() {
-			_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key})
-			ExpectWithOffset(1, err).NotTo(HaveOccurred())
-		}
-		DeferCleanup(func() {
-			// A deleted RedisConnection's inspector is closed by the next reconcile.
-			Expect(k8s.Delete(ctx, get(ns, "loop"))).To(Succeed())
+		for name, addr := range roots {
+			statuses := &capturedStatus{Client: k8s}
+			r := &controllers.RedisConnectionReconciler{
+				Client: statuses, APIReader: k8s, Scheme: kubetest.Scheme(), Dial: rec.Dial,
+				AddressPolicy: cluster.NewAddressPolicy(cluster.AddressPolicyOptions{DenyAddrPorts: apiServerAddrs}),
+			}
+			key := types.NamespacedName{Namespace: ns, Name: name}
+			reconcile := func() {
+				_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key})
+				ExpectWithOffset(1, err).NotTo(HaveOccurred())
+			}
+			Eventually(func() string {
+				reconcile()
+				c := statuses.condition(rconnv1.ConditionTopologyDiscovered)
+				if c == nil {
+					return ""
+				}
+				return c.Reason + ": " + c.Message
+			}, 20*time.Second, 100*time.Millisecond).Should(Equal(rconnv1.ReasonAddressDenied+": the address policy denies "+addr+" (dialing "+addr+")"), name)
+			Expect(statuses.condition(rconnv1.ConditionReady).Reason).To(Equal(rconnv1.ReasonAddressDenied), name)
+			// A deleted RedisConnection's inspector is closed by its next reconcile.
+			Expect(k8s.Delete(ctx, get(ns, name))).To(Succeed())
 			Eventually(func() error { return k8s.Get(ctx, key, &rconnv1.RedisConnection{}) }, 10*time.Second).ShouldNot(Succeed())
 			reconcile()
-		})
-		Eventually(func() string {
-			reconcile()
-			c := statuses.condition(rconnv1.ConditionTopologyDiscovered)
-			if c == nil {
-				return ""
-			}
-			return c.Reason + ": " + c.Message
-		}, 20*time.Second, 100*time.Millisecond).Should(HavePrefix(rconnv1.ReasonAddressDenied + ": the address policy denies "))
-		msg := statuses.condition(rconnv1.ConditionTopologyDiscovered).Message
-		for _, a := range []string{s.Addr(), "[::ffff:127.0.0.1]:" + port, "[::1]:" + port} {
-			Expect(msg).To(ContainSubstring(a), "every loopback form is denied")
 		}
-		Expect(statuses.condition(rconnv1.ConditionReady).Reason).To(Equal(rconnv1.ReasonAddressDenied))
 		Expect(rec.Dialed()).To(BeEmpty(), "a denied loopback address was dialed")
 	})
 
