@@ -47,6 +47,15 @@ func (m *addressMap) problem(reason, format string, args ...any) {
 	m.problems = append(m.problems, mapProblem{reason: reason, message: fmt.Sprintf(format, args...)})
 }
 
+// summary puts a problem that sums up many entries first, where the bound cannot drop it.
+func (m *addressMap) summary(reason, format string, args ...any) {
+	m.problems = append([]mapProblem{{reason: reason, message: fmt.Sprintf(format, args...)}}, m.problems...)
+	if len(m.problems) > maxMapProblems {
+		m.problems = m.problems[:maxMapProblems]
+		m.more++
+	}
+}
+
 // hasProblems says whether anything about the map was reported.
 func (m *addressMap) hasProblems() bool { return len(m.problems) > 0 || m.more > 0 }
 
@@ -142,11 +151,11 @@ func (r *RedisConnectionReconciler) buildAddressMap(ctx context.Context, rc *rco
 // report adds what the Node lookups could not do to the map's problems.
 func (n *nodeLookup) report(m *addressMap) {
 	if n.err != nil {
-		m.problem(rconnv1.ReasonNodeAddressUnknown, "NodePort entries are left out: %v", n.err)
+		m.summary(rconnv1.ReasonNodeAddressUnknown, "new NodePort entries are left out: %v", n.err)
 		m.retryAfter = nodeCacheRetry
 	}
 	if n.over > 0 {
-		m.problem(rconnv1.ReasonNodeAddressUnknown, "%d endpoints are left out: their Nodes are beyond the first %d distinct Nodes this map looks up", n.over, maxNodeLookups)
+		m.summary(rconnv1.ReasonNodeAddressUnknown, "%d endpoints are left out: their Nodes are beyond the first %d distinct Nodes this map looks up", n.over, maxNodeLookups)
 	}
 }
 
