@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -280,5 +281,72 @@ func TestPortForwardWarnsOnNonLoopbackAddress(t *testing.T) {
 		if got != warn {
 			t.Errorf("--address %s: warned %v, want %v; stderr:\n%s", addr, got, warn, errb.String())
 		}
+	}
+}
+
+// TestPortForwardSessionDialsNothingBeforeAuth: no node is dialed for a connection until it
+// authenticates with the session password (standalone mode, where the proxy reads no
+// topology, so every dial is a client connection's); then one, authenticated upstream with
+// the Secret's password (the server's requirepass), which the client never sent.
+func TestPortForwardSessionDialsNothingBeforeAuth(t *testing.T) {
+	s := redistest.StartServer(t, redistest.ServerOptions{Password: "real-pw"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://" + s.Addr()}}}
+	cfg.Rconn.Mode = client.ModeStandalone
+	raw, err := client.Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := resolve(ctx, raw, map[string][]byte{client.SecretKeyPassword: []byte("real-pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := newSession(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.setCredentials(r.Credentials())
+	var dials atomic.Int64
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	p, err := proxy.Start(ctx, r, proxyOptions(&App{Out: io.Discard, Err: io.Discard}, portForwardFlags{address: "127.0.0.1"}, dial, sess))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	before := dials.Load()
+	send := func(cmds string, replies int) []string {
+		conn, err := net.Dial("tcp", p.SeedAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte(cmds)); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		var out []string
+		for range replies {
+			line, _ := br.ReadString('\n')
+			out = append(out, strings.TrimSpace(line))
+		}
+		return out
+	}
+	got := send("PING\r\nAUTH real-pw\r\nAUTH default real-pw\r\nHELLO 3 AUTH default real-pw\r\n", 4)
+	all := true
+	for _, g := range got {
+		all = all && refused(g)
+	}
+	if n := dials.Load() - before; n != 0 || !all {
+		t.Errorf("before authenticating: replies %q, %d dials to the node; want refusals and none", got, n)
+	}
+	got = send("AUTH "+sess.password+"\r\nPING\r\n", 2)
+	if n := dials.Load() - before; n != 1 || got[0] != "+OK" || got[1] != "+PONG" {
+		t.Errorf("with the session password: replies %q, %d dials; want +OK +PONG and one", got, n)
 	}
 }
