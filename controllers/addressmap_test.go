@@ -291,7 +291,7 @@ var _ = Describe("EndpointSlices naming thousands of nonexistent Nodes", func() 
 		const slices, perSlice = 6, 1000 // 6,000 distinct Node names, none of which exists
 		for i := range slices {
 			es := &discoveryv1.EndpointSlice{
-				ObjectMeta:  metav1.ObjectMeta{Name: fmt.Sprintf("np-%d", i), Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: "np"}},
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("np-%d", i), Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: "np"}},
 				// FQDN: the API server refuses loopback IPs in EndpointSlices, and the tests dial
 				// nothing else; these addresses are only map keys.
 				AddressType: discoveryv1.AddressTypeFQDN,
