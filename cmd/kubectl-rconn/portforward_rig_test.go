@@ -108,13 +108,25 @@ func TestPortForwardOnTheRig(t *testing.T) {
 		}
 		return fmt.Errorf("no seed yet")
 	})
+	// Every connection authenticates with the session password (kubectl-rconn.md, "The
+	// session password"), read from the 0600 file the command names.
+	pwRe := regexp.MustCompile(`session password: (\S+)`)
+	m := pwRe.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no session password line in:\n%s", out.String())
+	}
+	pwFile, err := os.ReadFile(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := strings.TrimSpace(string(pwFile))
 	if n := strings.Count(out.String(), "forwarding 127.0.0.1:"); n != rs.Pods {
 		t.Errorf("%d port-forwards, want one per pod (%d)", n, rs.Pods)
 	}
 
 	// go-redis on the seed: every node it is told about is a proxy listener on 127.0.0.1.
 	loopback := nettest.NewRecorder(nil)
-	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{seed}, Dialer: loopback.Dial, MaxRedirects: 16,
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{seed}, Password: pw, Dialer: loopback.Dial, MaxRedirects: 16,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 	defer func() { _ = c.Close() }()
 	// Three shards own the slots. Right after the rig's cluster formed, a replica whose
@@ -151,7 +163,9 @@ func TestPortForwardOnTheRig(t *testing.T) {
 		}
 		// redis-cli -c follows the MOVED the proxy rewrote from the seed.
 		host, port, _ := net.SplitHostPort(seed)
-		got, err := exec.CommandContext(ctx, "redis-cli", "-c", "-h", host, "-p", port, "GET", key).CombinedOutput()
+		cli := exec.CommandContext(ctx, "redis-cli", "-c", "-h", host, "-p", port, "GET", key)
+		cli.Env = append(os.Environ(), "REDISCLI_AUTH="+pw)
+		got, err := cli.CombinedOutput()
 		if err != nil || strings.TrimSpace(string(got)) != "v-"+key {
 			t.Fatalf("redis-cli -c GET %s = %q, %v", key, got, err)
 		}

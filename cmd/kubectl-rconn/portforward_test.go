@@ -90,7 +90,7 @@ type forwarder struct {
 
 func startForwarder(t *testing.T, ctx context.Context, c *redistest.Cluster, secret map[string][]byte, sessionBase string) *forwarder {
 	t.Helper()
-	raw, err := client.Render(&client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://redis.shop.svc.cluster.invalid:6379"}}})
+	raw, err := client.BindSecret(&client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://redis.shop.svc.cluster.invalid:6379"}}}, secret, "t1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,11 +294,12 @@ func TestPortForwardSessionDialsNothingBeforeAuth(t *testing.T) {
 	defer cancel()
 	cfg := &client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://" + s.Addr()}}}
 	cfg.Rconn.Mode = client.ModeStandalone
-	raw, err := client.Render(cfg)
+	secret := map[string][]byte{client.SecretKeyPassword: []byte("real-pw")}
+	raw, err := client.BindSecret(cfg, secret, "t1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := resolve(ctx, raw, map[string][]byte{client.SecretKeyPassword: []byte("real-pw")})
+	r, err := resolve(ctx, raw, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
