@@ -34,23 +34,7 @@ import (
 func TestAdmissionPolicyMissingFailsClosed(t *testing.T) { //nolint:funlen // ordered steps of one install
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := kubetest.NewEnvironment()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the control plane: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	admin, err := client.New(cfg, client.Options{Scheme: kubetest.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, env, admin := ownControlPlane(t)
 	dir := t.TempDir()
 	kubectl := demo.Kubectl(env.BinaryAssetsDirectory, kubetest.UserKubeconfig(t, env, envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}), root)
 	run := func(args ...string) string {

@@ -43,23 +43,7 @@ import (
 func TestNamespacedInstall(t *testing.T) { //nolint:gocyclo,funlen // ordered steps of one install, counted with their t.Run bodies; to split with #15 item 8
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := kubetest.NewEnvironment()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the control plane: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	admin, err := client.New(cfg, client.Options{Scheme: kubetest.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, env, admin := ownControlPlane(t)
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	if _, err := os.Stat(kubectl); err != nil {
 		kubectl = "kubectl"
