@@ -27,6 +27,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/controllers"
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
@@ -52,6 +53,7 @@ var (
 )
 
 func TestControllers(t *testing.T) {
+	tb.Integration(t, "kube-apiserver (envtest) and redis-server")
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "RedisConnection controller (envtest + real redis-server)")
 }

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
@@ -28,6 +29,7 @@ func kubectl(args ...string) *exec.Cmd {
 }
 
 func TestAPI(t *testing.T) {
+	tb.Integration(t, "kube-apiserver (envtest)")
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "RedisConnection API validation (envtest)")
 }

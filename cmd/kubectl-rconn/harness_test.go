@@ -29,6 +29,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/controllers"
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
@@ -58,6 +59,7 @@ var cp struct {
 }
 
 func controlPlane(t *testing.T) {
+	tb.Integration(t, "kube-apiserver (envtest)")
 	t.Helper()
 	cp.once.Do(func() { cp.err = startControlPlane() })
 	if cp.err != nil {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/rig"
@@ -41,6 +42,7 @@ func podNetDial(ctx context.Context, network, addr string) (net.Conn, error) {
 // a node is its port-forward (its base dial refuses everything but the local forwards), and
 // redis-cli -c and go-redis on the seed port must SET/GET on every shard.
 func TestPortForwardOnTheRig(t *testing.T) {
+	tb.Integration(t, "the rig")
 	if err := rig.Available(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("the rig is required in CI: %v", err)

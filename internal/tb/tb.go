@@ -3,6 +3,13 @@
 // *testing.B, GinkgoT() and the demo's runner all satisfy it.
 package tb
 
+import (
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+)
+
 // TB is what the helpers need from a test, a benchmark or the demo's runner.
 type TB interface {
 	Helper()
@@ -10,4 +17,27 @@ type TB interface {
 	Logf(format string, args ...any)
 	Fatalf(format string, args ...any)
 	TempDir() string
+}
+
+// Integration skips the calling test when the test binary runs with -short (make test-unit):
+// what follows needs a real process (redis-server, kube-apiserver, a build, node, root). It does
+// nothing outside tests (the demo's runner) and when -short is not set (make test).
+func Integration(t TB, needs string) {
+	if !testing.Testing() || !testing.Short() {
+		return
+	}
+	t.Helper()
+	if s, ok := t.(interface{ Skip(args ...any) }); ok {
+		s.Skip("make test-unit (-short) skips what needs " + needs)
+	}
+}
+
+// SkipPackage ends a test binary at once (exit 0) when it runs with -short: call it from the
+// TestMain of a package whose every test needs real processes, before any setup.
+func SkipPackage(needs string) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("make test-unit (-short) skips this package: it needs " + needs)
+		os.Exit(0)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
@@ -50,6 +51,7 @@ await redis.close();
 // config.json's scripts and functions, rendered, used as is by the docs/consuming.md node-redis
 // snippet (node-redis npmtest.NodeRedis on a real cluster, DNS refused) and by Open.
 func TestNodeRedisScriptsAndFunctions(t *testing.T) {
+	tb.Integration(t, "node and npm packages")
 	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
 	defer cancel()
 	dir, err := npmtest.InstallClients(ctx)

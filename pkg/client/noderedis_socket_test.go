@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
@@ -28,6 +29,7 @@ await redis.close();
 // defaults.socket.path and a root node nothing listens on: node-redis (npmtest.NodeRedis) dials
 // the socket, with the url's database.
 func TestNodeRedisSnippetUnixSocket(t *testing.T) {
+	tb.Integration(t, "node and npm packages")
 	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
 	defer cancel()
 	dir, err := npmtest.InstallClients(ctx)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
 )
 
@@ -24,6 +25,7 @@ var (
 
 // nodeClients is the npm install of the Node.js clients (npmtest.InstallClients), once per run.
 func nodeClients(t *testing.T) string {
+	tb.Integration(t, "node and npm packages")
 	t.Helper()
 	nodeClientsOnce.Do(func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

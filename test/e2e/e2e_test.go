@@ -25,6 +25,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
@@ -34,6 +35,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	tb.SkipPackage("the rig, kube-apiserver and redis-server")
 	ctrllog.SetLogger(logr.Discard())
 	nettest.RunWithoutDNS(m)
 }

@@ -22,11 +22,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 )
 
 func TestMain(m *testing.M) {
+	tb.SkipPackage("helm, kube-apiserver and redis-server")
 	ctrllog.SetLogger(logr.Discard())
 	nettest.RunWithoutDNS(m)
 }

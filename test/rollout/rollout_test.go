@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
@@ -17,6 +18,7 @@ import (
 // closed, and no write is lost. (Without the preStop handover the same holds — see
 // BenchmarkRolloutRestart/sigterm — but each master's slots wait for Redis's own failover.)
 func TestRolloutRestartDrill(t *testing.T) {
+	tb.Integration(t, "the rig")
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
 	w := startWorld(t, ctx, demo.Options{PreStopFailover: true})

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 )
 
@@ -24,6 +25,7 @@ var build struct {
 // per test process, and returns the binary's path. The directory is removed by RemoveBuild (call
 // it from TestMain after m.Run if you want it gone; it lives under os.TempDir otherwise).
 func Build(t TB) string {
+	tb.Integration(t, "a go build of the manager")
 	t.Helper()
 	build.once.Do(func() {
 		root, err := kubetest.RepoRoot()
@@ -63,6 +65,7 @@ var revisions struct {
 // archive into a temporary directory, then go build with the module cache), once per revision
 // per test process: a baseline to run side by side with Build's. RemoveBuild deletes it too.
 func BuildRevision(t TB, rev string) string {
+	tb.Integration(t, "a go build of the manager")
 	t.Helper()
 	revisions.mu.Lock()
 	defer revisions.mu.Unlock()

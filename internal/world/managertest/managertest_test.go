@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
 )
@@ -75,6 +76,7 @@ func TestParseSumAndQuantile(t *testing.T) {
 // TestManagerProcess runs the real manager binary against envtest: it becomes ready, serves
 // controller-runtime's and rconn's metrics, has a peak RSS, and stops on SIGTERM.
 func TestManagerProcess(t *testing.T) {
+	tb.Integration(t, "kube-apiserver (envtest) and the manager binary")
 	env, err := kubetest.NewEnvironment()
 	if err != nil {
 		t.Skipf("no envtest control plane: %v", err)

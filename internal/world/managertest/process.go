@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -70,6 +71,7 @@ func StartWithEnv(t TB, kubeconfigPath string, env []string, extraArgs ...string
 
 // StartBinary is StartWithEnv with a given manager binary (BuildRevision's, for a baseline).
 func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...string) *Manager {
+	tb.Integration(t, "the manager process")
 	t.Helper()
 	mp, err := freePort()
 	if err != nil {

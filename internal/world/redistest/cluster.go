@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 
 	"github.com/redis/go-redis/v9"
@@ -124,6 +125,7 @@ func (c *Cluster) NodeName(i int) string { return fmt.Sprintf("node-%d.%s", i, c
 // the masters, attaches the replicas, and waits until every node reports cluster_state:ok,
 // every replica's link is up and every node's CLUSTER SHARDS shows every node as announced.
 func StartCluster(t TB, o ClusterOptions) *Cluster {
+	tb.Integration(t, "redis-server")
 	t.Helper()
 	if o.Masters == 0 {
 		o.Masters = 3

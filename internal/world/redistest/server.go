@@ -77,6 +77,7 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 
 // StartServer starts a standalone redis-server and waits until it answers PING.
 func StartServer(t TB, opts ServerOptions) *Server {
+	tb.Integration(t, "redis-server")
 	t.Helper()
 	s, err := startServer(t, opts, nil)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
@@ -37,6 +38,7 @@ type dnsRig struct {
 }
 
 func startDNSRig(t *testing.T) *dnsRig {
+	tb.Integration(t, "kube-apiserver (envtest) and CoreDNS")
 	t.Helper()
 	env, err := kubetest.NewEnvironment()
 	if err != nil {

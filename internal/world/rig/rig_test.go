@@ -14,9 +14,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 )
 
 func startRig(t *testing.T) *Rig {
+	tb.Integration(t, "the rig (root, network namespaces)")
 	t.Helper()
 	if err := Available(); err != nil {
 		t.Fatalf("rig unavailable: %v", err)

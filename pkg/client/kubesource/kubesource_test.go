@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/hostile"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
@@ -39,6 +40,7 @@ var (
 // TestMain runs the tests against a real kube-apiserver + etcd (envtest, with RBAC), and fails
 // the package if any test attempted a DNS query.
 func TestMain(m *testing.M) {
+	tb.SkipPackage("kube-apiserver (envtest)")
 	os.Exit(nettest.WithoutDNS(func() int {
 		var err error
 		if env, err = kubetest.NewEnvironment(); err != nil {
