@@ -84,6 +84,10 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (the linters of .golangci.yml) over 
 test: deps envtest rig-assets helm verify-generated vet lint ## Run every test (envtest, the rig, real redis-server, the chart).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(GOTESTFLAGS)
 
+.PHONY: test-unit
+test-unit: ## The fast inner loop: every test that needs no kube-apiserver, redis-server, node or root (go test -short; world helpers skip the rest), without -race.
+	go test -short -count=1 ./... $(GOTESTFLAGS)
+
 # Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
 # turns all of it into one table (medians of BENCH_COUNT samples). BENCH_TIME is -benchtime per
 # case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 500000). -p 1: one

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
@@ -25,6 +26,7 @@ func TestMain(m *testing.M) { nettest.RunWithoutDNS(m) }
 
 // build compiles this command into a temporary directory.
 func build(t *testing.T) string {
+	tb.Integration(t, "a go build of rconn-proxy")
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "rconn-proxy")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

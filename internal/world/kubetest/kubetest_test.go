@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 )
 
 const childEnv = "RCONN_KUBETEST_CHILD"
@@ -19,6 +21,7 @@ const childEnv = "RCONN_KUBETEST_CHILD"
 // hangs) a process that started the control plane, and expects kube-apiserver and etcd to be
 // gone within seconds instead of running on as orphans.
 func TestControlPlaneDiesWithItsStarter(t *testing.T) {
+	tb.Integration(t, "kube-apiserver (envtest)")
 	if os.Getenv(childEnv) != "" {
 		t.Skip("the child's own run")
 	}

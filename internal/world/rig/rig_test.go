@@ -74,6 +74,7 @@ func TestControlPlaneSchedulesPodsWithPodNetworkIPs(t *testing.T) {
 }
 
 func TestStopRemovesEveryProcessAndTheNamespace(t *testing.T) {
+	tb.Integration(t, "the rig (root, network namespaces)")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r, err := Start(ctx, Options{Logf: t.Logf})
@@ -132,6 +133,7 @@ func TestStopRemovesEveryProcessAndTheNamespace(t *testing.T) {
 }
 
 func TestLeftoversOfADeadRunAreRemoved(t *testing.T) {
+	tb.Integration(t, "root (network namespaces)")
 	if err := CheckPrivileges(); err != nil {
 		t.Fatal(err)
 	}
