@@ -213,10 +213,10 @@ var _ = Describe("a cluster announcing unreachable hostnames, mapped through Pod
 	It("writes nothing to the API server at steady state", func() {
 		eventuallyCondition(ns, "cache", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
 		// Let any in-flight reconcile finish, then watch several health intervals (2s each).
-		time.Sleep(3 * time.Second)
+		settled(func() int { return len(writes.in(ns)) }, time.Second)
 		before := len(writes.in(ns))
-		time.Sleep(7 * time.Second)
-		Expect(writes.in(ns)[before:]).To(BeEmpty(), "reconciles at steady state must not write")
+		Consistently(func() []string { return writes.in(ns)[before:] }, 7*time.Second, 500*time.Millisecond).
+			Should(BeEmpty(), "reconciles at steady state must not write")
 	})
 
 	It("follows an endpoint that moved: map and ConfigMap updated", func() {

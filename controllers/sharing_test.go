@@ -85,10 +85,10 @@ var _ = Describe("RedisConnections naming the same cluster", Ordered, func() {
 	It("read neither their Secrets nor their outputs from the API server at steady state", func() {
 		// Secret content and outputs are read when the cached metadata shows a new
 		// resourceVersion, not on every health interval (1s here).
-		time.Sleep(2 * time.Second)
-		before := len(reads.in(ns1)) + len(reads.in(ns2))
-		time.Sleep(4 * time.Second)
-		Expect(append(reads.in(ns1), reads.in(ns2)...)[before:]).To(BeEmpty())
+		both := func() []string { return append(reads.in(ns1), reads.in(ns2)...) }
+		settled(func() int { return len(both()) }, time.Second)
+		before := len(both())
+		Consistently(func() []string { return both()[before:] }, 4*time.Second, 500*time.Millisecond).Should(BeEmpty())
 	})
 
 	It("do not share when credentials differ", func() {

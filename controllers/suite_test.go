@@ -248,6 +248,18 @@ func eventuallyCondition(ns, name, typ string, status metav1.ConditionStatus, re
 	}, 60*time.Second, 200*time.Millisecond).Should(HavePrefix(string(status) + "/" + reason + ":"))
 }
 
+// settled waits (bounded) until count stops changing for quiet: the work a previous step caused
+// (reconciles, status patches) has finished. It stands for the condition a fixed sleep guessed.
+func settled(count func() int, quiet time.Duration) {
+	last, since := count(), time.Now()
+	EventuallyWithOffset(1, func() time.Duration {
+		if n := count(); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since)
+	}, 30*time.Second, 100*time.Millisecond).Should(BeNumerically(">=", quiet))
+}
+
 // kubeletMount writes ConfigMap and Secret data the way kubelet lays out a projected volume.
 func kubeletMount(cm *corev1.ConfigMap, sec *corev1.Secret) string {
 	dir := GinkgoT().TempDir()
