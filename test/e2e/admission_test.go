@@ -32,6 +32,7 @@ import (
 // confused-deputy request), the same RedisConnection is rendered; when the binding is deleted,
 // the manager notices within its check interval and says so again, keeping the output it has.
 func TestAdmissionPolicyMissingFailsClosed(t *testing.T) { //nolint:funlen // ordered steps of one install
+	t.Parallel() // its own control plane, processes and addresses: overlaps the other e2e tests' waits
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	root, env, admin := ownControlPlane(t)

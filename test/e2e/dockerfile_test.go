@@ -69,6 +69,7 @@ func (s *dockerStage) builds() []string {
 // builds produced and run it as its ENTRYPOINT. A source directory the image forgets to copy, a
 // stage copying a file no build wrote, fails here, not at release time.
 func TestDockerfileBuildStep(t *testing.T) {
+	t.Parallel() // its own control plane, processes and addresses: overlaps the other e2e tests' waits
 	root, err := kubetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 const sample = "config/samples/rconn_v1_redisconnection_demo_loadbalancer.yaml"
 
 func TestEndToEnd(t *testing.T) { //nolint:gocyclo,funlen // ordered steps on one world, counted with their t.Run bodies; split by #15 item 8
+	t.Parallel() // its own control plane, processes and addresses: overlaps the other e2e tests' waits
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	within := func(d time.Duration) context.Context {
@@ -313,6 +314,7 @@ func tail(lines []string, n int) string {
 // TestDeployManifests applies what `make deploy` applies to its own control plane (undeploy
 // removes the CRD, and every RedisConnection with it, so it shares no world with TestEndToEnd).
 func TestDeployManifests(t *testing.T) {
+	t.Parallel() // its own control plane, processes and addresses: overlaps the other e2e tests' waits
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	within := func(d time.Duration) context.Context {

@@ -41,6 +41,7 @@ import (
 // read Secrets outside the watched namespaces, and the manager never hits a forbidden request.
 // It also checks docs/operating.md's egress NetworkPolicy against the same API server.
 func TestNamespacedInstall(t *testing.T) { //nolint:gocyclo,funlen // ordered steps of one install, counted with their t.Run bodies; to split with #15 item 8
+	t.Parallel() // its own control plane, processes and addresses: overlaps the other e2e tests' waits
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	root, env, admin := ownControlPlane(t)

@@ -34,7 +34,7 @@ import (
 // The drills are what users do to such a cluster: delete a pod, let one terminate slowly, fail
 // a readiness probe, flip publishNotReadyAddresses, and `kubectl rollout restart`.
 func TestOnTheRig(t *testing.T) { //nolint:gocyclo,funlen // ordered drills on one rig, counted with their t.Run bodies; to split with #15 item 8
-	t.Parallel() // its own control plane and addresses: overlaps the waits of the other e2e tests
+	t.Parallel() // its own control plane, processes and addresses: overlaps the other e2e tests' waits
 	if err := rig.Available(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("the rig is required in CI: %v", err)
