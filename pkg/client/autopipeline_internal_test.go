@@ -72,16 +72,28 @@ func gatedClient(t *testing.T, g *gate) (*redis.Client, *batcher) {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 	t.Cleanup(func() { _ = rc.Close() })
-	h := newBatchHook()
+	h := newBatchHook(rc)
 	rc.AddHook(h)
-	b := h.latest.Load()
-	if b == nil || b.pipe == nil {
-		t.Fatal("the hook did not pair the client's pipeline processor: it would never batch")
-	}
+	b := h.current(t)
 	if err := rc.Ping(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	return rc, b
+}
+
+// current resolves the batcher of the client's own chain, as the first contended command would.
+func (h *batchHook) current(t *testing.T) *batcher {
+	t.Helper()
+	h.probeMu.Lock()
+	b, _ := h.probe()
+	h.probeMu.Unlock()
+	if b == nil {
+		t.Fatal("the probe met no batcher: the client's chain would never batch")
+	}
+	if h.resolve(b); b.role.Load() != roleMain || b.pipe == nil {
+		t.Fatal("the client's own chain did not resolve as the one that batches")
+	}
+	return b
 }
 
 func (b *batcher) queued() int {

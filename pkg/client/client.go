@@ -186,7 +186,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 		if s.autoPipeline {
 			// Batch per node, beneath go-redis's slot routing and MOVED/ASK handling. Nodes are
 			// created on first use (Connect below), after this.
-			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook()) })
+			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook(n)) })
 			c.batched = true
 		}
 		c.nodeEv = newNodeEvents(c)
@@ -230,7 +230,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 		c.single, c.direct, c.setMap = rc, rc, d.SetMap
 		rc.AddHook(gateHook{&c.gate}) // first, so outermost: a command queued for a batch is in flight
 		if s.autoPipeline {
-			rc.AddHook(newBatchHook())
+			rc.AddHook(newBatchHook(rc))
 			c.batched = true
 		}
 		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
