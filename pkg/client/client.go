@@ -394,11 +394,6 @@ func (c *Client) Direct() redis.UniversalClient { return c.direct }
 // (autoPipeline).
 func (c *Client) AutoPipelining() bool { return c.batched }
 
-// AutoPipeliner returns nil: autoPipeline no longer runs on go-redis's AutoPipeliner.
-//
-// Deprecated: use AutoPipelining.
-func (c *Client) AutoPipeliner() *redis.AutoPipeliner { return nil }
-
 // SetNodeAddressMap atomically replaces the node address map; pooled connections whose
 // mapping changed are retired.
 func (c *Client) SetNodeAddressMap(m cluster.NodeAddressMap) { c.setMap(m) }
