@@ -20,7 +20,9 @@ func goRedisVersions(t *testing.T, dir string) (required, selected string) {
 	if err != nil {
 		t.Fatalf("go mod edit -json in %s: %v", dir, err)
 	}
-	var mod struct{ Require []struct{ Path, Version string } }
+	var mod struct {
+		Require []struct{ Path, Version string }
+	}
 	if err := json.Unmarshal(out, &mod); err != nil {
 		t.Fatal(err)
 	}

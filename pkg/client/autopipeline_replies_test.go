@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,4 +165,73 @@ func TestAutoPipelineRepliesReachTheirCallersStandalone(t *testing.T) {
 		t.FailNow()
 	}
 	requireBatched(t, wc, before, callers*rounds*6)
+}
+
+// Blocking commands never hold a batch: BLPOP 0 and XREAD BLOCK 0 wait on a node while every
+// other caller's commands on that node go on batching around them, and they return as soon as
+// something is pushed. If the batching took a blocking command as an ordinary one, everything
+// issued on its node after it would wait behind it (until the push that never comes).
+func TestAutoPipelineBlockingCommandsRunApart(t *testing.T) {
+	ctx := testCtx(t)
+	rc, c, wc, _ := batchedCluster(t)
+	list, stream := slotKey("blocked-list", 11), slotKey("blocked-stream", 11) // the same node as below
+	blpop := make(chan error, 1)
+	go func() {
+		v, err := c.BLPop(ctx, 0, list).Result()
+		if err == nil && (len(v) != 2 || v[1] != "pushed") {
+			err = fmt.Errorf("BLPOP = %v", v)
+		}
+		blpop <- err
+	}()
+	xread := make(chan error, 1)
+	go func() {
+		v, err := c.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, "$"}, Block: 0}).Result()
+		if err == nil && (len(v) != 1 || len(v[0].Messages) != 1) {
+			err = fmt.Errorf("XREAD = %v", v)
+		}
+		xread <- err
+	}()
+	// Both are blocked on the server before the load starts (not one queued behind the other).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("BLPOP and XREAD BLOCK did not both reach the server: one waits behind the other")
+		}
+		var n string
+		for _, m := range rc.Masters() {
+			mc := m.Client()
+			l, err := mc.ClientList(ctx).Result()
+			_ = mc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += l
+		}
+		if strings.Count(n, "cmd=blpop") == 1 && strings.Count(n, "cmd=xread") == 1 {
+			break
+		}
+		select {
+		case err := <-blpop:
+			t.Fatalf("BLPOP returned before anything was pushed: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	before := wc.writes.Load()
+	hctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	n, err := hammer(hctx, c, 64, 50, func(g, i int) string { return slotKey(fmt.Sprintf("around%d-%d", g, i), 11) })
+	if err != nil {
+		t.Fatalf("commands on the blocked node: %v", err)
+	}
+	requireBatched(t, wc, before, n)
+	if err := c.RPush(ctx, list, "pushed").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"f", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan error{"BLPOP": blpop, "XREAD BLOCK": xread} {
+		if err := <-ch; err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
 }
