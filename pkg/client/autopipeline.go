@@ -165,10 +165,22 @@ func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
 		return b.next(ctx, cmd)
 	}
 	b.mu.Lock()
-	if !b.busy || b.role.Load() == roleMain {
-		return b.runOrQueue(ctx, cmd)
+	if !b.busy {
+		b.busy = true
+		b.mu.Unlock()
+		defer b.handOn()
+		return b.next(ctx, cmd)
 	}
-	b.mu.Unlock()
+	if b.role.Load() != roleMain {
+		b.mu.Unlock()
+		return b.unresolved(ctx, cmd)
+	}
+	return b.enqueue(ctx, cmd)
+}
+
+// unresolved runs cmd, which found this chain busy before the chain knew whether it is the
+// client's own: it asks (once), then queues cmd only if it is.
+func (b *batcher) unresolved(ctx context.Context, cmd redis.Cmder) error {
 	if b.role.Load() == roleUnknown {
 		b.hook.resolve(b)
 	}
@@ -176,18 +188,18 @@ func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
 		return b.next(ctx, cmd) // a Tx, Conn or one-off chain: never onto the client's pool
 	}
 	b.mu.Lock()
-	return b.runOrQueue(ctx, cmd)
-}
-
-// runOrQueue, called with b.mu held, runs cmd at once if the chain is idle, else queues it
-// behind the exchange in flight and waits for its reply.
-func (b *batcher) runOrQueue(ctx context.Context, cmd redis.Cmder) error {
 	if !b.busy {
 		b.busy = true
 		b.mu.Unlock()
 		defer b.handOn()
 		return b.next(ctx, cmd)
 	}
+	return b.enqueue(ctx, cmd)
+}
+
+// enqueue, called with b.mu held while an exchange is in flight, queues cmd behind it and
+// waits for its reply.
+func (b *batcher) enqueue(ctx context.Context, cmd redis.Cmder) error {
 	if err := ctx.Err(); err != nil {
 		b.mu.Unlock()
 		return err
