@@ -26,16 +26,16 @@ func replyCheck(ctx context.Context, c redis.Cmdable, g, i int, key string) erro
 	v := fmt.Sprintf("%s=%d/%d", key, g, i)
 	ctr, list := slotKey("ctr"+strconv.Itoa(g), g), slotKey("list"+strconv.Itoa(g), g+1)
 	if got, err := c.Set(ctx, key, v, 0).Result(); err != nil || got != "OK" {
-		return fmt.Errorf("caller %d round %d: SET %s = %q, %v", g, i, key, got, err)
+		return fmt.Errorf("caller %d round %d: SET %s = %q, %w", g, i, key, got, err)
 	}
 	if got, err := c.Get(ctx, key).Result(); err != nil || got != v {
-		return fmt.Errorf("caller %d round %d: GET %s = %q, %v; want %q", g, i, key, got, err, v)
+		return fmt.Errorf("caller %d round %d: GET %s = %q, %w; want %q", g, i, key, got, err, v)
 	}
 	if got, err := c.IncrBy(ctx, ctr, int64(g+1)).Result(); err != nil || got != int64(i+1)*int64(g+1) {
-		return fmt.Errorf("caller %d round %d: INCRBY %s = %d, %v; want %d", g, i, ctr, got, err, (i+1)*(g+1))
+		return fmt.Errorf("caller %d round %d: INCRBY %s = %d, %w; want %d", g, i, ctr, got, err, (i+1)*(g+1))
 	}
 	if got, err := c.Get(ctx, key+":missing").Result(); !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("caller %d round %d: GET of a missing key = %q, %v; want redis.Nil", g, i, got, err)
+		return fmt.Errorf("caller %d round %d: GET of a missing key = %q, %w; want redis.Nil", g, i, got, err)
 	}
 	if i == 0 {
 		if err := c.RPush(ctx, list, g).Err(); err != nil {
@@ -43,10 +43,10 @@ func replyCheck(ctx context.Context, c redis.Cmdable, g, i int, key string) erro
 		}
 	}
 	if got, err := c.Get(ctx, list).Result(); err == nil || !isWrongType(err) {
-		return fmt.Errorf("caller %d round %d: GET of a list = %q, %v; want WRONGTYPE", g, i, got, err)
+		return fmt.Errorf("caller %d round %d: GET of a list = %q, %w; want WRONGTYPE", g, i, got, err)
 	}
 	if got, err := c.LIndex(ctx, list, 0).Result(); err != nil || got != strconv.Itoa(g) {
-		return fmt.Errorf("caller %d round %d: LINDEX %s 0 = %q, %v; want %d", g, i, list, got, err, g)
+		return fmt.Errorf("caller %d round %d: LINDEX %s 0 = %q, %w; want %d", g, i, list, got, err, g)
 	}
 	return nil
 }
