@@ -3,8 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,76 +20,116 @@ import (
 //     the rest of the chain: exactly the plain path, plus two uncontended mutex sections;
 //   - a caller that finds an exchange in flight queues its command and sleeps;
 //   - when an exchange ends, whoever ran it takes everything queued meanwhile and hands it to
-//     the first queued caller, which writes it as one pipeline (through the same chain's
-//     pipeline processor, so the same pool, dialer, TLS and node address map), then wakes the
-//     others and hands on what queued during its own exchange.
+//     the first queued caller, which writes it as one pipeline (through the rest of the
+//     client's pipeline chain, so the same pool, dialer, TLS and node address map), then wakes
+//     the others and hands on what queued during its own exchange.
 //
 // No timer and no goroutine of its own: batches are exactly what arrived while the connection
 // was busy. Each command keeps its own reply or error, so go-redis's cluster loop above the
 // node sees a MOVED, ASK or WRONGTYPE per command.
 //
-// go-redis builds a chain per client and clones it for every Tx (Watch) and Conn; each build
-// calls ProcessHook, then ProcessPipelineHook, then ProcessPipelineHook (TxPipeline) on every
-// hook, in that order, on the building goroutine. The hook pairs the first two calls of one
-// goroutine, so every chain gets its own batcher running on that chain's own connections: a
-// Tx batches (if ever) on its sticky connection, never on the pool. A chain whose pipeline
-// processor could not be paired never batches.
+// Which chain may batch, and through what, is found by asking the client, using only what
+// go-redis documents about hooks: Client.Process runs the client's current process chain,
+// Client.Pipeline().Exec its current pipeline chain, and a hook that returns without calling
+// next ends the command there. go-redis also builds chains for every Tx (Watch) and Conn
+// (clones of the client's hooks, on a sticky connection) and for single calls; those must
+// never batch onto the client's pool. So the first time a chain has a command to queue, its
+// batcher sends a probe command (never written: the hook that meets it returns at once)
+// through the client's Process, which records the batcher of the client's current chain, and
+// through the client's Pipeline, which records the rest of that pipeline chain. The batcher
+// that met the probe is the client's own chain and batches through the recorded pipeline
+// processor; any other batcher is a Tx, a Conn or a one-off chain and runs every command
+// unbatched, as plain go-redis would. No goroutine ids, and nothing depends on the order in
+// which go-redis calls the hook's methods.
 type batchHook struct {
-	mu      sync.Mutex
-	pending map[int64]*batcher      // goroutine id -> batcher waiting for its pipeline processor
-	latest  atomic.Pointer[batcher] // the last chain built with batching (tests look at its queue)
+	client *redis.Client // the client whose chains this hook is part of
+
+	probeMu sync.Mutex                // one probe at a time
+	probing atomic.Pointer[redis.Cmd] // the probe in flight, nil: none
+	found   *batcher                  // what the probe met (guarded by probeMu)
+	pipe    redis.ProcessPipelineHook // likewise
 }
 
-func newBatchHook() *batchHook { return &batchHook{pending: map[int64]*batcher{}} }
+func newBatchHook(c *redis.Client) *batchHook { return &batchHook{client: c} }
 
 func (h *batchHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *batchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	b := &batcher{next: next, hook: h}
-	if id := goroutineID(); id > 0 {
-		b.gid = id
-		h.mu.Lock()
-		if len(h.pending) >= maxPending {
-			clear(h.pending) // builds that never asked for a pipeline processor: forget them
-		}
-		h.pending[id] = b
-		h.mu.Unlock()
-	}
-	return b.process
+	return (&batcher{next: next, hook: h}).process
 }
 
 func (h *batchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	h.mu.Lock()
-	if len(h.pending) > 0 {
-		id := goroutineID()
-		if b := h.pending[id]; b != nil {
-			delete(h.pending, id)
-			b.pipe = next // set before the chain is published: no reader yet
-			h.latest.Store(b)
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) == 1 && h.isProbe(cmds[0]) {
+			h.pipe = next // on the prober's goroutine, under probeMu
+			return nil
 		}
+		return next(ctx, cmds)
 	}
-	h.mu.Unlock()
-	return next
 }
 
-// maxPending bounds batchHook.pending: go-redis pairs the calls at once, so more than a few
-// entries means ProcessHook was called without a pipeline build following it.
-const maxPending = 256
+func (h *batchHook) isProbe(cmd redis.Cmder) bool {
+	p := h.probing.Load()
+	return p != nil && cmd == redis.Cmder(p)
+}
+
+// resolve decides once whether b is the client's own chain (it batches) or another (it never
+// does); see batchHook. A probe that fails (a closed client) decides nothing.
+func (h *batchHook) resolve(b *batcher) {
+	h.probeMu.Lock()
+	defer h.probeMu.Unlock()
+	if b.role.Load() != roleUnknown {
+		return
+	}
+	main, pipe := h.probe()
+	switch {
+	case main == nil || pipe == nil:
+		return
+	case main == b:
+		b.pipe = pipe
+		b.role.Store(roleMain)
+	default:
+		b.role.Store(roleOther)
+		if main.role.Load() == roleUnknown {
+			main.pipe = pipe
+			main.role.Store(roleMain)
+		}
+	}
+}
+
+// probe returns the batcher of the client's current process chain and the rest of its
+// current pipeline chain (nil if a hook outside this one stopped the probe). Callers hold
+// probeMu.
+func (h *batchHook) probe() (*batcher, redis.ProcessPipelineHook) {
+	ctx := context.Background()
+	cmd := redis.NewCmd(ctx, "rconn-autopipeline-probe")
+	h.found, h.pipe = nil, nil
+	h.probing.Store(cmd)
+	defer h.probing.Store(nil)
+	_ = h.client.Process(ctx, cmd)
+	p := h.client.Pipeline()
+	_ = p.Process(ctx, cmd)
+	_, _ = p.Exec(ctx)
+	main, pipe := h.found, h.pipe
+	h.found, h.pipe = nil, nil
+	return main, pipe
+}
 
 // maxBatch bounds one pipeline; what queued beyond it goes in the next exchange.
 const maxBatch = 1024
 
+const (
+	roleUnknown int32 = iota // not probed yet
+	roleMain                 // the client's own chain: batches through pipe
+	roleOther                // a Tx, Conn or one-off chain: never batches
+)
+
 // batcher is the batching state of one process chain.
 type batcher struct {
-	next redis.ProcessHook         // the rest of the chain, for one command
-	pipe redis.ProcessPipelineHook // the rest of the pipeline chain; nil: never batch
-
-	// An unpaired chain (built for one call, e.g. by go-redis's withProcessHook) withdraws
-	// its pending pairing on first use, so that a later pipeline build on the same goroutine
-	// cannot be paired with it.
-	hook      *batchHook
-	gid       int64
-	abandoned atomic.Bool
+	next redis.ProcessHook // the rest of the chain, for one command
+	hook *batchHook
+	role atomic.Int32
+	pipe redis.ProcessPipelineHook // the rest of the client's pipeline chain; set before role becomes roleMain
 
 	mu    sync.Mutex
 	busy  bool      // an exchange is in flight (or being handed on)
@@ -119,11 +157,9 @@ type waiter struct {
 var waiters = sync.Pool{New: func() any { return &waiter{ch: make(chan bool, 1)} }}
 
 func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
-	if b.pipe == nil {
-		if !b.abandoned.Load() {
-			b.abandon()
-		}
-		return b.next(ctx, cmd)
+	if b.hook.isProbe(cmd) {
+		b.hook.found = b // on the prober's goroutine, under probeMu
+		return nil
 	}
 	if !batchable(cmd) {
 		return b.next(ctx, cmd)
@@ -135,6 +171,35 @@ func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
 		defer b.handOn()
 		return b.next(ctx, cmd)
 	}
+	if b.role.Load() != roleMain {
+		b.mu.Unlock()
+		return b.unresolved(ctx, cmd)
+	}
+	return b.enqueue(ctx, cmd)
+}
+
+// unresolved runs cmd, which found this chain busy before the chain knew whether it is the
+// client's own: it asks (once), then queues cmd only if it is.
+func (b *batcher) unresolved(ctx context.Context, cmd redis.Cmder) error {
+	if b.role.Load() == roleUnknown {
+		b.hook.resolve(b)
+	}
+	if b.role.Load() != roleMain {
+		return b.next(ctx, cmd) // a Tx, Conn or one-off chain: never onto the client's pool
+	}
+	b.mu.Lock()
+	if !b.busy {
+		b.busy = true
+		b.mu.Unlock()
+		defer b.handOn()
+		return b.next(ctx, cmd)
+	}
+	return b.enqueue(ctx, cmd)
+}
+
+// enqueue, called with b.mu held while an exchange is in flight, queues cmd behind it and
+// waits for its reply.
+func (b *batcher) enqueue(ctx context.Context, cmd redis.Cmder) error {
 	if err := ctx.Err(); err != nil {
 		b.mu.Unlock()
 		return err
@@ -144,15 +209,6 @@ func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
 	b.queue = append(b.queue, w)
 	b.mu.Unlock()
 	return b.wait(ctx, w)
-}
-
-func (b *batcher) abandon() {
-	b.hook.mu.Lock()
-	if b.hook.pending[b.gid] == b {
-		delete(b.hook.pending, b.gid)
-	}
-	b.abandoned.Store(true)
-	b.hook.mu.Unlock()
 }
 
 // wait sleeps until w's command is done, or until w must lead its batch. A caller whose context
@@ -271,20 +327,6 @@ func batchable(cmd redis.Cmder) bool {
 		}
 	}
 	return true
-}
-
-// goroutineID is the current goroutine's id, from the first line of its stack ("goroutine N
-// [running]:"). It runs only while go-redis builds a hook chain, never per command.
-func goroutineID() int64 {
-	var buf [64]byte
-	s := string(buf[:runtime.Stack(buf[:], false)])
-	s = strings.TrimPrefix(s, "goroutine ")
-	if i := strings.IndexByte(s, ' '); i > 0 {
-		if id, err := strconv.ParseInt(s[:i], 10, 64); err == nil {
-			return id
-		}
-	}
-	return -1
 }
 
 var _ redis.Hook = (*batchHook)(nil)

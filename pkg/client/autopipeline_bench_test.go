@@ -23,7 +23,8 @@ func BenchmarkBatchLonePath(b *testing.B) {
 		}
 	})
 	b.Run("batcher", func(b *testing.B) {
-		bt := &batcher{next: next, pipe: pipe}
+		bt := &batcher{next: next, pipe: pipe, hook: &batchHook{}}
+		bt.role.Store(roleMain)
 		b.ReportAllocs()
 		for b.Loop() {
 			_ = bt.process(ctx, cmd)

@@ -72,16 +72,28 @@ func gatedClient(t *testing.T, g *gate) (*redis.Client, *batcher) {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 	t.Cleanup(func() { _ = rc.Close() })
-	h := newBatchHook()
+	h := newBatchHook(rc)
 	rc.AddHook(h)
-	b := h.latest.Load()
-	if b == nil || b.pipe == nil {
-		t.Fatal("the hook did not pair the client's pipeline processor: it would never batch")
-	}
+	b := h.current(t)
 	if err := rc.Ping(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	return rc, b
+}
+
+// current resolves the batcher of the client's own chain, as the first contended command would.
+func (h *batchHook) current(t *testing.T) *batcher {
+	t.Helper()
+	h.probeMu.Lock()
+	b, _ := h.probe()
+	h.probeMu.Unlock()
+	if b == nil {
+		t.Fatal("the probe met no batcher: the client's chain would never batch")
+	}
+	if h.resolve(b); b.role.Load() != roleMain || b.pipe == nil {
+		t.Fatal("the client's own chain did not resolve as the one that batches")
+	}
+	return b
 }
 
 func (b *batcher) queued() int {
@@ -246,3 +258,88 @@ func TestBatchOneWriteInArrivalOrder(t *testing.T) {
 		t.Fatalf("list = %v, want %v (arrival order)", got, want)
 	}
 }
+
+// chainOf returns the batcher of the chain that issue runs its command through: the command
+// is the hook's probe, so the batcher records itself and nothing is written.
+func chainOf(t *testing.T, h *batchHook, issue func(redis.Cmder)) *batcher {
+	t.Helper()
+	h.probeMu.Lock()
+	defer h.probeMu.Unlock()
+	cmd := redis.NewCmd(context.Background(), "rconn-autopipeline-probe")
+	h.found = nil
+	h.probing.Store(cmd)
+	issue(cmd)
+	h.probing.Store(nil)
+	b := h.found
+	h.found = nil
+	if b == nil {
+		t.Fatal("the command did not pass the batching hook")
+	}
+	return b
+}
+
+// Only the client's own chain batches onto its pool. Tx (Watch) and Conn chains are clones of
+// the client's hooks on a sticky connection: a command of theirs queued into the client's
+// batch would run on another connection (a WATCH that guards nothing, a GET in the wrong
+// database), so they resolve as chains that never batch, however often they are asked.
+func TestBatchOnlyTheClientsOwnChain(t *testing.T) {
+	ctx := context.Background()
+	rc, b := gatedClient(t, newGate())
+	h := b.hook
+	conn := rc.Conn()
+	t.Cleanup(func() { _ = conn.Close() })
+	connChain := chainOf(t, h, func(cmd redis.Cmder) { _ = conn.Process(ctx, cmd) })
+	var txChain *batcher
+	if err := rc.Watch(ctx, func(tx *redis.Tx) error {
+		txChain = chainOf(t, h, func(cmd redis.Cmder) { _ = tx.Process(ctx, cmd) })
+		return nil
+	}, "k"); err != nil {
+		t.Fatal(err)
+	}
+	mainChain := chainOf(t, h, func(cmd redis.Cmder) { _ = rc.Process(ctx, cmd) })
+	if mainChain != b {
+		t.Fatal("the client's Process did not run through the chain that resolved as the client's own")
+	}
+	for name, other := range map[string]*batcher{"Conn": connChain, "Tx": txChain} {
+		if other == b {
+			t.Fatalf("the %s chain is the client's own chain", name)
+		}
+		for range 2 {
+			h.resolve(other)
+			if r := other.role.Load(); r != roleOther {
+				t.Fatalf("the %s chain resolved as role %d, want roleOther (never batches)", name, r)
+			}
+		}
+	}
+	// A hook added later rebuilds the client's chain: the new chain resolves as the client's own.
+	rc.AddHook(nopHook{})
+	rebuilt := chainOf(t, h, func(cmd redis.Cmder) { _ = rc.Process(ctx, cmd) })
+	if rebuilt == b {
+		t.Fatal("AddHook did not rebuild the chain")
+	}
+	if h.resolve(rebuilt); rebuilt.role.Load() != roleMain || rebuilt.pipe == nil {
+		t.Fatalf("the rebuilt chain resolved as role %d, want roleMain", rebuilt.role.Load())
+	}
+	// A Conn's commands, issued while its own chain is busy, run on the Conn's connection.
+	if err := conn.Select(ctx, 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if err := conn.Set(ctx, "db1", i, 0).Err(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := rc.Get(ctx, "db1").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET db1 in database 0 = %v: a Conn's command ran on the client's pool", err)
+	}
+}
+
+type nopHook struct{}
+
+func (nopHook) DialHook(next redis.DialHook) redis.DialHook                               { return next }
+func (nopHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook                      { return next }
+func (nopHook) ProcessPipelineHook(n redis.ProcessPipelineHook) redis.ProcessPipelineHook { return n }

@@ -186,7 +186,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 		if s.autoPipeline {
 			// Batch per node, beneath go-redis's slot routing and MOVED/ASK handling. Nodes are
 			// created on first use (Connect below), after this.
-			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook()) })
+			cc.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook(n)) })
 			c.batched = true
 		}
 		c.nodeEv = newNodeEvents(c)
@@ -230,7 +230,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 		c.single, c.direct, c.setMap = rc, rc, d.SetMap
 		rc.AddHook(gateHook{&c.gate}) // first, so outermost: a command queued for a batch is in flight
 		if s.autoPipeline {
-			rc.AddHook(newBatchHook())
+			rc.AddHook(newBatchHook(rc))
 			c.batched = true
 		}
 		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
@@ -393,11 +393,6 @@ func (c *Client) Direct() redis.UniversalClient { return c.direct }
 // AutoPipelining reports whether the Client batches the commands of concurrent callers
 // (autoPipeline).
 func (c *Client) AutoPipelining() bool { return c.batched }
-
-// AutoPipeliner returns nil: autoPipeline no longer runs on go-redis's AutoPipeliner.
-//
-// Deprecated: use AutoPipelining.
-func (c *Client) AutoPipeliner() *redis.AutoPipeliner { return nil }
 
 // SetNodeAddressMap atomically replaces the node address map; pooled connections whose
 // mapping changed are retired.

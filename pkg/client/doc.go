@@ -75,6 +75,10 @@
 // apply unchanged, and each command keeps its own reply or error (a WRONGTYPE fails only its
 // command; MOVED and ASK are followed per command by go-redis). Blocking commands (BLPOP, XREAD
 // BLOCK, WAIT, ...), Watch transactions and Conn run unbatched on their own connections.
+// Which chain batches is found through go-redis's documented hook semantics only (a probe,
+// never written, through the client's own Process and Pipeline; see autopipeline.go). It is
+// off by default: blocking commands are recognised by name, and one the list does not know
+// (a module's) would hold its node's batches until it returns (docs/consuming.md).
 //
 // Trade-offs: a caller whose context ends while its command is queued returns the context's
 // error and its command is never sent; once the command is in a batch on the wire the caller
