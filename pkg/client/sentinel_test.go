@@ -1,0 +1,255 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+)
+
+// A small real Sentinel group for pkg/client: 1 master + 2 replicas (data password) and 3
+// sentinels (their own password), each behind a loopback proxy. The addresses the group
+// announces (the real ports) are refused by the test's base dialer: every connection, to a
+// sentinel or a data node, must go through the node address map to a proxy.
+
+const (
+	sentinelMaster = "mymaster"
+	dataPassword   = "data-pw"
+	sentinelPass   = "sentinel-pw"
+)
+
+type sentinelGroup struct {
+	data      []*redistest.Server
+	sentinels []string // real (announced) sentinel addresses
+}
+
+func startSentinelProcess(t *testing.T, masterPort int) string {
+	t.Helper()
+	dir := t.TempDir()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Join([]string{
+		"port " + strconv.Itoa(port), "bind 127.0.0.1", "protected-mode no", "daemonize no", "dir " + dir,
+		"logfile " + filepath.Join(dir, "sentinel.log"),
+		"requirepass " + sentinelPass, "sentinel sentinel-pass " + sentinelPass,
+		fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2", sentinelMaster, masterPort),
+		"sentinel auth-pass " + sentinelMaster + " " + dataPassword,
+		"sentinel down-after-milliseconds " + sentinelMaster + " 1000",
+		"sentinel failover-timeout " + sentinelMaster + " 5000",
+	}, "\n") + "\n"
+	file := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", file, "--sentinel")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // our own PID only
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+func sentinelAdmin(addr string) *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: addr, Password: sentinelPass})
+}
+
+func startSentinelGroup(t *testing.T) *sentinelGroup {
+	t.Helper()
+	g := &sentinelGroup{}
+	master := redistest.StartServer(t, redistest.ServerOptions{Password: dataPassword})
+	g.data = append(g.data, master)
+	for range 2 {
+		g.data = append(g.data, redistest.StartServer(t, redistest.ServerOptions{Password: dataPassword,
+			Config: []string{fmt.Sprintf("replicaof 127.0.0.1 %d", master.Port)}}))
+	}
+	for range 3 {
+		g.sentinels = append(g.sentinels, startSentinelProcess(t, master.Port))
+	}
+	ctx := testCtx(t)
+	waitFor(t, "sentinels to know 2 replicas and 2 peers", func() error {
+		for _, a := range g.sentinels {
+			sc := sentinelAdmin(a)
+			reps, err := sc.Replicas(ctx, sentinelMaster).Result()
+			peers, err2 := sc.Sentinels(ctx, sentinelMaster).Result()
+			_ = sc.Close()
+			if err != nil || err2 != nil || len(reps) != 2 || len(peers) != 2 {
+				return fmt.Errorf("%s: %d replicas (%v), %d peers (%v)", a, len(reps), err, len(peers), err2)
+			}
+			for _, r := range reps {
+				if !strings.Contains(r["flags"], "slave") || strings.Contains(r["flags"], "down") || r["master-link-status"] != "ok" {
+					return fmt.Errorf("replica %v not ready", r)
+				}
+			}
+		}
+		return nil
+	})
+	return g
+}
+
+func (g *sentinelGroup) masterAddr(ctx context.Context) (string, error) {
+	sc := sentinelAdmin(g.sentinels[0])
+	defer func() { _ = sc.Close() }()
+	a, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(a[0], a[1]), nil
+}
+
+// refusingDial dials loopback only, and never an address the group announces: those are
+// reachable only through the node address map.
+type refusingDial struct {
+	announced map[string]bool
+	refused   atomic.Int64
+	dials     atomic.Int64
+}
+
+func (d *refusingDial) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d.announced[addr] {
+		d.refused.Add(1)
+		return nil, fmt.Errorf("test: %s is an announced address, not reachable", addr)
+	}
+	d.dials.Add(1)
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, addr)
+}
+
+// sentinelConfig maps every announced address to a proxy and renders the pair.
+func (g *sentinelGroup) config(t *testing.T) (*client.Config, map[string][]byte, *refusingDial) {
+	t.Helper()
+	cfg := &client.Config{Name: sentinelMaster, NodeAddressMap: map[string]client.MappedAddress{}, Rconn: client.RconnConfig{Mode: client.ModeSentinel}}
+	d := &refusingDial{announced: map[string]bool{}}
+	for _, s := range g.data {
+		d.announced[s.Addr()] = true
+		cfg.NodeAddressMap[s.Addr()] = mapped(startProxy(t, s.Addr()).Addr())
+	}
+	for _, a := range g.sentinels {
+		d.announced[a] = true
+		p := mapped(startProxy(t, a).Addr())
+		cfg.NodeAddressMap[a] = p
+		cfg.SentinelRootNodes = append(cfg.SentinelRootNodes, p)
+		cfg.Rconn.Sentinels = append(cfg.Rconn.Sentinels, a)
+	}
+	files := map[string][]byte{client.SecretKeyPassword: []byte(dataPassword), client.SecretKeySentinelPassword: []byte(sentinelPass)}
+	return cfg, files, d
+}
+
+func TestOpenSentinelFailover(t *testing.T) {
+	g := startSentinelGroup(t)
+	cfg, files, d := g.config(t)
+	files[client.ConfigFileName] = render(t, cfg)
+	m := newMount(t, files)
+	ctx := testCtx(t)
+	c, err := client.OpenOptions{Dial: d.Dial}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "0", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := g.masterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Keep writing through the failover; count failed commands and the longest stall.
+	var (
+		mu         sync.Mutex
+		failed     int
+		written    int
+		stall      time.Duration
+		lastOK     = time.Now()
+		stop       = make(chan struct{})
+		writerDone = make(chan struct{})
+	)
+	go func() {
+		defer close(writerDone)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := c.Set(cctx, "k", strconv.Itoa(i), 0).Err()
+			cancel()
+			now := time.Now()
+			mu.Lock()
+			if err != nil {
+				failed++
+			} else {
+				written++
+				stall = max(stall, now.Sub(lastOK))
+				lastOK = now
+			}
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	sc := sentinelAdmin(g.sentinels[0])
+	defer func() { _ = sc.Close() }()
+	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var now string
+	waitFor(t, "the sentinels to name a new master", func() error {
+		if now, err = g.masterAddr(ctx); err != nil || now == old {
+			return fmt.Errorf("master still %s (%v)", now, err)
+		}
+		return nil
+	})
+	// Writes must reach the new master: its own value of k follows the client's.
+	var newMaster *redistest.Server
+	for _, s := range g.data {
+		if s.Addr() == now {
+			newMaster = s
+		}
+	}
+	admin := newMaster.Client()
+	defer func() { _ = admin.Close() }()
+	waitFor(t, "writes on the new master", func() error {
+		mu.Lock()
+		w := written
+		mu.Unlock()
+		if err := c.Set(ctx, "probe", strconv.Itoa(w), 0).Err(); err != nil {
+			return err
+		}
+		if v, err := admin.Get(ctx, "probe").Result(); err != nil || v != strconv.Itoa(w) {
+			return fmt.Errorf("new master has probe=%q (%v), want %d", v, err, w)
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-writerDone
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("SENTINEL FAILOVER %s -> %s: %d writes ok, %d failed, longest stall %s; %d dials, %d refused announced dials",
+		old, now, written, failed, stall.Round(time.Millisecond), d.dials.Load(), d.refused.Load())
+	if d.refused.Load() != 0 {
+		t.Errorf("%d dials of announced addresses: every connection must go through the map", d.refused.Load())
+	}
+	if written == 0 {
+		t.Error("no write succeeded")
+	}
+}
+
