@@ -131,29 +131,33 @@ func (d *refusingDial) Dial(ctx context.Context, network, addr string) (net.Conn
 	return nd.DialContext(ctx, network, addr)
 }
 
-// sentinelConfig maps every announced address to a proxy and renders the pair.
-func (g *sentinelGroup) config(t *testing.T) (*client.Config, map[string][]byte, *refusingDial) {
+// config maps every announced address to a new proxy (returned too) and renders the pair.
+func (g *sentinelGroup) config(t *testing.T) (*client.Config, map[string][]byte, *refusingDial, []*proxy) {
 	t.Helper()
 	cfg := &client.Config{Name: sentinelMaster, NodeAddressMap: map[string]client.MappedAddress{}, Rconn: client.RconnConfig{Mode: client.ModeSentinel}}
 	d := &refusingDial{announced: map[string]bool{}}
+	var proxies []*proxy
 	for _, s := range g.data {
 		d.announced[s.Addr()] = true
-		cfg.NodeAddressMap[s.Addr()] = mapped(startProxy(t, s.Addr()).Addr())
+		p := startProxy(t, s.Addr())
+		proxies = append(proxies, p)
+		cfg.NodeAddressMap[s.Addr()] = mapped(p.Addr())
 	}
 	for _, a := range g.sentinels {
 		d.announced[a] = true
-		p := mapped(startProxy(t, a).Addr())
-		cfg.NodeAddressMap[a] = p
-		cfg.SentinelRootNodes = append(cfg.SentinelRootNodes, p)
+		p := startProxy(t, a)
+		proxies = append(proxies, p)
+		cfg.NodeAddressMap[a] = mapped(p.Addr())
+		cfg.SentinelRootNodes = append(cfg.SentinelRootNodes, mapped(p.Addr()))
 		cfg.Rconn.Sentinels = append(cfg.Rconn.Sentinels, a)
 	}
 	files := map[string][]byte{client.SecretKeyPassword: []byte(dataPassword), client.SecretKeySentinelPassword: []byte(sentinelPass)}
-	return cfg, files, d
+	return cfg, files, d, proxies
 }
 
 func TestOpenSentinelFailover(t *testing.T) {
 	g := startSentinelGroup(t)
-	cfg, files, d := g.config(t)
+	cfg, files, d, _ := g.config(t)
 	files[client.ConfigFileName] = render(t, cfg)
 	m := newMount(t, files)
 	ctx := testCtx(t)
@@ -253,3 +257,93 @@ func TestOpenSentinelFailover(t *testing.T) {
 	}
 }
 
+
+// The node address map and the sentinels' password change live: every proxy is replaced and
+// the sentinels' password rotated; once the old proxies are gone (their connections cut), the
+// client reconnects to sentinels and master through the new map with the new password.
+func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
+	g := startSentinelGroup(t)
+	cfg, files, d, oldProxies := g.config(t)
+	files[client.ConfigFileName] = render(t, cfg)
+	m := newMount(t, files)
+	ctx := testCtx(t)
+	var rl reloads
+	c, err := client.OpenOptions{Dial: d.Dial, ReloadInterval: 50 * time.Millisecond, OnReload: rl.handle}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// New proxies for every node; sentinelRootNodes (a restart field) stay the old proxies,
+	// which go away: the sentinels are then reached as discovered, through the new map.
+	next, _, _, newProxies := g.config(t)
+	next.SentinelRootNodes = cfg.SentinelRootNodes
+	const rotated = "sentinel-pw-2"
+	for _, a := range g.sentinels {
+		sc := redis.NewClient(&redis.Options{Addr: a, Password: sentinelPass})
+		err := sc.Do(ctx, "ACL", "SETUSER", "default", ">"+rotated).Err() // both passwords valid
+		_ = sc.Close()
+		if err != nil {
+			t.Fatalf("sentinel %s ACL SETUSER: %v", a, err)
+		}
+	}
+	files[client.ConfigFileName] = render(t, next)
+	files[client.SecretKeySentinelPassword] = []byte(rotated)
+	m.update(t, files)
+	waitFor(t, "the reload", func() error {
+		if _, err := rl.last(); rl.ok.Load() == 0 {
+			return fmt.Errorf("not reloaded yet (%v)", err)
+		}
+		return nil
+	})
+	for _, a := range g.sentinels {
+		sc := redis.NewClient(&redis.Options{Addr: a, Password: rotated})
+		err := sc.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">"+rotated).Err() // the old one no longer
+		_ = sc.Close()
+		if err != nil {
+			t.Fatalf("sentinel %s ACL SETUSER: %v", a, err)
+		}
+	}
+	for _, p := range oldProxies {
+		p.Close()
+	}
+	waitFor(t, "writes through the new proxies", func() error { return c.Set(ctx, "k", "w", 0).Err() })
+	// A failover makes the client ask the sentinels again (new password, new map).
+	sc := redis.NewSentinelClient(&redis.Options{Addr: g.sentinels[0], Password: rotated})
+	defer func() { _ = sc.Close() }()
+	old, _ := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new master", func() error {
+		now, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+		if err != nil || (len(old) == 2 && len(now) == 2 && now[1] == old[1]) {
+			return fmt.Errorf("master still %v (%v)", now, err)
+		}
+		return nil
+	})
+	waitFor(t, "writes on the new master", func() error {
+		if err := c.Set(ctx, "k", "x", 0).Err(); err != nil {
+			return err
+		}
+		role, err := c.Do(ctx, "ROLE").Slice()
+		if err != nil || len(role) == 0 || role[0] != "master" {
+			return fmt.Errorf("ROLE %v (%v)", role, err)
+		}
+		return nil
+	})
+	var sentinelConns int64
+	for _, p := range newProxies[len(g.data):] {
+		sentinelConns += p.Accepted.Load()
+	}
+	if sentinelConns == 0 {
+		t.Error("no connection reached a sentinel through the new map")
+	}
+	if d.refused.Load() != 0 {
+		t.Errorf("%d dials of announced addresses", d.refused.Load())
+	}
+	t.Logf("after the reload: %d sentinel connections through the new proxies", sentinelConns)
+}
