@@ -164,11 +164,12 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 	if s.tls != nil {
 		tlsFor = s.tls.ConfigFor
 	}
-	if s.sentinel != nil {
+	switch {
+	case s.sentinel != nil:
 		if err := c.buildSentinel(s, provider, base, tlsFor); err != nil {
 			return nil, err
 		}
-	} else if s.cluster {
+	case s.cluster:
 		cc, err := cluster.NewClient(cluster.Options{
 			RootNodes: s.roots,
 			Defaults: cluster.NodeOptions{
@@ -217,7 +218,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			}
 			return cc.Ping(ctx).Err()
 		}
-	} else {
+	default:
 		d := cluster.NewDialer(cluster.DialerOptions{Map: s.nodeMap, Dial: base, ConnectTimeout: s.connectTimeout, TLSConfigFor: tlsFor, ServerName: s.serverName})
 		network := s.network
 		if network == "" {

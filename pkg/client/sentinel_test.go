@@ -90,7 +90,7 @@ func startSentinelGroup(t *testing.T) *sentinelGroup {
 			peers, err2 := sc.Sentinels(ctx, sentinelMaster).Result()
 			_ = sc.Close()
 			if err != nil || err2 != nil || len(reps) != 2 || len(peers) != 2 {
-				return fmt.Errorf("%s: %d replicas (%v), %d peers (%v)", a, len(reps), err, len(peers), err2)
+				return fmt.Errorf("%s: %d replicas (%w), %d peers (%w)", a, len(reps), err, len(peers), err2)
 			}
 			for _, r := range reps {
 				if !strings.Contains(r["flags"], "slave") || strings.Contains(r["flags"], "down") || r["master-link-status"] != "ok" {
@@ -217,7 +217,7 @@ func TestOpenSentinelFailover(t *testing.T) {
 	var now string
 	waitFor(t, "the sentinels to name a new master", func() error {
 		if now, err = g.masterAddr(ctx); err != nil || now == old {
-			return fmt.Errorf("master still %s (%v)", now, err)
+			return fmt.Errorf("master still %s (%w)", now, err)
 		}
 		return nil
 	})
@@ -238,7 +238,7 @@ func TestOpenSentinelFailover(t *testing.T) {
 			return err
 		}
 		if v, err := admin.Get(ctx, "probe").Result(); err != nil || v != strconv.Itoa(w) {
-			return fmt.Errorf("new master has probe=%q (%v), want %d", v, err, w)
+			return fmt.Errorf("new master has probe=%q (%w), want %d", v, err, w)
 		}
 		return nil
 	})
@@ -256,7 +256,6 @@ func TestOpenSentinelFailover(t *testing.T) {
 		t.Error("no write succeeded")
 	}
 }
-
 
 // The node address map and the sentinels' password change live: every proxy is replaced and
 // the sentinels' password rotated; once the old proxies are gone (their connections cut), the
@@ -295,7 +294,7 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 	m.update(t, files)
 	waitFor(t, "the reload", func() error {
 		if _, err := rl.last(); rl.ok.Load() == 0 {
-			return fmt.Errorf("not reloaded yet (%v)", err)
+			return fmt.Errorf("not reloaded yet (%w)", err)
 		}
 		return nil
 	})
@@ -321,7 +320,7 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 	waitFor(t, "a new master", func() error {
 		now, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
 		if err != nil || (len(old) == 2 && len(now) == 2 && now[1] == old[1]) {
-			return fmt.Errorf("master still %v (%v)", now, err)
+			return fmt.Errorf("master still %v (%w)", now, err)
 		}
 		return nil
 	})
@@ -331,7 +330,7 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 		}
 		role, err := c.Do(ctx, "ROLE").Slice()
 		if err != nil || len(role) == 0 || role[0] != "master" {
-			return fmt.Errorf("ROLE %v (%v)", role, err)
+			return fmt.Errorf("ROLE %v (%w)", role, err)
 		}
 		return nil
 	})
