@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
@@ -345,4 +346,57 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 		t.Errorf("%d dials of announced addresses", d.refused.Load())
 	}
 	t.Logf("after the reload: %d sentinel connections through the new proxies", sentinelConns)
+}
+
+// The docs/consuming.md node-redis createSentinel snippet, as is, on a hand-written
+// sentinel-mode config.json: node-redis reaches the sentinels and the master only through
+// nodeAddressMap (the master's proxy sees its connections) with both sides' passwords.
+func TestNodeRedisSentinelSnippet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
+	defer cancel()
+	dir, err := npmtest.InstallClients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startSentinelGroup(t)
+	cfg, files, _, proxies := g.config(t)
+	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	secretDir := t.TempDir()
+	for k, v := range files {
+		if err := os.WriteFile(filepath.Join(secretDir, k), v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "### Sentinel: node-redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	script, err := npmtest.WriteScript(dir, work, "sentinel.mjs", snippet+`
+await redis.set('k', 'from-node-redis');
+console.log('node-redis-sentinel', await redis.get('k'));
+await redis.close();
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := npmtest.NoDNSArgs(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "node", append(args, script)...)
+	cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+m.dir, "RCONN_SECRET_DIR="+secretDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "node-redis-sentinel from-node-redis") {
+		t.Fatalf("node %s: %v\n%s", script, err, out)
+	}
+	master, err := g.masterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range g.data {
+		if s.Addr() == master && proxies[i].Accepted.Load() == 0 {
+			t.Errorf("node-redis did not reach the master through nodeAddressMap (its proxy saw no connection):\n%s", out)
+		}
+	}
 }
