@@ -400,3 +400,55 @@ await redis.close();
 		}
 	}
 }
+
+// The docs/consuming.md ioredis snippet, as is, on a hand-written sentinel-mode config.json:
+// ioredis reaches the master through natMap (its proxy sees the connection).
+func TestIORedisSentinelSnippet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
+	defer cancel()
+	dir, err := npmtest.InstallClients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startSentinelGroup(t)
+	cfg, files, _, proxies := g.config(t)
+	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	secretDir := t.TempDir()
+	for k, v := range files {
+		if err := os.WriteFile(filepath.Join(secretDir, k), v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "### Sentinel: ioredis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	script, err := npmtest.WriteScript(dir, work, "sentinel.mjs", snippet+`
+await redis.set('k', 'from-ioredis');
+console.log('ioredis-sentinel', await redis.get('k'));
+redis.disconnect();
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := npmtest.NoDNSArgs(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "node", append(args, script)...)
+	cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+m.dir, "RCONN_SECRET_DIR="+secretDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ioredis-sentinel from-ioredis") {
+		t.Fatalf("node %s: %v\n%s", script, err, out)
+	}
+	master, err := g.masterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range g.data {
+		if s.Addr() == master && proxies[i].Accepted.Load() == 0 {
+			t.Errorf("ioredis did not reach the master through natMap (its proxy saw no connection):\n%s", out)
+		}
+	}
+}
