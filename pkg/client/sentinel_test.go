@@ -452,3 +452,51 @@ redis.disconnect();
 		}
 	}
 }
+
+// useReplicas: the failover cluster client (go-redis NewFailoverClusterClient, RouteRandomly)
+// connects through the sentinels, writes, reads, and follows a failover. Unlike the other
+// sentinel tests it cannot show that data connections go through the map: go-redis's cluster
+// client rewrites a loopback node address it did not get from a loopback seed to ":port", so on
+// a loopback test group the data nodes are dialed as ":port" (no map entry). Announced
+// addresses in a real deployment are not loopback.
+func TestOpenSentinelUseReplicas(t *testing.T) {
+	g := startSentinelGroup(t)
+	cfg, files, d, _ := g.config(t)
+	cfg.UseReplicas, cfg.ReplicaPoolSize = true, 1
+	files[client.ConfigFileName] = render(t, cfg)
+	m := newMount(t, files)
+	ctx := testCtx(t)
+	c, err := client.OpenOptions{Dial: d.Dial}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reads", func() error {
+		if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+			return fmt.Errorf("GET k = %q (%w)", v, err)
+		}
+		return nil
+	})
+	sc := sentinelAdmin(g.sentinels[0])
+	defer func() { _ = sc.Close() }()
+	old, err := g.masterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new master", func() error {
+		if now, err := g.masterAddr(ctx); err != nil || now == old {
+			return fmt.Errorf("master still %s (%w)", now, err)
+		}
+		return nil
+	})
+	waitFor(t, "writes after the failover", func() error { return c.Set(ctx, "k", "w", 0).Err() })
+	if d.refused.Load() != 0 {
+		t.Errorf("%d dials of announced addresses", d.refused.Load())
+	}
+}
