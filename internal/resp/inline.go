@@ -24,7 +24,7 @@ const (
 // Inline splits inline commands (a line of arguments, what redis-cli and telnet users send)
 // chunk by chunk, by Redis's own rules: arguments are separated by blanks; "..." takes the
 // escapes \n \r \t \b \a \xHH and \<any>; '...' takes \' only; a closing quote must be followed
-// by a blank or the line's end; unbalanced quotes are an error; an empty line is no command.
+// by a blank or the line's end; unbalanced quotes are an error; a blank line is no command.
 // A line ends at '\n' (a '\r' before it is a blank, or makes a quote unterminated).
 type Inline struct {
 	state uint8
@@ -45,7 +45,7 @@ func (l *Inline) Data() []byte { return l.data }
 func (l *Inline) Reset() { *l = Inline{} }
 
 // Scan consumes p until an event: Begin (a new argument starts: Args() counts it), Data, or
-// End (the line ended and had arguments; an empty line is skipped). None: p was consumed.
+// End (the line ended; with Args() 0 it was blank: no command). None: p was consumed.
 func (l *Inline) Scan(p []byte) (n int, ev Event, err error) {
 	for i := 0; i < len(p); {
 		c := p[i]
@@ -53,11 +53,6 @@ func (l *Inline) Scan(p []byte) (n int, ev Event, err error) {
 			switch l.state {
 			case inDQ, inDQEsc, inDQHex, inDQHex2, inSQ, inSQEsc:
 				return i + 1, None, ErrUnbalancedQuotes
-			}
-			if l.nargs == 0 {
-				l.Reset()
-				i++
-				continue
 			}
 			l.state = inBlank
 			return i + 1, End, nil

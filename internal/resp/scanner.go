@@ -144,8 +144,10 @@ func (s *Scanner) Reset() {
 	*s = Scanner{Lim: s.Lim, Request: s.Request, Watch: s.Watch, stack: st}
 }
 
-// Scan consumes p until an event: n bytes were consumed (p[n:] is still to scan). An error
-// is final: the stream is not RESP within the limits.
+// Scan consumes p until an event: n bytes were consumed (p[n:] is still to scan). Call it
+// again after every event, even with nothing left of p (an event may complete aggregates
+// that need no more bytes): None means that all of p was consumed. An error is final: the
+// stream is not RESP within the limits.
 func (s *Scanner) Scan(p []byte) (n int, ev Event, err error) {
 	i := 0
 	for {

@@ -182,8 +182,10 @@ func (t *requestTracker) write(p []byte) {
 		t.started = true
 		t.sc.Lim, t.sc.Request, t.sc.Watch = resp.NoLimits(1), true, 2
 	}
-	for i := 0; i < len(p) && !t.broken; {
-		n, ev, err := t.sc.Scan(p[i:])
+	for i, ev := 0, resp.Begin; ev != resp.None && !t.broken; {
+		var n int
+		var err error
+		n, ev, err = t.sc.Scan(p[i:])
 		i += n
 		if err != nil {
 			t.broken = true

@@ -119,13 +119,15 @@ func (v *respValidator) feed(p []byte) error {
 }
 
 func (v *respValidator) run(p []byte) error {
-	for i := 0; i < len(p); {
-		if v.sc.Between() {
+	for i, ev := 0, resp.Begin; ev != resp.None; {
+		if v.sc.Between() && i < len(p) {
 			if err := v.begin(); err != nil {
 				return err
 			}
 		}
-		n, ev, err := v.sc.Scan(p[i:])
+		var n int
+		var err error
+		n, ev, err = v.sc.Scan(p[i:])
 		i += n
 		if err != nil {
 			return scanError(err)
