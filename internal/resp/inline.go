@@ -7,6 +7,11 @@ import "errors"
 // other than a space.
 var ErrUnbalancedQuotes = errors.New("unbalanced quotes in inline request")
 
+// ErrInlineNUL: an inline command holds a NUL byte. Redis looks for the line's end with
+// strchr, which stops at the NUL: it never runs the command and waits until the line is too
+// long (64 KiB), then closes the connection.
+var ErrInlineNUL = errors.New("NUL byte in inline request")
+
 // Inline states, after sdssplitargs (Redis's sds.c), which splits an inline command's line.
 const (
 	inBlank    uint8 = iota // between arguments
@@ -18,13 +23,13 @@ const (
 	inSQ                    // inside '...'
 	inSQEsc                 // after '\' inside '...'
 	inClosed                // after a closing quote: a space or the line's end must follow
-	inIgnore                // after a NUL outside quotes: sdssplitargs stops there
 )
 
 // Inline splits inline commands (a line of arguments, what redis-cli and telnet users send)
 // chunk by chunk, by Redis's own rules: arguments are separated by blanks; "..." takes the
 // escapes \n \r \t \b \a \xHH and \<any>; '...' takes \' only; a closing quote must be followed
-// by a blank or the line's end; unbalanced quotes are an error; a blank line is no command.
+// by a blank or the line's end; unbalanced quotes are an error; a blank line is no command; a
+// NUL byte is an error (Redis never finds the end of such a line).
 // A line ends at '\n' (a '\r' before it is a blank, or makes a quote unterminated).
 type Inline struct {
 	state uint8
@@ -49,6 +54,9 @@ func (l *Inline) Reset() { *l = Inline{} }
 func (l *Inline) Scan(p []byte) (n int, ev Event, err error) {
 	for i := 0; i < len(p); {
 		c := p[i]
+		if c == 0 {
+			return i + 1, None, ErrInlineNUL
+		}
 		if c == '\n' {
 			switch l.state {
 			case inDQ, inDQEsc, inDQHex, inDQHex2, inSQ, inSQEsc:
@@ -60,11 +68,6 @@ func (l *Inline) Scan(p []byte) (n int, ev Event, err error) {
 		switch l.state {
 		case inBlank:
 			if isSpace(c) {
-				i++
-				continue
-			}
-			if c == 0 {
-				l.state = inIgnore
 				i++
 				continue
 			}
@@ -86,8 +89,6 @@ func (l *Inline) Scan(p []byte) (n int, ev Event, err error) {
 				l.state = inDQ
 			case '\'':
 				l.state = inSQ
-			case 0:
-				l.state = inIgnore
 			default: // ' ', '\r', '\t'
 				l.state = inBlank
 			}
@@ -102,8 +103,6 @@ func (l *Inline) Scan(p []byte) (n int, ev Event, err error) {
 			}
 			i++
 			switch {
-			case c == 0:
-				return i, None, ErrUnbalancedQuotes
 			case c == '\\' && l.state == inDQ:
 				l.state = inDQEsc
 			case c == '\\':
@@ -113,16 +112,10 @@ func (l *Inline) Scan(p []byte) (n int, ev Event, err error) {
 			}
 		case inClosed:
 			i++
-			switch {
-			case c == 0:
-				l.state = inIgnore
-			case isSpace(c):
-				l.state = inBlank
-			default:
+			if !isSpace(c) {
 				return i, None, ErrUnbalancedQuotes
 			}
-		case inIgnore:
-			i++
+			l.state = inBlank
 		default:
 			var consumed bool
 			if consumed, ev = l.escape(c); consumed {
@@ -161,9 +154,6 @@ func (l *Inline) escape(c byte) (consumed bool, ev Event) {
 			c = '\b'
 		case 'a':
 			c = '\a'
-		case 0:
-			l.state = inDQ
-			return false, None // read again in inDQ: unterminated
 		}
 		l.state = inDQ
 		return true, l.emit(c, 0)
