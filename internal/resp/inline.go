@@ -7,22 +7,22 @@ import "errors"
 // other than a space.
 var ErrUnbalancedQuotes = errors.New("unbalanced quotes in inline request")
 
-// ErrInlineNUL: an inline command holds a NUL byte. Redis looks for the line's end with
+// ErrInlineNUL means that an inline command holds a NUL byte. Redis looks for the line's end with
 // strchr, which stops at the NUL: it never runs the command and waits until the line is too
 // long (64 KiB), then closes the connection.
 var ErrInlineNUL = errors.New("NUL byte in inline request")
 
 // Inline states, after sdssplitargs (Redis's sds.c), which splits an inline command's line.
 const (
-	inBlank    uint8 = iota // between arguments
-	inPlain                 // an unquoted argument
-	inDQ                    // inside "..."
-	inDQEsc                 // after '\' inside "..."
-	inDQHex                 // after "\x"
-	inDQHex2                // after "\x" and one hex digit
-	inSQ                    // inside '...'
-	inSQEsc                 // after '\' inside '...'
-	inClosed                // after a closing quote: a space or the line's end must follow
+	inBlank  uint8 = iota // between arguments
+	inPlain               // an unquoted argument
+	inDQ                  // inside "..."
+	inDQEsc               // after '\' inside "..."
+	inDQHex               // after "\x"
+	inDQHex2              // after "\x" and one hex digit
+	inSQ                  // inside '...'
+	inSQEsc               // after '\' inside '...'
+	inClosed              // after a closing quote: a space or the line's end must follow
 )
 
 // Inline splits inline commands (a line of arguments, what redis-cli and telnet users send)

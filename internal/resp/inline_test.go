@@ -60,7 +60,7 @@ func TestInlineSplitsLikeRedis(t *testing.T) {
 		{`echo 'unterminated` + "\n", nil, ErrUnbalancedQuotes},
 		{"echo \"a\r\n", nil, ErrUnbalancedQuotes},
 		{"a\vb c\n", [][]string{{"a\vb", "c"}}, nil}, // \v ends no argument, but is a blank between them
-		{"a b\x00c d\nPING\n", nil, ErrInlineNUL}, // Redis never finds this line's end
+		{"a b\x00c d\nPING\n", nil, ErrInlineNUL},    // Redis never finds this line's end
 		{"\"a\x00\"\n", nil, ErrInlineNUL},
 		{"\"\\x4\"\n", [][]string{{"x4"}}, nil},
 	} {

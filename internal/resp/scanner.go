@@ -48,18 +48,18 @@ var (
 type Event uint8
 
 const (
-	// None: all of p was consumed and the current top-level value continues.
+	// None means all of p was consumed and the current top-level value continues.
 	None Event = iota
-	// Begin: the type byte of a watched value (Depth() < Watch) was read: Type(), Depth().
+	// Begin means the type byte of a watched value (Depth() < Watch) was read: Type(), Depth().
 	Begin
-	// Data: Data() holds the next bytes of the captured value's text (a line without its
+	// Data means Data() holds the next bytes of the captured value's text (a line without its
 	// CRLF, a bulk's payload), a slice of p.
 	Data
-	// Done: a watched value that is not a whole top-level value is complete: Type(),
+	// Done means a watched value that is not a whole top-level value is complete: Type(),
 	// Depth(), Null(). An attribute ('|') is reported when its entries are; the value it
 	// annotates follows at the same depth.
 	Done
-	// End: a top-level value is complete; the scanner is between values.
+	// End means a top-level value is complete; the scanner is between values.
 	End
 )
 

@@ -1,6 +1,10 @@
 package cluster
 
-import "github.com/rconn-dev/redis-connection-operator/internal/resp"
+import (
+	"errors"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/resp"
+)
 
 // respValidator checks a RESP2/RESP3 byte stream incrementally, chunk by chunk, against
 // Limits. It must sit below go-redis's reader (inside net.Conn.Read) and see the bytes before
@@ -132,6 +136,9 @@ func (v *respValidator) run(p []byte) error {
 		if err != nil {
 			return scanError(err)
 		}
+		if v.sc.Between() && ev != resp.End {
+			continue // no reply under way: nothing to charge
+		}
 		if err := v.charge(); err != nil {
 			return err
 		}
@@ -145,27 +152,20 @@ func (v *respValidator) run(p []byte) error {
 	return nil
 }
 
-// scanError is the validator's fixed error for the Scanner's.
+// scanErrors are the validator's fixed errors for the Scanner's (fixed values too).
+var scanErrors = [...]struct{ from, to error }{
+	{resp.ErrUnknownType, errUnknownType}, {resp.ErrBadLineEnd, errBadLineEnd}, {resp.ErrBadBulkEnd, errBadBulkEnd},
+	{resp.ErrArrayTooLong, errArrayTooLong}, {resp.ErrBulkTooLong, errBulkTooLong}, {resp.ErrTooManyElems, errTooManyElems},
+	{resp.ErrTooManyBytes, errTooManyBytes}, {resp.ErrTooDeep, errTooDeep}, {resp.ErrLineTooLong, errLineTooLong},
+}
+
+// scanError is the validator's error for the Scanner's: malformed numbers and anything else
+// are errBadNumber.
 func scanError(err error) error {
-	switch err {
-	case resp.ErrUnknownType:
-		return errUnknownType
-	case resp.ErrBadLineEnd:
-		return errBadLineEnd
-	case resp.ErrBadBulkEnd:
-		return errBadBulkEnd
-	case resp.ErrArrayTooLong:
-		return errArrayTooLong
-	case resp.ErrBulkTooLong:
-		return errBulkTooLong
-	case resp.ErrTooManyElems:
-		return errTooManyElems
-	case resp.ErrTooManyBytes:
-		return errTooManyBytes
-	case resp.ErrTooDeep:
-		return errTooDeep
-	case resp.ErrLineTooLong:
-		return errLineTooLong
+	for _, e := range scanErrors {
+		if errors.Is(err, e.from) {
+			return e.to
+		}
 	}
 	return errBadNumber
 }
