@@ -1,6 +1,10 @@
 package cluster
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/resp"
+)
 
 // Per-command caps. A reply's honest size depends on the command it answers: a CLUSTER SHARDS
 // reply of the largest cluster the Limits allow (MaxTopologyNodes nodes, MaxTopologyShards
@@ -148,34 +152,23 @@ func genericCaps(l *Limits) replyCaps {
 // pipelines at most a handful (HELLO, then SELECT + CLIENT SETNAME at connection setup).
 const maxPending = 64
 
-// requestTracker parses the request stream go-redis writes (arrays of bulk strings) just far
-// enough to know each command's name, and queues one expectation per command. It is our own
-// client's output, not untrusted input; anything it cannot parse turns tracking off for the
-// connection (broken), and replies then fall back to the generic Limits.
+// requestTracker reads the request stream go-redis writes (arrays of bulk strings) with
+// internal/resp's Scanner in request mode, just far enough to know each command's name, and
+// queues one expectation per command. It is our own client's output, not untrusted input;
+// anything it cannot parse turns tracking off for the connection (broken), and replies then
+// fall back to the generic Limits.
 type requestTracker struct {
 	mu      sync.Mutex
 	pending []command
 	broken  bool
 
-	state   uint8
-	num     int64 // number being read (array length or bulk length)
-	args    int64 // arguments of the current request still to come
-	argLen  int64 // bytes of the current argument still to skip
-	argIdx  int   // index of the current argument
+	sc      resp.Scanner
+	started bool // sc is configured
+	argIdx  int  // index of the current argument
 	name    [2][maxNameLen]byte
 	nameLen [2]int
 	queued  bool // the current request's expectation is queued
-	sawCR   bool
-	digits  int
-	numType byte
 }
-
-const (
-	rqStart   uint8 = iota // expecting '*'
-	rqNum                  // digits of "*n" or "$n", then CRLF
-	rqArg                  // argument bytes
-	rqArgCRLF              // CRLF after an argument
-)
 
 // maxNameLen bounds what is kept of a command name or subcommand.
 const maxNameLen = 16
@@ -185,120 +178,64 @@ const maxNameLen = 16
 func (t *requestTracker) write(p []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := 0; i < len(p) && !t.broken; {
-		i = t.step(p, i)
+	if !t.started {
+		t.started = true
+		t.sc.Lim, t.sc.Request, t.sc.Watch = resp.NoLimits(1), true, 2
+	}
+	for i, ev := 0, resp.Begin; ev != resp.None && !t.broken; {
+		var n int
+		var err error
+		n, ev, err = t.sc.Scan(p[i:])
+		i += n
+		if err != nil {
+			t.broken = true
+			return
+		}
+		t.event(ev)
 	}
 }
 
-// step consumes p from i and returns where it stopped.
-func (t *requestTracker) step(p []byte, i int) int {
-	c := p[i]
-	switch t.state {
-	case rqStart:
-		if c != '*' {
-			t.broken = true
-			return len(p)
+// event follows one Scanner event of the request stream.
+func (t *requestTracker) event(ev resp.Event) {
+	switch ev {
+	case resp.Begin:
+		if t.sc.Depth() == 0 { // a new request
+			t.argIdx, t.queued, t.nameLen = 0, false, [2]int{}
+			return
 		}
-		t.state, t.numType, t.num, t.digits, t.sawCR = rqNum, '*', 0, 0, false
-		return i + 1
-	case rqNum:
-		return t.number(c, i)
-	case rqArg:
-		n := min(int64(len(p)-i), t.argLen)
-		if t.argIdx < 2 {
-			for _, ch := range p[i : i+int(n)] {
-				if k := t.nameLen[t.argIdx]; k < maxNameLen {
-					t.name[t.argIdx][k] = upper(ch)
-					t.nameLen[t.argIdx]++
-				}
+		t.sc.Capture = t.argIdx < 2
+	case resp.Data:
+		for _, ch := range t.sc.Data() {
+			if k := t.nameLen[t.argIdx]; k < maxNameLen {
+				t.name[t.argIdx][k] = upper(ch)
+				t.nameLen[t.argIdx]++
 			}
 		}
-		t.argLen -= n
-		if t.argLen == 0 {
-			t.state, t.sawCR = rqArgCRLF, false
+	case resp.Done:
+		// Once the name (and, for container commands, the subcommand) is known, the
+		// request's expectation is queued: before the rest of a long request is written.
+		if t.argIdx == 1 || !hasSubcommand(t.arg(0)) {
+			t.queue()
 		}
-		return i + int(n)
-	case rqArgCRLF:
-		if !t.sawCR {
-			t.sawCR = c == '\r'
-			t.broken = !t.sawCR
-			return i + 1
+		t.argIdx++
+	case resp.End:
+		if t.argIdx > 0 { // "*0" and "*-1" are no command
+			t.queue()
 		}
-		if c != '\n' {
-			t.broken = true
-			return len(p)
-		}
-		t.argDone()
-		return i + 1
 	}
-	t.broken = true
-	return len(p)
 }
 
-// number reads the digits and CRLF of "*n" or "$n".
-func (t *requestTracker) number(c byte, i int) int {
-	switch {
-	case c == '$' && t.numType == '$' && t.digits == 0 && !t.sawCR:
-		return i + 1
-	case c >= '0' && c <= '9' && !t.sawCR && t.digits < 12:
-		t.num = t.num*10 + int64(c-'0')
-		t.digits++
-		return i + 1
-	case c == '\r' && t.digits > 0 && !t.sawCR:
-		t.sawCR = true
-		return i + 1
-	case c == '\n' && t.sawCR:
-		t.numDone()
-		return i + 1
-	}
-	t.broken = true
-	return i + 1
-}
-
-// numDone acts on a complete "*n" (a new request) or "$n" (an argument's length).
-func (t *requestTracker) numDone() {
-	if t.numType == '*' {
-		if t.num == 0 {
-			t.state = rqStart
-			return
-		}
-		t.args, t.argIdx, t.queued = t.num, 0, false
-		t.nameLen = [2]int{}
-	} else {
-		t.argLen = t.num
-		if t.argLen == 0 {
-			t.state, t.sawCR = rqArgCRLF, false
-			return
-		}
-		t.state = rqArg
+// queue queues the current request's expectation, once.
+func (t *requestTracker) queue() {
+	if t.queued {
 		return
 	}
-	t.nextArg()
-}
-
-// nextArg expects the next argument's "$n" header.
-func (t *requestTracker) nextArg() {
-	t.state, t.numType, t.num, t.digits, t.sawCR = rqNum, '$', 0, 0, false
-}
-
-// argDone ends one argument; once the name (and, for container commands, the subcommand) is
-// known, the request's expectation is queued.
-func (t *requestTracker) argDone() {
-	t.args--
-	if !t.queued && (t.argIdx == 1 || t.args == 0 || !hasSubcommand(t.arg(0))) {
-		t.queued = true
-		if len(t.pending) >= maxPending {
-			t.broken = true
-			return
-		}
-		t.pending = append(t.pending, commandOf(t.arg(0), t.arg(1)))
-	}
-	t.argIdx++
-	if t.args == 0 {
-		t.state = rqStart
+	t.queued = true
+	if len(t.pending) >= maxPending {
+		t.broken = true
 		return
 	}
-	t.nextArg()
+	t.pending = append(t.pending, commandOf(t.arg(0), t.arg(1)))
 }
 
 // arg is what was kept of argument i (0 or 1), upper-cased.

@@ -43,7 +43,7 @@ func feedSplit(l Limits, p []byte, n int) error {
 		}
 		p = p[k:]
 	}
-	if v.state != stType || len(v.stack) != 0 {
+	if !v.sc.Between() {
 		return errors.New("validator not at a reply boundary after a complete stream")
 	}
 	return nil

@@ -6,11 +6,9 @@
 //
 // Only topology is rewritten: replies to CLUSTER SLOTS, SHARDS, NODES (and REPLICAS/SLAVES)
 // and top-level -MOVED/-ASK errors name the proxy's listeners; every other byte passes as it
-// came. To know which replies those are, both directions are parsed by streaming scanners
-// (scan.go, hand-written: they must walk values of any size across chunk boundaries without
-// buffering or allocating, which no maintained Go RESP library does — redcon, rueidis and
-// go-redis's reader all materialize values), and each command queues what its replies look
-// like (match.go): CLIENT REPLY OFF/ON/SKIP, RESP3 pushes, HELLO and RESET are followed; RESP2
+// came. To know which replies those are, both directions are parsed by internal/resp's
+// streaming Scanner (scan.go plugs in what the proxy captures; inline commands are split by
+// Redis's quoting rules), and each command queues what its replies look like (match.go): CLIENT REPLY OFF/ON/SKIP, RESP3 pushes, HELLO and RESET are followed; RESP2
 // pub/sub mode and MONITOR end the counting until RESET (docs/consuming.md lists what is not
 // supported). Topology replies are the only thing buffered, bounded by
 // Options.MaxTopologyReply; the connection is closed beyond it.

@@ -140,6 +140,23 @@ func TestReplyMatching(t *testing.T) {
 			t.Fatalf("GET after CLUSTER SLOTS = %q", got)
 		}
 	})
+	t.Run("CLIENT REPLY SKIP inline and quoted", func(t *testing.T) {
+		// Redis splits an inline command by sdssplitargs: "SKIP", 'skip' and "S\x4bIP" are SKIP.
+		// Read as bare words they are not, and the proxy would expect a reply Redis never sends.
+		for _, skip := range []string{`"SKIP"`, `'skip'`, `"S\x4bIP"`} {
+			r := dialRaw(t, node)
+			if _, err := r.c.Write([]byte("CLIENT REPLY " + skip + "\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			r.send(t, []string{"GET", key}, []string{"CLUSTER", "SLOTS"}, []string{"GET", key})
+			if got := r.read(t); invalid(got) || !strings.Contains(got, "127.0.0.1") {
+				t.Fatalf("CLUSTER SLOTS after inline CLIENT REPLY %s was not rewritten: %s", skip, got)
+			}
+			if got := r.read(t); got != nodesLine {
+				t.Fatalf("GET after CLUSTER SLOTS = %q", got)
+			}
+		}
+	})
 	t.Run("RESP3 pushes", func(t *testing.T) {
 		r := dialRaw(t, node)
 		r.send(t, []string{"HELLO", "3"}, []string{"SUBSCRIBE", "a", "b"}, []string{"CLUSTER", "SLOTS"})

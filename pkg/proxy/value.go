@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"math"
 	"strconv"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/resp"
 )
 
 // value is a parsed RESP2/RESP3 value: only topology replies (buffered, bounded) are parsed;
@@ -15,64 +18,65 @@ type value struct {
 	attr *value  // an attribute annotating this value
 }
 
-// parseValue parses one complete value from b and returns it and its length.
+// parseValue parses one complete value from b and returns it and its length. internal/resp's
+// Scanner finds the values (every one is watched); the parser only builds them.
 func parseValue(b []byte, depth int) (value, int, error) {
-	if depth > maxDepth || len(b) == 0 {
-		return value{}, 0, errProtocol
+	var s resp.Scanner
+	s.Lim, s.Watch = resp.NoLimits(maxDepth-depth), math.MaxInt
+	type open struct {
+		v     value
+		start int    // offset of its type byte
+		attr  *value // an attribute for its next element
 	}
-	t := b[0]
-	line := bytes.Index(b, []byte("\r\n"))
-	if line < 0 {
-		return value{}, 0, errProtocol
+	var stack []open
+	var topAttr *value
+	for i := 0; ; {
+		n, ev, err := s.Scan(b[i:])
+		i += n
+		if err != nil || ev == resp.None {
+			return value{}, 0, errProtocol
+		}
+		switch ev {
+		case resp.Begin:
+			stack = append(stack, open{v: value{t: s.Type()}, start: i - 1})
+			continue
+		case resp.Done, resp.End:
+		default:
+			continue
+		}
+		o := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		v := o.v
+		fill(&v, b[o.start:i], s.Null())
+		pending := &topAttr
+		if len(stack) > 0 {
+			pending = &stack[len(stack)-1].attr
+		}
+		if v.t == '|' {
+			*pending = &v // it annotates the next value at this depth
+			continue
+		}
+		v.attr, *pending = *pending, nil
+		if ev == resp.End {
+			return v, i, nil
+		}
+		stack[len(stack)-1].v.a = append(stack[len(stack)-1].v.a, v)
 	}
-	body := b[1:line]
-	n := line + 2
-	switch t {
+}
+
+// fill sets a complete value's text (frame is all of its bytes) or null; an aggregate's
+// elements are already in place.
+func fill(v *value, frame []byte, null bool) {
+	switch v.t {
 	case '+', '-', ',', '(', '#', ':', '_':
-		return value{t: t, s: body}, n, nil
+		v.s = frame[1 : len(frame)-2]
 	case '$', '=', '!':
-		l, err := strconv.Atoi(string(body))
-		if err != nil {
-			return value{}, 0, errProtocol
+		if v.null = null; !null {
+			v.s = frame[bytes.IndexByte(frame, '\n')+1 : len(frame)-2]
 		}
-		if l < 0 {
-			return value{t: t, null: true}, n, nil
-		}
-		if len(b) < n+l+2 {
-			return value{}, 0, errProtocol
-		}
-		return value{t: t, s: b[n : n+l]}, n + l + 2, nil
-	case '*', '%', '~', '>', '|':
-		l, err := strconv.Atoi(string(body))
-		if err != nil || l > len(b) {
-			return value{}, 0, errProtocol
-		}
-		if l < 0 {
-			return value{t: t, null: true}, n, nil
-		}
-		if t == '%' || t == '|' {
-			l *= 2
-		}
-		v := value{t: t, a: make([]value, 0, l)}
-		for k := 0; k < l; k++ {
-			e, m, err := parseValue(b[n:], depth+1)
-			if err != nil {
-				return value{}, 0, err
-			}
-			v.a = append(v.a, e)
-			n += m
-		}
-		if t == '|' {
-			inner, m, err := parseValue(b[n:], depth+1)
-			if err != nil {
-				return value{}, 0, err
-			}
-			inner.attr = &v
-			return inner, n + m, nil
-		}
-		return v, n, nil
+	default:
+		v.null = null
 	}
-	return value{}, 0, errProtocol
 }
 
 func (v *value) appendTo(out []byte) []byte {
