@@ -627,11 +627,8 @@ func (in *Inspector) checkNode(ctx context.Context, addr string, cluster bool) N
 		return h
 	}
 	if len(role) > 0 {
-		if s, _ := role[0].(string); s == "master" {
-			h.Role = RoleMaster
-		} else if s == "slave" {
-			h.Role = RoleReplica
-		}
+		s, _ := role[0].(string)
+		h.Role = parseRole(s)
 	}
 	if cluster {
 		info, err := c.ClusterInfo(ctx).Result()
