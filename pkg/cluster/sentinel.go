@@ -330,12 +330,18 @@ func (si *SentinelInspector) ask(ctx context.Context, addr string) *sentinelAnsw
 		return a
 	}
 	var master, reps, peers *redis.Cmd
-	_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, perr := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		master = p.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", si.name)
 		reps = p.Do(ctx, "SENTINEL", "REPLICAS", si.name)
 		peers = p.Do(ctx, "SENTINEL", "SENTINELS", si.name)
 		return nil
 	})
+	if master.Err() == nil && master.Val() == nil && perr != nil {
+		// The connection failed before any command ran (dial, TLS, AUTH): go-redis reports
+		// it only as the pipeline's error.
+		a.err = perr
+		return a
+	}
 	hp, err := master.StringSlice()
 	switch {
 	case errors.Is(err, redis.Nil):
