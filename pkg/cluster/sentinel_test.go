@@ -22,7 +22,7 @@ type sentinelWorld struct {
 	m   cluster.NodeAddressMap
 }
 
-func startSentinelWorld(t *testing.T, o redistest.SentinelGroupOptions) *sentinelWorld {
+func startSentinelWorld(t testing.TB, o redistest.SentinelGroupOptions) *sentinelWorld {
 	t.Helper()
 	g := redistest.StartSentinelGroup(t, o)
 	m, err := cluster.StaticMap(g.AddressMap())
