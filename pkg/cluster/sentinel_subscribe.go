@@ -108,7 +108,10 @@ func (s *subscription) run(ctx context.Context) {
 	for i := 0; ctx.Err() == nil; i++ {
 		cands := s.si.candidates()
 		addr := cands[i%len(cands)]
-		if s.listen(ctx, addr) {
+		began := time.Now()
+		// Only a subscription that lasted resets the backoff: a sentinel that confirms and
+		// then sends what the caps refuse must not get a reconnect every 100 ms.
+		if s.listen(ctx, addr) && time.Since(began) >= subscribeMaxBackoff {
 			backoff = subscribeMinBackoff
 		} else {
 			backoff = min(2*backoff, subscribeMaxBackoff)

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -339,3 +340,46 @@ func TestSentinelOptionsValidation(t *testing.T) {
 	}
 	_ = si.Close()
 }
+
+// TestSentinelSubscriptionMessageBeyondCapsDropped: a sentinel pushing a +switch-master
+// message beyond cmdSubscribe's caps (a 100 KB payload: under the generic 1 MiB bulk cap) is
+// cut off, the event is never delivered, and the subscription reconnects.
+func TestSentinelSubscriptionMessageBeyondCapsDropped(t *testing.T) {
+	payload := "mymaster old.rconn-test.invalid 6379 new.rconn-test.invalid 6379" + strings.Repeat(" ", 100<<10)
+	var confirm strings.Builder
+	for i, ch := range []string{"+switch-master", "+sdown", "-sdown", "+odown"} {
+		confirm.WriteString("*3\r\n$9\r\nsubscribe\r\n$" + itoa(len(ch)) + "\r\n" + ch + "\r\n:" + itoa(i+1) + "\r\n")
+	}
+	msg := "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$" + itoa(len(payload)) + "\r\n" + payload + "\r\n"
+	srv := hostile.MustStart(t, hostile.Config{Handler: func(r hostile.Request) []byte {
+		if strings.EqualFold(r.Args[0], "SUBSCRIBE") {
+			return []byte(confirm.String() + msg)
+		}
+		return hostile.MinimalRedis(r)
+	}})
+	a, _ := cluster.ParseAddress(srv.Addr())
+	si, err := cluster.NewSentinelInspector(cluster.Options{
+		Dial:        newRecorder(nil).Dial,
+		ReadTimeout: 2 * time.Second,
+		Sentinel:    &cluster.SentinelOptions{MasterName: "mymaster", RootNodes: []cluster.RootNode{{Address: a}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = si.Close() })
+	var log eventLog
+	stop := si.Subscribe(log.add)
+	defer stop()
+	nettest.WaitFor(t, 20*time.Second, "a reconnect", func() error {
+		if srv.Accepted() < 2 {
+			return errors.New("no reconnect yet")
+		}
+		return nil
+	})
+	stop()
+	if log.find(cluster.EventSwitchMaster, nil) {
+		t.Fatal("a +switch-master message beyond the caps was delivered")
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
