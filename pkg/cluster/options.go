@@ -115,7 +115,6 @@ type SentinelOptions struct {
 	Defaults NodeOptions
 }
 
-
 // root is a resolved root node.
 type root struct {
 	addr               string

@@ -22,7 +22,7 @@ const subscriptions = 1000
 // bounded connection each) against the obvious alternative, go-redis's PubSub.Channel on a
 // plain client (its own reader and health-check goroutines). Reported per subscription:
 // goroutines, live heap bytes after GC, and setup time (ns/op is one round of 1,000).
-// Run: go test ./pkg/cluster -run '^$' -bench SentinelSubscription -benchtime 1x
+// Run it with: go test ./pkg/cluster -run '^$' -bench SentinelSubscription -benchtime 1x.
 func BenchmarkSentinelSubscription(b *testing.B) {
 	w := startSentinelWorld(b, redistest.SentinelGroupOptions{})
 	sentinel := w.g.Sentinels[0]

@@ -278,11 +278,12 @@ func TestSentinelACLAndTLS(t *testing.T) {
 	tlsm := redistest.NewTLS(t, redistest.TLSOptions{})
 	w := startSentinelWorld(t, redistest.SentinelGroupOptions{
 		Data: redistest.ServerOptions{TLS: tlsm, Password: "data-admin", Users: []redistest.User{
-			{Name: "app", Password: "app-pw"},
+			{Name: "app", Password: "app-pw", Rules: "-@all +ping +role"},
 			{Name: "sentinel-agent", Password: "agent-pw"},
 		}},
 		Sentinel: redistest.ServerOptions{TLS: tlsm, Password: "sent-admin", Users: []redistest.User{
-			{Name: "watcher", Password: "watcher-pw"},
+			// The minimal ACL pkg/cluster's doc names for the sentinels.
+			{Name: "watcher", Password: "watcher-pw", Rules: "-@all +ping +role +auth +sentinel|get-master-addr-by-name +sentinel|replicas +sentinel|sentinels +subscribe &+switch-master &+sdown &-sdown &+odown"},
 		}},
 		AuthUser: "sentinel-agent", AuthPass: "agent-pw",
 	})
@@ -296,6 +297,16 @@ func TestSentinelACLAndTLS(t *testing.T) {
 	if !topo.MasterConfirmed || topo.Answered != 3 || len(topo.Replicas) != 2 {
 		t.Fatalf("reason %s (%v), answered %d, replicas %d", topo.Reason, topo.MasterErr, topo.Answered, len(topo.Replicas))
 	}
+	si := newSentinelInspector(t, o)
+	var log eventLog
+	stop := si.Subscribe(log.add)
+	defer stop()
+	nettest.WaitFor(t, 10*time.Second, "the subscription with the minimal ACL over TLS", func() error {
+		if !log.find(cluster.EventResubscribed, nil) {
+			return errors.New("not subscribed yet")
+		}
+		return nil
+	})
 	// The sentinels' credentials are their own: the data nodes' ones do not open them...
 	bad := o
 	bad.Sentinel = &cluster.SentinelOptions{MasterName: o.Sentinel.MasterName, RootNodes: o.Sentinel.RootNodes, Defaults: o.Defaults}
