@@ -394,3 +394,37 @@ func TestSentinelSubscriptionMessageBeyondCapsDropped(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestSentinelNoQuorumAndMasterUnknown: two sentinels naming two masters is no majority
+// (NoQuorum, nothing trusted, nothing dialed but the sentinels); sentinels that know no master
+// by the name are MasterUnknown.
+func TestSentinelNoQuorumAndMasterUnknown(t *testing.T) {
+	ctx := testCtx(t)
+	discover := func(masters ...string) *cluster.SentinelTopology {
+		t.Helper()
+		rec := newRecorder(nil)
+		var roots []cluster.RootNode
+		for _, m := range masters {
+			s := hostile.MustStart(t, hostile.Config{Handler: hostile.Sentinel(m, nil, nil)})
+			a, _ := cluster.ParseAddress(s.Addr())
+			roots = append(roots, cluster.RootNode{Address: a})
+		}
+		si := newSentinelInspector(t, cluster.Options{Dial: rec.Dial, ReadTimeout: 2 * time.Second, Sentinel: &cluster.SentinelOptions{MasterName: "mymaster", RootNodes: roots}})
+		topo, err := si.Discover(ctx)
+		if err != nil {
+			t.Fatalf("Discover: %v", err)
+		}
+		if len(rec.Dialed()) != len(masters) {
+			t.Fatalf("dialed %v, want only the %d sentinels", rec.Dialed(), len(masters))
+		}
+		return topo
+	}
+	topo := discover("a.rconn-test.invalid:6379", "b.rconn-test.invalid:6379")
+	if topo.Reason != cluster.SentinelNoQuorum || topo.Master != nil || topo.Answered != 2 || len(topo.Votes) != 2 {
+		t.Fatalf("two sentinels, two masters: %s master %+v answered %d votes %v; want NoQuorum", topo.Reason, topo.Master, topo.Answered, topo.Votes)
+	}
+	topo = discover("", "")
+	if topo.Reason != cluster.SentinelMasterUnknown || topo.Master != nil || topo.Answered != 2 {
+		t.Fatalf("no master by that name: %s master %+v answered %d; want MasterUnknown", topo.Reason, topo.Master, topo.Answered)
+	}
+}

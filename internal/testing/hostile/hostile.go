@@ -475,12 +475,15 @@ func sanitize(s string) string {
 
 // Sentinel is a Handler that speaks the Sentinel commands a client asks (ROLE "sentinel",
 // SENTINEL GET-MASTER-ADDR-BY-NAME, REPLICAS, SENTINELS) and naming master ("host:port") as
-// the master of every name: a lying or stale sentinel. replicas and sentinels are raw replies
+// the master of every name: a lying or stale sentinel ("": it knows no master by that name). replicas and sentinels are raw replies
 // to SENTINEL REPLICAS and SENTINELS (nil: an empty array), so a test can also send one beyond
 // every cap. Everything else is answered like MinimalRedis.
 func Sentinel(master string, replicas, sentinels []byte) Handler {
 	host, port, _ := net.SplitHostPort(master)
 	addr := []byte("*2\r\n" + bulkS(host) + bulkS(port))
+	if master == "" {
+		addr = []byte("*-1\r\n") // no master by that name
+	}
 	if replicas == nil {
 		replicas = []byte("*0\r\n")
 	}
