@@ -293,10 +293,25 @@ func (si *SentinelInspector) Discover(ctx context.Context) (*SentinelTopology, e
 		}
 	}
 	si.listSentinels(t, roots, order, answers)
+	// Keep connection pools only for the sentinels and data nodes of this answer: addresses
+	// a (lying) sentinel named once do not pile up pools.
+	keep := make([]string, 0, len(t.Sentinels))
+	for _, p := range t.Sentinels {
+		keep = append(keep, p.Announced)
+	}
+	si.sent.prune(keep)
 	if t.Answered == 0 {
 		return t, fmt.Errorf("%w: %w", ErrNoSentinelAnswered, errors.Join(errs...))
 	}
 	si.decide(ctx, t, order, answers)
+	keep = keep[:0]
+	if t.Master != nil {
+		keep = append(keep, t.Master.Announced)
+	}
+	for _, r := range t.Replicas {
+		keep = append(keep, r.Announced)
+	}
+	si.data.prune(keep)
 	return t, nil
 }
 
