@@ -251,9 +251,9 @@ func dedupe(in []string) []string {
 	return out
 }
 
-// Discover asks every reachable sentinel (the root nodes, the peers they list, and the peers
-// the last Discover learned; at most MaxTopologyNodes, 8 at once) for the master by name, its
-// replicas and its peers, and trusts the master only when more than half of the sentinels
+// Discover asks every reachable sentinel (the root nodes, the peers the last Discover learned,
+// and the peers more than half of the sentinels that answered list; at most MaxTopologyNodes,
+// 8 at once) for the master by name, its replicas and its peers, and trusts the master only when more than half of the sentinels
 // that answered name it and its ROLE, asked through the node address map, is master. The
 // returned topology says how far that got (Reason); an error means no sentinel answered
 // (ErrNoSentinelAnswered, joining one NodeError per sentinel for Classify). ctx bounds the
@@ -269,15 +269,7 @@ func (si *SentinelInspector) Discover(ctx context.Context) (*SentinelTopology, e
 		for _, a := range si.askAll(ctx, frontier) {
 			answers[a.addr] = a
 		}
-		var next []string
-		for _, addr := range frontier {
-			for _, p := range answers[addr].peers {
-				if answers[p] == nil && !contains(next, p) {
-					next = append(next, p)
-				}
-			}
-		}
-		frontier = next
+		frontier = admitPeers(order, answers)
 	}
 	t := &SentinelTopology{MasterName: si.name, Votes: map[string]int{}}
 	var errs []error
@@ -313,6 +305,40 @@ func (si *SentinelInspector) Discover(ctx context.Context) (*SentinelTopology, e
 	}
 	si.data.prune(keep)
 	return t, nil
+}
+
+// admitPeers returns the peers not asked yet that more than half of the sentinels that have
+// answered so far list (SENTINEL SENTINELS). Why not every listed peer: a lying sentinel could
+// list any number of sentinels of its own (one process on many ports or names) and outvote
+// the honest ones; a peer only the liar lists is never asked, so it never votes. Honest
+// sentinels list each other, so configuring every sentinel as a root node (Bitnami's headless
+// Service, for instance), or one honest one, finds them all.
+func admitPeers(order []string, answers map[string]*sentinelAnswer) []string {
+	listed := map[string]int{}
+	var seen []string
+	answered := 0
+	for _, addr := range order {
+		a := answers[addr]
+		if a == nil || a.err != nil {
+			continue
+		}
+		answered++
+		for _, p := range a.peers {
+			if answers[p] == nil {
+				if listed[p] == 0 {
+					seen = append(seen, p)
+				}
+				listed[p]++
+			}
+		}
+	}
+	var next []string
+	for _, p := range seen {
+		if 2*listed[p] > answered {
+			next = append(next, p)
+		}
+	}
+	return next
 }
 
 // askAll asks addrs in parallel (at most discoverParallel at once).
@@ -446,8 +472,6 @@ func (si *SentinelInspector) listSentinels(t *SentinelTopology, roots, order []s
 			if a.err == nil && !p.Root {
 				peers = append(peers, addr)
 			}
-		} else if !p.Root {
-			peers = append(peers, addr)
 		}
 		t.Sentinels = append(t.Sentinels, p)
 	}

@@ -122,14 +122,26 @@ func testSentinelDiscoverThroughMap(t *testing.T, w *sentinelWorld) {
 func testSentinelMinorityLiar(t *testing.T, w *sentinelWorld) {
 	ctx := testCtx(t)
 	// The liar names a real, healthy standalone master (ROLE says master): only the majority
-	// rule keeps it out. It is the first root, so "first answer wins" would take it.
+	// rule keeps it out. It is the first root, so "first answer wins" would take it. It also
+	// lists five sybils of its own as peers, each telling the same lie: asked, they would
+	// outvote the three honest sentinels.
+	const lie = "elsewhere.redis-headless.rconn-test.svc.cluster.local:6379"
 	other := redistest.StartServer(t, redistest.ServerOptions{})
-	liar := hostile.MustStart(t, hostile.Config{Handler: hostile.Sentinel("elsewhere.redis-headless.rconn-test.svc.cluster.local:6379", nil, nil)})
-	m := map[string]string{"elsewhere.redis-headless.rconn-test.svc.cluster.local:6379": other.Addr(), "liar.rconn-test.svc.cluster.local:26379": liar.Addr()}
+	m := map[string]string{lie: other.Addr()}
 	for k, v := range w.g.AddressMap() {
 		m[k] = v
 	}
-	o := w.options("liar.rconn-test.svc.cluster.local:26379", w.g.Sentinels[0].Announced)
+	var peers strings.Builder
+	peers.WriteString("*5\r\n")
+	for i := 0; i < 5; i++ {
+		host := "sybil-" + itoa(i) + ".rconn-test.svc.cluster.local"
+		sybil := hostile.MustStart(t, hostile.Config{Handler: hostile.Sentinel(lie, nil, nil)})
+		m[host+":26379"] = sybil.Addr()
+		peers.WriteString("*4\r\n$2\r\nip\r\n$" + itoa(len(host)) + "\r\n" + host + "\r\n$4\r\nport\r\n$5\r\n26379\r\n")
+	}
+	liar := hostile.MustStart(t, hostile.Config{Handler: hostile.Sentinel(lie, nil, []byte(peers.String()))})
+	m["liar.rconn-test.svc.cluster.local:26379"] = liar.Addr()
+	o := w.options(append([]string{"liar.rconn-test.svc.cluster.local:26379"}, w.g.SentinelAddrs()...)...)
 	o.NodeAddressMap, _ = cluster.StaticMap(m)
 	si := newSentinelInspector(t, o)
 	topo, err := si.Discover(ctx)
@@ -137,10 +149,22 @@ func testSentinelMinorityLiar(t *testing.T, w *sentinelWorld) {
 		t.Fatalf("Discover: %v", err)
 	}
 	if !topo.MasterConfirmed || topo.Master.Announced != w.g.Data[0].Announced {
-		t.Fatalf("master %+v (%s), want the honest majority's %s", topo.Master, topo.Reason, w.g.Data[0].Announced)
+		t.Fatalf("master %+v (%s, votes %v), want the honest majority's %s", topo.Master, topo.Reason, topo.Votes, w.g.Data[0].Announced)
 	}
-	if topo.Answered != 4 || topo.Agreeing != 3 || topo.Votes["elsewhere.redis-headless.rconn-test.svc.cluster.local:6379"] != 1 {
+	if topo.Answered != 4 || topo.Agreeing != 3 || topo.Votes[lie] != 1 {
 		t.Fatalf("answered %d agreeing %d votes %v; want 4, 3 and one vote for the liar's master", topo.Answered, topo.Agreeing, topo.Votes)
+	}
+	asked := 0
+	for _, p := range topo.Sentinels {
+		if strings.HasPrefix(p.Announced, "sybil-") && p.Asked {
+			t.Fatalf("asked %s, a peer only the liar lists", p.Announced)
+		}
+		if p.Asked {
+			asked++
+		}
+	}
+	if asked != 4 || len(topo.Sentinels) != 9 {
+		t.Fatalf("asked %d of %d sentinels, want 4 of 9 (the sybils listed, not asked)", asked, len(topo.Sentinels))
 	}
 }
 
