@@ -370,18 +370,14 @@ func (si *SentinelInspector) ask(ctx context.Context, addr string) *sentinelAnsw
 		a.err = err
 		return a
 	}
-	var master, reps, peers *redis.Cmd
-	_, perr := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		master = p.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", si.name)
-		reps = p.Do(ctx, "SENTINEL", "REPLICAS", si.name)
-		peers = p.Do(ctx, "SENTINEL", "SENTINELS", si.name)
-		return nil
-	})
-	if master.Err() == nil && master.Val() == nil && perr != nil {
-		// The connection failed before any command ran (dial, TLS, AUTH): go-redis reports
-		// it only as the pipeline's error.
-		a.err = perr
-		return a
+	// Three commands in turn on the pooled connection, not a pipeline: go-redis serves
+	// pipelines from a dedicated pool whose connections carry 128 KiB buffers each way, a
+	// second connection per sentinel for three small replies.
+	master := c.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", si.name)
+	var reps, peers *redis.Cmd
+	if err := master.Err(); err == nil || errors.Is(err, redis.Nil) {
+		reps = c.Do(ctx, "SENTINEL", "REPLICAS", si.name)
+		peers = c.Do(ctx, "SENTINEL", "SENTINELS", si.name)
 	}
 	hp, err := master.StringSlice()
 	switch {
