@@ -74,6 +74,30 @@ func BenchmarkSentinelSubscription(b *testing.B) {
 		})
 	})
 
+	// What of the above is the inspector itself (its two go-redis clients, built lazily on
+	// first use: here by one Discover), without a subscription.
+	b.Run("NewSentinelInspector+Discover", func(b *testing.B) {
+		measure(b, func(ready *atomic.Int64) func() {
+			var ins []*cluster.SentinelInspector
+			for j := 0; j < subscriptions; j++ {
+				si, err := cluster.NewSentinelInspector(w.options(sentinel.Announced))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := si.Discover(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				ins = append(ins, si)
+				ready.Add(1)
+			}
+			return func() {
+				for _, si := range ins {
+					_ = si.Close()
+				}
+			}
+		})
+	})
+
 	b.Run("go-redis.PubSub.Channel", func(b *testing.B) {
 		measure(b, func(ready *atomic.Int64) func() {
 			ctx := context.Background()
