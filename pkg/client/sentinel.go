@@ -141,8 +141,13 @@ func (c *Client) buildSentinel(s *spec, provider func() (string, string), base c
 		c.probe = func(ctx context.Context) error { return rc.Ping(ctx).Err() }
 	}
 	if s.autoPipeline {
-		if h, ok := c.direct.(interface{ AddHook(redis.Hook) }); ok {
-			h.AddHook(newBatchHook())
+		// As in Cluster and Standalone mode (client.go): one batching hook per node client.
+		switch d := c.direct.(type) {
+		case *redis.ClusterClient:
+			d.OnNewNode(func(n *redis.Client) { n.AddHook(newBatchHook(n)) })
+			c.batched = true
+		case *redis.Client:
+			d.AddHook(newBatchHook(d))
 			c.batched = true
 		}
 	}

@@ -37,6 +37,10 @@ const (
 	cmdClusterInfo
 	cmdHello
 	cmdSmall // PING, AUTH, SELECT, READONLY, CLIENT *, CLUSTER MYID: a status, short bulk or error line
+	// Sentinel (sentinel.go): SENTINEL GET-MASTER-ADDR-BY-NAME is cmdSmall (two short bulks).
+	cmdSentinelMaster // SENTINEL MASTER: one flat map of the master's fields
+	cmdSentinelNodes  // SENTINEL REPLICAS / SLAVES / SENTINELS: one flat map per node
+	cmdSubscribe      // SUBSCRIBE, and every pub/sub message after it (see requestTracker.next)
 	numCommands
 )
 
@@ -62,9 +66,23 @@ func commandOf(name, sub string) command {
 		return cmdHello
 	case "PING", "AUTH", "SELECT", "READONLY", "CLIENT":
 		return cmdSmall
+	case "SENTINEL":
+		switch sub {
+		case truncName("GET-MASTER-ADDR-BY-NAME"):
+			return cmdSmall
+		case "MASTER":
+			return cmdSentinelMaster
+		case "REPLICAS", "SLAVES", "SENTINELS":
+			return cmdSentinelNodes
+		}
+	case "SUBSCRIBE":
+		return cmdSubscribe
 	}
 	return cmdOther
 }
+
+// truncName is what the tracker keeps of a long (sub)command name: its first maxNameLen bytes.
+func truncName(s string) string { return s[:min(len(s), maxNameLen)] }
 
 // replyCaps bound one top-level reply. cost is what the reply may make go-redis allocate per
 // declared element (see elementCost): the reply budget charges bytes + elements*cost.
@@ -132,6 +150,20 @@ func replyCapsFor(c command, l *Limits) replyCaps {
 		k = replyCaps{elems: 1024, bytes: 256 << 10, arrayLen: 1024, bulkLen: 4096, cost: genericElementCost}
 	case cmdSmall:
 		k = replyCaps{elems: 8, bytes: small, arrayLen: 8, bulkLen: 4096, cost: genericElementCost}
+	case cmdSentinelMaster:
+		// One flat map: Redis 7 sends 20 to 30 pairs (name, ip, port, runid, flags, counts,
+		// timings, quorum...); room for 128 pairs of short values.
+		k = replyCaps{elems: 257, bytes: 32 << 10, arrayLen: 256, bulkLen: 4096, cost: genericElementCost}
+	case cmdSentinelNodes:
+		// One flat map per node (a replica or a peer sentinel), at most N of them: Redis 7
+		// sends up to 30 pairs per node; room for 64 pairs (129 elements) and 4 KiB (a
+		// 255-byte host name twice, a 40-byte run id, numbers) per node.
+		k = replyCaps{elems: 129*n + 1, bytes: 4096*n + small, arrayLen: max(n, 128), bulkLen: 4096, cost: genericElementCost}
+	case cmdSubscribe:
+		// A subscription confirmation or one pub/sub message ("message", channel, payload):
+		// Sentinel's event payloads name two instances (host names of at most 255 bytes) and
+		// a master name, well under 4 KiB.
+		k = replyCaps{elems: 8, bytes: 8 << 10, arrayLen: 8, bulkLen: 4096, cost: genericElementCost}
 	default:
 		return genericCaps(l)
 	}
@@ -161,6 +193,9 @@ type requestTracker struct {
 	mu      sync.Mutex
 	pending []command
 	broken  bool
+	// subscribed: a SUBSCRIBE was sent, so the server may push messages no command asked
+	// for; each is held to cmdSubscribe's caps instead of being refused as unsolicited.
+	subscribed bool
 
 	sc      resp.Scanner
 	started bool // sc is configured
@@ -235,13 +270,17 @@ func (t *requestTracker) queue() {
 		t.broken = true
 		return
 	}
-	t.pending = append(t.pending, commandOf(t.arg(0), t.arg(1)))
+	c := commandOf(t.arg(0), t.arg(1))
+	t.subscribed = t.subscribed || c == cmdSubscribe
+	t.pending = append(t.pending, c)
 }
 
 // arg is what was kept of argument i (0 or 1), upper-cased.
 func (t *requestTracker) arg(i int) string { return string(t.name[i][:t.nameLen[i]]) }
 
-func hasSubcommand(name string) bool { return name == "CLUSTER" || name == "CLIENT" }
+func hasSubcommand(name string) bool {
+	return name == "CLUSTER" || name == "CLIENT" || name == "SENTINEL"
+}
 
 func upper(c byte) byte {
 	if c >= 'a' && c <= 'z' {
@@ -259,6 +298,9 @@ func (t *requestTracker) next() (c command, ok, tracked bool) {
 		return cmdOther, true, false
 	}
 	if len(t.pending) == 0 {
+		if t.subscribed {
+			return cmdSubscribe, true, true
+		}
 		return cmdOther, false, true
 	}
 	c = t.pending[0]

@@ -142,3 +142,35 @@ func TestBudgetShareAndRelease(t *testing.T) {
 		t.Fatal("a nil budget charges nothing")
 	}
 }
+
+// TestRequestTrackerNamesSentinelCommands: the SENTINEL subcommands get their own caps (the
+// 23-byte GET-MASTER-ADDR-BY-NAME by its first 16 bytes), and after SUBSCRIBE a reply no
+// command asked for is a pub/sub message held to cmdSubscribe's caps, not refused; before
+// SUBSCRIBE it is refused.
+func TestRequestTrackerNamesSentinelCommands(t *testing.T) {
+	reqs := "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$8\r\nmymaster\r\n" +
+		"*3\r\n$8\r\nsentinel\r\n$8\r\nREPLICAS\r\n$8\r\nmymaster\r\n" +
+		"*3\r\n$8\r\nSENTINEL\r\n$9\r\nSENTINELS\r\n$8\r\nmymaster\r\n" +
+		"*3\r\n$8\r\nSENTINEL\r\n$6\r\nMASTER\r\n$8\r\nmymaster\r\n"
+	var tr requestTracker
+	tr.write([]byte(reqs))
+	for i, w := range []command{cmdSmall, cmdSentinelNodes, cmdSentinelNodes, cmdSentinelMaster} {
+		if c, ok, _ := tr.next(); c != w || !ok {
+			t.Fatalf("request %d is %d (ok %t), want %d", i, c, ok, w)
+		}
+	}
+	if _, ok, _ := tr.next(); ok {
+		t.Fatal("a reply before SUBSCRIBE was not refused as unsolicited")
+	}
+	tr.write([]byte("*3\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n$6\r\n+sdown\r\n"))
+	for i := 0; i < 3; i++ { // the second confirmation, then messages
+		if c, ok, tracked := tr.next(); c != cmdSubscribe || !ok || !tracked {
+			t.Fatalf("reply %d after SUBSCRIBE is %d (ok %t), want cmdSubscribe", i, c, ok)
+		}
+	}
+	l := DefaultLimits()
+	k := replyCapsFor(cmdSubscribe, &l)
+	if k.bulkLen != 4096 || k.elems != 8 {
+		t.Fatalf("cmdSubscribe caps %+v", k)
+	}
+}

@@ -72,4 +72,38 @@
 // until checked). Discovery also falls back to CLUSTER SLOTS on servers older than Redis 7.
 // Connections send CLIENT SETNAME when a client name is set and SELECT for a non-zero database:
 // add +client|setname and +select then, or every connection fails with NOPERM.
+//
+// # Sentinel
+//
+// Options.Sentinel describes a master with replicas watched by Redis Sentinel (node-redis
+// createSentinel: name, sentinelRootNodes, sentinelClientOptions; nodeClientOptions are
+// Options.Defaults). The sentinels have their own credentials and TLS
+// (SentinelOptions.Defaults); the map, base dial, AddressPolicy, Limits (with caps for the
+// SENTINEL commands and pub/sub messages), ReplyBudget and timeouts are shared:
+//
+//	si, err := cluster.NewSentinelInspector(cluster.Options{
+//		Defaults:       cluster.NodeOptions{Username: "app", Password: pw, TLS: dataTLS},
+//		NodeAddressMap: m, // covers data ports (6379) and sentinel ports (26379)
+//		Sentinel: &cluster.SentinelOptions{
+//			MasterName: "mymaster",
+//			RootNodes:  []cluster.RootNode{{URL: "redis://redis-0.redis-headless.ns.svc:26379"}},
+//			Defaults:   cluster.NodeOptions{Password: sentinelPW, TLS: sentinelTLS},
+//		},
+//	})
+//	topo, err := si.Discover(ctx)   // err: no sentinel answered (Classify it)
+//	switch topo.Reason {            // SentinelReasons: MasterConfirmed, NoQuorum, MasterNotConfirmed, MasterUnknown
+//	case cluster.SentinelMasterConfirmed: // topo.Master.Announced / .Mapped
+//	}
+//	health := si.CheckHealth(ctx, topo, 0) // health.Data (master, replicas), health.Sentinels
+//	stop := si.Subscribe(func(e cluster.SentinelEvent) { enqueue() }) // +switch-master, +sdown, -sdown, +odown, resubscribed
+//	defer stop()
+//
+// Discover asks every reachable sentinel (roots, their peers, at most MaxTopologyNodes) for
+// the master by name, its replicas and its peers; the master is trusted only when more than
+// half of the sentinels that answered name it and its ROLE, through the map, is master. A
+// sentinel event is a hint to Discover again, never the truth. Minimal ACL on the sentinels:
+//
+//	ACL SETUSER rconn on >PASSWORD -@all +ping +role +auth +sentinel|get-master-addr-by-name +sentinel|replicas +sentinel|sentinels +subscribe &+switch-master &+sdown &-sdown &+odown
+//
+// and on the data nodes +ping +role (as above).
 package cluster

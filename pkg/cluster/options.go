@@ -90,6 +90,29 @@ type Options struct {
 	AddressPolicy *AddressPolicy
 	// HealthConcurrency bounds parallel node checks (default 64).
 	HealthConcurrency int
+	// Sentinel, when set, describes a master + replicas watched by Redis Sentinel: use
+	// NewSentinelInspector. RootNodes and Standalone are then unused (the data nodes are
+	// found through the sentinels); Defaults, NodeAddressMap, Dial, AddressPolicy, Limits,
+	// ReplyBudget and the timeouts apply to data nodes and sentinels alike, except that the
+	// sentinels have their own credentials and TLS (SentinelOptions.Defaults).
+	Sentinel *SentinelOptions
+}
+
+// DefaultSentinelPort is a sentinel root node's port when its Address or URL names none.
+const DefaultSentinelPort = 26379
+
+// SentinelOptions describe the sentinels (node-redis createSentinel: name, sentinelRootNodes,
+// sentinelClientOptions).
+type SentinelOptions struct {
+	// MasterName is the name the sentinels monitor the master under.
+	MasterName string
+	// RootNodes are sentinels to start from (URL redis[s]://[user[:pass]@]host[:port] or
+	// Address; default port 26379). Their peers (SENTINEL SENTINELS) are asked too.
+	RootNodes []RootNode
+	// Defaults apply to every sentinel connection: the sentinels' own credentials and TLS,
+	// separate from the data nodes' (Options.Defaults). DB is unused. ConnectTimeout zero:
+	// the data nodes' ConnectTimeout.
+	Defaults NodeOptions
 }
 
 // root is a resolved root node.

@@ -472,3 +472,47 @@ func sanitize(s string) string {
 		return r
 	}, s)
 }
+
+// Sentinel is a Handler that speaks the Sentinel commands a client asks (ROLE "sentinel",
+// SENTINEL GET-MASTER-ADDR-BY-NAME, REPLICAS, SENTINELS) and naming master ("host:port") as
+// the master of every name: a lying or stale sentinel ("": it knows no master by that name). replicas and sentinels are raw replies
+// to SENTINEL REPLICAS and SENTINELS (nil: an empty array), so a test can also send one beyond
+// every cap. Everything else is answered like MinimalRedis.
+func Sentinel(master string, replicas, sentinels []byte) Handler {
+	host, port, _ := net.SplitHostPort(master)
+	addr := []byte("*2\r\n" + bulkS(host) + bulkS(port))
+	if master == "" {
+		addr = []byte("*-1\r\n") // no master by that name
+	}
+	if replicas == nil {
+		replicas = []byte("*0\r\n")
+	}
+	if sentinels == nil {
+		sentinels = []byte("*0\r\n")
+	}
+	return func(r Request) []byte {
+		if strings.EqualFold(r.Args[0], "ROLE") {
+			return []byte("*2\r\n$8\r\nsentinel\r\n*1\r\n$8\r\nmymaster\r\n")
+		}
+		if !strings.EqualFold(r.Args[0], "SENTINEL") || len(r.Args) < 2 {
+			return MinimalRedis(r)
+		}
+		switch strings.ToUpper(r.Args[1]) {
+		case "GET-MASTER-ADDR-BY-NAME":
+			return addr
+		case "REPLICAS", "SLAVES":
+			return replicas
+		case "SENTINELS":
+			return sentinels
+		}
+		return []byte("-ERR unknown sentinel subcommand\r\n")
+	}
+}
+
+// SentinelEntries is a SENTINEL REPLICAS/SENTINELS reply (RESP2) of n entries of pairs
+// key/value pairs each: SentinelEntries(5000, 2) declares 25,001 elements in about 200 KB,
+// inside every generic cap but beyond the per-command cap (MaxTopologyNodes entries).
+func SentinelEntries(n, pairs int) []byte {
+	entry := "*" + strconv.Itoa(2*pairs) + "\r\n" + strings.Repeat("$1\r\nk\r\n$1\r\nv\r\n", pairs)
+	return []byte("*" + strconv.Itoa(n) + "\r\n" + strings.Repeat(entry, n))
+}

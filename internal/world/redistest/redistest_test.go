@@ -239,3 +239,34 @@ func TestTLSClusterWithACL(t *testing.T) {
 		t.Fatalf("ACL WHOAMI = %q, %v; want app", who, err)
 	}
 }
+
+func TestSentinelGroupAnnouncesNamesAndFailsOver(t *testing.T) {
+	ctx := ctxT(t)
+	g := StartSentinelGroup(t, SentinelGroupOptions{})
+	// Announced names are pod names nobody outside resolves.
+	a, err := g.MasterBy(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != g.Data[0].Announced || !strings.HasPrefix(a, "redis-0.redis-headless.") {
+		t.Fatalf("master announced as %q, want %q", a, g.Data[0].Announced)
+	}
+	old, err := g.Failover(ctx)
+	if err != nil {
+		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	m, err := g.WaitNewMaster(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitSettled(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	killed, err := g.KillMaster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WaitNewMaster(ctx, killed); err != nil {
+		t.Fatal(err)
+	}
+}

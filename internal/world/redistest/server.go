@@ -66,6 +66,10 @@ type Server struct {
 
 	opts ServerOptions
 	conf string
+	// launch runs redis-server under a wrapper (argv before "redis-server"); sentinel adds
+	// --sentinel. See sentinel.go.
+	launch   []string
+	sentinel bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -89,6 +93,12 @@ func StartServer(t TB, opts ServerOptions) *Server {
 // clusterConf is what a cluster node adds to its configuration.
 type clusterConf struct {
 	lines []string
+	// noBus: not a cluster node (no cluster bus port): Sentinel groups use clusterConf for
+	// their extra lines and launch wrapper.
+	noBus bool
+	// launch and sentinel: see Server.
+	launch   []string
+	sentinel bool
 }
 
 func startServer(t TB, opts ServerOptions, cc *clusterConf) (*Server, error) {
@@ -108,7 +118,10 @@ func startServer(t TB, opts ServerOptions, cc *clusterConf) (*Server, error) {
 			return nil, err
 		}
 		var extra []string
-		if cc != nil {
+		if cc != nil && cc.noBus {
+			s.launch, s.sentinel = cc.launch, cc.sentinel
+			extra = append(extra, cc.lines...)
+		} else if cc != nil {
 			if s.BusPort, err = FreePort(); err != nil {
 				return nil, err
 			}
@@ -175,7 +188,11 @@ func (s *Server) config(extra []string) string {
 
 // start launches the process with the existing redis.conf and waits for PING.
 func (s *Server) start(_ TB) error {
-	cmd := exec.Command("redis-server", filepath.Join(s.Dir, "redis.conf"))
+	argv := append(append([]string(nil), s.launch...), "redis-server", filepath.Join(s.Dir, "redis.conf"))
+	if s.sentinel {
+		argv = append(argv, "--sentinel")
+	}
+	cmd := exec.Command(argv[0], argv[1:]...) //nolint:gosec // test helper: fixed program, arguments built here
 	cmd.Dir = s.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
