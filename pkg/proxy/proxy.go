@@ -83,7 +83,10 @@ type Proxy struct {
 	closed   bool
 
 	kick chan struct{}
-	quit chan struct{}
+	// life ends when the proxy closes (stop): topology reads and forwarded connections derive
+	// their contexts from it, so closing cancels them without a watcher goroutine each.
+	life context.Context
+	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
 
@@ -133,12 +136,15 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 		o.Logger = slog.Default()
 	}
 	p := &Proxy{o: o, log: o.Logger, cfg: r.Config, byID: map[string]*listener{}, byAddr: map[string]*listener{},
-		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1)}
+	p.life, p.stop = context.WithCancel(context.Background())
 	if err := p.build(r); err != nil {
+		p.stop()
 		return nil, err
 	}
 	seed, err := p.listen(o.SeedPort)
 	if err != nil {
+		p.stop()
 		_ = p.in.Close()
 		return nil, fmt.Errorf("rconn proxy: seed listener: %w", err)
 	}
@@ -292,7 +298,7 @@ func (p *Proxy) Close() error {
 		ls = append(ls, l)
 	}
 	p.mu.Unlock()
-	close(p.quit)
+	p.stop()
 	for _, l := range ls {
 		_ = l.ln.Close()
 		l.closePipes()
@@ -307,19 +313,12 @@ func (p *Proxy) refreshLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-p.quit:
+		case <-p.life.Done():
 			return
 		case <-t.C:
 		case <-p.kick:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		go func() {
-			select {
-			case <-p.quit:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := context.WithTimeout(p.life, 10*time.Second)
 		if err := p.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			p.log.Warn("rconn proxy: topology read failed, keeping the listeners", "err", err)
 		}
@@ -527,14 +526,7 @@ func (p *Proxy) seedTarget() string {
 }
 
 func (p *Proxy) forward(l *listener, c net.Conn) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-p.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel := context.WithCancel(p.life)
 	if p.o.Handshake != nil {
 		hc, err := p.o.Handshake(ctx, c)
 		if err != nil {
