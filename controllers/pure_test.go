@@ -505,9 +505,6 @@ func TestOwnedMetaAndWriteErrors(t *testing.T) {
 			t.Errorf("portOr(%d) = %d", tc.p, got)
 		}
 	}
-	if ptrVal(nil) != 0 || ptrVal(ptr(int32(3))) != 3 {
-		t.Error("ptrVal")
-	}
 }
 
 // A restarted controller reuses the token of the Secret there only when that Secret holds this

@@ -256,7 +256,7 @@ func (r *reloader) applyToClient(next *snapshot, _ string) error {
 	}
 	prev := r.last
 	if !reflect.DeepEqual(prev.cfg.Rconn.NodeIDs, next.cfg.Rconn.NodeIDs) && r.c.cluster != nil {
-		_ = r.c.cluster.SetNodeIDMap(next.nodeIDs()) // validated by LoadConfig
+		_ = r.c.cluster.SetNodeIDMap(nodeIDsOf(next.cfg.Rconn.NodeIDs)) // validated by LoadConfig
 	}
 	if !reflect.DeepEqual(prev.cfg.NodeAddressMap, next.cfg.NodeAddressMap) {
 		r.c.SetNodeAddressMap(m)
@@ -272,30 +272,6 @@ func (r *reloader) applyToClient(next *snapshot, _ string) error {
 		return fmt.Errorf("rconn: %w to apply changed %s (node address map, credentials and certificates were applied)", ErrRestartRequired, strings.Join(changed, ", "))
 	}
 	return nil
-}
-
-// restartFields lists the fields that differ and cannot be applied live.
-func restartFields(a, b *Config) []string {
-	var out []string
-	diff := func(name string, x, y any) {
-		if !reflect.DeepEqual(x, y) {
-			out = append(out, name)
-		}
-	}
-	diff("rootNodes", a.RootNodes, b.RootNodes)
-	diff("defaults", a.Defaults, b.Defaults)
-	diff("useReplicas", a.UseReplicas, b.UseReplicas)
-	diff("minimizeConnections", a.MinimizeConnections, b.MinimizeConnections)
-	diff("maxCommandRedirections", a.MaxCommandRedirections, b.MaxCommandRedirections)
-	diff("rconn.mode", a.ModeOrDefault(), b.ModeOrDefault())
-	diff("rconn.reconnectStrategy", a.Rconn.ReconnectStrategy, b.Rconn.ReconnectStrategy)
-	diff("rconn.autoPipeline", a.Rconn.AutoPipeline, b.Rconn.AutoPipeline)
-	diff("rconn.tlsInsecureSkipVerify", a.Rconn.TLSInsecureSkipVerify, b.Rconn.TLSInsecureSkipVerify)
-	diff("rconn.secretFiles", a.Rconn.SecretFiles.withDefaults(), b.Rconn.SecretFiles.withDefaults())
-	diff("scripts", a.Scripts, b.Scripts)
-	diff("functions", a.Functions, b.Functions)
-	diff("rconn.functionLibraries", a.Rconn.FunctionLibraries, b.Rconn.FunctionLibraries)
-	return out
 }
 
 // retiredMapTTL is how long a nodeAddressMap entry that a newer map dropped still answers for
