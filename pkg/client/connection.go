@@ -237,3 +237,16 @@ func nodeIDsOf(ids map[string]MappedAddress) cluster.NodeIDMap {
 	}
 	return m
 }
+
+// ConnectionKeyFields lists the JSON paths of the Config fields ConnectionKey covers (besides
+// the secret material), for tests of the callers that render a Config.
+func ConnectionKeyFields() []string {
+	var out []string
+	fields, _ := classifiedFields(&Config{})
+	for _, f := range fields {
+		if f.role.key {
+			out = append(out, f.path)
+		}
+	}
+	return out
+}
