@@ -17,13 +17,23 @@ import (
 // sharingMutations change one thing the controller's connections are made of: each makes a
 // RedisConnection that must never share the base one's inspector.
 var sharingMutations = map[string]func(rc *rconnv1.RedisConnection, c *credentials, m *addressMap){
-	"rootNodes url":          func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.RootNodes[0] = rconnv1.RootNode{URL: "redis://127.0.0.1:7001"} },
-	"rootNodes host":         func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.RootNodes[0] = rconnv1.RootNode{Host: "127.0.0.2", Port: 7000} },
-	"second root node":       func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.RootNodes = append(rc.Spec.RootNodes, rconnv1.RootNode{Host: "127.0.0.1", Port: 7002}) },
-	"mode":                   func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.Mode = rconnv1.ModeStandalone },
-	"useReplicas":            func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.UseReplicas = true },
-	"minimizeConnections":    func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.MinimizeConnections = true },
-	"maxCommandRedirections": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.MaxCommandRedirections = ptr(int32(3)) },
+	"rootNodes url": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
+		rc.Spec.RootNodes[0] = rconnv1.RootNode{URL: "redis://127.0.0.1:7001"}
+	},
+	"rootNodes host": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
+		rc.Spec.RootNodes[0] = rconnv1.RootNode{Host: "127.0.0.2", Port: 7000}
+	},
+	"second root node": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
+		rc.Spec.RootNodes = append(rc.Spec.RootNodes, rconnv1.RootNode{Host: "127.0.0.1", Port: 7002})
+	},
+	"mode": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
+		rc.Spec.Mode = rconnv1.ModeStandalone
+	},
+	"useReplicas":         func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.UseReplicas = true },
+	"minimizeConnections": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.MinimizeConnections = true },
+	"maxCommandRedirections": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
+		rc.Spec.MaxCommandRedirections = ptr(int32(3))
+	},
 	"connectTimeout": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
 		rc.Spec.Defaults = &rconnv1.NodeDefaults{ConnectTimeout: &metav1.Duration{Duration: 3 * time.Second}}
 	},
@@ -31,7 +41,9 @@ var sharingMutations = map[string]func(rc *rconnv1.RedisConnection, c *credentia
 		rc.Spec.Mode = rconnv1.ModeStandalone
 		rc.Spec.Defaults = &rconnv1.NodeDefaults{Database: ptr(int32(2))}
 	},
-	"clientName": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) { rc.Spec.Defaults = &rconnv1.NodeDefaults{ClientName: "other"} },
+	"clientName": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
+		rc.Spec.Defaults = &rconnv1.NodeDefaults{ClientName: "other"}
+	},
 	"tls": func(rc *rconnv1.RedisConnection, _ *credentials, _ *addressMap) {
 		rc.Spec.Defaults = &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true}}
 	},

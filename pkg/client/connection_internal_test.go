@@ -90,12 +90,14 @@ func TestConnOptionsCoverClusterOptions(t *testing.T) {
 // give another ConnectionKey. TestConnectionKeyCoversEveryKeyField checks that they cover every
 // key field.
 var keyMutations = map[string]func(c *Config, s *Secret){
-	"rootNodes":                   func(c *Config, _ *Secret) { c.RootNodes[0].URL = "redis://127.0.0.1:7001" },
-	"defaults":                    func(c *Config, _ *Secret) { c.Defaults.Socket.ConnectTimeout = 99 },
-	"useReplicas":                 func(c *Config, _ *Secret) { c.UseReplicas = true },
-	"minimizeConnections":         func(c *Config, _ *Secret) { c.MinimizeConnections = true },
-	"maxCommandRedirections":      func(c *Config, _ *Secret) { c.MaxCommandRedirections = 4 },
-	"nodeAddressMap":              func(c *Config, _ *Secret) { c.NodeAddressMap = map[string]MappedAddress{"a:1": {Host: "127.0.0.1", Port: 2}} },
+	"rootNodes":              func(c *Config, _ *Secret) { c.RootNodes[0].URL = "redis://127.0.0.1:7001" },
+	"defaults":               func(c *Config, _ *Secret) { c.Defaults.Socket.ConnectTimeout = 99 },
+	"useReplicas":            func(c *Config, _ *Secret) { c.UseReplicas = true },
+	"minimizeConnections":    func(c *Config, _ *Secret) { c.MinimizeConnections = true },
+	"maxCommandRedirections": func(c *Config, _ *Secret) { c.MaxCommandRedirections = 4 },
+	"nodeAddressMap": func(c *Config, _ *Secret) {
+		c.NodeAddressMap = map[string]MappedAddress{"a:1": {Host: "127.0.0.1", Port: 2}}
+	},
 	"rconn.mode":                  func(c *Config, _ *Secret) { c.Rconn.Mode = ModeStandalone },
 	"rconn.tlsInsecureSkipVerify": func(c *Config, _ *Secret) { c.Rconn.TLSInsecureSkipVerify = true },
 	"secret.username":             func(_ *Config, s *Secret) { s.Username = "other" },
