@@ -251,7 +251,7 @@ const maxListedNodes = 20
 
 // nodeFailure is a fixed description of why a node failed its check.
 func nodeFailure(h cluster.NodeHealth) string {
-	if h.Reachable && h.ClusterState != "" && h.ClusterState != "ok" {
+	if h.ClusterStateNotOK() {
 		return "cluster_state is not ok"
 	}
 	class, _ := cluster.Classify(h.Err)
