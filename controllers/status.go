@@ -34,7 +34,6 @@ func shardCount(t *cluster.Topology) int {
 	return n
 }
 
-
 // setTopologyStatus records shards, nodes and counts from a topology and its health. Lists are
 // clipped to the schema's bounds while the counts stay true; the returned note says what was
 // left out ("" when nothing was).
