@@ -117,7 +117,13 @@ func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err
 	if o.ReloadInterval == 0 {
 		o.ReloadInterval = DefaultReloadInterval
 	}
-	r := &reloader{src: src, interval: o.ReloadInterval, wait: o.SecretWait, onReload: o.OnReload, quit: make(chan struct{})}
+	r := newReloader(src, o.ReloadInterval, o.SecretWait)
+	r.onReload = o.OnReload
+	defer func() {
+		if err != nil {
+			r.end()
+		}
+	}()
 	snap, version, pending, err := r.initial(ctx)
 	if err != nil {
 		return nil, err
@@ -135,7 +141,6 @@ func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err
 		return nil, err
 	}
 	r.c, r.last, r.version = c, snap, version
-	r.ctx, r.end = context.WithCancel(context.Background())
 	c.reload = r
 	if pending != nil {
 		c.events.emit(Event{Type: EventError, Err: pending})
