@@ -141,39 +141,46 @@ var configFields = map[string]fieldRole{
 	"rconn.functionLibraries": {restart: true},
 }
 
+// normalized are the fields whose empty value means a default: compared and keyed by the
+// value they mean, so "" and "cluster" are the same mode.
+var normalized = map[string]func(c *Config) any{
+	"rconn.mode":        func(c *Config) any { return c.ModeOrDefault() },
+	"rconn.secretFiles": func(c *Config) any { return c.Rconn.SecretFiles.withDefaults() },
+}
+
 // configField is one classified field of a Config value.
 type configField struct {
 	path  string
 	role  fieldRole
-	value reflect.Value
+	value any
 }
 
-// classifiedFields walks c (normalized: default mode and secret file names filled in) by
-// configFields, in struct order. unclassified collects the paths of leaves configFields does
-// not name.
+// classifiedFields walks c by configFields, in struct order, with normalized values.
+// unclassified collects the paths of leaves configFields does not name.
 func classifiedFields(c *Config) (out []configField, unclassified []string) {
-	n := c.clone()
-	n.Rconn.Mode = c.ModeOrDefault()
-	n.Rconn.SecretFiles = c.Rconn.SecretFiles.withDefaults()
 	var walk func(v reflect.Value, prefix string)
 	walk = func(v reflect.Value, prefix string) {
 		t := v.Type()
 		for i := range t.NumField() {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 			path := prefix + name
-			if role, ok := configFields[path]; ok {
-				out = append(out, configField{path, role, v.Field(i)})
-				continue
-			}
-			if v.Field(i).Kind() == reflect.Struct {
+			role, ok := configFields[path]
+			if !ok && v.Field(i).Kind() == reflect.Struct {
 				walk(v.Field(i), path+".")
 				continue
 			}
-			unclassified = append(unclassified, path)
-			out = append(out, configField{path, fieldRole{key: true, restart: true}, v.Field(i)})
+			if !ok {
+				unclassified = append(unclassified, path)
+				role = fieldRole{key: true, restart: true}
+			}
+			value := v.Field(i).Interface()
+			if n, ok := normalized[path]; ok {
+				value = n(c)
+			}
+			out = append(out, configField{path, role, value})
 		}
 	}
-	walk(reflect.ValueOf(n).Elem(), "")
+	walk(reflect.ValueOf(c).Elem(), "")
 	return out, unclassified
 }
 
@@ -188,9 +195,9 @@ func ConnectionKey(cfg *Config, sec Secret) string {
 		if !f.role.key {
 			continue
 		}
-		b, err := json.Marshal(f.value.Interface())
+		b, err := json.Marshal(f.value)
 		if err != nil {
-			b = fmt.Appendf(nil, "%#v", f.value.Interface()) // not reached: Config is JSON
+			b = fmt.Appendf(nil, "%#v", f.value) // not reached: Config is JSON
 		}
 		h.Write(fmt.Appendf(nil, "%s=%d:%s|", f.path, len(b), b))
 	}
@@ -207,7 +214,7 @@ func restartFields(a, b *Config) []string {
 	fb, _ := classifiedFields(b)
 	var out []string
 	for i, f := range fa {
-		if f.role.restart && !reflect.DeepEqual(f.value.Interface(), fb[i].value.Interface()) {
+		if f.role.restart && !reflect.DeepEqual(f.value, fb[i].value) {
 			out = append(out, f.path)
 		}
 	}
