@@ -21,6 +21,8 @@ type cond struct {
 	reason, message string
 	// blocks: the conditions after this one wait for it, so Ready names the root cause.
 	blocks bool
+	// unknown: the controller does not know (status Unknown; ok is false).
+	unknown bool
 	// advisory: False, but Ready does not wait for it (an address map problem that leaves no
 	// node of the topology unmapped: the outputs render and apps reach every node).
 	advisory bool
@@ -32,6 +34,11 @@ func condTrue(typ, reason, message string) *cond {
 
 func condFalse(typ, reason, message string) *cond {
 	return &cond{typ: typ, reason: reason, message: message}
+}
+
+// condUnknown is a condition the controller cannot decide: Ready is False with its reason.
+func condUnknown(typ, reason, message string) *cond {
+	return &cond{typ: typ, unknown: true, reason: reason, message: message}
 }
 
 func (c *cond) blocking() *cond {
@@ -185,7 +192,9 @@ func configRenderedCondition(s *scope) *cond {
 	reason, ok, reported := outputOutcome(s.outputErr)
 	switch {
 	case !reported:
-		return nil
+		// An API error (or a cancelled request) while writing: the outputs may be current, stale
+		// or half written. Not True until a write succeeds.
+		return condUnknown(typ, rconnv1.ReasonOutputWriteFailed, "writing the outputs failed, retrying: "+s.outputErr.Error())
 	case ok:
 		cm, sec := outputNames(s.rc)
 		return condTrue(typ, reason, fmt.Sprintf("ConfigMap %s and Secret %s are current", cm, sec))
@@ -214,8 +223,11 @@ func readyCondition(conds []metav1.Condition, advisory map[string]bool) *cond {
 // setCondition records one condition; LastTransitionTime changes only when Status does.
 func setCondition(rc *rconnv1.RedisConnection, c *cond) {
 	status := metav1.ConditionFalse
-	if c.ok {
+	switch {
+	case c.ok:
 		status = metav1.ConditionTrue
+	case c.unknown:
+		status = metav1.ConditionUnknown
 	}
 	meta.SetStatusCondition(&rc.Status.Conditions, metav1.Condition{
 		Type: c.typ, Status: status, Reason: c.reason, Message: truncate(c.message, 32000), ObservedGeneration: rc.Generation,
@@ -251,7 +263,7 @@ const maxListedNodes = 20
 
 // nodeFailure is a fixed description of why a node failed its check.
 func nodeFailure(h cluster.NodeHealth) string {
-	if h.Reachable && h.ClusterState != "" && h.ClusterState != "ok" {
+	if h.ClusterStateNotOK() {
 		return "cluster_state is not ok"
 	}
 	class, _ := cluster.Classify(h.Err)

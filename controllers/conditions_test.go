@@ -56,8 +56,11 @@ func summary(cs []cond) string {
 	var parts []string
 	for _, c := range cs {
 		st := "False"
-		if c.ok {
+		switch {
+		case c.ok:
 			st = "True"
+		case c.unknown:
+			st = "Unknown"
 		}
 		parts = append(parts, fmt.Sprintf("%s=%s/%s", c.typ, st, c.reason))
 	}
@@ -156,11 +159,12 @@ func TestDesiredConditions(t *testing.T) {
 			return s
 		}, "CredentialsResolved=True/NoCredentials AddressMapResolved=True/NoAddressMap TopologyDiscovered=True/Discovered NodesHealthy=True/AllHealthy ConfigRendered=False/PrerequisitesNotMet",
 			rconnv1.ConditionConfigRendered, "rendered config is invalid: nodeAddressMap: bad"},
-		{"an API error writing outputs leaves ConfigRendered as it was", func() *scope {
+		{"an API error writing outputs makes ConfigRendered Unknown (it may be stale)", func() *scope {
 			s := resolvedScope()
 			s.outputErr = errors.New("etcdserver: timeout")
 			return s
-		}, "CredentialsResolved=True/NoCredentials AddressMapResolved=True/NoAddressMap TopologyDiscovered=True/Discovered NodesHealthy=True/AllHealthy", "", ""},
+		}, "CredentialsResolved=True/NoCredentials AddressMapResolved=True/NoAddressMap TopologyDiscovered=True/Discovered NodesHealthy=True/AllHealthy ConfigRendered=Unknown/OutputWriteFailed",
+			rconnv1.ConditionConfigRendered, "etcdserver: timeout"},
 		{"standalone", func() *scope {
 			s := resolvedScope()
 			n := &cluster.Node{Announced: "s:6379", Role: cluster.RoleMaster}

@@ -75,7 +75,7 @@ type probeResult struct {
 // within seconds of the node instead of up to half a health interval later.
 func degraded(health []cluster.NodeHealth) bool {
 	for _, h := range health {
-		if !h.Reachable || h.Err != nil || h.ClusterState == "fail" {
+		if !h.Healthy() {
 			return true
 		}
 	}

@@ -272,7 +272,7 @@ func TestSmallStringHelpers(t *testing.T) {
 		{readyReasonOf(nil), rconnv1.ReasonReconciling},
 		{readyReasonOf(&metav1.Condition{Reason: rconnv1.ReasonReady}), rconnv1.ReasonReady},
 		{fmt.Sprint(boolValue(true), boolValue(false)), "1 0"},
-		{fmt.Sprint(failedHealth("fail"), failedHealth("failed"), failedHealth("online"), failedHealth("")), "true true false false"},
+		{fmt.Sprint((&cluster.Node{Health: "fail"}).Failed(), (&cluster.Node{Health: "failed"}).Failed(), (&cluster.Node{Health: "online"}).Failed(), (&cluster.Node{}).Failed()), "true true false false"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
@@ -504,9 +504,6 @@ func TestOwnedMetaAndWriteErrors(t *testing.T) {
 		if got := portOr(tc.p); got != tc.want {
 			t.Errorf("portOr(%d) = %d", tc.p, got)
 		}
-	}
-	if ptrVal(nil) != 0 || ptrVal(ptr(int32(3))) != 3 {
-		t.Error("ptrVal")
 	}
 }
 

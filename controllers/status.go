@@ -27,16 +27,12 @@ const (
 func shardCount(t *cluster.Topology) int {
 	n := 0
 	for _, s := range t.Shards {
-		if len(s.Slots) > 0 || (s.Master != nil && !failedHealth(s.Master.Health)) {
+		if len(s.Slots) > 0 || (s.Master != nil && !s.Master.Failed()) {
 			n++
 		}
 	}
 	return n
 }
-
-// failedHealth reports a CLUSTER SHARDS health of a node the cluster marked as failed: "fail"
-// (Redis 7.0, seen on a real server) or "failed" (as the documentation spells it).
-func failedHealth(h string) bool { return h == "fail" || h == "failed" }
 
 // setTopologyStatus records shards, nodes and counts from a topology and its health. Lists are
 // clipped to the schema's bounds while the counts stay true; the returned note says what was

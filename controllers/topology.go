@@ -3,6 +3,7 @@ package controllers
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,73 +11,37 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
 
-// clusterOptions builds pkg/cluster options from the spec and resolved credentials.
+// clusterOptions builds pkg/cluster options the way every reader of config.json does: the
+// config this spec renders, through pkgclient's one conversion (Config.ConnOptions), with the
+// controller's own credentials and the manager-wide options on top. The fingerprint is
+// pkgclient.ConnectionKey of the same two: what the connections are made of, by content (not
+// by Secret resourceVersion), so RedisConnections in different namespaces with equal
+// credentials share, and ones that differ in anything connections are made of never do.
 func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, creds *credentials, m *addressMap) (cluster.Options, string, error) {
-	o := cluster.Options{
-		Standalone:          rc.Spec.Mode == rconnv1.ModeStandalone,
-		UseReplicas:         rc.Spec.UseReplicas,
-		MinimizeConnections: rc.Spec.MinimizeConnections,
-		Dial:                r.Dial,
-		Defaults:            cluster.NodeOptions{Username: creds.ctrlUsername, Password: creds.ctrlPassword},
-		MaxTimeout:          r.maxTimeout(),
-		Limits:              r.Limits,
-		ReplyBudget:         r.ReplyBudget,
-		AddressPolicy:       r.AddressPolicy,
+	// renderConfig leaves out entries it cannot parse; the controller's own connections stop
+	// instead of dialing those nodes unmapped.
+	if _, err := staticMap(m); err != nil {
+		return cluster.Options{}, "", err
 	}
-	nm, err := staticMap(m)
-	if err != nil {
-		return o, "", err
+	cfg := renderConfig(rc, m, nil)
+	sec := pkgclient.Secret{Username: creds.ctrlUsername, Password: creds.ctrlPassword, TLS: creds.tls}
+	o, _, err := cfg.ConnOptions(sec)
+	var te *rtls.Error
+	switch {
+	case errors.As(err, &te):
+		return o, "", credErr(tlsReason(te), "TLS: %v", te)
+	case err != nil:
+		return o, "", fmt.Errorf("%w: %w", cluster.ErrInvalidOptions, err)
 	}
-	o.NodeAddressMap = nm
-	// The fingerprint covers what the connections are made of, by content (not by Secret
-	// resourceVersion), so RedisConnections in different namespaces with equal credentials share.
-	fp := sha256.New()
-	fp.Write(fmt.Appendf(nil, "%s|%q|%d:%s|", rc.Spec.Mode, creds.ctrlUsername, len(creds.ctrlPassword), creds.ctrlPassword))
-	if m := creds.tls; m != nil {
-		fp.Write(fmt.Appendf(nil, "ca=%d:%s|crt=%d:%s|key=%d:%s|", len(m.CA), m.CA, len(m.Cert), m.Cert, len(m.Key), m.Key))
-	}
-	for _, rn := range rc.Spec.RootNodes {
-		if rn.URL != "" {
-			o.RootNodes = append(o.RootNodes, cluster.RootNode{URL: string(rn.URL)})
-		} else {
-			o.RootNodes = append(o.RootNodes, cluster.RootNode{Address: cluster.Address{Host: rn.Host, Port: int(rn.Port)}})
-		}
-		fp.Write(fmt.Appendf(nil, "%s/%s/%d|", rn.URL, rn.Host, rn.Port))
-	}
-	if d := rc.Spec.Defaults; d != nil {
-		if d.ConnectTimeout != nil {
-			o.Defaults.ConnectTimeout = min(d.ConnectTimeout.Duration, r.maxTimeout())
-		}
-		if d.Database != nil && o.Standalone {
-			o.Defaults.DB = int(*d.Database)
-		}
-		o.Defaults.ClientName = d.ClientName
-		if d.TLS != nil && d.TLS.Enabled {
-			cfg, err := rtls.Config(rtls.Options{Material: creds.tls, InsecureSkipVerify: d.TLS.InsecureSkipVerify})
-			if err != nil {
-				return o, "", credErr(tlsReason(err), "TLS: %v", err)
-			}
-			o.Defaults.TLS = cfg
-			o.Defaults.TLSServerName = d.TLS.ServerName
-			// Host/port root nodes carry no scheme: TLS comes from Defaults.
-			for i, rn := range o.RootNodes {
-				if rn.URL == "" {
-					o.RootNodes[i] = cluster.RootNode{URL: hostPortURL(rn.Address, true)}
-				}
-			}
-		}
-		fp.Write(fmt.Appendf(nil, "%v|%d|%q|", d.ConnectTimeout, ptrVal(d.Database), d.ClientName))
-		// Field by field: %v of the struct would print the SecretRef pointer's address, which
-		// differs on every read of the object.
-		if t := d.TLS; t != nil {
-			fp.Write(fmt.Appendf(nil, "tls=%t|%q|%t|", t.Enabled, t.ServerName, t.InsecureSkipVerify))
-		}
-	}
-	return o, hex.EncodeToString(fp.Sum(nil)), nil
+	o.Dial, o.Limits, o.ReplyBudget, o.AddressPolicy = r.Dial, r.Limits, r.ReplyBudget, r.AddressPolicy
+	o.MaxTimeout = r.maxTimeout()
+	o.Defaults.ConnectTimeout = min(o.Defaults.ConnectTimeout, o.MaxTimeout)
+	return o, pkgclient.ConnectionKey(cfg, sec), nil
 }
 
 // hostPortURL is a host/port root node of the spec as a URL, with the scheme TLS asks for (the
@@ -94,13 +59,6 @@ func portOr(p int) int {
 		return cluster.DefaultPort
 	}
 	return p
-}
-
-func ptrVal(p *int32) int32 {
-	if p == nil {
-		return 0
-	}
-	return *p
 }
 
 // staticMap turns the resolved map into a pkg/cluster map. An entry it cannot parse stops the

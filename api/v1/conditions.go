@@ -91,4 +91,7 @@ const (
 	ReasonPrerequisitesNotMet = "PrerequisitesNotMet"
 	// ReasonConfigTooLarge: config.json would exceed the size a ConfigMap can hold.
 	ReasonConfigTooLarge = "ConfigTooLarge"
+	// ReasonOutputWriteFailed (status Unknown): writing the outputs failed with an API error;
+	// the controller does not know whether the ConfigMap and Secret are current. Retried.
+	ReasonOutputWriteFailed = "OutputWriteFailed"
 )

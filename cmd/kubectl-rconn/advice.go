@@ -43,8 +43,9 @@ var advice = map[adviceKey]string{
 	{rconnv1.ConditionNodesHealthy, rconnv1.ReasonNodesUnreachable}: "compare each unreachable node's MAPPED address with where it really runs: a wrong static entry, a Service that misses the pod, a NetworkPolicy, or the node is down",
 	{rconnv1.ConditionNodesHealthy, rconnv1.ReasonNodesUnhealthy}:   "redis-cli -h <node> cluster info: failed links, a node still loading, or an ACL without +role / +cluster|info",
 
-	{rconnv1.ConditionConfigRendered, rconnv1.ReasonOutputConflict}: "choose other names in spec.output, or delete the other object if it is stale",
-	{rconnv1.ConditionConfigRendered, rconnv1.ReasonConfigTooLarge}: "reduce the node address map (select fewer Services) or split the cluster",
+	{rconnv1.ConditionConfigRendered, rconnv1.ReasonOutputConflict}:    "choose other names in spec.output, or delete the other object if it is stale",
+	{rconnv1.ConditionConfigRendered, rconnv1.ReasonConfigTooLarge}:    "reduce the node address map (select fewer Services) or split the cluster",
+	{rconnv1.ConditionConfigRendered, rconnv1.ReasonOutputWriteFailed}: "usually transient (API server busy); if it stays, check the manager's RBAC and the API server",
 }
 
 // adviceFor returns the advice for a False condition, "" when there is none. Ready copies

@@ -20,7 +20,7 @@ func TestAdviceForEveryFalseReason(t *testing.T) {
 			rconnv1.ReasonTLSHandshakeFailed, rconnv1.ReasonNotACluster, rconnv1.ReasonClusterModeServer, rconnv1.ReasonSlotsUncovered,
 			rconnv1.ReasonPrerequisitesNotMet},
 		rconnv1.ConditionNodesHealthy:   {rconnv1.ReasonNodesUnreachable, rconnv1.ReasonNodesUnhealthy, rconnv1.ReasonPrerequisitesNotMet},
-		rconnv1.ConditionConfigRendered: {rconnv1.ReasonPrerequisitesNotMet, rconnv1.ReasonOutputConflict, rconnv1.ReasonConfigTooLarge},
+		rconnv1.ConditionConfigRendered: {rconnv1.ReasonPrerequisitesNotMet, rconnv1.ReasonOutputConflict, rconnv1.ReasonConfigTooLarge, rconnv1.ReasonOutputWriteFailed},
 	}
 	for cond, reasons := range falseReasons {
 		for _, r := range reasons {

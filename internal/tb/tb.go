@@ -1,5 +1,5 @@
-// Package tb holds the one interface the local world's helpers (internal/testing/*,
-// internal/demo) take from their caller: the part of testing.TB they use. A *testing.T, a
+// Package tb holds the one interface the local world's helpers (internal/world/*,
+// internal/testing/hostile, internal/demo) take from their caller: the part of testing.TB they use. A *testing.T, a
 // *testing.B, GinkgoT() and the demo's runner all satisfy it.
 package tb
 

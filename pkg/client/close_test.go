@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,4 +254,43 @@ func assertEndOnce(t *testing.T, ev *events) {
 	if n != 1 || types[len(types)-1] != client.EventEnd {
 		t.Fatalf("want exactly one end, last: %v", types)
 	}
+}
+
+// Close of a client from Open, with its reload running and a new version being applied, from
+// many goroutines at once: one does the work, the rest return ErrClosed, "end" once; run with
+// -race (the reload goroutine, its source and the monitor all stop under the calls).
+func TestCloseConcurrentWithReload(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.ServerOptions{})
+	ctx := testCtx(t)
+	cfg := render(t, plainStandalone(srv.Addr()))
+	m := newMount(t, map[string][]byte{client.ConfigFileName: cfg})
+	var ev events
+	c, err := client.OpenOptions{ReloadInterval: time.Millisecond, Dial: (&recorder{}).Dial, OnEvent: ev.handle}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new version (a password appears) keeps the reload busy while Close runs.
+	m.update(t, map[string][]byte{client.ConfigFileName: cfg, client.SecretKeyPassword: []byte("p")})
+	var wg sync.WaitGroup
+	var nils, closed atomic.Int32
+	start := make(chan struct{})
+	for range 64 {
+		wg.Go(func() {
+			<-start
+			switch err := c.Close(); {
+			case err == nil:
+				nils.Add(1)
+			case errors.Is(err, redis.ErrClosed):
+				closed.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if nils.Load() != 1 || closed.Load() != 63 {
+		t.Fatalf("%d closes returned nil and %d ErrClosed, want 1 and 63", nils.Load(), closed.Load())
+	}
+	assertEndOnce(t, &ev)
 }

@@ -2,7 +2,6 @@ package client
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
@@ -15,37 +14,9 @@ import (
 // rconn check): pass them to cluster.NewInspector, and the NodeIDMap to its Dialer's
 // SetNodeIDs. base is the dial function beneath the map (nil: net.Dialer).
 func (r *Resolved) InspectorOptions(base cluster.DialFunc) (cluster.Options, error) {
-	cfg := r.Config
-	o := cluster.Options{
-		Dial:       base,
-		Standalone: cfg.ModeOrDefault() == ModeStandalone,
-		NodeIDMap:  r.snap.nodeIDs(),
-		Defaults: cluster.NodeOptions{
-			TLSServerName:  cfg.Defaults.Socket.ServerName,
-			ConnectTimeout: time.Duration(cfg.Defaults.Socket.ConnectTimeout) * time.Millisecond,
-		},
-	}
-	o.Defaults.Username, o.Defaults.Password = r.snap.creds()
-	for _, rn := range cfg.RootNodes {
-		u, err := cluster.ParseURL(rn.URL)
-		if err != nil {
-			return cluster.Options{}, err
-		}
-		o.RootNodes = append(o.RootNodes, cluster.RootNode{Address: u.Address})
-	}
-	m, err := r.snap.nodeMap()
-	if err != nil {
-		return cluster.Options{}, err
-	}
-	o.NodeAddressMap = m
-	if cfg.Defaults.Socket.TLS {
-		t, err := rtls.NewReloadable(rtls.Options{Material: r.TLS, ServerName: cfg.Defaults.Socket.ServerName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify})
-		if err != nil {
-			return cluster.Options{}, fmt.Errorf("rconn: TLS material: %w", err)
-		}
-		o.Defaults.TLSConfigFor = t.ConfigFor
-	}
-	return o, nil
+	o, _, err := r.Config.ConnOptions(r.snap.secret())
+	o.Dial = base
+	return o, err
 }
 
 // ResolveWithoutSecret validates config.json on its own, for a person's diagnostic look who

@@ -3,13 +3,11 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
-	rtls "github.com/rconn-dev/redis-connection-operator/pkg/tls"
 )
 
 // DefaultReloadInterval is how often Open checks the mounted files for changes.
@@ -119,7 +117,13 @@ func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err
 	if o.ReloadInterval == 0 {
 		o.ReloadInterval = DefaultReloadInterval
 	}
-	r := &reloader{src: src, interval: o.ReloadInterval, wait: o.SecretWait, onReload: o.OnReload, quit: make(chan struct{})}
+	r := newReloader(src, o.ReloadInterval, o.SecretWait)
+	r.onReload = o.OnReload
+	defer func() {
+		if err != nil {
+			r.end()
+		}
+	}()
 	snap, version, pending, err := r.initial(ctx)
 	if err != nil {
 		return nil, err
@@ -137,7 +141,6 @@ func (o OpenOptions) OpenSource(ctx context.Context, src Source) (_ *Client, err
 		return nil, err
 	}
 	r.c, r.last, r.version = c, snap, version
-	r.ctx, r.end = context.WithCancel(context.Background())
 	c.reload = r
 	if pending != nil {
 		c.events.emit(Event{Type: EventError, Err: pending})
@@ -192,75 +195,46 @@ func (s *snapshot) creds() (string, string) {
 	return u, p
 }
 
-func (s *snapshot) nodeMap() (cluster.NodeAddressMap, error) {
-	if len(s.cfg.NodeAddressMap) == 0 {
-		return nil, nil
-	}
-	m := make(map[string]string, len(s.cfg.NodeAddressMap))
-	for k, v := range s.cfg.NodeAddressMap {
-		m[k] = v.String()
-	}
-	return cluster.StaticMap(m)
+// secret is the snapshot's secret material for ClusterOptions.
+func (s *snapshot) secret() Secret {
+	u, p := s.creds()
+	return Secret{Username: u, Password: p, TLS: s.material}
 }
 
-func (s *snapshot) nodeIDs() cluster.NodeIDMap {
-	if len(s.cfg.Rconn.NodeIDs) == 0 {
-		return nil
-	}
-	m := make(cluster.NodeIDMap, len(s.cfg.Rconn.NodeIDs))
-	for k, v := range s.cfg.Rconn.NodeIDs {
-		m[k] = cluster.Address{Host: v.Host, Port: v.Port}
-	}
-	return m
-}
-
-// spec turns a snapshot into client options.
+// spec turns a snapshot into client options: ConnOptions, then what only a client has.
 func (s *snapshot) spec() (*spec, error) {
 	cfg := s.cfg
 	if cfg.ModeOrDefault() == ModeSentinel {
 		return s.sentinelSpec() // sentinel.go
 	}
+	o, tlsr, err := cfg.ConnOptions(s.secret())
+	if err != nil {
+		return nil, err
+	}
 	sp := &spec{
-		cluster:        cfg.ModeOrDefault() == ModeCluster,
-		db:             cfg.Defaults.Database,
-		name:           cfg.Defaults.Name,
-		connectTimeout: time.Duration(cfg.Defaults.Socket.ConnectTimeout) * time.Millisecond,
-		serverName:     cfg.Defaults.Socket.ServerName,
-		useReplicas:    cfg.UseReplicas,
-		minimize:       cfg.MinimizeConnections,
-		maxRedirects:   cfg.MaxCommandRedirections,
+		cluster:        !o.Standalone,
+		roots:          o.RootNodes,
+		db:             o.Defaults.DB,
+		name:           o.Defaults.ClientName,
+		connectTimeout: o.Defaults.ConnectTimeout,
+		username:       o.Defaults.Username,
+		password:       o.Defaults.Password,
+		tls:            tlsr,
+		serverName:     o.Defaults.TLSServerName,
+		nodeMap:        o.NodeAddressMap,
+		nodeIDs:        o.NodeIDMap,
+		useReplicas:    o.UseReplicas,
+		minimize:       o.MinimizeConnections,
+		maxRedirects:   o.MaxCommandRedirections,
 		strategy:       cfg.Rconn.ReconnectStrategy.strategy(),
 		autoPipeline:   cfg.Rconn.AutoPipeline,
 	}
-	sp.username, sp.password = s.creds()
-	var err error
-	if sp.nodeMap, err = s.nodeMap(); err != nil {
-		return nil, err
-	}
-	sp.nodeIDs = s.nodeIDs()
-	for _, rn := range cfg.RootNodes {
-		u, err := cluster.ParseURL(rn.URL)
-		if err != nil {
-			return nil, err
-		}
-		sp.roots = append(sp.roots, cluster.RootNode{Address: u.Address})
-		if !sp.cluster {
-			sp.addr = u.Address.String()
-			if u.DB != 0 {
-				sp.db = u.DB
-			}
-		}
+	if o.Standalone {
+		sp.addr = o.RootNodes[0].Address.String()
 	}
 	sp.scripts, sp.functions = cfg.scriptOptions(), cfg.Rconn.FunctionLibraries
-	if p := cfg.Defaults.Socket.Path; p != "" && !sp.cluster {
+	if p := cfg.Defaults.Socket.Path; p != "" && o.Standalone {
 		sp.network, sp.addr = "unix", p // rootNodes[0] stays the controller's; the app dials the socket
-	}
-	if cfg.Defaults.Socket.TLS {
-		r, err := rtls.NewReloadable(rtls.Options{Material: s.material, ServerName: sp.serverName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify})
-		if err != nil {
-			return nil, fmt.Errorf("rconn: TLS material: %w", err)
-		}
-		sp.tls = r
 	}
 	return sp, nil
 }

@@ -43,30 +43,28 @@ type reloader struct {
 	// onError reports a failure, outside the lock (nil: an EventError of c).
 	onError func(error)
 
-	mu           sync.Mutex
-	last         *snapshot // what runs
-	version      string    // the version applied last
-	rejected     string    // a version whose content failed to validate: not retried
-	pendingSince time.Time // when config.json started waiting for its Secret
-	forced       string    // the mismatch applied after waiting: the same one waits no more
-	reported     string    // the failure reported last: a retry failing alike is not reported again
-	failures     int       // consecutive read failures
+	mu      sync.Mutex
+	last    *snapshot   // what runs
+	version string      // the version applied last
+	st      reloadState // where the newest version stands (reloadstate.go)
 	// retired are nodeAddressMap entries a newer map dropped, kept as a fallback (see
 	// retiredMapTTL): announced -> reachable, and when they were dropped.
 	retired map[string]retiredEntry
 
-	quit chan struct{}
-	ctx  context.Context // ends with quit: bounds the source's reads
-	end  context.CancelFunc
-	once sync.Once
-	wg   sync.WaitGroup
+	ctx context.Context // ends with stop: bounds the source's reads and ends run
+	end context.CancelFunc
+	wg  sync.WaitGroup
+}
+
+// newReloader is a reloader of src; stop ends it.
+func newReloader(src Source, interval, wait time.Duration) *reloader {
+	r := &reloader{src: src, interval: interval, wait: wait}
+	r.ctx, r.end = context.WithCancel(context.Background())
+	return r
 }
 
 func (r *reloader) stop() {
-	r.once.Do(func() {
-		close(r.quit)
-		r.end()
-	})
+	r.end()
 	r.wg.Wait()
 	if c, ok := r.src.(io.Closer); ok {
 		_ = c.Close()
@@ -128,7 +126,7 @@ func (r *reloader) run() {
 	var retryAt time.Time
 	for {
 		select {
-		case <-r.quit:
+		case <-r.ctx.Done():
 			return
 		case <-tick:
 			if !retryAt.IsZero() && time.Now().Before(retryAt) {
@@ -155,34 +153,29 @@ func (r *reloader) poll() time.Duration {
 	r.mu.Lock()
 	var (
 		report  error
-		key     string
+		key     reportKey
 		applied bool
 		retry   time.Duration
 	)
 	switch {
 	case err != nil:
 		report = fmt.Errorf("rconn: config reload failed, keeping the last good configuration (retrying): %w", err)
-		key = "read\x00" + report.Error()
-		retry = backoff(r.failures)
-		r.failures++
+		key = reportKey{read: true, msg: report.Error()}
+		retry = r.st.readFailed()
 	case snap.Version == r.version:
-		r.failures, r.reported = 0, ""
-	case snap.Version == r.rejected:
-		r.failures = 0
+		r.st.unchanged()
+	case snap.Version == r.st.rejected:
+		r.st.readOK()
 	default:
-		r.failures = 0
+		r.st.readOK()
 		applied, retry, report = r.update(snap)
-		key = snap.Version + "\x00"
+		key = reportKey{version: snap.Version}
 		if report != nil {
-			key += report.Error()
+			key.msg = report.Error()
 		}
 	}
-	if report != nil && !applied {
-		if key == r.reported {
-			report = nil
-		} else {
-			r.reported = key
-		}
+	if report != nil && !applied && !r.st.report(key) {
+		report = nil
 	}
 	r.mu.Unlock()
 	if (applied || report != nil) && r.onReload != nil {
@@ -202,15 +195,13 @@ func (r *reloader) poll() time.Duration {
 // update decodes and applies a new version; applied means it now runs (report may still say
 // ErrRestartRequired, or that the pair was applied incomplete after SecretWait).
 func (r *reloader) update(snap *Snapshot) (applied bool, retry time.Duration, report error) {
-	waited := !r.pendingSince.IsZero() && time.Since(r.pendingSince) >= r.wait
+	now := time.Now()
+	waited := r.st.waitedOut(now, r.wait)
 	next, err := decode(snap, r.last, waited)
 	var mismatch error
 	if errors.Is(err, ErrSecretPending) {
-		if err.Error() != r.forced {
-			if r.pendingSince.IsZero() {
-				r.pendingSince = time.Now()
-			}
-			left := r.wait - time.Since(r.pendingSince)
+		if !r.st.forcedAlready(err) {
+			left := r.st.waitFor(now, r.wait)
 			return false, max(min(r.interval, left), time.Millisecond), fmt.Errorf("rconn: config reload waits, keeping the last good configuration: %w", err)
 		}
 		// The mismatch already applied after waiting: the Secret is not coming.
@@ -221,7 +212,7 @@ func (r *reloader) update(snap *Snapshot) (applied bool, retry time.Duration, re
 	}
 	if err != nil {
 		// A rejected version ends the wait: the next one waits afresh for its own Secret.
-		r.rejected, r.pendingSince = snap.Version, time.Time{}
+		r.st.reject(snap.Version)
 		return false, 0, fmt.Errorf("rconn: config reload failed, keeping the last good configuration: %w", err)
 	}
 	use := r.use
@@ -229,15 +220,13 @@ func (r *reloader) update(snap *Snapshot) (applied bool, retry time.Duration, re
 		use = r.applyToClient
 	}
 	if err = use(next, snap.Version); err != nil && !errors.Is(err, ErrRestartRequired) {
-		r.rejected = snap.Version
+		r.st.reject(snap.Version)
 		return false, 0, err
 	}
-	r.version, r.rejected, r.pendingSince, r.reported = snap.Version, "", time.Time{}, ""
+	r.version = snap.Version
+	r.st.applied(mismatch)
 	if mismatch != nil {
-		r.forced = mismatch.Error()
 		err = errors.Join(err, fmt.Errorf("rconn: applied config.json without the Secret it was rendered with: %w", mismatch))
-	} else {
-		r.forced = ""
 	}
 	return true, 0, err
 }
@@ -259,7 +248,7 @@ func (r *reloader) applyToClient(next *snapshot, _ string) error {
 	}
 	prev := r.last
 	if !reflect.DeepEqual(prev.cfg.Rconn.NodeIDs, next.cfg.Rconn.NodeIDs) && r.c.cluster != nil {
-		_ = r.c.cluster.SetNodeIDMap(next.nodeIDs()) // validated by LoadConfig
+		_ = r.c.cluster.SetNodeIDMap(nodeIDsOf(next.cfg.Rconn.NodeIDs)) // validated by LoadConfig
 	}
 	if !reflect.DeepEqual(prev.cfg.NodeAddressMap, next.cfg.NodeAddressMap) {
 		r.c.SetNodeAddressMap(m)
@@ -278,36 +267,6 @@ func (r *reloader) applyToClient(next *snapshot, _ string) error {
 		return fmt.Errorf("rconn: %w to apply changed %s (node address map, credentials and certificates were applied)", ErrRestartRequired, strings.Join(changed, ", "))
 	}
 	return nil
-}
-
-// restartFields lists the fields that differ and cannot be applied live.
-func restartFields(a, b *Config) []string {
-	var out []string
-	diff := func(name string, x, y any) {
-		if !reflect.DeepEqual(x, y) {
-			out = append(out, name)
-		}
-	}
-	diff("rootNodes", a.RootNodes, b.RootNodes)
-	diff("defaults", a.Defaults, b.Defaults)
-	diff("useReplicas", a.UseReplicas, b.UseReplicas)
-	diff("minimizeConnections", a.MinimizeConnections, b.MinimizeConnections)
-	diff("maxCommandRedirections", a.MaxCommandRedirections, b.MaxCommandRedirections)
-	diff("rconn.mode", a.ModeOrDefault(), b.ModeOrDefault())
-	diff("rconn.reconnectStrategy", a.Rconn.ReconnectStrategy, b.Rconn.ReconnectStrategy)
-	diff("rconn.autoPipeline", a.Rconn.AutoPipeline, b.Rconn.AutoPipeline)
-	diff("rconn.tlsInsecureSkipVerify", a.Rconn.TLSInsecureSkipVerify, b.Rconn.TLSInsecureSkipVerify)
-	diff("rconn.secretFiles", a.Rconn.SecretFiles.withDefaults(), b.Rconn.SecretFiles.withDefaults())
-	diff("scripts", a.Scripts, b.Scripts)
-	diff("functions", a.Functions, b.Functions)
-	diff("rconn.functionLibraries", a.Rconn.FunctionLibraries, b.Rconn.FunctionLibraries)
-	diff("name", a.Name, b.Name)
-	diff("sentinelRootNodes", a.SentinelRootNodes, b.SentinelRootNodes)
-	diff("nodeClientOptions", a.NodeClientOptions, b.NodeClientOptions)
-	diff("sentinelClientOptions", a.SentinelClientOptions, b.SentinelClientOptions)
-	diff("replicaPoolSize", a.ReplicaPoolSize, b.ReplicaPoolSize)
-	diff("rconn.sentinelTlsInsecureSkipVerify", a.Rconn.SentinelTLSInsecureSkipVerify, b.Rconn.SentinelTLSInsecureSkipVerify)
-	return out
 }
 
 // retiredMapTTL is how long a nodeAddressMap entry that a newer map dropped still answers for

@@ -52,40 +52,36 @@ func (st *sentinelState) setKnown(roots, announced []string) {
 	st.known.Store(&m)
 }
 
-// sentinelSpec turns a sentinel-mode snapshot into client options.
+// sentinelSpec turns a sentinel-mode snapshot into client options: ConnOptions (connection.go),
+// then what only a client has.
 func (s *snapshot) sentinelSpec() (*spec, error) {
 	cfg := s.cfg
-	o := cfg.NodeClientOptions
+	sec := s.secret()
+	if s.sentinelUsername != nil {
+		sec.SentinelUsername = *s.sentinelUsername
+	}
+	if s.sentinelPassword != nil {
+		sec.SentinelPassword = *s.sentinelPassword
+	}
+	sec.SentinelTLS = s.sentinelMaterial
+	o, tlsr, sentTLS, err := cfg.sentinelConnOptions(sec)
+	if err != nil {
+		return nil, err
+	}
 	sp := &spec{
-		db: o.Database, name: o.Name, connectTimeout: time.Duration(o.Socket.ConnectTimeout) * time.Millisecond,
-		serverName: o.Socket.ServerName, useReplicas: cfg.UseReplicas,
+		db: o.Defaults.DB, name: o.Defaults.ClientName, connectTimeout: o.Defaults.ConnectTimeout,
+		username: o.Defaults.Username, password: o.Defaults.Password, tls: tlsr,
+		serverName: o.Defaults.TLSServerName, nodeMap: o.NodeAddressMap, useReplicas: o.UseReplicas,
 		strategy: cfg.Rconn.ReconnectStrategy.strategy(), autoPipeline: cfg.Rconn.AutoPipeline,
 		scripts: cfg.scriptOptions(), functions: cfg.Rconn.FunctionLibraries,
 	}
-	sp.username, sp.password = s.creds()
-	var err error
-	if sp.nodeMap, err = s.nodeMap(); err != nil {
-		return nil, err
+	sn := &sentinelSpec{
+		master: o.Sentinel.MasterName, known: cfg.Rconn.Sentinels, tls: sentTLS,
+		username: o.Sentinel.Defaults.Username, password: o.Sentinel.Defaults.Password,
+		serverName: o.Sentinel.Defaults.TLSServerName,
 	}
-	sn := &sentinelSpec{master: cfg.Name, known: cfg.Rconn.Sentinels, serverName: cfg.SentinelClientOptions.Socket.ServerName}
-	for _, n := range cfg.SentinelRootNodes {
-		sn.addrs = append(sn.addrs, n.String())
-	}
-	if s.sentinelUsername != nil {
-		sn.username = *s.sentinelUsername
-	}
-	if s.sentinelPassword != nil {
-		sn.password = *s.sentinelPassword
-	}
-	if o.Socket.TLS {
-		if sp.tls, err = rtls.NewReloadable(rtls.Options{Material: s.material, ServerName: sp.serverName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify}); err != nil {
-			return nil, fmt.Errorf("rconn: TLS material: %w", err)
-		}
-	}
-	if cfg.SentinelClientOptions.Socket.TLS {
-		if sn.tls, err = rtls.NewReloadable(rtls.Options{Material: s.sentinelMaterial, ServerName: sn.serverName, InsecureSkipVerify: cfg.Rconn.SentinelTLSInsecureSkipVerify}); err != nil {
-			return nil, fmt.Errorf("rconn: sentinel TLS material: %w", err)
-		}
+	for _, n := range o.Sentinel.RootNodes {
+		sn.addrs = append(sn.addrs, n.Address.String())
 	}
 	sp.sentinel = sn
 	return sp, nil

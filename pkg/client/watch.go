@@ -70,8 +70,8 @@ func Watch(ctx context.Context, src Source, o WatchOptions) (*Watcher, error) {
 		o.ReloadInterval = DefaultReloadInterval
 	}
 	w := &Watcher{onError: o.OnError, updates: make(chan *Resolved, 1)}
-	r := &reloader{src: src, interval: o.ReloadInterval, wait: o.SecretWait, quit: make(chan struct{}), use: w.publish, onError: w.report}
-	r.ctx, r.end = context.WithCancel(context.Background())
+	r := newReloader(src, o.ReloadInterval, o.SecretWait)
+	r.use, r.onError = w.publish, w.report
 	snap, version, pending, err := r.initial(ctx)
 	if err != nil {
 		r.stop()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -102,7 +103,7 @@ func Classify(err error) (ErrorClass, string) {
 	}
 	var addrs []string
 	for _, h := range hits {
-		if h.class == best && h.addr != "" && !contains(addrs, h.addr) {
+		if h.class == best && h.addr != "" && !slices.Contains(addrs, h.addr) {
 			addrs = append(addrs, h.addr)
 		}
 	}
@@ -112,15 +113,6 @@ func Classify(err error) (ErrorClass, string) {
 		denied = sanitizeAddr(de.Addr)
 	}
 	return best, message(best, addrs, denied)
-}
-
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // walkNodes calls fn for every per-node failure in err's tree, with the address it concerns

@@ -579,9 +579,22 @@ type NodeHealth struct {
 }
 
 // Healthy reports whether the node is reachable, without error, and (in a cluster) cluster_state:ok.
+// It is the one place a check result decides "this node has failed": the controller's
+// conditions, its re-probe backoff and the status all ask it.
 func (h NodeHealth) Healthy() bool {
 	return h.Reachable && h.Err == nil && (h.ClusterState == "" || h.ClusterState == "ok")
 }
+
+// ClusterStateNotOK reports whether the node answered but its CLUSTER INFO cluster_state was
+// not ok (the reason Healthy is false for a reachable node that returned no other error).
+func (h NodeHealth) ClusterStateNotOK() bool {
+	return h.Reachable && h.ClusterState != "" && h.ClusterState != "ok"
+}
+
+// Failed reports whether the cluster itself marks the node as failed (CLUSTER SHARDS health
+// "fail", as Redis 7.0 reports it, or "failed", as its documentation spells it): the topology's
+// view, where Healthy is this process's own check.
+func (n *Node) Failed() bool { return n.Health == "fail" || n.Health == "failed" }
 
 // CheckHealth checks every node of t through its mapped address, in parallel (at most
 // HealthConcurrency at once), each bounded by timeout (clipped to MaxTimeout; zero or

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -407,7 +408,7 @@ func (si *SentinelInspector) ask(ctx context.Context, addr string) *sentinelAnsw
 		}
 	}
 	for _, p := range ps {
-		if pa, err := announcedAddr(p["ip"], p["port"]); err == nil && !contains(a.peers, pa) {
+		if pa, err := announcedAddr(p["ip"], p["port"]); err == nil && !slices.Contains(a.peers, pa) {
 			a.peers = append(a.peers, pa)
 		}
 	}
@@ -461,7 +462,7 @@ func (si *SentinelInspector) listSentinels(t *SentinelTopology, roots, order []s
 	known = dedupe(known)
 	var peers []string
 	for _, addr := range known {
-		p := SentinelPeer{Announced: addr, Root: contains(roots, addr)}
+		p := SentinelPeer{Announced: addr, Root: slices.Contains(roots, addr)}
 		p.Mapped, _ = si.sent.dialer.Resolve(addr)
 		if a := answers[addr]; a != nil {
 			p.Asked, p.Answered, p.Master, p.Err = true, a.err == nil, a.master, a.err

@@ -83,7 +83,10 @@ type Proxy struct {
 	closed   bool
 
 	kick chan struct{}
-	quit chan struct{}
+	// life ends when the proxy closes (stop): topology reads and forwarded connections derive
+	// their contexts from it, so closing cancels them without a watcher goroutine each.
+	life context.Context
+	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
 
@@ -133,12 +136,15 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 		o.Logger = slog.Default()
 	}
 	p := &Proxy{o: o, log: o.Logger, cfg: r.Config, byID: map[string]*listener{}, byAddr: map[string]*listener{},
-		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1)}
+	p.life, p.stop = context.WithCancel(context.Background())
 	if err := p.build(r); err != nil {
+		p.stop()
 		return nil, err
 	}
 	seed, err := p.listen(o.SeedPort)
 	if err != nil {
+		p.stop()
 		_ = p.in.Close()
 		return nil, fmt.Errorf("rconn proxy: seed listener: %w", err)
 	}
@@ -159,64 +165,30 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 
 func (p *Proxy) build(r *client.Resolved) error {
 	cfg := r.Config
-	p.standalone = cfg.ModeOrDefault() == client.ModeStandalone
 	u, pw := r.Credentials()
 	p.creds.Store(&[2]string{u, pw})
-	var roots []cluster.RootNode
-	for _, rn := range cfg.RootNodes {
-		roots = append(roots, cluster.RootNode{URL: rn.URL})
-		if pu, err := cluster.ParseURL(rn.URL); err == nil {
-			p.roots = append(p.roots, pu.Address.String())
-		}
-	}
-	def := cluster.NodeOptions{
-		CredentialsProvider: func() (string, string) { c := p.creds.Load(); return c[0], c[1] },
-		TLSServerName:       cfg.Defaults.Socket.ServerName,
-		ConnectTimeout:      time.Duration(cfg.Defaults.Socket.ConnectTimeout) * time.Millisecond,
-	}
-	if cfg.Defaults.Socket.TLS {
-		t, err := rtls.NewReloadable(rtls.Options{Material: r.TLS, ServerName: cfg.Defaults.Socket.ServerName, InsecureSkipVerify: cfg.Rconn.TLSInsecureSkipVerify})
-		if err != nil {
-			return fmt.Errorf("rconn proxy: TLS material: %w", err)
-		}
-		p.tls = t
-		def.TLSConfigFor = t.ConfigFor
-	}
-	m, err := nodeMap(cfg)
+	o, tlsr, err := cfg.ConnOptions(client.Secret{Username: u, Password: pw, TLS: r.TLS})
 	if err != nil {
-		return err
+		return fmt.Errorf("rconn proxy: %w", err)
 	}
-	in, err := cluster.NewInspector(cluster.Options{RootNodes: roots, Defaults: def, NodeAddressMap: m, Dial: p.o.Dial, Standalone: p.standalone})
+	p.standalone, p.tls = o.Standalone, tlsr
+	for _, rn := range o.RootNodes {
+		p.roots = append(p.roots, rn.Address.String())
+	}
+	// Credentials rotate live (Apply); the node-ID fallback is the Dialer's, below.
+	o.Defaults.Username, o.Defaults.Password = "", ""
+	o.Defaults.CredentialsProvider = func() (string, string) { c := p.creds.Load(); return c[0], c[1] }
+	ids := o.NodeIDMap
+	o.NodeIDMap, o.Dial = nil, p.o.Dial
+	in, err := cluster.NewInspector(o)
 	if err != nil {
 		return fmt.Errorf("rconn proxy: %w", err)
 	}
 	p.in = in
 	d := in.Dialer()
-	d.SetNodeIDs(nodeIDs(cfg))
+	d.SetNodeIDs(ids)
 	d.SetNodeIDLookup(in.Discover)
 	return nil
-}
-
-func nodeMap(cfg *client.Config) (cluster.NodeAddressMap, error) {
-	if len(cfg.NodeAddressMap) == 0 {
-		return nil, nil
-	}
-	m := make(map[string]string, len(cfg.NodeAddressMap))
-	for k, v := range cfg.NodeAddressMap {
-		m[k] = v.String()
-	}
-	return cluster.StaticMap(m)
-}
-
-func nodeIDs(cfg *client.Config) cluster.NodeIDMap {
-	if len(cfg.Rconn.NodeIDs) == 0 {
-		return nil
-	}
-	m := make(cluster.NodeIDMap, len(cfg.Rconn.NodeIDs))
-	for k, v := range cfg.Rconn.NodeIDs {
-		m[k] = cluster.Address{Host: v.Host, Port: v.Port}
-	}
-	return m
 }
 
 // Apply applies a new version of the configuration live: node address map, node IDs,
@@ -234,14 +206,14 @@ func (p *Proxy) Apply(r *client.Resolved) error {
 	}
 	u, pw := r.Credentials()
 	p.creds.Store(&[2]string{u, pw})
-	if !reflect.DeepEqual(prev.NodeAddressMap, r.Config.NodeAddressMap) {
-		m, err := nodeMap(r.Config)
-		if err != nil {
-			return err
-		}
-		p.in.SetNodeAddressMap(m)
+	o, _, err := r.Config.ConnOptions(client.Secret{Username: u, Password: pw, TLS: r.TLS})
+	if err != nil {
+		return fmt.Errorf("rconn proxy: %w", err)
 	}
-	p.in.Dialer().SetNodeIDs(nodeIDs(r.Config))
+	if !reflect.DeepEqual(prev.NodeAddressMap, r.Config.NodeAddressMap) {
+		p.in.SetNodeAddressMap(o.NodeAddressMap)
+	}
+	p.in.Dialer().SetNodeIDs(o.NodeIDMap)
 	p.log.Info("rconn proxy: configuration applied", "version", r.Version)
 	p.Refresh()
 	if changed := client.RestartFields(prev, r.Config); len(changed) > 0 {
@@ -292,7 +264,7 @@ func (p *Proxy) Close() error {
 		ls = append(ls, l)
 	}
 	p.mu.Unlock()
-	close(p.quit)
+	p.stop()
 	for _, l := range ls {
 		_ = l.ln.Close()
 		l.closePipes()
@@ -307,19 +279,12 @@ func (p *Proxy) refreshLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-p.quit:
+		case <-p.life.Done():
 			return
 		case <-t.C:
 		case <-p.kick:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		go func() {
-			select {
-			case <-p.quit:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := context.WithTimeout(p.life, 10*time.Second)
 		if err := p.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			p.log.Warn("rconn proxy: topology read failed, keeping the listeners", "err", err)
 		}
@@ -527,14 +492,7 @@ func (p *Proxy) seedTarget() string {
 }
 
 func (p *Proxy) forward(l *listener, c net.Conn) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-p.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel := context.WithCancel(p.life)
 	if p.o.Handshake != nil {
 		hc, err := p.o.Handshake(ctx, c)
 		if err != nil {
