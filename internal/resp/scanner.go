@@ -173,9 +173,21 @@ func (s *Scanner) Scan(p []byte) (n int, ev Event, err error) {
 				return i, ev, err
 			}
 			continue
+		case stType:
+			// Fast path: a whole unwatched "$n\r\n", "*n\r\n" or ":n\r\n" (most of a reply).
+			if i+3 < len(p) && len(s.stack) >= s.Watch && !s.Request && s.inTop && (p[i] == '$' || p[i] == '*' || p[i] == ':') {
+				next, ok, ev, err := s.fastNumber(p, i+1, p[i])
+				if err != nil || ok && ev != None {
+					return next, ev, err
+				}
+				if ok {
+					i = next
+					continue
+				}
+			}
 		case stNum:
 			if s.digits == 0 && !s.neg {
-				next, ok, ev, err := s.fastNumber(p, i)
+				next, ok, ev, err := s.fastNumber(p, i, 0)
 				if err != nil || ok && ev != None {
 					return next, ev, err
 				}
@@ -245,9 +257,10 @@ func (s *Scanner) typeByte(c byte) (Event, error) {
 }
 
 // fastNumber is the fast path of stNum: a whole "[-]digits\r\n" at p[i:] (most headers) is
-// taken at once, and ok says so with next past its CRLF. Anything else is left to the
-// byte-wise path (ok false), which starts over from the same state.
-func (s *Scanner) fastNumber(p []byte, i int) (next int, ok bool, ev Event, err error) {
+// taken at once, and ok says so with next past its CRLF. typ, when not 0, is the type byte at
+// p[i-1], not read yet (the fast path of stType). Anything else is left to the byte-wise path
+// (ok false), which starts over from the same state.
+func (s *Scanner) fastNumber(p []byte, i int, typ byte) (next int, ok bool, ev Event, err error) {
 	j, neg, val, d := i, false, int64(0), 0
 	if j < len(p) && p[j] == '-' {
 		neg = true
@@ -261,7 +274,11 @@ func (s *Scanner) fastNumber(p []byte, i int) (next int, ok bool, ev Event, err 
 	if d == 0 || j+1 >= len(p) || p[j] != '\r' || p[j+1] != '\n' {
 		return i, false, None, nil
 	}
-	if err := s.addBytes(int64(j + 2 - i)); err != nil {
+	from := i
+	if typ != 0 {
+		from, s.typ = i-1, typ
+	}
+	if err := s.addBytes(int64(j + 2 - from)); err != nil {
 		return j + 2, false, None, err
 	}
 	s.neg, s.val, s.digits = neg, val, d
