@@ -322,10 +322,6 @@ func TestAutoPipelineTLS(t *testing.T) {
 		if writes := wc.writes.Load() - before; writes*4 > cmds {
 			t.Fatalf("%d commands took %d TLS record writes: not pipelined", cmds, writes)
 		}
-		// Direct bypasses the batching on the same connections and map.
-		if err := c.Direct().Set(ctx, "direct", "1", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
 		rec.AssertOnly(t, srv.Addr())
 	})
 }
@@ -339,7 +335,7 @@ func TestAutoPipelineOffByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Close() }()
-	if c.AutoPipelining() || c.UniversalClient != c.Direct() {
+	if c.AutoPipelining() {
 		t.Fatal("autoPipeline is on without being asked for")
 	}
 }

@@ -393,10 +393,6 @@ func (c *Client) OnEvent(h func(Event)) { c.events.add(h) }
 // Cluster returns the cluster client (nil in standalone mode), for topology and health.
 func (c *Client) Cluster() *cluster.Client { return c.cluster }
 
-// Direct returns the go-redis client the Client embeds (the *cluster.Client or the
-// *redis.Client). With natural batching there is no separate client beneath: kept for code
-// written against the earlier AutoPipeliner-based autoPipeline.
-func (c *Client) Direct() redis.UniversalClient { return c.direct }
 
 // AutoPipelining reports whether the Client batches the commands of concurrent callers
 // (autoPipeline).
