@@ -82,7 +82,7 @@ func bound(raw []byte, cfg *Config, secret map[string][]byte, force bool) error 
 	case have == "":
 		return invalid(fmt.Errorf("rconn: %w: the Secret has no %s key (written by hand, or not by an rconn controller): refusing config.json, whose node address map could send the credentials anywhere", ErrConfigNotBound, SecretKeyConfigDigest))
 	case cfg.Rconn.SecretToken != token && !force:
-		return fmt.Errorf("rconn: %w: config.json names Secret token %s, the Secret has %s (and a %s for another config.json)", ErrSecretPending, orNone(cfg.Rconn.SecretToken), orNone(token), SecretKeyConfigDigest)
+		return &SecretPendingError{Kind: PendingToken, Want: orNone(cfg.Rconn.SecretToken), Have: orNone(token), Digest: true}
 	case cfg.Rconn.SecretToken != token:
 		return invalid(fmt.Errorf("rconn: %w: the Secret's %s is not the SHA-256 of config.json, and no Secret that matches it arrived: refusing config.json", ErrConfigNotBound, SecretKeyConfigDigest))
 	}

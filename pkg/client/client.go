@@ -393,7 +393,6 @@ func (c *Client) OnEvent(h func(Event)) { c.events.add(h) }
 // Cluster returns the cluster client (nil in standalone mode), for topology and health.
 func (c *Client) Cluster() *cluster.Client { return c.cluster }
 
-
 // AutoPipelining reports whether the Client batches the commands of concurrent callers
 // (autoPipeline).
 func (c *Client) AutoPipelining() bool { return c.batched }

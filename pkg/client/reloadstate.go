@@ -1,6 +1,9 @@
 package client
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // reloadPhase is where the newest version the reloader has read stands.
 type reloadPhase uint8
@@ -39,7 +42,7 @@ type reloadState struct {
 	since time.Time
 	// forced is the pair mismatch applied after waiting out SecretWait: a later version with
 	// the same mismatch is applied at once (the Secret is not coming).
-	forced string
+	forced *SecretPendingError
 	// failures counts consecutive read failures (the retry backoff).
 	failures int
 	reported reportKey
@@ -67,7 +70,8 @@ func (s *reloadState) waitedOut(now time.Time, wait time.Duration) bool {
 
 // forcedAlready reports whether pending is the mismatch applied after the last wait.
 func (s *reloadState) forcedAlready(pending error) bool {
-	return s.forced != "" && pending.Error() == s.forced
+	var p *SecretPendingError
+	return s.forced != nil && errors.As(pending, &p) && *p == *s.forced
 }
 
 // waitFor: a new config.json waits for its Secret (from now, unless already waiting). It
@@ -86,9 +90,10 @@ func (s *reloadState) reject(version string) {
 
 // applied: the newest version runs, complete or (mismatch set) after waiting for its Secret.
 func (s *reloadState) applied(mismatch error) {
-	s.phase, s.rejected, s.since, s.reported, s.forced = phaseCurrent, "", time.Time{}, reportKey{}, ""
-	if mismatch != nil {
-		s.forced = mismatch.Error()
+	s.phase, s.rejected, s.since, s.reported, s.forced = phaseCurrent, "", time.Time{}, reportKey{}, nil
+	var p *SecretPendingError
+	if errors.As(mismatch, &p) {
+		s.forced = p
 	}
 }
 

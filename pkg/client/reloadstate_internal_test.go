@@ -1,7 +1,7 @@
 package client
 
 import (
-	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -11,7 +11,7 @@ import (
 func TestReloadStateTransitions(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	const wait = 10 * time.Second
-	mismatch := errors.New("rconn: waiting for the Secret: config.json lists Secret key tls.key, the Secret lacks it")
+	mismatch := &SecretPendingError{Kind: PendingKey, Want: "tls.key"}
 	type step struct {
 		name     string
 		do       func(s *reloadState) any
@@ -36,7 +36,12 @@ func TestReloadStateTransitions(t *testing.T) {
 			{"not yet", func(s *reloadState) any { return s.waitedOut(t0.Add(9*time.Second), wait) }, false, phaseWaiting, "", true, 0},
 			{"out", func(s *reloadState) any { return s.waitedOut(t0.Add(wait), wait) }, true, phaseWaiting, "", true, 0},
 			{"applied with the mismatch", func(s *reloadState) any { s.applied(mismatch); return s.forcedAlready(mismatch) }, true, phaseCurrent, "", false, 0},
-			{"the same mismatch is not waited for again", func(s *reloadState) any { return s.forcedAlready(errors.New(mismatch.Error())) }, true, phaseCurrent, "", false, 0},
+			{"the same mismatch is not waited for again", func(s *reloadState) any {
+				return s.forcedAlready(fmt.Errorf("wrapped: %w", &SecretPendingError{Kind: PendingKey, Want: "tls.key"}))
+			}, true, phaseCurrent, "", false, 0},
+			{"another mismatch is waited for", func(s *reloadState) any {
+				return s.forcedAlready(&SecretPendingError{Kind: PendingKey, Want: "tls.crt"})
+			}, false, phaseCurrent, "", false, 0},
 			{"a complete pair clears it", func(s *reloadState) any { s.applied(nil); return s.forcedAlready(mismatch) }, false, phaseCurrent, "", false, 0},
 		}},
 		{"a rejection ends the wait; the next version waits afresh", []step{

@@ -60,6 +60,45 @@ const DefaultSecretWait = 2 * time.Minute
 // OpenOptions.SecretWait passes; then what is there is applied and the mismatch reported.
 var ErrSecretPending = errors.New("waiting for the Secret that config.json was rendered with")
 
+// SecretPendingError is what config.json waits for in its Secret (errors.Is ErrSecretPending).
+// It is comparable: the reloader tells one wait from another by its value, not by its text.
+type SecretPendingError struct {
+	// Kind is what does not match yet: PendingToken (Want and Have are the config.json's and
+	// the Secret's tokens; Digest: the Secret carries another config.json's digest),
+	// PendingKey (Want is the listed key the Secret lacks) or PendingFile (Want is the file
+	// that disappeared, without rconn.secretKeys to say it was removed).
+	Kind       PendingKind
+	Want, Have string
+	Digest     bool
+}
+
+// PendingKind says what a SecretPendingError waits for.
+type PendingKind uint8
+
+// The kinds of SecretPendingError.
+const (
+	PendingToken PendingKind = iota
+	PendingKey
+	PendingFile
+)
+
+func (e *SecretPendingError) Error() string {
+	switch e.Kind {
+	case PendingKey:
+		return fmt.Sprintf("rconn: %v: config.json lists Secret key %s, the Secret lacks it", ErrSecretPending, e.Want)
+	case PendingFile:
+		return fmt.Sprintf("rconn: %v: secret file %s disappeared (config.json has no rconn.secretKeys saying it was removed)", ErrSecretPending, e.Want)
+	}
+	msg := fmt.Sprintf("rconn: %v: config.json names Secret token %s, the Secret has %s", ErrSecretPending, e.Want, e.Have)
+	if e.Digest {
+		msg += " (and a " + SecretKeyConfigDigest + " for another config.json)"
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrSecretPending) hold.
+func (e *SecretPendingError) Is(target error) bool { return target == ErrSecretPending }
+
 // snapshot is a decoded and validated Snapshot.
 type snapshot struct {
 	cfg      *Config
@@ -167,13 +206,13 @@ func paired(cfg *Config, secret map[string][]byte, prev *snapshot) error {
 			if have == "" {
 				have = "none"
 			}
-			return fmt.Errorf("rconn: %w: config.json names Secret token %s, the Secret has %s", ErrSecretPending, want, have)
+			return &SecretPendingError{Kind: PendingToken, Want: want, Have: have}
 		}
 	}
 	if cfg.Rconn.SecretKeys != nil {
 		for _, k := range cfg.Rconn.SecretKeys {
 			if _, ok := secret[k]; !ok {
-				return fmt.Errorf("rconn: %w: config.json lists Secret key %s, the Secret lacks it", ErrSecretPending, k)
+				return &SecretPendingError{Kind: PendingKey, Want: k}
 			}
 		}
 		return nil
@@ -182,7 +221,7 @@ func paired(cfg *Config, secret map[string][]byte, prev *snapshot) error {
 		// Without rconn.secretKeys a missing file cannot be told from a half-written Secret.
 		for _, k := range slices.Sorted(maps.Keys(prev.files)) {
 			if _, ok := secret[k]; !ok {
-				return fmt.Errorf("rconn: %w: secret file %s disappeared (config.json has no rconn.secretKeys saying it was removed)", ErrSecretPending, k)
+				return &SecretPendingError{Kind: PendingFile, Want: k}
 			}
 		}
 	}
