@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 )
 
 // A Sentinel group as Bitnami's redis chart runs it (sentinel.enabled): one pod per index i,
@@ -144,6 +146,7 @@ func (o *SentinelGroupOptions) defaults() {
 // announced names. Everything is stopped at Cleanup.
 func StartSentinelGroup(t TB, o SentinelGroupOptions) *SentinelGroup {
 	t.Helper()
+	tb.Integration(t, "redis-server")
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatalf("redistest: unshare (util-linux) is needed to give the group its own /etc/hosts: %v", err)
 	}
