@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	"net"
 	"strconv"
 	"time"
@@ -30,7 +32,7 @@ func (p *Proxy) downLocked(l *listener, why string) {
 		return
 	}
 	l.down = true
-	if l.ln != nil {
+	if l.ln != nil && !l.movedMode.Load() {
 		_ = l.ln.Close()
 		l.ln = nil
 	}
@@ -68,6 +70,12 @@ func (p *Proxy) up(l *listener) {
 	if p.closed || !p.all[l] || !l.down || l.failed {
 		return
 	}
+	if l.ln != nil { // answering -MOVED: forward again on the same socket
+		l.down = false
+		l.movedMode.Store(false)
+		p.log.Info("rconn proxy: node is back, its listener forwards again", "node", l.id, "announced", *l.target.Load(), "listen", p.addr(l))
+		return
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(p.o.ListenHost, strconv.Itoa(l.port)))
 	if err != nil {
 		p.log.Warn("rconn proxy: node is back but its port cannot be reopened", "node", l.id, "listen", p.addr(l), "err", err)
@@ -76,4 +84,37 @@ func (p *Proxy) up(l *listener) {
 	l.ln, l.down = ln, false
 	p.serve(l, ln)
 	p.log.Info("rconn proxy: node is back, its listener accepts again", "node", l.id, "announced", *l.target.Load(), "listen", p.addr(l))
+}
+
+// ownersLocked records which listener serves which slots, and opens the socket of every down
+// node whose slots another live node now serves, answering -MOVED (moved.go).
+func (p *Proxy) ownersLocked(t *cluster.Topology) {
+	p.owners = p.owners[:0]
+	for _, sh := range t.Shards {
+		if sh.Master == nil || len(sh.Slots) == 0 {
+			continue
+		}
+		l := p.lookupLocked(sh.Master.ID, sh.Master.Announced)
+		if l == nil {
+			continue
+		}
+		l.slots = append(l.slots[:0], sh.Slots...)
+		for _, r := range sh.Slots {
+			p.owners = append(p.owners, owner{start: r.Start, end: r.End, l: l})
+		}
+	}
+	for l := range p.all {
+		if !l.down || l.ln != nil || !p.movedTargetLocked(l) {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(p.o.ListenHost, strconv.Itoa(l.port)))
+		if err != nil {
+			p.log.Warn("rconn proxy: cannot reopen a down node's port to redirect its clients", "node", l.id, "listen", p.addr(l), "err", err)
+			continue
+		}
+		l.ln = ln
+		l.movedMode.Store(true)
+		p.serve(l, ln)
+		p.log.Info("rconn proxy: node still down, its slots have a new owner: its listener answers -MOVED", "node", l.id, "listen", p.addr(l))
+	}
 }

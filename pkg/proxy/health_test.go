@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	"github.com/rconn-dev/redis-connection-operator/pkg/proxy"
 )
 
@@ -90,5 +93,76 @@ func TestDownNodeListenerRefuses(t *testing.T) {
 	}
 	if got := logs.count("node is back"); got != 1 {
 		t.Errorf("%d \"node is back\" lines, want 1", got)
+	}
+}
+
+// TestMovedAfterFailover: once the topology names a new owner for a dead master's slots, its
+// listener (same port) answers commands on those slots with -MOVED to the new owner's
+// listener, so that clients with a stale slot map follow it; when the old master is back
+// (now a replica), the listener forwards to it again.
+func TestMovedAfterFailover(t *testing.T) {
+	e := startEnv(t, envOptions{replicas: 1, nodeTimeout: time.Second})
+	m := e.rc.Masters()[0]
+	var rep *redistest.Node
+	for _, n := range e.rc.Nodes {
+		if n.MasterIndex == m.Index {
+			rep = n
+		}
+	}
+	old, repAddr := e.listenerOf(t, m), e.listenerOf(t, rep)
+	key := cluster.KeyForSlot(100)
+	m.Kill()
+	want := "-MOVED 100 " + repAddr
+	waitFor(t, "-MOVED from the dead master's listener", func() error {
+		c, err := net.DialTimeout("tcp", old, time.Second)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close() }()
+		got, err := (&rawConn{c: c, r: bufio.NewReader(c)}).do("GET", key)
+		if got != want {
+			return fmt.Errorf("GET: %q, %v", got, err)
+		}
+		return nil
+	})
+	c := dialLine(t, old)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"AUTH", "x"}, "+OK"},
+		{[]string{"PING"}, "+PONG"},
+		{[]string{"SET", key, "v"}, want},
+		{[]string{"EVAL", "return 1", "1", key}, want},
+		{[]string{"INFO"}, "-CLUSTERDOWN the node behind " + old + " is down"},
+	} {
+		if got, err := c.do(tc.args...); err != nil || got != tc.want {
+			t.Errorf("%v: %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
+	// Inline, quoted as Redis reads it.
+	_, _ = c.c.Write([]byte("get \"" + key + "\"\r\n"))
+	if line, err := c.r.ReadString('\n'); err != nil || strings.TrimSpace(line) != want {
+		t.Errorf("inline GET: %q, %v", line, err)
+	}
+	// The new owner works through its listener.
+	if got, err := dialLine(t, repAddr).do("SET", key, "v"); err != nil || got != "+OK" {
+		t.Errorf("SET on the new owner: %q, %v", got, err)
+	}
+	m.Restart(t)
+	waitFor(t, "the old master's listener forwarding to it again", func() error {
+		c, err := net.DialTimeout("tcp", old, time.Second)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close() }()
+		got, err := (&rawConn{c: c, r: bufio.NewReader(c)}).do("ROLE")
+		if !strings.HasPrefix(got, "*") {
+			return fmt.Errorf("ROLE: %q, %v", got, err)
+		}
+		return nil
+	})
+	if got, err := dialLine(t, old).do("GET", key); err != nil || got != want {
+		t.Errorf("GET at the old master, now a replica: %q, %v; want the node's own MOVED, rewritten: %q", got, err, want)
 	}
 }

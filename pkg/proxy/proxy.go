@@ -114,6 +114,7 @@ type Proxy struct {
 	order    []string       // reserved's IDs, oldest first (reserveLocked)
 	used     map[int]bool
 	masters  []string
+	owners   []owner // slot ranges and their masters' listeners, from the last topology read
 	next     int
 	closed   bool
 	// refreshed is closed when a topology read completes (then replaced): redirections to an
@@ -136,6 +137,10 @@ type listener struct {
 	port    int
 	down    bool   // guarded by Proxy.mu: the node is known down, the socket is closed
 	failed  bool   // guarded by Proxy.mu: the last topology read marked the node failed
+	// slots the node last served as a master (guarded by Proxy.mu); while the node is down
+	// and another node serves some of them, the socket is open and answers -MOVED (moved.go).
+	slots     []cluster.SlotRange
+	movedMode atomic.Bool
 	conns   atomic.Int64
 	id      string
 	target  atomic.Pointer[string] // announced address to dial ("" for the seed: chosen per connection)
@@ -446,6 +451,7 @@ func (p *Proxy) refresh(ctx context.Context) error {
 			p.downLocked(l, "the cluster marks it failed")
 		}
 	}
+	p.ownersLocked(t)
 	for l := range p.all {
 		if seen[l] {
 			l.missing = 0
@@ -634,6 +640,10 @@ func (p *Proxy) serve(l *listener, ln net.Listener) {
 			go func() {
 				defer p.wg.Done()
 				defer p.release(l)
+				if l.movedMode.Load() {
+					p.answerMoved(l, c)
+					return
+				}
 				p.forward(l, c)
 			}()
 		}
