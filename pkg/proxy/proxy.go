@@ -653,6 +653,15 @@ func (p *Proxy) serve(l *listener, ln net.Listener) {
 func (p *Proxy) seedTarget() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Round robin over the masters whose listeners are not down (a dead master would reset
+	// the seed's clients until the failover; any live node answers their topology reads).
+	for range p.masters {
+		p.next++
+		m := p.masters[p.next%len(p.masters)]
+		if l := p.byAddr[m]; l == nil || !l.down {
+			return m
+		}
+	}
 	if len(p.masters) > 0 {
 		p.next++
 		return p.masters[p.next%len(p.masters)]
