@@ -59,7 +59,7 @@ func TestDownNodeListenerRefuses(t *testing.T) {
 		if err == nil {
 			_ = c.Close()
 		}
-		return fmt.Errorf("dial: %v", err)
+		return fmt.Errorf("dial: %w", err)
 	})
 	// Clients keep trying, the topology reads see the node fail: still one line.
 	for i := 0; i < 30; i++ {
@@ -121,7 +121,7 @@ func TestMovedAfterFailover(t *testing.T) {
 		defer func() { _ = c.Close() }()
 		got, err := (&rawConn{c: c, r: bufio.NewReader(c)}).do("GET", key)
 		if got != want {
-			return fmt.Errorf("GET: %q, %v", got, err)
+			return fmt.Errorf("GET: %q, %w", got, err)
 		}
 		return nil
 	})
@@ -158,7 +158,7 @@ func TestMovedAfterFailover(t *testing.T) {
 		defer func() { _ = c.Close() }()
 		got, err := (&rawConn{c: c, r: bufio.NewReader(c)}).do("ROLE")
 		if !strings.HasPrefix(got, "*") {
-			return fmt.Errorf("ROLE: %q, %v", got, err)
+			return fmt.Errorf("ROLE: %q, %w", got, err)
 		}
 		return nil
 	})

@@ -133,19 +133,19 @@ type Proxy struct {
 
 // listener is one local port and the node it forwards to.
 type listener struct {
-	ln      net.Listener // nil while the node is down (guarded by Proxy.mu)
-	port    int
-	down    bool   // guarded by Proxy.mu: the node is known down, the socket is closed
-	failed  bool   // guarded by Proxy.mu: the last topology read marked the node failed
+	ln     net.Listener // nil while the node is down (guarded by Proxy.mu)
+	port   int
+	down   bool // guarded by Proxy.mu: the node is known down, the socket is closed
+	failed bool // guarded by Proxy.mu: the last topology read marked the node failed
 	// slots the node last served as a master (guarded by Proxy.mu); while the node is down
 	// and another node serves some of them, the socket is open and answers -MOVED (moved.go).
 	slots     []cluster.SlotRange
 	movedMode atomic.Bool
-	conns   atomic.Int64
-	id      string
-	target  atomic.Pointer[string] // announced address to dial ("" for the seed: chosen per connection)
-	seed    bool
-	missing int // consecutive topology reads without this node
+	conns     atomic.Int64
+	id        string
+	target    atomic.Pointer[string] // announced address to dial ("" for the seed: chosen per connection)
+	seed      bool
+	missing   int // consecutive topology reads without this node
 
 	mu      sync.Mutex
 	pipes   map[*pipe]bool
