@@ -45,3 +45,32 @@ func TestReservationsAreBounded(t *testing.T) {
 		t.Errorf("a fourth node listener opened with NodePorts 3 and ephemeral ports")
 	}
 }
+
+// TestForgedTopologyOpensNoListener: a CLUSTER SLOTS, SHARDS or NODES reply a hostile node
+// forges, naming a node (with its ID) no topology read found, opens no listener and keeps its
+// addresses; it only asks for a topology read.
+func TestForgedTopologyOpensNoListener(t *testing.T) {
+	p := &Proxy{o: Options{NodePorts: 3, ListenHost: "127.0.0.1", AdvertiseHost: "127.0.0.1"}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		byID: map[string]*listener{}, byAddr: map[string]*listener{}, all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{},
+		kick: make(chan struct{}, 1), refreshed: make(chan struct{})}
+	for _, tc := range []struct {
+		kind  uint8
+		frame string
+	}{
+		{kindSlots, "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:9\r\n$6\r\nforged\r\n"},
+		{kindNodes, "$71\r\nforged 127.0.0.1:9@19 myself,master - 0 0 1 connected 0-16383\n"},
+		{kindShards, "*1\r\n*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*6\r\n$2\r\nid\r\n$6\r\nforged\r\n$4\r\nport\r\n:9\r\n$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n"},
+	} {
+		if got := string(rewrite(tc.kind, []byte(tc.frame), p)); got != tc.frame {
+			t.Errorf("kind %d: rewritten to %q, want it unchanged", tc.kind, got)
+		}
+	}
+	if len(p.all) != 0 || len(p.reserved) != 0 {
+		t.Errorf("forged topology opened %d listeners, reserved %v", len(p.all), p.reserved)
+	}
+	select {
+	case <-p.kick:
+	default:
+		t.Errorf("no topology read asked for")
+	}
+}
