@@ -58,7 +58,7 @@ func TestForgedTopologyOpensNoListener(t *testing.T) {
 		frame string
 	}{
 		{kindSlots, "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:9\r\n$6\r\nforged\r\n"},
-		{kindNodes, "$71\r\nforged 127.0.0.1:9@19 myself,master - 0 0 1 connected 0-16383\n"},
+		{kindNodes, "$62\r\nforged 127.0.0.1:9@19 myself,master - 0 0 1 connected 0-16383\n"},
 		{kindShards, "*1\r\n*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*6\r\n$2\r\nid\r\n$6\r\nforged\r\n$4\r\nport\r\n:9\r\n$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n"},
 	} {
 		if got := string(rewrite(tc.kind, []byte(tc.frame), p)); got != tc.frame {
