@@ -15,6 +15,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # the rig's pod network (ip netns, veth)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)   # promtool test rules (test/helm)
 python3 -c 'import redis' >/dev/null 2>&1 || missing+=(python3-redis)   # redis-py RedisCluster through rconn proxy (pkg/proxy)
+command -v ruby >/dev/null 2>&1 && ruby -e 'require "redis"' >/dev/null 2>&1 || missing+=(ruby-redis)   # redis-rb in the proxy failover drill (cmd/rconn-proxy)
+command -v php >/dev/null 2>&1 && php -r 'exit(class_exists("RedisCluster") ? 0 : 1);' >/dev/null 2>&1 || missing+=(php-cli php-redis)   # phpredis in the proxy failover drill
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then echo "install-deps: need root to apt-get install ${missing[*]}" >&2; exit 1; fi
 echo "install-deps: apt-get install ${missing[*]}" >&2

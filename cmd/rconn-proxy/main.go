@@ -18,6 +18,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client/kubesource"
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 	"github.com/rconn-dev/redis-connection-operator/pkg/proxy"
 )
 
@@ -66,6 +69,13 @@ func run(args []string) int {
 		refresh   = fs.Duration("refresh", proxy.DefaultRefreshInterval, "how often the topology is read")
 		drain     = fs.Duration("drain", proxy.DefaultDrainTimeout, "how long connections to a departed node may live on")
 		maxTopo   = fs.Int("max-topology-reply", proxy.DefaultMaxTopologyReply, "largest CLUSTER SLOTS/SHARDS/NODES reply buffered for rewriting (bytes)")
+		maxTopoB  = fs.Int("max-topology-buffer", proxy.DefaultMaxTopologyBuffer, "topology reply bytes all connections may buffer at once; a connection whose reply does not fit is closed")
+		maxConns  = fs.Int("max-conns", proxy.DefaultMaxConns, "client connections of the whole proxy (0: no cap); over it a connection gets \"-ERR max number of clients reached\", as from Redis")
+		maxPer    = fs.Int("max-conns-per-node", proxy.DefaultMaxConnsPerNode, "client connections through one listener, the seed's included (0: no cap)")
+		idle      = fs.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a client connection after this long without a byte either way (0: never); keep it above your longest blocking command and quietest subscriber")
+		denyCIDRs = fs.String("deny-cidrs", "", "comma-separated CIDRs (or IPs) the proxy never dials, in addition to link-local ranges, 0.0.0.0, :: and the Kubernetes API server ($KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+		allowCIDR = fs.String("allow-cidrs", "", "comma-separated CIDRs the proxy may dial; when set, everything else is denied (an address in it wins over a deny rule, except the API server's ip:port)")
+		allowLoop = fs.Bool("allow-loopback", false, "let the proxy dial loopback (127.0.0.0/8, ::1), denied by default as it reaches the proxy's own pod; needed when the node address map points at port-forwards on this host")
 		verbose   = fs.Bool("v", false, "log debug detail")
 		showVer   = fs.Bool("version", false, "print the version and exit")
 	)
@@ -90,6 +100,11 @@ func run(args []string) int {
 		fs.Usage()
 		return 2
 	}
+	policy, err := addressPolicy(*denyCIDRs, *allowCIDR, *allowLoop)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rconn-proxy:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -103,6 +118,7 @@ func run(args []string) int {
 	p, err := proxy.Start(startCtx, w.Current(), proxy.Options{
 		ListenHost: *listen, AdvertiseHost: *advertise, SeedPort: *seedPort, NodePorts: *nodePorts,
 		RefreshInterval: *refresh, DrainTimeout: *drain, MaxTopologyReply: *maxTopo, Logger: log,
+		AddressPolicy: policy, MaxConns: off(*maxConns), MaxConnsPerNode: off(*maxPer), IdleTimeout: time.Duration(off(int(*idle))), MaxTopologyBuffer: *maxTopoB,
 	})
 	if err != nil {
 		log.Error("starting", "err", err)
@@ -121,6 +137,35 @@ func run(args []string) int {
 			_ = p.Apply(r) // logged by Apply
 		}
 	}
+}
+
+// off maps the flags' 0 ("no cap") to proxy.Options' -1 (where 0 takes the default).
+func off(v int) int {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// addressPolicy is the manager's dial policy (pkg/cluster's AddressPolicy) with the same
+// flags: link-local and unspecified addresses always denied, loopback unless --allow-loopback,
+// and the Kubernetes API server of the pod's environment.
+func addressPolicy(deny, allow string, allowLoopback bool) (*cluster.AddressPolicy, error) {
+	denyList, err := cluster.ParseCIDRList(deny)
+	if err != nil {
+		return nil, fmt.Errorf("--deny-cidrs: %w", err)
+	}
+	allowList, err := cluster.ParseCIDRList(allow)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-cidrs: %w", err)
+	}
+	var api []netip.AddrPort
+	if h, pt := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"); h != "" && pt != "" {
+		if ap, err := netip.ParseAddrPort(net.JoinHostPort(h, pt)); err == nil {
+			api = append(api, ap)
+		}
+	}
+	return cluster.NewAddressPolicy(cluster.AddressPolicyOptions{Deny: denyList, Allow: allowList, DenyAddrPorts: api, AllowLoopback: allowLoopback}), nil
 }
 
 func source(kube, kubeconfig string, dirs []string) (client.Source, error) {

@@ -45,7 +45,7 @@ func TestBinary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rconn-proxy --help: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Usage: rconn-proxy", "-listen", "-advertise", "-seed-port", "-node-ports", "-kube", "-kubeconfig", "-refresh", "-drain", "-max-topology-reply", "-version"} {
+	for _, want := range []string{"Usage: rconn-proxy", "-listen", "-advertise", "-seed-port", "-node-ports", "-kube", "-kubeconfig", "-refresh", "-drain", "-max-topology-reply", "-max-topology-buffer", "-max-conns", "-max-conns-per-node", "-idle-timeout", "-deny-cidrs", "-allow-cidrs", "-allow-loopback", "-version"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("--help does not mention %q:\n%s", want, out)
 		}
@@ -69,7 +69,7 @@ func TestBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(bin, "--seed-port", "0", "--refresh", "1s", mount)
+	cmd := exec.Command(bin, "--seed-port", "0", "--refresh", "1s", "--allow-loopback", mount)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,10 @@ const (
 // connection is closed (the reply cannot be forwarded without rewriting it).
 var ErrTopologyReplyTooLarge = errors.New("rconn proxy: topology reply exceeds the size limit")
 
+// ErrTopologyBufferFull means that the topology replies buffered by all connections together
+// reached Options.MaxTopologyBuffer; the connection whose reply did not fit is closed.
+var ErrTopologyBufferFull = errors.New("rconn proxy: topology replies in flight exceed the proxy's buffer bound")
+
 // pipe forwards one client connection to one node, rewriting topology in replies.
 type pipe struct {
 	down, up net.Conn
@@ -36,6 +40,12 @@ type pipe struct {
 
 	sticky atomic.Bool
 	m      *matcher
+	// clock is the proxy's coarse clock, last the clock when a byte last moved (idle timeout);
+	// budget the proxy-wide bound on buffered topology replies, held this pipe's share of it.
+	clock  *atomic.Int64
+	last   atomic.Int64
+	budget *budget
+	held   int
 	done   chan struct{}
 	once   sync.Once
 
@@ -78,6 +88,8 @@ func (p *pipe) run() error {
 	err := <-errs
 	p.close()
 	<-errs //nolint:errcheck // a wait for the other direction, ended by the close: the first error is the one reported
+	p.budget.give(p.held)
+	p.held = 0
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -89,6 +101,7 @@ func (p *pipe) requests() error {
 	for {
 		n, err := p.down.Read(buf)
 		if n > 0 {
+			p.touch()
 			var werr error
 			if p.rewrite {
 				werr = p.onRequests(buf[:n])
@@ -148,6 +161,7 @@ func (p *pipe) replies() error {
 	for {
 		n, err := p.up.Read(buf)
 		if n > 0 {
+			p.touch()
 			var werr error
 			if p.rewrite {
 				werr = p.onReplies(buf[:n])
@@ -225,8 +239,19 @@ func (p *pipe) capture(seg []byte) error {
 	if len(p.capBuf)+len(seg) > p.maxTopo {
 		return fmt.Errorf("%w (%d bytes)", ErrTopologyReplyTooLarge, p.maxTopo)
 	}
+	if !p.budget.take(len(seg)) {
+		return ErrTopologyBufferFull
+	}
+	p.held += len(seg)
 	p.capBuf = append(p.capBuf, seg...)
 	return nil
+}
+
+// touch stamps activity for the idle timeout.
+func (p *pipe) touch() {
+	if p.clock != nil {
+		p.last.Store(p.clock.Load())
+	}
 }
 
 func (p *pipe) rewritten() []byte {
@@ -238,6 +263,8 @@ func (p *pipe) rewritten() []byte {
 		return rewrite(kindError, line, p.rt)
 	}
 	out := rewrite(p.capKind, p.capBuf, p.rt)
+	p.budget.give(p.held)
+	p.held = 0
 	if cap(p.capBuf) > 64<<10 {
 		p.capBuf = nil // keep no large buffer around between topology replies
 	}

@@ -13,6 +13,13 @@
 // supported). Topology replies are the only thing buffered, bounded by
 // Options.MaxTopologyReply; the connection is closed beyond it.
 //
+// Listeners are opened only for nodes the proxy's own topology read finds (a reply a client
+// or node shapes never opens one); a node known down has its listener's socket closed
+// (clients get "connection refused"), and once another node serves a dead master's slots its
+// listener answers -MOVED to the new owner (health.go, moved.go). Options.AddressPolicy judges
+// every dial; connections are capped in total and per listener, idle ones closed, and the
+// topology replies all connections buffer are bounded (limits.go).
+//
 // Start builds a Proxy from a client.Resolved (client.Watch follows the mounts or kubesource);
 // Apply applies a new version live. cmd/rconn-proxy is the binary.
 package proxy

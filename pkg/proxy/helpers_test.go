@@ -47,6 +47,10 @@ type envOptions struct {
 	seedPort int
 	// password is the default user's: the Secret's password.
 	password string
+	// proxy, when set, adjusts the proxy's options before Start.
+	proxy func(*env, *proxy.Options)
+	// nodeTimeout is the cluster's cluster-node-timeout (default redistest's).
+	nodeTimeout time.Duration
 }
 
 // lockedErrs collects errors from another goroutine.
@@ -75,7 +79,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 		e.tls = redistest.NewTLS(t, redistest.TLSOptions{})
 		so.TLS = e.tls
 	}
-	e.rc = redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: o.replicas, Announce: redistest.AnnounceHostname, Server: so})
+	e.rc = redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: o.replicas, Announce: redistest.AnnounceHostname, Server: so, NodeTimeout: o.nodeTimeout})
 	scheme := "redis://"
 	if o.tls {
 		scheme = "rediss://"
@@ -99,7 +103,11 @@ func startEnv(t testing.TB, o envOptions) *env {
 	}
 	t.Cleanup(w.Close)
 	e.dial = nettest.NewRecorder(nil)
-	e.p, err = proxy.Start(ctx(t), w.Current(), proxy.Options{SeedPort: o.seedPort, Dial: e.dial.Dial, RefreshInterval: 200 * time.Millisecond, Logger: testLogger(t)})
+	po := proxy.Options{SeedPort: o.seedPort, Dial: e.dial.Dial, RefreshInterval: 200 * time.Millisecond, Logger: testLogger(t)}
+	if o.proxy != nil {
+		o.proxy(e, &po)
+	}
+	e.p, err = proxy.Start(ctx(t), w.Current(), po)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,25 @@ const (
 	DefaultNodePorts       = 128
 	DefaultRefreshInterval = 5 * time.Second
 	DefaultDrainTimeout    = 30 * time.Second
+	// DefaultMaxConns caps the client connections of the whole proxy.
+	DefaultMaxConns = 4096
+	// DefaultMaxConnsPerNode caps the client connections through one listener (the seed's
+	// included), so that one client cannot use up a node's maxclients for every app.
+	DefaultMaxConnsPerNode = 1024
+	// DefaultIdleTimeout closes a client connection after this long without a byte in either
+	// direction.
+	DefaultIdleTimeout = 30 * time.Minute
+	// DefaultMaxTopologyBuffer bounds the topology reply bytes all connections hold at once.
+	DefaultMaxTopologyBuffer = 64 << 20
+	// confirmWait is how long a redirection to a node without a listener waits for a fresh
+	// topology read to confirm the node.
+	confirmWait = 2 * time.Second
+	// probeInterval is how often a node marked down is dialed to see whether it is back.
+	probeInterval = 500 * time.Millisecond
 )
+
+// maxClientsReply is what Redis itself answers when maxclients is reached.
+const maxClientsReply = "-ERR max number of clients reached\r\n"
 
 // Options configure a Proxy. The zero value listens on 127.0.0.1, ephemeral ports.
 type Options struct {
@@ -49,6 +67,22 @@ type Options struct {
 	DrainTimeout time.Duration
 	// MaxTopologyReply bounds one buffered topology reply (default 4 MiB).
 	MaxTopologyReply int
+	// AddressPolicy, when set, judges every dial of the proxy (its topology reads and every
+	// forwarded connection), after the node address map: see cluster.AddressPolicy.
+	AddressPolicy *cluster.AddressPolicy
+	// MaxConns caps the client connections of the proxy (default DefaultMaxConns; <0: no cap).
+	// A connection over a cap is answered "-ERR max number of clients reached" and closed, as
+	// Redis does.
+	MaxConns int
+	// MaxConnsPerNode caps the client connections through one listener (default
+	// DefaultMaxConnsPerNode; <0: no cap).
+	MaxConnsPerNode int
+	// IdleTimeout closes a client connection after this long without a byte in either
+	// direction (default DefaultIdleTimeout; <0: never).
+	IdleTimeout time.Duration
+	// MaxTopologyBuffer bounds the topology reply bytes buffered by all connections together
+	// (default DefaultMaxTopologyBuffer): a connection whose reply would exceed it is closed.
+	MaxTopologyBuffer int
 	// Logger receives what the proxy does (default slog.Default()).
 	Logger *slog.Logger
 	// Handshake, when set, runs on every accepted connection before its node is dialed (ctx
@@ -77,10 +111,20 @@ type Proxy struct {
 	byAddr   map[string]*listener // announced address -> listener
 	all      map[*listener]bool
 	reserved map[string]int // node ID -> port, kept after the node left
+	order    []string       // reserved's IDs, oldest first (reserveLocked)
 	used     map[int]bool
 	masters  []string
+	owners   []owner // slot ranges and their masters' listeners, from the last topology read
 	next     int
 	closed   bool
+	// refreshed is closed when a topology read completes (then replaced): redirections to an
+	// unknown node wait on it for confirmation.
+	refreshed chan struct{}
+	lastKick  time.Time
+
+	conns  atomic.Int64 // client connections of the whole proxy
+	clock  atomic.Int64 // coarse clock (unix nanoseconds) for idle tracking
+	budget budget       // topology reply bytes held by all connections
 
 	kick chan struct{}
 	// life ends when the proxy closes (stop): topology reads and forwarded connections derive
@@ -92,12 +136,19 @@ type Proxy struct {
 
 // listener is one local port and the node it forwards to.
 type listener struct {
-	ln      net.Listener
-	port    int
-	id      string
-	target  atomic.Pointer[string] // announced address to dial ("" for the seed: chosen per connection)
-	seed    bool
-	missing int // consecutive topology reads without this node
+	ln     net.Listener // nil while the node is down (guarded by Proxy.mu)
+	port   int
+	down   bool // guarded by Proxy.mu: the node is known down, the socket is closed
+	failed bool // guarded by Proxy.mu: the last topology read marked the node failed
+	// slots the node last served as a master (guarded by Proxy.mu); while the node is down
+	// and another node serves some of them, the socket is open and answers -MOVED (moved.go).
+	slots     []cluster.SlotRange
+	movedMode atomic.Bool
+	conns     atomic.Int64
+	id        string
+	target    atomic.Pointer[string] // announced address to dial ("" for the seed: chosen per connection)
+	seed      bool
+	missing   int // consecutive topology reads without this node
 
 	mu      sync.Mutex
 	pipes   map[*pipe]bool
@@ -135,9 +186,13 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o = limitDefaults(o)
 	p := &Proxy{o: o, log: o.Logger, cfg: r.Config, byID: map[string]*listener{}, byAddr: map[string]*listener{},
-		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1)}
+		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1),
+		refreshed: make(chan struct{})}
 	p.life, p.stop = context.WithCancel(context.Background())
+	p.budget.max = int64(o.MaxTopologyBuffer)
+	p.clock.Store(time.Now().UnixNano())
 	if err := p.build(r); err != nil {
 		p.stop()
 		return nil, err
@@ -150,7 +205,9 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 	}
 	seed.seed = true
 	p.seed = seed
-	p.serve(seed)
+	p.serve(seed, seed.ln)
+	p.wg.Add(1)
+	go p.sweepLoop()
 	if !p.standalone {
 		if err := p.refresh(ctx); err != nil {
 			_ = p.Close()
@@ -180,6 +237,9 @@ func (p *Proxy) build(r *client.Resolved) error {
 	o.Defaults.CredentialsProvider = func() (string, string) { c := p.creds.Load(); return c[0], c[1] }
 	ids := o.NodeIDMap
 	o.NodeIDMap, o.Dial = nil, p.o.Dial
+	if p.o.AddressPolicy != nil {
+		o.Dial = p.o.AddressPolicy.Dial(o.Dial)
+	}
 	in, err := cluster.NewInspector(o)
 	if err != nil {
 		return fmt.Errorf("rconn proxy: %w", err)
@@ -266,7 +326,11 @@ func (p *Proxy) Close() error {
 	p.mu.Unlock()
 	p.stop()
 	for _, l := range ls {
-		_ = l.ln.Close()
+		p.mu.Lock()
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+		p.mu.Unlock()
 		l.closePipes()
 	}
 	p.wg.Wait()
@@ -277,12 +341,32 @@ func (p *Proxy) refreshLoop() {
 	defer p.wg.Done()
 	t := time.NewTicker(p.o.RefreshInterval)
 	defer t.Stop()
+	probe := time.NewTicker(probeInterval)
+	defer probe.Stop()
 	for {
 		select {
 		case <-p.life.Done():
 			return
 		case <-t.C:
 		case <-p.kick:
+			// A flood of redirections to unknown nodes reads the topology at most every
+			// 100ms, one read at a time.
+			p.mu.Lock()
+			wait := 100*time.Millisecond - time.Since(p.lastKick)
+			p.mu.Unlock()
+			if wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-p.life.Done():
+					return
+				}
+			}
+			p.mu.Lock()
+			p.lastKick = time.Now()
+			p.mu.Unlock()
+		case <-probe.C:
+			p.probeDown()
+			continue
 		}
 		ctx, cancel := context.WithTimeout(p.life, 10*time.Second)
 		if err := p.refresh(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -297,8 +381,11 @@ func (p *Proxy) refreshLoop() {
 func (p *Proxy) refresh(ctx context.Context) error {
 	t, err := p.in.Discover(ctx)
 	if err != nil {
+		p.signalRefreshed()
 		return fmt.Errorf("rconn proxy: reading the topology: %w", err)
 	}
+	defer p.signalRefreshed()
+	defer p.probeDown()
 	var ordered []*cluster.Node
 	var masters []string
 	for _, sh := range t.Shards {
@@ -323,7 +410,12 @@ func (p *Proxy) refresh(ctx context.Context) error {
 			continue
 		}
 		seen[l] = true
+		l.failed = n.Health == "failed"
+		if l.failed {
+			p.downLocked(l, "the cluster marks it failed")
+		}
 	}
+	p.ownersLocked(t)
 	for l := range p.all {
 		if seen[l] {
 			l.missing = 0
@@ -349,6 +441,9 @@ func (p *Proxy) ensureLocked(id, announced string) (*listener, error) {
 		}
 	}
 	if l == nil {
+		if len(p.all) >= p.o.NodePorts {
+			return nil, fmt.Errorf("all %d node listeners are taken", p.o.NodePorts)
+		}
 		port := 0
 		if p.o.SeedPort > 0 {
 			var ok bool
@@ -363,7 +458,7 @@ func (p *Proxy) ensureLocked(id, announced string) (*listener, error) {
 		l = nl
 		p.used[l.port] = true
 		p.all[l] = true
-		p.serve(l)
+		p.serve(l, l.ln)
 		p.log.Info("rconn proxy: node listener", "node", id, "announced", announced, "listen", p.addr(l))
 	}
 	if id != "" && l.id == "" {
@@ -371,7 +466,7 @@ func (p *Proxy) ensureLocked(id, announced string) (*listener, error) {
 	}
 	if l.id != "" {
 		p.byID[l.id] = l
-		p.reserved[l.id] = l.port
+		p.reserveLocked(l.id, l.port)
 	}
 	if old := *l.target.Load(); old != announced {
 		if p.byAddr[old] == l {
@@ -411,7 +506,10 @@ func (p *Proxy) removeLocked(l *listener) {
 	if a := *l.target.Load(); p.byAddr[a] == l {
 		delete(p.byAddr, a)
 	}
-	_ = l.ln.Close()
+	if l.ln != nil {
+		_ = l.ln.Close()
+		l.ln = nil
+	}
 	p.log.Info("rconn proxy: node left, draining its listener", "node", l.id, "listen", p.addr(l), "drain", p.o.DrainTimeout)
 	time.AfterFunc(p.o.DrainTimeout, l.closePipes)
 }
@@ -427,27 +525,54 @@ func (p *Proxy) listen(port int) (*listener, error) {
 	return l, nil
 }
 
-// local implements router for the pipes: the listener for a node, created on demand for a
-// node the last topology read did not have (a redirection to a new node).
+// local implements router for the pipes: the listener of a node a topology read found.
+// Replies are shaped by clients (EVAL "return redis.error_reply('MOVED ...')") and by nodes,
+// so a node they name gets no listener from them: a name without one asks for a fresh
+// topology read, and a redirection (named without a node ID) waits up to confirmWait for it;
+// what the read does not confirm keeps the address as the reply named it.
 func (p *Proxy) local(id, announced string) (string, int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if l := p.byID[id]; id != "" && l != nil {
-		return p.o.AdvertiseHost, l.port, true
-	}
-	if l := p.byAddr[announced]; l != nil {
+	if l := p.lookupLocked(id, announced); l != nil {
 		return p.o.AdvertiseHost, l.port, true
 	}
 	if p.closed || !dialable(announced) {
 		return "", 0, false
 	}
-	l, err := p.ensureLocked(id, announced)
-	if err != nil {
-		p.log.Warn("rconn proxy: no listener for a redirection target", "announced", announced, "err", err)
+	p.Refresh()
+	if id != "" {
 		return "", 0, false
 	}
-	p.Refresh()
-	return p.o.AdvertiseHost, l.port, true
+	ch := p.refreshed
+	p.mu.Unlock()
+	t := time.NewTimer(confirmWait)
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-p.life.Done():
+	}
+	t.Stop()
+	p.mu.Lock()
+	if l := p.lookupLocked(id, announced); l != nil {
+		return p.o.AdvertiseHost, l.port, true
+	}
+	p.log.Debug("rconn proxy: a redirection names a node no topology read confirms; left as is", "announced", announced)
+	return "", 0, false
+}
+
+func (p *Proxy) lookupLocked(id, announced string) *listener {
+	if l := p.byID[id]; id != "" && l != nil {
+		return l
+	}
+	return p.byAddr[announced]
+}
+
+// signalRefreshed wakes the redirections waiting for a topology read.
+func (p *Proxy) signalRefreshed() {
+	p.mu.Lock()
+	close(p.refreshed)
+	p.refreshed = make(chan struct{})
+	p.mu.Unlock()
 }
 
 // dialable rejects what Redis names when it does not know an endpoint ("?", "", port 0).
@@ -456,12 +581,14 @@ func dialable(announced string) bool {
 	return err == nil && a.Host != "?"
 }
 
-func (p *Proxy) serve(l *listener) {
+// serve accepts on ln (one socket of l: a node's listener is closed while the node is down
+// and reopened on the same port when it is back).
+func (p *Proxy) serve(l *listener, ln net.Listener) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		for {
-			c, err := l.ln.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
@@ -469,9 +596,18 @@ func (p *Proxy) serve(l *listener) {
 				}
 				return
 			}
+			if !p.admit(l) {
+				refuse(c)
+				continue
+			}
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
+				defer p.release(l)
+				if l.movedMode.Load() {
+					p.answerMoved(l, c)
+					return
+				}
 				p.forward(l, c)
 			}()
 		}
@@ -481,6 +617,15 @@ func (p *Proxy) serve(l *listener) {
 func (p *Proxy) seedTarget() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Round robin over the masters whose listeners are not down (a dead master would reset
+	// the seed's clients until the failover; any live node answers their topology reads).
+	for range p.masters {
+		p.next++
+		m := p.masters[p.next%len(p.masters)]
+		if l := p.byAddr[m]; l == nil || !l.down {
+			return m
+		}
+	}
 	if len(p.masters) > 0 {
 		p.next++
 		return p.masters[p.next%len(p.masters)]
@@ -513,11 +658,17 @@ func (p *Proxy) forward(l *listener, c net.Conn) {
 	up, err := p.in.Dialer().DialContext(ctx, "tcp", target)
 	cancel()
 	if err != nil {
-		p.log.Warn("rconn proxy: dialing the node failed", "listen", p.addr(l), "announced", target, "err", err)
+		// Logged once per state change (nodeUnreachable); each attempt only at debug level.
+		p.log.Debug("rconn proxy: dialing the node failed", "listen", p.addr(l), "announced", target, "err", err)
 		_ = c.Close()
+		if !l.seed && !p.standalone {
+			p.nodeUnreachable(l, err)
+		}
 		return
 	}
 	pp := newPipe(c, up, p, p.o.MaxTopologyReply, !p.standalone)
+	pp.clock, pp.budget = &p.clock, &p.budget
+	pp.last.Store(p.clock.Load())
 	if !l.add(pp) {
 		pp.close()
 		return
