@@ -56,6 +56,10 @@ type Options struct {
 	// connection (Handshake may have written its own reply). kubectl rconn port-forward
 	// authenticates clients with it.
 	Handshake func(ctx context.Context, c net.Conn) (net.Conn, error)
+	// MasterPort (Sentinel mode) opens a listener that always forwards to the confirmed
+	// master and closes its connections when the master changes: 0 none, <0 an ephemeral
+	// port. See sentinel.go.
+	MasterPort int
 }
 
 // Proxy forwards local listeners, one per cluster node plus a seed, to the nodes' mapped
@@ -81,6 +85,8 @@ type Proxy struct {
 	masters  []string
 	next     int
 	closed   bool
+
+	sm *sentinelMode // Sentinel mode (sentinel.go), nil otherwise
 
 	kick chan struct{}
 	quit chan struct{}
@@ -134,6 +140,9 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 	}
 	p := &Proxy{o: o, log: o.Logger, cfg: r.Config, byID: map[string]*listener{}, byAddr: map[string]*listener{},
 		all: map[*listener]bool{}, reserved: map[string]int{}, used: map[int]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+	if r.Config.ModeOrDefault() == client.ModeSentinel {
+		return p.startSentinel(ctx, r)
+	}
 	if err := p.build(r); err != nil {
 		return nil, err
 	}
@@ -223,6 +232,9 @@ func nodeIDs(cfg *client.Config) cluster.NodeIDMap {
 // credentials and TLS material (for new connections). Fields that need a restart are logged
 // and returned as an error wrapping client.ErrRestartRequired; the live parts still apply.
 func (p *Proxy) Apply(r *client.Resolved) error {
+	if p.sm != nil {
+		return p.applySentinel(r)
+	}
 	p.mu.Lock()
 	prev := p.cfg
 	p.cfg = r.Config
@@ -293,11 +305,17 @@ func (p *Proxy) Close() error {
 	}
 	p.mu.Unlock()
 	close(p.quit)
+	if p.sm != nil {
+		p.sm.shutdown()
+	}
 	for _, l := range ls {
 		_ = l.ln.Close()
 		l.closePipes()
 	}
 	p.wg.Wait()
+	if p.sm != nil {
+		return p.sm.si.Close()
+	}
 	return p.in.Close()
 }
 
@@ -552,7 +570,7 @@ func (p *Proxy) forward(l *listener, c net.Conn) {
 	if p.standalone && len(p.roots) > 0 {
 		target = p.roots[0]
 	}
-	up, err := p.in.Dialer().DialContext(ctx, "tcp", target)
+	up, err := p.dialer().DialContext(ctx, "tcp", target)
 	cancel()
 	if err != nil {
 		p.log.Warn("rconn proxy: dialing the node failed", "listen", p.addr(l), "announced", target, "err", err)
