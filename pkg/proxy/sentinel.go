@@ -42,6 +42,8 @@ const (
 	// the new master is confirmed only once a majority names it.
 	sentinelFastInterval = 200 * time.Millisecond
 	sentinelFastWindow   = 20 * time.Second
+	// sentinelForget is the least time a data listener outlives the last read naming its node.
+	sentinelForget = 30 * time.Second
 )
 
 // sentinelMode is the Sentinel-mode part of a Proxy.
@@ -60,6 +62,7 @@ type sentinelMode struct {
 	cur       string // announced address of the confirmed master ("" until one is)
 	view      sentinelView
 	subs      map[*sentConn]bool
+	seen      map[*listener]time.Time // data listener -> last read that listed its node (p.mu)
 	fastUntil time.Time
 	epoch     int64
 }
@@ -87,7 +90,7 @@ func (p *Proxy) dialer() *cluster.Dialer {
 
 // startSentinel finishes Start for a sentinel-mode configuration.
 func (p *Proxy) startSentinel(ctx context.Context, r *client.Resolved) (*Proxy, error) {
-	sm := &sentinelMode{name: r.Config.Name, subs: map[*sentConn]bool{}}
+	sm := &sentinelMode{name: r.Config.Name, subs: map[*sentConn]bool{}, seen: map[*listener]time.Time{}}
 	sm.ctx, sm.cancel = context.WithCancel(context.Background())
 	p.sm, p.standalone = sm, true // data connections are plain copies
 	if err := p.buildSentinel(r); err != nil {
@@ -309,12 +312,16 @@ func (p *Proxy) sentinelRefresh(ctx context.Context) error {
 		sm.epoch++
 	}
 	sm.mu.Unlock()
+	now := time.Now()
 	for l := range p.all {
 		if seen[l] {
-			l.missing = 0
+			sm.seen[l] = now
 			continue
 		}
-		if l.missing++; l.missing >= 2 {
+		// By time, not by reads: reads come every 200 ms after an event, and a demoted
+		// master is missing from SENTINEL REPLICAS until it has reconfigured.
+		if last, ok := sm.seen[l]; !ok || now.Sub(last) > p.forgetAfter() {
+			delete(sm.seen, l)
 			p.removeLocked(l)
 		}
 	}
@@ -332,6 +339,10 @@ func (p *Proxy) sentinelRefresh(ctx context.Context) error {
 	}
 	return nil
 }
+
+// forgetAfter is how long a data node's listener outlives the last read that listed the
+// node: three refresh intervals, at least sentinelForget.
+func (p *Proxy) forgetAfter() time.Duration { return max(3*p.o.RefreshInterval, sentinelForget) }
 
 // switchMessage is the +switch-master payload "<name> <old ip> <old port> <new ip> <new port>".
 func switchMessage(name, old, cur string) string {
