@@ -76,6 +76,9 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 	if secret == nil {
 		_, _ = fmt.Fprintln(a.Err, "note: without the Secret, config.json cannot be verified against it: checking without credentials or client certificate")
 	}
+	if r.Config.ModeOrDefault() == client.ModeSentinel {
+		return a.checkSentinel(ctx, r, timeout)
+	}
 	o, err := r.InspectorOptions(a.Dial)
 	if err != nil {
 		return err
