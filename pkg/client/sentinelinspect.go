@@ -53,8 +53,23 @@ func (r *Resolved) SentinelInspectorOptions(base cluster.DialFunc) (cluster.Opti
 	}
 	o.Defaults.Username, o.Defaults.Password = r.snap.creds()
 	o.Sentinel.Defaults.Username, o.Sentinel.Defaults.Password = r.SentinelCredentials()
+	// A root node is named by its announced address when rconn.sentinels has one the map
+	// sends there: the sentinels list each other by announced address, and one sentinel
+	// known under two names would be asked, and counted in the majority, twice.
+	byReachable := map[string]string{}
+	for _, a := range cfg.Rconn.Sentinels {
+		if to, ok := cfg.NodeAddressMap[a]; ok {
+			byReachable[to.String()] = a
+		}
+	}
 	for _, n := range cfg.SentinelRootNodes {
-		o.Sentinel.RootNodes = append(o.Sentinel.RootNodes, cluster.RootNode{Address: cluster.Address{Host: n.Host, Port: n.Port}})
+		rn := cluster.RootNode{Address: cluster.Address{Host: n.Host, Port: n.Port}}
+		if a, ok := byReachable[n.String()]; ok {
+			if pa, err := cluster.ParseAddress(a); err == nil {
+				rn.Address = pa
+			}
+		}
+		o.Sentinel.RootNodes = append(o.Sentinel.RootNodes, rn)
 	}
 	m, err := r.snap.nodeMap()
 	if err != nil {
