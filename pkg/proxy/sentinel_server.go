@@ -415,7 +415,7 @@ func (sc *sentConn) subscribe(pattern bool, names [][]byte) ([]byte, bool) {
 	for _, n := range names {
 		set[string(n)] = true
 		if len(sc.subs)+len(sc.psubs) > sentMaxSubs {
-			return nil, true
+			return append(b, errReply(errSentSubs.Error())...), true
 		}
 		b = appendSubReply(b, kind, string(n), len(sc.subs)+len(sc.psubs))
 	}
