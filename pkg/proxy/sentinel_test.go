@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -157,6 +158,44 @@ func TestSentinelProxyAnswers(t *testing.T) {
 			t.Fatalf("the proxy dialed %s, not a mapped address", a)
 		}
 	}
+	// The sentinel listener's bounds: an argument over 4 KiB, or more than 64 subscriptions,
+	// closes the connection (with an error reply); an inline command is answered as Redis would.
+	for name, tc := range map[string]struct{ send, want string }{
+		"inline":        {"SENTINEL get-master-addr-by-name " + e.g.MasterName() + "\r\n", "*2\r\n"},
+		"long argument": {"*2\r\n$4\r\nPING\r\n$5000\r\n" + strings.Repeat("x", 5000) + "\r\n", "-ERR Protocol error"},
+		"subscriptions": {"SUBSCRIBE" + subscribeArgs("a", 40) + "\r\nSUBSCRIBE" + subscribeArgs("b", 40) + "\r\n", "more than 64 subscriptions"},
+	} {
+		conn, err := net.Dial("tcp", e.p.SeedAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte(tc.send)); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(conn) // the listener closes these connections, or the deadline does
+		_ = conn.Close()
+		if !strings.Contains(string(got), tc.want) {
+			t.Fatalf("%s: got %.200q, want %q", name, got, tc.want)
+		}
+		if name == "inline" && !strings.Contains(string(got), strconv.Itoa(portOf(e.listenerOf(t, 0)))) {
+			t.Fatalf("inline GET-MASTER-ADDR-BY-NAME: %q", got)
+		}
+	}
+}
+
+func subscribeArgs(prefix string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, " %s%d", prefix, i)
+	}
+	return b.String()
+}
+
+func portOf(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 func roleAt(t *testing.T, addr string) string {
@@ -425,5 +464,4 @@ func TestSentinelProxyGoRedisFailover(t *testing.T) {
 			t.Fatalf("+switch-master %q does not name two proxy listeners (%v)", s, listeners)
 		}
 	}
-	fmt.Fprint(os.Stderr) // keep fmt for debugging edits
 }
