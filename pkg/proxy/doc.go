@@ -13,6 +13,11 @@
 // supported). Topology replies are the only thing buffered, bounded by
 // Options.MaxTopologyReply; the connection is closed beyond it.
 //
+// Sentinel mode (sentinel.go, sentinel_server.go): the seed listener is a sentinel of the
+// proxy's own, answering from what a cluster.SentinelInspector confirms (majority + ROLE)
+// and naming the proxy's data listeners; nothing a real sentinel sends is forwarded.
+// Options.MasterPort adds a listener that always reaches the confirmed master.
+//
 // Start builds a Proxy from a client.Resolved (client.Watch follows the mounts or kubesource);
 // Apply applies a new version live. cmd/rconn-proxy is the binary.
 package proxy
