@@ -34,7 +34,8 @@ Prints one line per node (OK, or FAIL and why: timed out, refused, TLS, authenti
 and exits 1 when any node fails. When discovery fails, the nodes the controller reported in
 status are checked instead, those whose announced address config.json maps (or names as a
 root node); the others are listed as SKIP and not dialed. Every dial and command is bounded
-by --timeout.
+by --timeout. In Sentinel mode the sentinels are asked for the master (majority + ROLE, as the
+controller asks), then every data node and sentinel is checked with its own credentials and TLS.
 
 config.json is checked against its Secret the way apps check it (the Secret's config.sha256):
 one the Secret does not bind is refused and nothing is dialed. Without read access to the
@@ -75,6 +76,9 @@ func (a *App) check(ctx context.Context, name string, timeout time.Duration) err
 	}
 	if secret == nil {
 		_, _ = fmt.Fprintln(a.Err, "note: without the Secret, config.json cannot be verified against it: checking without credentials or client certificate")
+	}
+	if r.Config.ModeOrDefault() == client.ModeSentinel {
+		return a.checkSentinel(ctx, r, timeout)
 	}
 	o, err := r.InspectorOptions(a.Dial)
 	if err != nil {

@@ -46,6 +46,11 @@ snippet never contains them. The snippets follow docs/consuming.md.`,
 				return err
 			}
 			s.forClient = forClient
+			if cfg.ModeOrDefault() == client.ModeSentinel {
+				if gen, err = sentinelSnippetFor(forClient); err != nil {
+					return err
+				}
+			}
 			var b strings.Builder
 			gen(&b, s)
 			_, err = io.WriteString(a.Out, b.String())

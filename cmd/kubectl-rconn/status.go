@@ -19,7 +19,9 @@ func newStatusCommand(a *App) *cobra.Command {
 		Long: `Shows what the rconn controller found for the RedisConnection NAME: shards with their slots,
 every node with its role, announced and mapped address and health, the node address map as
 applied, and the conditions. For each condition that is False, one line says what to do
-(the long form is in docs/api.md, Conditions). Reads only the RedisConnection: never a Secret.`,
+(the long form is in docs/api.md, Conditions). In Sentinel mode it adds the master name, the
+current master and the sentinels from the rendered config.json. Reads only the RedisConnection
+(and, in Sentinel mode, its ConfigMap): never a Secret.`,
 		Example: "  kubectl rconn status cache\n  kubectl rconn status -n shop cache",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -29,6 +31,14 @@ applied, and the conditions. For each condition that is False, one line says wha
 			}
 			var b strings.Builder
 			printStatus(&b, c)
+			if c.rc.Spec.Mode == rconnv1.ModeSentinel {
+				// Sentinel details as apps get them (config.json): status lists data nodes only.
+				if _, cfg, err := a.renderedConfig(cmd.Context(), c); err != nil {
+					fmt.Fprintf(&b, "\nSentinel: config.json not readable: %v\n", err)
+				} else {
+					printSentinelConfig(&b, cfg)
+				}
+			}
 			_, err = io.WriteString(a.Out, b.String())
 			return err
 		},
@@ -42,9 +52,16 @@ func printStatus(out *strings.Builder, c *connection) {
 		mode = rconnv1.ModeCluster
 	}
 	fmt.Fprintf(out, "RedisConnection %s/%s (mode %s, generation %d, observed %d)\n", rc.Namespace, rc.Name, mode, rc.Generation, st.ObservedGeneration)
-	if mode == rconnv1.ModeCluster {
+	switch mode {
+	case rconnv1.ModeSentinel:
+		master := ""
+		if rc.Spec.Sentinel != nil {
+			master = rc.Spec.Sentinel.MasterName
+		}
+		fmt.Fprintf(out, "Topology: sentinel, master name %q, %d data nodes (%d healthy)\n", master, st.NodeCount, st.HealthyNodeCount)
+	case rconnv1.ModeCluster:
 		fmt.Fprintf(out, "Topology: %d shards, %d nodes (%d healthy), %d/16384 slots served\n", st.ShardCount, st.NodeCount, st.HealthyNodeCount, st.SlotsCovered)
-	} else {
+	default:
 		fmt.Fprintf(out, "Topology: standalone, %d nodes (%d healthy)\n", st.NodeCount, st.HealthyNodeCount)
 	}
 	fmt.Fprintf(out, "Outputs: ConfigMap %s (config.json), Secret %s (contents not shown)\n", c.configMap, c.secret)

@@ -4,6 +4,9 @@
 // opens a seed listener plus one listener per cluster node on a loopback address, and forwards
 // each connection to its node's mapped address with TLS origination. Only topology is
 // rewritten: CLUSTER SLOTS / SHARDS / NODES replies and -MOVED / -ASK name the listeners.
+// For a Sentinel-mode RedisConnection the seed listener is a sentinel naming the proxy's
+// listeners (redis-py Sentinel, Jedis, go-redis FailoverClient), and --master-port a listener
+// that always reaches the current master.
 //
 //	rconn-proxy --seed-port 7000 /etc/rconn           # mounted ConfigMap + Secret
 //	rconn-proxy --seed-port 7000 --kube shop/cache    # through the API (kubesource)
@@ -39,7 +42,7 @@ var version = "dev"
 
 const usage = `Usage: rconn-proxy [flags] [MOUNT_DIR...]
 
-Forwards local listeners to the nodes of the Redis Cluster (or standalone server) an rconn
+Forwards local listeners to the nodes of the Redis Cluster (standalone server, Sentinel group) an rconn
 RedisConnection describes, so that clients without an address map (redis-cli -c, redis-py,
 Jedis, GUI tools, ...) can use it unchanged:
 
@@ -50,6 +53,18 @@ Jedis, GUI tools, ...) can use it unchanged:
 
 Node listeners take the ports after the seed port (one per node, kept per node ID). Clients
 authenticate themselves (AUTH is forwarded); TLS to the nodes uses the Secret's material.
+
+Sentinel mode (config.json rconn.mode "sentinel") is picked from the configuration:
+
+  rconn-proxy --seed-port 26379 --master-port 6379 /etc/rconn
+  Sentinel([("127.0.0.1", 26379)]).master_for("mymaster")   redis-py, Jedis, go-redis ...
+  redis-cli -p 6379                                          clients without Sentinel support
+
+The seed port is then a sentinel: SENTINEL GET-MASTER-ADDR-BY-NAME / MASTERS / MASTER /
+REPLICAS / SENTINELS and +switch-master name the proxy's data-node listeners (the following
+ports), from the master a majority of the real sentinels name and that says ROLE master;
+nothing a sentinel sends reaches a client. --master-port always forwards to that master and
+closes its connections when it changes.
 
 Flags:
 `
@@ -68,6 +83,7 @@ func run(args []string) int {
 		kubecfg   = fs.String("kubeconfig", "", "kubeconfig for --kube (default $KUBECONFIG, ~/.kube/config, or the pod's ServiceAccount)")
 		refresh   = fs.Duration("refresh", proxy.DefaultRefreshInterval, "how often the topology is read")
 		drain     = fs.Duration("drain", proxy.DefaultDrainTimeout, "how long connections to a departed node may live on")
+		master    = fs.Int("master-port", 0, "Sentinel mode: a listener that always forwards to the current master and closes its connections at a failover (0: none)")
 		maxTopo   = fs.Int("max-topology-reply", proxy.DefaultMaxTopologyReply, "largest CLUSTER SLOTS/SHARDS/NODES reply buffered for rewriting (bytes)")
 		maxTopoB  = fs.Int("max-topology-buffer", proxy.DefaultMaxTopologyBuffer, "topology reply bytes all connections may buffer at once; a connection whose reply does not fit is closed")
 		maxConns  = fs.Int("max-conns", proxy.DefaultMaxConns, "client connections of the whole proxy (0: no cap); over it a connection gets \"-ERR max number of clients reached\", as from Redis")
@@ -117,7 +133,7 @@ func run(args []string) int {
 	defer w.Close()
 	p, err := proxy.Start(startCtx, w.Current(), proxy.Options{
 		ListenHost: *listen, AdvertiseHost: *advertise, SeedPort: *seedPort, NodePorts: *nodePorts,
-		RefreshInterval: *refresh, DrainTimeout: *drain, MaxTopologyReply: *maxTopo, Logger: log,
+		RefreshInterval: *refresh, DrainTimeout: *drain, MaxTopologyReply: *maxTopo, Logger: log, MasterPort: *master,
 		AddressPolicy: policy, MaxConns: off(*maxConns), MaxConnsPerNode: off(*maxPer), IdleTimeout: time.Duration(off(int(*idle))), MaxTopologyBuffer: *maxTopoB,
 	})
 	if err != nil {
@@ -127,6 +143,11 @@ func run(args []string) int {
 	defer func() { _ = p.Close() }()
 	for _, n := range p.Nodes() {
 		log.Info("node", "id", n.ID, "announced", n.Announced, "listen", n.Listen)
+	}
+	if *master != 0 && p.MasterAddr() == "" {
+		log.Warn("--master-port applies to Sentinel mode only; no master listener")
+	} else if p.MasterAddr() != "" {
+		log.Info("master listener", "listen", p.MasterAddr())
 	}
 	for {
 		select {

@@ -45,7 +45,7 @@ func TestBinary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rconn-proxy --help: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Usage: rconn-proxy", "-listen", "-advertise", "-seed-port", "-node-ports", "-kube", "-kubeconfig", "-refresh", "-drain", "-max-topology-reply", "-max-topology-buffer", "-max-conns", "-max-conns-per-node", "-idle-timeout", "-deny-cidrs", "-allow-cidrs", "-allow-loopback", "-version"} {
+	for _, want := range []string{"Usage: rconn-proxy", "-listen", "-advertise", "-seed-port", "-node-ports", "-kube", "-kubeconfig", "-refresh", "-drain", "-max-topology-reply", "-max-topology-buffer", "-max-conns", "-max-conns-per-node", "-idle-timeout", "-deny-cidrs", "-allow-cidrs", "-allow-loopback", "-master-port", "Sentinel mode", "-version"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("--help does not mention %q:\n%s", want, out)
 		}

@@ -112,8 +112,23 @@ func (c *Config) sentinelConnOptions(sec Secret) (o cluster.Options, tlsr, sentT
 			},
 		},
 	}
+	// A root is named by its announced address when rconn.sentinels has one the map sends
+	// there: the sentinels list each other by announced address, and one sentinel known under
+	// two names would be asked, and counted in the majority, twice.
+	byReachable := map[string]string{}
+	for _, a := range c.Rconn.Sentinels {
+		if to, ok := c.NodeAddressMap[a]; ok {
+			byReachable[to.String()] = a
+		}
+	}
 	for _, n := range c.SentinelRootNodes {
-		o.Sentinel.RootNodes = append(o.Sentinel.RootNodes, cluster.RootNode{Address: cluster.Address{Host: n.Host, Port: n.Port}})
+		rn := cluster.RootNode{Address: cluster.Address{Host: n.Host, Port: n.Port}}
+		if a, ok := byReachable[n.String()]; ok {
+			if pa, err := cluster.ParseAddress(a); err == nil {
+				rn.Address = pa
+			}
+		}
+		o.Sentinel.RootNodes = append(o.Sentinel.RootNodes, rn)
 	}
 	if o.NodeAddressMap, err = nodeMapOf(c.NodeAddressMap); err != nil {
 		return cluster.Options{}, nil, nil, err

@@ -20,6 +20,11 @@
 // every dial; connections are capped in total and per listener, idle ones closed, and the
 // topology replies all connections buffer are bounded (limits.go).
 //
+// Sentinel mode (sentinel.go, sentinel_server.go): the seed listener is a sentinel of the
+// proxy's own, answering from what a cluster.SentinelInspector confirms (majority + ROLE)
+// and naming the proxy's data listeners; nothing a real sentinel sends is forwarded.
+// Options.MasterPort adds a listener that always reaches the confirmed master.
+//
 // Start builds a Proxy from a client.Resolved (client.Watch follows the mounts or kubesource);
 // Apply applies a new version live. cmd/rconn-proxy is the binary.
 package proxy

@@ -90,6 +90,10 @@ type Options struct {
 	// connection (Handshake may have written its own reply). kubectl rconn port-forward
 	// authenticates clients with it.
 	Handshake func(ctx context.Context, c net.Conn) (net.Conn, error)
+	// MasterPort (Sentinel mode) opens a listener that always forwards to the confirmed
+	// master and closes its connections when the master changes: 0 none, <0 an ephemeral
+	// port. See sentinel.go.
+	MasterPort int
 }
 
 // Proxy forwards local listeners, one per cluster node plus a seed, to the nodes' mapped
@@ -125,6 +129,8 @@ type Proxy struct {
 	conns  atomic.Int64 // client connections of the whole proxy
 	clock  atomic.Int64 // coarse clock (unix nanoseconds) for idle tracking
 	budget budget       // topology reply bytes held by all connections
+
+	sm *sentinelMode // Sentinel mode (sentinel.go), nil otherwise
 
 	kick chan struct{}
 	// life ends when the proxy closes (stop): topology reads and forwarded connections derive
@@ -193,6 +199,9 @@ func Start(ctx context.Context, r *client.Resolved, o Options) (*Proxy, error) {
 	p.life, p.stop = context.WithCancel(context.Background())
 	p.budget.max = int64(o.MaxTopologyBuffer)
 	p.clock.Store(time.Now().UnixNano())
+	if r.Config.ModeOrDefault() == client.ModeSentinel {
+		return p.startSentinel(ctx, r)
+	}
 	if err := p.build(r); err != nil {
 		p.stop()
 		return nil, err
@@ -255,6 +264,9 @@ func (p *Proxy) build(r *client.Resolved) error {
 // credentials and TLS material (for new connections). Fields that need a restart are logged
 // and returned as an error wrapping client.ErrRestartRequired; the live parts still apply.
 func (p *Proxy) Apply(r *client.Resolved) error {
+	if p.sm != nil {
+		return p.applySentinel(r)
+	}
 	p.mu.Lock()
 	prev := p.cfg
 	p.cfg = r.Config
@@ -325,6 +337,9 @@ func (p *Proxy) Close() error {
 	}
 	p.mu.Unlock()
 	p.stop()
+	if p.sm != nil {
+		p.sm.shutdown()
+	}
 	for _, l := range ls {
 		p.mu.Lock()
 		if l.ln != nil {
@@ -334,6 +349,9 @@ func (p *Proxy) Close() error {
 		l.closePipes()
 	}
 	p.wg.Wait()
+	if p.sm != nil {
+		return p.sm.si.Close()
+	}
 	return p.in.Close()
 }
 
@@ -655,7 +673,7 @@ func (p *Proxy) forward(l *listener, c net.Conn) {
 	if p.standalone && len(p.roots) > 0 {
 		target = p.roots[0]
 	}
-	up, err := p.in.Dialer().DialContext(ctx, "tcp", target)
+	up, err := p.dialer().DialContext(ctx, "tcp", target)
 	cancel()
 	if err != nil {
 		// Logged once per state change (nodeUnreachable); each attempt only at debug level.
