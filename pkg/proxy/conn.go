@@ -85,24 +85,11 @@ func (p *pipe) run() error {
 }
 
 func (p *pipe) requests() error {
-	buf := make([]byte, bufSize)
-	for {
-		n, err := p.down.Read(buf)
-		if n > 0 {
-			var werr error
-			if p.rewrite {
-				werr = p.onRequests(buf[:n])
-			} else {
-				_, werr = p.up.Write(buf[:n])
-			}
-			if werr != nil {
-				return werr
-			}
-		}
-		if err != nil {
-			return err
-		}
+	on := p.onRequests
+	if !p.rewrite {
+		on = func(b []byte) error { _, err := p.up.Write(b); return err }
 	}
+	return readLoop(p.down, make([]byte, bufSize), on)
 }
 
 // onRequests finds the commands in a chunk, queues what their replies look like, and forwards
@@ -144,24 +131,11 @@ func (p *pipe) onRequests(b []byte) error {
 }
 
 func (p *pipe) replies() error {
-	buf := make([]byte, bufSize)
-	for {
-		n, err := p.up.Read(buf)
-		if n > 0 {
-			var werr error
-			if p.rewrite {
-				werr = p.onReplies(buf[:n])
-			} else {
-				_, werr = p.down.Write(buf[:n])
-			}
-			if werr != nil {
-				return werr
-			}
-		}
-		if err != nil {
-			return err
-		}
+	on := p.onReplies
+	if !p.rewrite {
+		on = p.write
 	}
+	return readLoop(p.up, make([]byte, bufSize), on)
 }
 
 // onReplies forwards a chunk of replies: bytes of replies that name no node go out as they
