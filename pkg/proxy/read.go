@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
 // readLoop reads c into buf until c ends, handing every chunk to on; it returns on's first
@@ -17,10 +19,11 @@ import (
 // pprof put ~70% of rconn-proxy's CPU in syscalls). On a socket (syscall.Conn) the loop runs
 // inside RawConn.Read instead, and after a read shorter than buf, which emptied the socket's
 // receive queue, it waits for the poller first: data arriving after that read raises a new
-// edge-triggered readiness event, so nothing is missed. What is not a socket (TLS to the
-// client, a handshake's wrapper) gets the plain loop.
+// edge-triggered readiness event, so nothing is missed. Only a plain TCP socket gets this
+// (cluster.PlainSocket): TLS to a node, a handshake's wrapper or any other net.Conn has reads
+// of its own, and gets the plain loop.
 func readLoop(c net.Conn, buf []byte, on func([]byte) error) error {
-	sc, ok := c.(syscall.Conn)
+	sc, ok := cluster.PlainSocket(c)
 	if !ok {
 		return plainReadLoop(c, buf, on)
 	}
