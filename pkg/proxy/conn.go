@@ -89,7 +89,9 @@ func (p *pipe) requests() error {
 	if !p.rewrite {
 		on = func(b []byte) error { _, err := p.up.Write(b); return err }
 	}
-	return readLoop(p.down, make([]byte, bufSize), on)
+	buf := getBuf()
+	defer putBuf(buf)
+	return readLoop(p.down, *buf, on)
 }
 
 // onRequests finds the commands in a chunk, queues what their replies look like, and forwards
@@ -135,8 +137,19 @@ func (p *pipe) replies() error {
 	if !p.rewrite {
 		on = p.write
 	}
-	return readLoop(p.up, make([]byte, bufSize), on)
+	buf := getBuf()
+	defer putBuf(buf)
+	return readLoop(p.up, *buf, on)
 }
+
+// bufs recycles the read buffers of ended connections: a client that opens a connection per
+// node (redis-benchmark --cluster, 3 x -c connections) or per request would otherwise allocate
+// and zero 2 x bufSize for each. Nothing keeps a reference to a read buffer after its loop:
+// what is captured is copied (capBuf, errBuf).
+var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+func getBuf() *[]byte  { return bufs.Get().(*[]byte) } //nolint:forcetypeassert // the pool holds nothing else
+func putBuf(b *[]byte) { bufs.Put(b) }
 
 // onReplies forwards a chunk of replies: bytes of replies that name no node go out as they
 // came (one write per chunk); topology replies and top-level errors are captured (bounded),
