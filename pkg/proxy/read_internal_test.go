@@ -39,7 +39,7 @@ func TestReadLoopDeliversEveryByte(t *testing.T) {
 	const bufLen = 64
 	for _, viaPlain := range []bool{false, true} {
 		a, b := tcpPair(t)
-		var src net.Conn = b
+		src := b
 		if viaPlain {
 			src = struct{ net.Conn }{b} // not a syscall.Conn: the plain loop
 		}

@@ -274,20 +274,7 @@ func (s *section) compareRows() [][]string {
 	if withDirect {
 		head = append(head, hopProxy+" × "+hopDirect)
 	}
-	// Per-client lists: allocs/op, and the CPU figures bench/ reports.
-	type list struct{ unit, label string }
-	var lists []list
-	for _, l := range []list{{"allocs/op", "allocs/op"}, {"client-us/cmd", "client CPU µs/cmd"}, {"server-us/cmd", "server CPU µs/cmd"}, {"hop-us/cmd", "hop CPU µs/cmd"}} {
-		if l.unit == "allocs/op" && present[hopProxy] {
-			continue // the hop is another process: the Go side's allocations are the client's
-		}
-		for _, byClient := range s.byCase {
-			if slices.ContainsFunc(cols, func(c string) bool { _, ok := byClient[c].medianOK(l.unit); return ok }) {
-				lists = append(lists, l)
-				break
-			}
-		}
-	}
+	lists := s.lists(cols, present)
 	var short []string
 	for _, c := range cols {
 		if a, ok := abbrev[c]; ok {
@@ -373,6 +360,27 @@ func (s *section) compareRows() [][]string {
 		out = append(out, row)
 	}
 	return out
+}
+
+// list is a per-client list column: one unit's medians, one per client.
+type list struct{ unit, label string }
+
+// lists are the per-client lists the section has figures for: allocs/op, and the CPU figures
+// bench/ reports.
+func (s *section) lists(cols []string, present map[string]bool) []list {
+	var lists []list
+	for _, l := range []list{{"allocs/op", "allocs/op"}, {"client-us/cmd", "client CPU µs/cmd"}, {"server-us/cmd", "server CPU µs/cmd"}, {"hop-us/cmd", "hop CPU µs/cmd"}} {
+		if l.unit == "allocs/op" && present[hopProxy] {
+			continue // the hop is another process: the Go side's allocations are the client's
+		}
+		for _, byClient := range s.byCase {
+			if slices.ContainsFunc(cols, func(c string) bool { _, ok := byClient[c].medianOK(l.unit); return ok }) {
+				lists = append(lists, l)
+				break
+			}
+		}
+	}
+	return lists
 }
 
 func (m *metrics) medianOK(unit string) (float64, bool) {
