@@ -90,7 +90,9 @@ test-unit: ## The fast inner loop: every test that needs no kube-apiserver, redi
 
 # Benchmarks: every run appends its `go test -bench` output to $(BENCH_OUT); bench/cmd/table
 # turns all of it into one table (medians of BENCH_COUNT samples). BENCH_TIME is -benchtime per
-# case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 500000). -p 1: one
+# case; RCONN_BENCH_RB_REQUESTS is redis-benchmark's -n per sample (default 500000), and
+# RCONN_BENCH_HOP_REQUESTS that of bench's ProxyHop (HAProxy vs rconn-proxy; default 200000,
+# haproxy from `make deps`, its column skipped when missing outside CI). -p 1: one
 # package at a time, so that no two benchmark binaries share the cores.
 BENCH_COUNT ?= 3
 BENCH_TIME ?= 500ms
@@ -106,7 +108,7 @@ test-helm: deps envtest helm ## Only the chart, alert, dashboard and release tes
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./test/helm -count=1 -v -timeout 10m $(GOTESTFLAGS)
 
 .PHONY: bench
-bench: deps envtest rig-assets ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis and redis-benchmark), print one table.
+bench: deps envtest rig-assets ## Run every benchmark (pkg/..., bench/ vs go-redis, rueidis, redis-benchmark and HAProxy), print one table.
 	@: > $(BENCH_OUT)
 	go test -p 1 ./pkg/... -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)
 	cd bench && go test . -bench . $(BENCH_FLAGS) | tee -a $(BENCH_OUT)

@@ -218,6 +218,7 @@ func setup(tb testing.TB) []*topology {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopHop()
 	for _, t := range env.topologies {
 		t.close()
 	}

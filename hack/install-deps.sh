@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the tests run that Go modules cannot bring: redis-server and redis-cli, and
-# Node.js + npm for the node-redis check in test/e2e, iproute2 for the rig's pod network, and
+# Node.js + npm for the node-redis check in test/e2e, haproxy for bench/'s proxy hop reference, iproute2 for the rig's pod network, and
 # promtool for the alert rule tests in test/helm (Debian packages, when missing). promtool comes
 # from Debian's prometheus package (about 30 MB, seconds to install) rather than a go install of
 # github.com/prometheus/prometheus/cmd/promtool, which compiles the whole Prometheus dependency
@@ -14,6 +14,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # the rig's pod network (ip netns, veth)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)   # promtool test rules (test/helm)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)   # the reference hop in bench/ (BenchmarkProxyHop)
 python3 -c 'import redis' >/dev/null 2>&1 || missing+=(python3-redis)   # redis-py RedisCluster through rconn proxy (pkg/proxy)
 command -v ruby >/dev/null 2>&1 && ruby -e 'require "redis"' >/dev/null 2>&1 || missing+=(ruby-redis)   # redis-rb in the proxy failover drill (cmd/rconn-proxy)
 command -v php >/dev/null 2>&1 && php -r 'exit(class_exists("RedisCluster") ? 0 : 1);' >/dev/null 2>&1 || missing+=(php-cli php-redis)   # phpredis in the proxy failover drill
@@ -27,4 +28,5 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$
 if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now redis-server >/dev/null 2>&1 || true
   systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  systemctl disable --now haproxy >/dev/null 2>&1 || true   # bench/ starts its own, config written per run
 fi

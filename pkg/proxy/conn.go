@@ -97,25 +97,14 @@ func (p *pipe) run() error {
 }
 
 func (p *pipe) requests() error {
-	buf := make([]byte, bufSize)
-	for {
-		n, err := p.down.Read(buf)
-		if n > 0 {
-			p.touch()
-			var werr error
-			if p.rewrite {
-				werr = p.onRequests(buf[:n])
-			} else {
-				_, werr = p.up.Write(buf[:n])
-			}
-			if werr != nil {
-				return werr
-			}
-		}
-		if err != nil {
-			return err
-		}
+	forward := p.onRequests
+	if !p.rewrite {
+		forward = func(b []byte) error { _, err := p.up.Write(b); return err }
 	}
+	on := func(b []byte) error { p.touch(); return forward(b) }
+	buf := getBuf()
+	defer putBuf(buf)
+	return readLoop(p.down, *buf, on)
 }
 
 // onRequests finds the commands in a chunk, queues what their replies look like, and forwards
@@ -157,26 +146,24 @@ func (p *pipe) onRequests(b []byte) error {
 }
 
 func (p *pipe) replies() error {
-	buf := make([]byte, bufSize)
-	for {
-		n, err := p.up.Read(buf)
-		if n > 0 {
-			p.touch()
-			var werr error
-			if p.rewrite {
-				werr = p.onReplies(buf[:n])
-			} else {
-				_, werr = p.down.Write(buf[:n])
-			}
-			if werr != nil {
-				return werr
-			}
-		}
-		if err != nil {
-			return err
-		}
+	forward := p.onReplies
+	if !p.rewrite {
+		forward = p.write
 	}
+	on := func(b []byte) error { p.touch(); return forward(b) }
+	buf := getBuf()
+	defer putBuf(buf)
+	return readLoop(p.up, *buf, on)
 }
+
+// bufs recycles the read buffers of ended connections: a client that opens a connection per
+// node (redis-benchmark --cluster, 3 x -c connections) or per request would otherwise allocate
+// and zero 2 x bufSize for each. Nothing keeps a reference to a read buffer after its loop:
+// what is captured is copied (capBuf, errBuf).
+var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+func getBuf() *[]byte  { return bufs.Get().(*[]byte) } //nolint:forcetypeassert // the pool holds nothing else
+func putBuf(b *[]byte) { bufs.Put(b) }
 
 // onReplies forwards a chunk of replies: bytes of replies that name no node go out as they
 // came (one write per chunk); topology replies and top-level errors are captured (bounded),

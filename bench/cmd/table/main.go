@@ -13,7 +13,9 @@
 //     redis-benchmark-P16) is a cell of a comparison: Benchmark<Group>[_suffix]/<case...>/<client>.
 //     Rows are cases, columns clients, cells ops/s with the ratio to go-redis; rconn-autopipeline
 //     is also compared with redis-benchmark -P 16 (the server-bound limit) where both ran;
-//     the last column is allocs/op per client. A case element PIPE<n> means n commands per op
+//     the last column is allocs/op per client. bench's ProxyHop rows (clients direct, haproxy,
+//     rconn-proxy) compare with haproxy where it ran, else with direct, and add rconn-proxy ×
+//     direct and the hop process's CPU per command. A case element PIPE<n> means n commands per op
 //     (ops/s counts commands). Benchmark functions Clients and Clients_redisBenchmark share
 //     one section.
 //   - Everything else, e.g. test/scale's s-to-ready or pkg/client's ms-p99: one row per
@@ -34,13 +36,16 @@ import (
 )
 
 // clients are the comparison columns, in order.
-var clients = []string{"go-redis", "rconn", "rconn-autopipeline", "go-redis-autopipeliner", "rueidis", "redis-benchmark-P16"}
+var clients = []string{"go-redis", "rconn", "rconn-autopipeline", "go-redis-autopipeliner", "rueidis", "redis-benchmark-P16", "direct", "haproxy", "rconn-proxy"}
 
 // abbrev shortens client names in the headers of the per-client lists.
 var abbrev = map[string]string{"rconn-autopipeline": "rconn-ap", "go-redis-autopipeliner": "go-redis-ap", "redis-benchmark-P16": "rb-P16"}
 
 const (
 	baseline    = "go-redis"
+	hopRef      = "haproxy"     // the reference of bench's ProxyHop rows that have it
+	hopDirect   = "direct"      // ... and of those that do not (cluster: HAProxy has no cluster mode)
+	hopProxy    = "rconn-proxy" // compared with both
 	autopipe    = "rconn-autopipeline"
 	serverLimit = "redis-benchmark-P16"
 	modulePath  = "github.com/rconn-dev/redis-connection-operator"
@@ -256,22 +261,20 @@ func (s *section) compareRows() [][]string {
 		}
 	}
 	withLimit := present[autopipe] && present[serverLimit]
-	head := []string{fmt.Sprintf("%s — ops/s (× %s), median of %d", s.title, baseline, n)}
+	withDirect := present[hopProxy] && present[hopDirect]
+	ref := baseline
+	if !present[baseline] && present[hopProxy] {
+		ref = hopRef + "; without it × " + hopDirect
+	}
+	head := []string{fmt.Sprintf("%s — ops/s (× %s), median of %d", s.title, ref, n)}
 	head = append(head, cols...)
 	if withLimit {
 		head = append(head, autopipe+" × "+serverLimit)
 	}
-	// Per-client lists: allocs/op, and the CPU figures bench/ reports.
-	type list struct{ unit, label string }
-	var lists []list
-	for _, l := range []list{{"allocs/op", "allocs/op"}, {"client-us/cmd", "client CPU µs/cmd"}, {"server-us/cmd", "server CPU µs/cmd"}} {
-		for _, byClient := range s.byCase {
-			if slices.ContainsFunc(cols, func(c string) bool { _, ok := byClient[c].medianOK(l.unit); return ok }) {
-				lists = append(lists, l)
-				break
-			}
-		}
+	if withDirect {
+		head = append(head, hopProxy+" × "+hopDirect)
 	}
+	lists := s.lists(cols, present)
 	var short []string
 	for _, c := range cols {
 		if a, ok := abbrev[c]; ok {
@@ -302,13 +305,20 @@ func (s *section) compareRows() [][]string {
 			return perOp * 1e9 / ns, true
 		}
 		base, hasBase := opsOf(baseline)
+		baseName := baseline
+		for _, c := range []string{hopRef, hopDirect} {
+			if !hasBase {
+				base, hasBase = opsOf(c)
+				baseName = c
+			}
+		}
 		row := []string{strings.ReplaceAll(cs, "/", " ")}
 		for _, c := range cols {
 			ops, ok := opsOf(c)
 			switch {
 			case !ok:
 				row = append(row, "–")
-			case c == baseline || !hasBase:
+			case c == baseName || !hasBase:
 				row = append(row, thousands(ops))
 			default:
 				row = append(row, fmt.Sprintf("%s (%.2f)", thousands(ops), ops/base))
@@ -319,6 +329,15 @@ func (s *section) compareRows() [][]string {
 			lim, ok2 := opsOf(serverLimit)
 			if ok1 && ok2 {
 				row = append(row, fmt.Sprintf("%.2f", ap/lim))
+			} else {
+				row = append(row, "–")
+			}
+		}
+		if withDirect {
+			px, ok1 := opsOf(hopProxy)
+			d, ok2 := opsOf(hopDirect)
+			if ok1 && ok2 {
+				row = append(row, fmt.Sprintf("%.2f", px/d))
 			} else {
 				row = append(row, "–")
 			}
@@ -341,6 +360,27 @@ func (s *section) compareRows() [][]string {
 		out = append(out, row)
 	}
 	return out
+}
+
+// list is a per-client list column: one unit's medians, one per client.
+type list struct{ unit, label string }
+
+// lists are the per-client lists the section has figures for: allocs/op, and the CPU figures
+// bench/ reports.
+func (s *section) lists(cols []string, present map[string]bool) []list {
+	var lists []list
+	for _, l := range []list{{"allocs/op", "allocs/op"}, {"client-us/cmd", "client CPU µs/cmd"}, {"server-us/cmd", "server CPU µs/cmd"}, {"hop-us/cmd", "hop CPU µs/cmd"}} {
+		if l.unit == "allocs/op" && present[hopProxy] {
+			continue // the hop is another process: the Go side's allocations are the client's
+		}
+		for _, byClient := range s.byCase {
+			if slices.ContainsFunc(cols, func(c string) bool { _, ok := byClient[c].medianOK(l.unit); return ok }) {
+				lists = append(lists, l)
+				break
+			}
+		}
+	}
+	return lists
 }
 
 func (m *metrics) medianOK(unit string) (float64, bool) {

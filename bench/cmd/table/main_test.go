@@ -20,6 +20,11 @@ BenchmarkClients/cluster/GET/par64/go-redis-2            	  100000	     10000 ns
 BenchmarkClients/cluster/GET/par64/rconn-autopipeline-2  	  100000	      5000 ns/op	         3.055 client-us/cmd	         0.8103 server-us/cmd	     200 B/op	       6 allocs/op
 BenchmarkClients/cluster/PIPE100/par1/go-redis-2         	    3000	    400000 ns/op	     200 B/op	     459 allocs/op
 BenchmarkClients_redisBenchmark/cluster/GET/par64/redis-benchmark-P16-2  	1	 2500 ns/op	  291712 B/op	    5938 allocs/op
+BenchmarkProxyHop/standalone/redis-benchmark/GET/par64/P1/direct-2  	1	 10000 ns/op	  291712 B/op	    5938 allocs/op
+BenchmarkProxyHop/standalone/redis-benchmark/GET/par64/P1/haproxy-2  	1	 20000 ns/op	  5.0 hop-us/cmd	  291712 B/op	    5938 allocs/op
+BenchmarkProxyHop/standalone/redis-benchmark/GET/par64/P1/rconn-proxy-2  	1	 25000 ns/op	  6.5 hop-us/cmd	  291712 B/op	    5938 allocs/op
+BenchmarkProxyHop/cluster/redis-benchmark/GET/par64/P1/direct-2  	1	 5000 ns/op	  291712 B/op	    5938 allocs/op
+BenchmarkProxyHop/cluster/redis-benchmark/GET/par64/P1/rconn-proxy-2  	1	 20000 ns/op	  7.25 hop-us/cmd	  291712 B/op	    5938 allocs/op
 --- FAIL: BenchmarkSomething
 pkg: github.com/rconn-dev/redis-connection-operator/test/scale
 BenchmarkControllerScale/connections=1000-2  	1	 90000000000 ns/op	  42.5 s-to-ready	 812.3 MiB-peak-rss	 12.5 ms-p99-reconcile	 250 ms-p99-react
@@ -45,6 +50,11 @@ func TestTable(t *testing.T) {
 		"client CPU µs/cmd (go-redis / rconn-ap / rb-P16)", "| – / 3.06 / – ", "| – / 0.81 / – ",
 		"| cluster PIPE100 par1 ", "| 250,000 ", // 100 commands per op
 		"**pkg/cluster Commands — ops/s (× go-redis), median of 1**",
+		// ProxyHop: × haproxy where it ran, × direct where it did not; rconn-proxy × direct; hop CPU
+		"**bench ProxyHop — ops/s (× haproxy; without it × direct), median of 1**", "**rconn-proxy × direct**",
+		"| standalone redis-benchmark GET par64 P1 ", "| 100,000 (2.00) ", "| 50,000 ", "| 40,000 (0.80) ", "| 0.40 ",
+		"| cluster redis-benchmark GET par64 P1 ", "| 200,000 ", "| 50,000 (0.25) ", "| 0.25 ",
+		"**hop CPU µs/cmd (direct / haproxy / rconn-proxy)**", "| – / 5.00 / 6.50 ", "| – / – / 7.25 ",
 		"| GET par1 ", "25,000 (1.25)",
 		"**pkg/client Remount — median of 2**", "**ms-p50**", "**samples**", "**ns/op**",
 		"| live/interval=1s ", "| 523 ", "| 710 ",
