@@ -33,6 +33,9 @@ import (
 //
 // With sharing disabled (DisableTopologySharing) every RedisConnection has its own inspector.
 type inspectors struct {
+	// noSubscription: Sentinel inspectors do not subscribe (DisableSentinelSubscription).
+	noSubscription bool
+
 	mu     sync.Mutex
 	byRC   map[types.NamespacedName]string
 	shared map[string]*sharedInspector
@@ -169,7 +172,7 @@ func (s *inspectors) acquire(key types.NamespacedName, o cluster.Options, sk str
 			users: map[types.NamespacedName]struct{}{}}
 		var err error
 		if o.Sentinel != nil {
-			e.sent, err = newSentinelShared(e, o)
+			e.sent, err = newSentinelShared(e, o, !s.noSubscription)
 		} else {
 			e.in, err = cluster.NewInspector(o)
 		}

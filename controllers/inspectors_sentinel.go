@@ -5,16 +5,19 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
-// Sentinel mode: a shared inspector holds a cluster.SentinelInspector and ONE bounded
-// subscription to the sentinels' +switch-master, +sdown, -sdown and +odown (however many
-// RedisConnections share it). An event is a hint, never the truth (a sentinel may lie): it
+// Sentinel mode: a shared inspector holds a cluster.SentinelInspector and one bounded
+// subscription per sentinel root node to the sentinels' +switch-master, +sdown, -sdown and
+// +odown (however many RedisConnections share it; see subscribeRoots). An event is a hint, never the truth (a sentinel may lie): it
 // starts a probe at once (Discover: majority + ROLE through the map), and the probe's end
 // enqueues every RedisConnection on the inspector, as the periodic probe does. The periodic
 // probe stays the fallback for events missed while the subscription reconnects.
+
+var sentinelLog = ctrllog.Log.WithName("sentinel")
 
 // Chasing a +switch-master: the sentinels learn a switch from each other within a couple of
 // seconds (hello messages), so the first probe after the event may still see the old
@@ -43,19 +46,45 @@ type sentinelShared struct {
 	confirmed string
 }
 
-func newSentinelShared(e *sharedInspector, o cluster.Options) (*sentinelShared, error) {
+func newSentinelShared(e *sharedInspector, o cluster.Options, subscribe bool) (*sentinelShared, error) {
 	si, err := cluster.NewSentinelInspector(o)
 	if err != nil {
 		return nil, err
 	}
-	s := &sentinelShared{e: e, si: si}
-	s.unsub = si.Subscribe(s.onEvent)
+	s := &sentinelShared{e: e, si: si, unsub: func() {}}
+	if subscribe {
+		s.unsub = s.subscribeRoots(o)
+	}
 	return s, nil
 }
 
-func (s *sentinelShared) close() {
-	s.unsub()
-	_ = s.si.Close()
+// subscribeRoots holds one subscription per sentinel root node (at most 16, the API's bound),
+// each through its own single-root SentinelInspector: a sentinel announces +switch-master only
+// once it switched itself, and the sentinels that did not lead the failover learn it from the
+// leader's hello messages, seconds later (measured: up to 4 s). Listening on one sentinel only
+// would see the switch as late as that sentinel learns it; listening on each, the first
+// announcement starts the probe, which confirms the master as soon as a majority names it.
+func (s *sentinelShared) subscribeRoots(o cluster.Options) (stop func()) {
+	var stops []func()
+	var extra []*cluster.SentinelInspector
+	for _, rn := range o.Sentinel.RootNodes {
+		one := *o.Sentinel
+		one.RootNodes = []cluster.RootNode{rn}
+		oo := o
+		oo.Sentinel = &one
+		si, err := cluster.NewSentinelInspector(oo)
+		if err != nil {
+			continue // validated with every root above: cannot happen
+		}
+		extra = append(extra, si)
+		stops = append(stops, si.Subscribe(s.onEvent))
+	}
+	return func() {
+		for i, stop := range stops {
+			stop()
+			_ = extra[i].Close()
+		}
+	}
 }
 
 // onEvent runs on the subscription's goroutine: it only marks the event and starts a probe
@@ -65,6 +94,8 @@ func (s *sentinelShared) onEvent(ev cluster.SentinelEvent) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sentinelEvents.WithLabelValues(string(ev.Kind)).Inc()
+	// Addresses only (announced, bounded by the subscription's caps): never a payload's free text.
+	sentinelLog.V(1).Info("sentinel event", "kind", string(ev.Kind), "sentinel", ev.Sentinel, "old", ev.OldMaster, "new", ev.NewMaster, "probing", !e.running)
 	if ev.Kind == cluster.EventSwitchMaster && ev.NewMaster != "" {
 		s.chase, s.chaseUntil = ev.NewMaster, time.Now().Add(chaseFor)
 	}
@@ -86,6 +117,9 @@ func (s *sentinelShared) probe(res *probeResult, notify func(types.NamespacedNam
 	dctx, cancel := context.WithTimeout(e.ctx, e.discoverTimeout)
 	res.stopo, res.err = s.si.Discover(dctx)
 	cancel()
+	if res.stopo != nil {
+		sentinelLog.V(1).Info("sentinel discovery", "reason", string(res.stopo.Reason), "answered", res.stopo.Answered, "agreeing", res.stopo.Agreeing)
+	}
 	if res.err != nil {
 		return
 	}
@@ -143,4 +177,9 @@ func sentinelDegraded(res *probeResult) bool {
 		return false
 	}
 	return !t.MasterConfirmed || degraded(res.shealth.Data) || degraded(res.shealth.Sentinels)
+}
+
+func (s *sentinelShared) close() {
+	s.unsub()
+	_ = s.si.Close()
 }
