@@ -71,7 +71,7 @@ type probeResult struct {
 	// Sentinel mode: stopo and shealth instead of topo and health.
 	stopo   *cluster.SentinelTopology
 	shealth cluster.SentinelHealth
-	err    error
+	err     error
 	// healthPending: a Sentinel result published before its health checks (a new master,
 	// inspectors_sentinel.go); the health conditions keep their value until the full result.
 	healthPending bool
