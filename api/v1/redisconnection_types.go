@@ -700,10 +700,10 @@ type SentinelStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	Sentinels []SentinelPeerStatus `json:"sentinels,omitempty"`
 
-	// answered is how many sentinels answered the last discovery; agreeing how many of them
-	// named the master.
+	// answered is how many sentinels answered the last discovery.
 	// +optional
 	Answered int32 `json:"answered,omitempty"`
+	// agreeing is how many of them named the master.
 	// +optional
 	Agreeing int32 `json:"agreeing,omitempty"`
 }
