@@ -39,6 +39,7 @@ func renderSentinelConfig(rc *rconnv1.RedisConnection, m *addressMap, t *cluster
 			cfg.Rconn.TLSInsecureSkipVerify = d.TLS.InsecureSkipVerify
 		}
 	}
+	renderScripts(rc, cfg)
 	if t := sn.TLS; t != nil && t.Enabled {
 		cfg.SentinelClientOptions.Socket.TLS = true
 		cfg.SentinelClientOptions.Socket.ServerName = t.ServerName

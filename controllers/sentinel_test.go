@@ -2,7 +2,10 @@ package controllers_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -10,7 +13,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
@@ -255,3 +260,56 @@ var _ = Describe("Sentinel mode: lying sentinels", Ordered, func() {
 		Expect(eventMessages(ns, rconnv1.EventReasonFailoverDetected)).To(BeEmpty())
 	})
 })
+
+var _ = Describe("Sentinel mode: a Bitnami-style map from Services with two ports", func() {
+	It("maps the data and sentinel ports of every pod from fromServices[].ports and becomes Ready", func() {
+		g := redistest.StartSentinelGroup(GinkgoT(), redistest.SentinelGroupOptions{})
+		ns := newNamespace()
+		// One LoadBalancer Service per pod (ingress 127.0.0.1) with a data and a sentinel port,
+		// and an EndpointSlice listing the pod's announced name on both.
+		for i := range g.Data {
+			host, dport := splitHostPort(g.Data[i].Announced)
+			_, sport := splitHostPort(g.Sentinels[i].Announced)
+			name := fmt.Sprintf("redis-%d", i)
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "bitnami"}},
+				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{
+					{Name: "tcp-redis", Port: dport, TargetPort: intstr.FromInt32(dport)},
+					{Name: "tcp-sentinel", Port: sport, TargetPort: intstr.FromInt32(sport)}}},
+			}
+			Expect(k8s.Create(ctx, svc)).To(Succeed())
+			setIngress(k8s, svc, "127.0.0.1")
+			Expect(k8s.Create(ctx, &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+				AddressType: discoveryv1.AddressTypeFQDN,
+				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
+				Ports: []discoveryv1.EndpointPort{{Name: ptr("tcp-redis"), Port: ptr(dport)}, {Name: ptr("tcp-sentinel"), Port: ptr(sport)}},
+			})).To(Succeed())
+		}
+		rc := sentinelConnection(ns, "bitnami", g, nil, nil)
+		rc.Spec.NodeAddressMap = &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{
+			Selector:    metav1.LabelSelector{MatchLabels: map[string]string{"app": "bitnami"}},
+			AddressType: rconnv1.AddressTypeLoadBalancer,
+			Ports:       []intstr.IntOrString{intstr.FromString("tcp-redis"), intstr.FromString("tcp-sentinel")},
+		}}}
+		Expect(k8s.Create(ctx, rc)).To(Succeed())
+		eventuallyCondition(ns, "bitnami", rconnv1.ConditionReady, metav1.ConditionTrue, rconnv1.ReasonReady)
+		cfg := renderedConfig(ns, "bitnami")
+		want := map[string]pkgclient.MappedAddress{}
+		for k, v := range g.AddressMap() {
+			a, err := cluster.ParseAddress(v)
+			Expect(err).NotTo(HaveOccurred())
+			want[k] = pkgclient.MappedAddress{Host: a.Host, Port: a.Port}
+		}
+		Expect(cfg.NodeAddressMap).To(Equal(want))
+		Expect(cfg.URL).To(Equal(masterURL(g, 0)))
+	})
+})
+
+func splitHostPort(a string) (string, int32) {
+	host, port, err := net.SplitHostPort(a)
+	Expect(err).NotTo(HaveOccurred())
+	p, err := strconv.Atoi(port)
+	Expect(err).NotTo(HaveOccurred())
+	return host, int32(p)
+}
