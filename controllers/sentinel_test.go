@@ -283,7 +283,7 @@ var _ = Describe("Sentinel mode: a Bitnami-style map from Services with two port
 				ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 				AddressType: discoveryv1.AddressTypeFQDN,
 				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
-				Ports: []discoveryv1.EndpointPort{{Name: ptr("tcp-redis"), Port: ptr(dport)}, {Name: ptr("tcp-sentinel"), Port: ptr(sport)}},
+				Ports:       []discoveryv1.EndpointPort{{Name: ptr("tcp-redis"), Port: ptr(dport)}, {Name: ptr("tcp-sentinel"), Port: ptr(sport)}},
 			})).To(Succeed())
 		}
 		rc := sentinelConnection(ns, "bitnami", g, nil, nil)
