@@ -59,8 +59,14 @@ func renderSentinelConfig(rc *rconnv1.RedisConnection, m *addressMap, t *cluster
 		a := cluster.Address{Host: rn.Host, Port: sentinelPortOr(int(rn.Port))}
 		cfg.SentinelRootNodes = append(cfg.SentinelRootNodes, reachable(cfg, a.String(), a))
 	}
+	if t == nil {
+		return cfg // the connections' options (sentinelOptions): no topology yet
+	}
 	for _, p := range t.Sentinels {
 		cfg.Rconn.Sentinels = append(cfg.Rconn.Sentinels, p.Announced)
+	}
+	if t.Master == nil {
+		return cfg
 	}
 	if ma, err := cluster.ParseAddress(t.Master.Announced); err == nil {
 		r := reachable(cfg, t.Master.Announced, ma)

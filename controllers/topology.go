@@ -30,6 +30,13 @@ func (r *RedisConnectionReconciler) clusterOptions(rc *rconnv1.RedisConnection, 
 	}
 	cfg := renderConfig(rc, m, nil)
 	sec := pkgclient.Secret{Username: creds.ctrlUsername, Password: creds.ctrlPassword, TLS: creds.tls}
+	return r.connOptions(cfg, sec)
+}
+
+// connOptions is pkg/client's one conversion (ConnOptions) of the config the controller
+// renders, plus what is the manager's; the fingerprint is ConnectionKey: two RedisConnections
+// share connections only when everything those are made of is equal.
+func (r *RedisConnectionReconciler) connOptions(cfg *pkgclient.Config, sec pkgclient.Secret) (cluster.Options, string, error) {
 	o, _, err := cfg.ConnOptions(sec)
 	var te *rtls.Error
 	switch {

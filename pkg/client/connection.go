@@ -115,7 +115,17 @@ func (c *Config) sentinelConnOptions(sec Secret) (o cluster.Options, tlsr, sentT
 	// A root is named by its announced address when rconn.sentinels has one the map sends
 	// there: the sentinels list each other by announced address, and one sentinel known under
 	// two names would be asked, and counted in the majority, twice.
-	byReachable := map[string]string{}
+	// Without rconn.sentinels (the controller's own options, before any topology), a target
+	// exactly one map entry reaches names its root the same way.
+	byReachable, targets := map[string]string{}, map[string][]string{}
+	for a, to := range c.NodeAddressMap {
+		targets[to.String()] = append(targets[to.String()], a)
+	}
+	for to, as := range targets {
+		if len(as) == 1 {
+			byReachable[to] = as[0]
+		}
+	}
 	for _, a := range c.Rconn.Sentinels {
 		if to, ok := c.NodeAddressMap[a]; ok {
 			byReachable[to.String()] = a
