@@ -200,6 +200,16 @@ func secretRefs(rc *rconnv1.RedisConnection) []string {
 			out = append(out, d.TLS.SecretRef.Name)
 		}
 	}
+	// Sentinel mode: the sentinels' own ACL and TLS Secrets are watched and memoised like the
+	// data nodes' (a rotated sentinel password must re-render too).
+	if sn := rc.Spec.Sentinel; sn != nil {
+		if sn.ACL != nil {
+			out = append(out, sn.ACL.SecretRef.Name)
+		}
+		if sn.TLS != nil && sn.TLS.SecretRef != nil {
+			out = append(out, sn.TLS.SecretRef.Name)
+		}
+	}
 	return out
 }
 

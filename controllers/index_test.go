@@ -32,6 +32,23 @@ func TestRedisConnectionBySecretRef(t *testing.T) {
 			},
 			want: []string{"ctrl", "acl", "tls"},
 		},
+		{
+			name: "Sentinel mode: data ACL and TLS, sentinel ACL and TLS",
+			spec: rconnv1.RedisConnectionSpec{
+				Mode: rconnv1.ModeSentinel,
+				Defaults: &rconnv1.NodeDefaults{
+					ACL: &rconnv1.ACLCredentials{SecretRef: ref("acl")},
+					TLS: &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "tls"}},
+				},
+				Sentinel: &rconnv1.SentinelSpec{
+					MasterName: "mymaster",
+					ACL:        &rconnv1.ACLCredentials{SecretRef: ref("sentinel-acl")},
+					TLS:        &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "sentinel-tls"}},
+				},
+			},
+			want: []string{"acl", "tls", "sentinel-acl", "sentinel-tls"},
+		},
+		{name: "Sentinel mode without Secrets", spec: rconnv1.RedisConnectionSpec{Mode: rconnv1.ModeSentinel, Sentinel: &rconnv1.SentinelSpec{MasterName: "m", TLS: &rconnv1.TLSConfig{Enabled: true}}}, want: nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := controllers.RedisConnectionBySecretRef(&rconnv1.RedisConnection{Spec: tc.spec})

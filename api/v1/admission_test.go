@@ -176,6 +176,14 @@ var _ = Describe("the secret-references ValidatingAdmissionPolicy (config/admiss
 			rc.Spec.RootNodes = []rconnv1.RootNode{{URL: "rediss://redis:6379"}}
 			rc.Spec.Defaults = &rconnv1.NodeDefaults{TLS: &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "prod-db"}}}
 		}, "user tenant may not get Secret prod-db (spec.defaults.tls.secretRef)"),
+		Entry("spec.sentinel.acl.secretRef", func(rc *rconnv1.RedisConnection) {
+			*rc = *sentinelIn(rc.Namespace)
+			rc.Spec.Sentinel.ACL = &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "prod-db"}}
+		}, "user tenant may not get Secret prod-db (spec.sentinel.acl.secretRef)"),
+		Entry("spec.sentinel.tls.secretRef", func(rc *rconnv1.RedisConnection) {
+			*rc = *sentinelIn(rc.Namespace)
+			rc.Spec.Sentinel.TLS = &rconnv1.TLSConfig{Enabled: true, SecretRef: &rconnv1.LocalSecretReference{Name: "prod-db"}}
+		}, "user tenant may not get Secret prod-db (spec.sentinel.tls.secretRef)"),
 		Entry("a Secret that does not exist (yet): the check is by name, not by existence", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.ControllerACL = &rconnv1.ACLCredentials{SecretRef: rconnv1.LocalSecretReference{Name: "created-later"}}
 		}, "user tenant may not get Secret created-later (spec.controllerACL.secretRef)"),
@@ -312,3 +320,10 @@ spec:
 		Expect(string(applied)).To(ContainSubstring("validatingadmissionpolicy.admissionregistration.k8s.io/rconn-secret-references serverside-applied (server dry run)"))
 	})
 })
+
+// sentinelIn is a valid Sentinel-mode RedisConnection in namespace ns.
+func sentinelIn(ns string) *rconnv1.RedisConnection {
+	rc := newSentinelRC()
+	rc.Namespace = ns
+	return rc
+}

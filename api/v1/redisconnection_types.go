@@ -5,8 +5,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// Mode says whether the root nodes belong to a Redis Cluster or are one standalone server.
-// +kubebuilder:validation:Enum=Cluster;Standalone
+// Mode says whether the root nodes belong to a Redis Cluster or are one standalone server, or
+// whether Sentinels (spec.sentinel) name a master with replicas.
+// +kubebuilder:validation:Enum=Cluster;Standalone;Sentinel
 type Mode string
 
 const (
@@ -14,6 +15,9 @@ const (
 	ModeCluster Mode = "Cluster"
 	// ModeStandalone is one Redis server, possibly a replica (node-redis createClient).
 	ModeStandalone Mode = "Standalone"
+	// ModeSentinel is a master with replicas watched by Redis Sentinel (node-redis
+	// createSentinel): spec.sentinel names the master and the sentinels.
+	ModeSentinel Mode = "Sentinel"
 )
 
 // RedisURL is a node-redis connection URL without credentials: redis[s]://host[:port][/db-number].
@@ -53,6 +57,55 @@ type RootNode struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port,omitempty"`
+}
+
+// SentinelNode is the address of one Sentinel (node-redis sentinelRootNodes element).
+type SentinelNode struct {
+	// host is a DNS name, an IPv4 address or an IPv6 address (without brackets).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$') || (self.contains(':') && self.matches('^[0-9A-Fa-f:.]+$'))",message="host must be a DNS name or an IP address (IPv6 without brackets)"
+	Host string `json:"host"`
+
+	// port of the Sentinel (default 26379).
+	// +optional
+	// +kubebuilder:default=26379
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+}
+
+// SentinelSpec names the master and the Sentinels that watch it (Sentinel mode). Sentinel auth
+// and TLS are separate from the data nodes' (spec.defaults): Bitnami's chart sets both.
+type SentinelSpec struct {
+	// masterName is the name the Sentinels monitor the master under (sentinel monitor <name>;
+	// node-redis createSentinel name, ioredis name, Spring sentinel.master).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9._-]+$')",message="masterName must be letters, digits, '.', '_' and '-' (the name in sentinel monitor <name> ...)"
+	MasterName string `json:"masterName"`
+
+	// rootNodes are Sentinels to ask for the master, its replicas and the other Sentinels
+	// (node-redis sentinelRootNodes). The rest are discovered.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, a.host.lowerAscii() == b.host.lowerAscii() && (has(a.port) ? a.port : 26379) == (has(b.port) ? b.port : 26379)))",message="sentinel rootNodes must not list the same host and port twice"
+	RootNodes []SentinelNode `json:"rootNodes"`
+
+	// acl names the Secret with the Sentinels' own ACL user and password (sentinel
+	// auth-user/requirepass; node-redis sentinelClientOptions, ioredis sentinelUsername and
+	// sentinelPassword). Unset: the Sentinels need no AUTH. Never spec.defaults.acl implicitly.
+	// +optional
+	ACL *ACLCredentials `json:"acl,omitempty"`
+
+	// tls configures TLS for Sentinel connections (node-redis sentinelClientOptions.socket,
+	// ioredis sentinelTLS). Unset: plaintext, whatever spec.defaults.tls says about data nodes.
+	// +optional
+	TLS *TLSConfig `json:"tls,omitempty"`
 }
 
 // +structType=atomic
@@ -233,6 +286,7 @@ const (
 
 // ServiceAddressSource derives mappings from Services and their EndpointSlices: every ready
 // endpoint address A with target port P maps A:P to the address addressType names.
+// +kubebuilder:validation:XValidation:rule="!(has(self.port) && has(self.ports))",message="set port or ports, not both"
 type ServiceAddressSource struct {
 	// selector chooses Services in the RedisConnection's namespace by label. It must have
 	// matchLabels or matchExpressions: an empty selector would select every Service.
@@ -251,6 +305,17 @@ type ServiceAddressSource struct {
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 65535) : (size(self) >= 1 && size(self) <= 15)",message="port must be a port number from 1 to 65535 or a Service port name of at most 15 characters"
 	Port *intstr.IntOrString `json:"port,omitempty"`
+
+	// ports are several Service ports to map, by name or number, instead of port: a pod that
+	// serves Redis and Sentinel on one address (Bitnami: 6379 and 26379) maps both. Each
+	// endpoint address maps once per port (a port listed twice maps the same entry once).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=4
+	// +kubebuilder:validation:items:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="self.all(p, type(p) == int ? (p >= 1 && p <= 65535) : (size(p) >= 1 && size(p) <= 15))",message="ports must be port numbers from 1 to 65535 or Service port names of at most 15 characters"
+	Ports []intstr.IntOrString `json:"ports,omitempty"`
 }
 
 // NodeAddressMap turns announced node addresses into reachable ones (node-redis
@@ -331,28 +396,39 @@ type Output struct {
 	SocketPath string `json:"socketPath,omitempty"`
 }
 
-// RedisConnectionSpec declares how apps reach one Redis Cluster or standalone server.
-// +kubebuilder:validation:XValidation:rule="self.mode == 'Cluster' || size(self.rootNodes) == 1",message="Standalone mode takes exactly one root node"
-// +kubebuilder:validation:XValidation:rule="self.mode == 'Cluster' || !(has(self.useReplicas) && self.useReplicas)",message="useReplicas is only valid in Cluster mode"
+// RedisConnectionSpec declares how apps reach one Redis Cluster, standalone server, or master
+// with replicas behind Sentinel.
+// +kubebuilder:validation:XValidation:rule="self.mode == 'Sentinel' || (has(self.rootNodes) && size(self.rootNodes) >= 1)",message="spec.rootNodes is required in Cluster and Standalone modes"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Sentinel' || !has(self.rootNodes)",message="Sentinel mode takes no spec.rootNodes: the master and replicas are discovered from the sentinels; list the sentinels in spec.sentinel.rootNodes"
+// +kubebuilder:validation:XValidation:rule="(self.mode == 'Sentinel') == has(self.sentinel)",message="spec.sentinel is required in Sentinel mode and only allowed there"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Standalone' || (has(self.rootNodes) && size(self.rootNodes) == 1)",message="Standalone mode takes exactly one root node"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Standalone' || !(has(self.useReplicas) && self.useReplicas)",message="useReplicas is only valid in Cluster and Sentinel modes"
 // +kubebuilder:validation:XValidation:rule="self.mode == 'Cluster' || !(has(self.minimizeConnections) && self.minimizeConnections)",message="minimizeConnections is only valid in Cluster mode"
-// +kubebuilder:validation:XValidation:rule="self.mode == 'Standalone' || !has(self.defaults) || !has(self.defaults.database) || self.defaults.database == 0",message="Cluster mode only has database 0"
-// +kubebuilder:validation:XValidation:rule="self.mode == 'Standalone' || self.rootNodes.all(n, !has(n.url) || !n.url.matches('/0*[1-9][0-9]*$'))",message="Cluster mode only has database 0: remove the /db-number from rootNodes urls"
-// +kubebuilder:validation:XValidation:rule="self.rootNodes.all(n, !has(n.url) || n.url.startsWith('rediss://') == (has(self.defaults) && has(self.defaults.tls) && self.defaults.tls.enabled))",message="rootNodes url schemes must match spec.defaults.tls.enabled: rediss:// with TLS, redis:// without"
-// +kubebuilder:validation:XValidation:rule="self.mode == 'Standalone' || !has(self.output) || !has(self.output.socketPath)",message="output.socketPath is for Standalone mode only: a Redis Cluster client must reach every node by its address, never through one Unix socket"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Cluster' || !has(self.defaults) || !has(self.defaults.database) || self.defaults.database == 0",message="Cluster mode only has database 0"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Cluster' || !has(self.rootNodes) || self.rootNodes.all(n, !has(n.url) || !n.url.matches('/0*[1-9][0-9]*$'))",message="Cluster mode only has database 0: remove the /db-number from rootNodes urls"
+// +kubebuilder:validation:XValidation:rule="!has(self.rootNodes) || self.rootNodes.all(n, !has(n.url) || n.url.startsWith('rediss://') == (has(self.defaults) && has(self.defaults.tls) && self.defaults.tls.enabled))",message="rootNodes url schemes must match spec.defaults.tls.enabled: rediss:// with TLS, redis:// without"
+// +kubebuilder:validation:XValidation:rule="self.mode == 'Standalone' || !has(self.output) || !has(self.output.socketPath)",message="output.socketPath is for Standalone mode only: a Redis Cluster or Sentinel client must reach every node (and every failover's new master) by its address, never through one Unix socket"
 // +kubebuilder:validation:XValidation:rule="!has(self.output) || !has(self.output.socketPath) || !(has(self.defaults) && has(self.defaults.tls) && self.defaults.tls.enabled)",message="output.socketPath does not go with TLS: Redis serves its Unix socket in plaintext (set spec.defaults.tls.enabled: false)"
 type RedisConnectionSpec struct {
-	// mode is Cluster (default) or Standalone.
+	// mode is Cluster (default), Standalone or Sentinel.
 	// +optional
 	// +kubebuilder:default=Cluster
 	Mode Mode `json:"mode,omitempty"`
 
-	// rootNodes seed topology discovery; three are enough for a cluster of any size.
-	// +required
+	// sentinel names the master and the Sentinels that watch it: required in Sentinel mode and
+	// only allowed there.
+	// +optional
+	Sentinel *SentinelSpec `json:"sentinel,omitempty"`
+
+	// rootNodes seed topology discovery; three are enough for a cluster of any size. Required
+	// in Cluster and Standalone modes; not allowed in Sentinel mode (the master and its
+	// replicas are discovered from spec.sentinel.rootNodes).
+	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(a, (!has(a.url) && !has(a.host)) || self.exists_one(b, (has(a.url) && has(b.url) && (a.url.lowerAscii() == b.url.lowerAscii() || a.url + ':6379' == b.url || b.url + ':6379' == a.url)) || (has(a.url) && has(b.host) && (!has(b.port) || b.port == 6379) && (a.url == 'redis://' + b.host || a.url == 'rediss://' + b.host || a.url == 'redis://' + b.host + ':6379' || a.url == 'rediss://' + b.host + ':6379')) || (has(b.url) && has(a.host) && (!has(a.port) || a.port == 6379) && (b.url == 'redis://' + a.host || b.url == 'rediss://' + a.host || b.url == 'redis://' + a.host + ':6379' || b.url == 'rediss://' + a.host + ':6379')) || (has(a.host) && has(b.host) && a.host.lowerAscii() == b.host.lowerAscii() && (has(a.port) ? a.port : 6379) == (has(b.port) ? b.port : 6379))))",message="rootNodes must not list the same node twice (the same url, or the same host and port; the port defaults to 6379 in both forms)"
-	RootNodes []RootNode `json:"rootNodes"`
+	RootNodes []RootNode `json:"rootNodes,omitempty"`
 
 	// defaults apply to every node connection.
 	// +optional
@@ -365,7 +441,7 @@ type RedisConnectionSpec struct {
 	// +optional
 	ControllerACL *ACLCredentials `json:"controllerACL,omitempty"`
 
-	// useReplicas sends read-only commands to replicas too (Cluster mode).
+	// useReplicas sends read-only commands to replicas too (Cluster and Sentinel modes).
 	// +optional
 	UseReplicas bool `json:"useReplicas,omitempty"`
 
@@ -607,6 +683,8 @@ type RedisConnectionStatus struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.defaults) || !has(self.spec.defaults.acl) || self.spec.defaults.acl.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.defaults.acl.secretRef: the controller would overwrite it"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.controllerACL) || self.spec.controllerACL.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.controllerACL.secretRef: the controller would overwrite it"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.defaults) || !has(self.spec.defaults.tls) || !has(self.spec.defaults.tls.secretRef) || self.spec.defaults.tls.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.defaults.tls.secretRef: the controller would overwrite it"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.sentinel) || !has(self.spec.sentinel.acl) || self.spec.sentinel.acl.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.sentinel.acl.secretRef: the controller would overwrite it"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.sentinel) || !has(self.spec.sentinel.tls) || !has(self.spec.sentinel.tls.secretRef) || self.spec.sentinel.tls.secretRef.name != (has(self.spec.output) && has(self.spec.output.secretName) ? self.spec.output.secretName : self.metadata.name)",message="the output Secret (spec.output.secretName, default metadata.name) must differ from spec.sentinel.tls.secretRef: the controller would overwrite it"
 type RedisConnection struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

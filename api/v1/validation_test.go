@@ -188,7 +188,7 @@ var _ = Describe("the RedisConnection CRD", func() {
 		Entry("useReplicas in Standalone mode", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.Mode = rconnv1.ModeStandalone
 			rc.Spec.UseReplicas = true
-		}, "useReplicas is only valid in Cluster mode"),
+		}, "useReplicas is only valid in Cluster and Sentinel modes"),
 		Entry("minimizeConnections in Standalone mode", func(rc *rconnv1.RedisConnection) {
 			rc.Spec.Mode = rconnv1.ModeStandalone
 			rc.Spec.MinimizeConnections = true

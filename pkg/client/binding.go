@@ -51,7 +51,7 @@ func ConfigDigest(config []byte) string {
 func BindSecret(cfg *Config, secret map[string][]byte, token string) ([]byte, error) {
 	f := cfg.Rconn.SecretFiles.withDefaults()
 	keys := []string{} // present even when empty: "no secret material configured"
-	for _, k := range []string{f.Username, f.Password, f.CA, f.Cert, f.Key} {
+	for _, k := range f.names() {
 		if _, ok := secret[k]; ok {
 			keys = append(keys, k)
 		}

@@ -94,6 +94,8 @@ type Client struct {
 	scripts   scripts           // Run (scripts.go)
 	functions map[string]string // function libraries by name, loaded at (re)connect
 
+	sentinel *sentinelState // sentinel mode (sentinel.go)
+
 	// Open only.
 	reload *reloader
 }
@@ -127,6 +129,7 @@ type spec struct {
 	functions      map[string]string
 	monitor        time.Duration
 	autoPipeline   bool
+	sentinel       *sentinelSpec // sentinel mode (sentinel.go)
 }
 
 // build creates the client and connects it, bounded by ctx. On error nothing of it runs on:
@@ -161,7 +164,12 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 	if s.tls != nil {
 		tlsFor = s.tls.ConfigFor
 	}
-	if s.cluster {
+	switch {
+	case s.sentinel != nil:
+		if err := c.buildSentinel(s, provider, base, tlsFor); err != nil {
+			return nil, err
+		}
+	case s.cluster:
 		cc, err := cluster.NewClient(cluster.Options{
 			RootNodes: s.roots,
 			Defaults: cluster.NodeOptions{
@@ -210,7 +218,7 @@ func build(ctx context.Context, s *spec) (_ *Client, err error) {
 			}
 			return cc.Ping(ctx).Err()
 		}
-	} else {
+	default:
 		d := cluster.NewDialer(cluster.DialerOptions{Map: s.nodeMap, Dial: base, ConnectTimeout: s.connectTimeout, TLSConfigFor: tlsFor, ServerName: s.serverName})
 		network := s.network
 		if network == "" {

@@ -27,12 +27,22 @@ const (
 	// SecretKeyConfigDigest holds ConfigDigest of the config.json rendered with the Secret: the
 	// client applies no other config.json (see BindSecret, ErrConfigNotBound).
 	SecretKeyConfigDigest = "config.sha256"
+
+	// Sentinel mode: the sentinels' own credentials and TLS material (spec.sentinel.acl/tls),
+	// apart from the data nodes' above.
+	SecretKeySentinelUsername = "sentinel-username"
+	SecretKeySentinelPassword = "sentinel-password"
+	SecretKeySentinelCA       = "sentinel-ca.crt"
+	SecretKeySentinelCert     = "sentinel-tls.crt"
+	SecretKeySentinelKey      = "sentinel-tls.key"
 )
 
 // Modes of Config.Rconn.Mode.
 const (
 	ModeCluster    = "cluster"
 	ModeStandalone = "standalone"
+	// ModeSentinel is a master with replicas behind Redis Sentinel: see sentinelconfig.go.
+	ModeSentinel = "sentinel"
 )
 
 // Reconnect strategy types of ReconnectConfig.Type.
@@ -70,7 +80,19 @@ type Config struct {
 	// parts (see scriptconfig.go); the library code is in rconn.functionLibraries.
 	Scripts   map[string]ScriptConfig              `json:"scripts,omitempty"`
 	Functions map[string]map[string]FunctionConfig `json:"functions,omitempty"`
-	Rconn     RconnConfig                          `json:"rconn,omitzero"`
+
+	// Sentinel mode only (rconn.mode "sentinel"): node-redis createSentinel options; see
+	// sentinelconfig.go. Name is the master name, SentinelRootNodes the sentinels' reachable
+	// addresses; NodeClientOptions are the data nodes' options (no credentials) and
+	// SentinelClientOptions the sentinels'. URL is then the current master (reachable).
+	Name                  string          `json:"name,omitempty"`
+	SentinelRootNodes     []MappedAddress `json:"sentinelRootNodes,omitempty"`
+	NodeClientOptions     DefaultsConfig  `json:"nodeClientOptions,omitzero"`
+	SentinelClientOptions DefaultsConfig  `json:"sentinelClientOptions,omitzero"`
+	// ReplicaPoolSize is node-redis createSentinel replicaPoolSize: 1 when useReplicas.
+	ReplicaPoolSize int `json:"replicaPoolSize,omitempty"`
+
+	Rconn RconnConfig `json:"rconn,omitzero"`
 }
 
 // RootNodeConfig is a node-redis root node: {"url": "redis://host:port"} (no credentials).
@@ -135,6 +157,13 @@ type RconnConfig struct {
 	// FunctionLibraries holds the code of each library of Functions ("#!lua name=<library>"),
 	// which pkg/client loads with FUNCTION LOAD REPLACE (node-redis leaves loading to the app).
 	FunctionLibraries map[string]string `json:"functionLibraries,omitempty"`
+	// SentinelTLSInsecureSkipVerify disables sentinel certificate verification (sentinel mode).
+	SentinelTLSInsecureSkipVerify bool `json:"sentinelTlsInsecureSkipVerify,omitempty"`
+	// Sentinels are the announced addresses (host:port, as nodeAddressMap keys) of the
+	// sentinels the controller found, in sentinel mode: pkg/client dials these (and
+	// sentinelRootNodes) with the sentinels' TLS and credentials, everything else with the data
+	// nodes'. node-redis and ioredis ignore it (they know which connection is which).
+	Sentinels []string `json:"sentinels,omitempty"`
 }
 
 // ReconnectConfig is the reconnect policy: "none", "fixedDelay" (delayMs) or
@@ -155,6 +184,13 @@ type SecretFiles struct {
 	CA       string `json:"ca,omitempty"`
 	Cert     string `json:"cert,omitempty"`
 	Key      string `json:"key,omitempty"`
+	// Sentinel mode: the sentinels' credentials and TLS material (defaults sentinel-username,
+	// sentinel-password, sentinel-ca.crt, sentinel-tls.crt, sentinel-tls.key).
+	SentinelUsername string `json:"sentinelUsername,omitempty"`
+	SentinelPassword string `json:"sentinelPassword,omitempty"`
+	SentinelCA       string `json:"sentinelCa,omitempty"`
+	SentinelCert     string `json:"sentinelCert,omitempty"`
+	SentinelKey      string `json:"sentinelKey,omitempty"`
 }
 
 // withDefaults returns f with empty names set to the SecretKey* defaults.
@@ -171,7 +207,18 @@ func (f SecretFiles) withDefaults() SecretFiles {
 		CA:       def(f.CA, SecretKeyCA),
 		Cert:     def(f.Cert, SecretKeyCert),
 		Key:      def(f.Key, SecretKeyKey),
+
+		SentinelUsername: def(f.SentinelUsername, SecretKeySentinelUsername),
+		SentinelPassword: def(f.SentinelPassword, SecretKeySentinelPassword),
+		SentinelCA:       def(f.SentinelCA, SecretKeySentinelCA),
+		SentinelCert:     def(f.SentinelCert, SecretKeySentinelCert),
+		SentinelKey:      def(f.SentinelKey, SecretKeySentinelKey),
 	}
+}
+
+// names lists every file name, data nodes' then sentinels'.
+func (f SecretFiles) names() []string {
+	return []string{f.Username, f.Password, f.CA, f.Cert, f.Key, f.SentinelUsername, f.SentinelPassword, f.SentinelCA, f.SentinelCert, f.SentinelKey}
 }
 
 // ModeOrDefault returns Rconn.Mode, "cluster" when empty.
@@ -190,9 +237,10 @@ var ErrInvalidConfig = errors.New("invalid rconn config")
 func (c *Config) Validate() error {
 	var p problems
 	mode := c.ModeOrDefault()
-	if mode != ModeCluster && mode != ModeStandalone {
-		p.bad("rconn.mode %q: want %q or %q", c.Rconn.Mode, ModeCluster, ModeStandalone)
+	if mode != ModeCluster && mode != ModeStandalone && mode != ModeSentinel {
+		p.bad("rconn.mode %q: want %q, %q or %q", c.Rconn.Mode, ModeCluster, ModeStandalone, ModeSentinel)
 	}
+	c.validateSentinel(&p, mode) // sentinelconfig.go
 	c.validateRootNodes(&p, mode)
 	c.validateDefaults(&p, mode)
 	c.validateSocketPath(&p, mode)
@@ -213,6 +261,9 @@ func (p *problems) bad(format string, args ...any) {
 
 // validateRootNodes checks rootNodes and the top-level url.
 func (c *Config) validateRootNodes(p *problems, mode string) {
+	if mode == ModeSentinel {
+		return // validateSentinel: no rootNodes, url is the current master
+	}
 	if len(c.RootNodes) == 0 {
 		p.bad("rootNodes: at least one root node is required")
 	}
@@ -345,7 +396,8 @@ func (c *Config) validateReconnectStrategy(p *problems) {
 // validateSecretFiles checks rconn.secretFiles, secretKeys and secretToken.
 func (c *Config) validateSecretFiles(p *problems) {
 	f := c.Rconn.SecretFiles.withDefaults()
-	for _, n := range []struct{ field, name string }{{"username", f.Username}, {"password", f.Password}, {"ca", f.CA}, {"cert", f.Cert}, {"key", f.Key}} {
+	for _, n := range []struct{ field, name string }{{"username", f.Username}, {"password", f.Password}, {"ca", f.CA}, {"cert", f.Cert}, {"key", f.Key},
+		{"sentinelUsername", f.SentinelUsername}, {"sentinelPassword", f.SentinelPassword}, {"sentinelCa", f.SentinelCA}, {"sentinelCert", f.SentinelCert}, {"sentinelKey", f.SentinelKey}} {
 		if !validFileName(n.name) {
 			p.bad("rconn.secretFiles.%s %q: want a plain file name (a Secret key)", n.field, n.name)
 		}

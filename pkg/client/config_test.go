@@ -157,7 +157,7 @@ func TestValidateErrors(t *testing.T) {
 		{"no roots", `{}`, "at least one root node"},
 		{"bad url", `{"rootNodes":[{"url":"http://x:1"}]}`, "rootNodes[0].url"},
 		{"password in url", `{"rootNodes":[{"url":"redis://u:hunter2@x:1"}]}`, "credentials do not belong"},
-		{"bad mode", `{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"mode":"sentinel"}}`, `rconn.mode "sentinel"`},
+		{"bad mode", `{"rootNodes":[{"url":"redis://x:1"}],"rconn":{"mode":"replication"}}`, `rconn.mode "replication"`},
 		{"map key", `{"rootNodes":[{"url":"redis://x:1"}],"nodeAddressMap":{"nope":{"host":"a","port":1}}}`, "nodeAddressMap key"},
 		{"map port", `{"rootNodes":[{"url":"redis://x:1"}],"nodeAddressMap":{"a:1":{"host":"b","port":70000}}}`, `nodeAddressMap["a:1"].port 70000`},
 		{"map host", `{"rootNodes":[{"url":"redis://x:1"}],"nodeAddressMap":{"a:1":{"host":"","port":7}}}`, "empty host"},

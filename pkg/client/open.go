@@ -172,6 +172,8 @@ func (c *Config) clone() *Config {
 	if c.Rconn.NodeIDs != nil {
 		out.Rconn.NodeIDs = maps.Clone(c.Rconn.NodeIDs)
 	}
+	out.SentinelRootNodes = append([]MappedAddress(nil), c.SentinelRootNodes...)
+	out.Rconn.Sentinels = append([]string(nil), c.Rconn.Sentinels...)
 	if c.Rconn.ReconnectStrategy != nil {
 		rs := *c.Rconn.ReconnectStrategy
 		out.Rconn.ReconnectStrategy = &rs
@@ -215,6 +217,9 @@ func (s *snapshot) nodeIDs() cluster.NodeIDMap {
 // spec turns a snapshot into client options.
 func (s *snapshot) spec() (*spec, error) {
 	cfg := s.cfg
+	if cfg.ModeOrDefault() == ModeSentinel {
+		return s.sentinelSpec() // sentinel.go
+	}
 	sp := &spec{
 		cluster:        cfg.ModeOrDefault() == ModeCluster,
 		db:             cfg.Defaults.Database,

@@ -254,6 +254,9 @@ func (r *reloader) applyToClient(next *snapshot, _ string) error {
 			return fmt.Errorf("rconn: config reload failed, keeping the last good configuration: TLS material: %w", err)
 		}
 	}
+	if err := r.c.updateSentinelTLS(next); err != nil {
+		return err
+	}
 	prev := r.last
 	if !reflect.DeepEqual(prev.cfg.Rconn.NodeIDs, next.cfg.Rconn.NodeIDs) && r.c.cluster != nil {
 		_ = r.c.cluster.SetNodeIDMap(next.nodeIDs()) // validated by LoadConfig
@@ -262,10 +265,13 @@ func (r *reloader) applyToClient(next *snapshot, _ string) error {
 		r.c.SetNodeAddressMap(m)
 	}
 	r.c.SetCredentials(next.creds())
+	r.c.updateSentinel(next)
 	r.last = next
 	if changed := restartFields(prev.cfg, next.cfg); len(changed) > 0 {
 		// Keep reporting against the running configuration.
-		r.last = &snapshot{cfg: prev.cfg.clone(), username: next.username, password: next.password, material: next.material, files: next.files}
+		r.last = &snapshot{cfg: prev.cfg.clone(), username: next.username, password: next.password, material: next.material, files: next.files,
+			sentinelUsername: next.sentinelUsername, sentinelPassword: next.sentinelPassword, sentinelMaterial: next.sentinelMaterial}
+		r.last.cfg.Rconn.Sentinels = next.cfg.Rconn.Sentinels
 		r.last.cfg.NodeAddressMap = next.cfg.NodeAddressMap
 		r.last.cfg.Rconn.NodeIDs = next.cfg.Rconn.NodeIDs
 		r.last.cfg.Rconn.SecretKeys, r.last.cfg.Rconn.SecretToken = next.cfg.Rconn.SecretKeys, next.cfg.Rconn.SecretToken
@@ -295,6 +301,12 @@ func restartFields(a, b *Config) []string {
 	diff("scripts", a.Scripts, b.Scripts)
 	diff("functions", a.Functions, b.Functions)
 	diff("rconn.functionLibraries", a.Rconn.FunctionLibraries, b.Rconn.FunctionLibraries)
+	diff("name", a.Name, b.Name)
+	diff("sentinelRootNodes", a.SentinelRootNodes, b.SentinelRootNodes)
+	diff("nodeClientOptions", a.NodeClientOptions, b.NodeClientOptions)
+	diff("sentinelClientOptions", a.SentinelClientOptions, b.SentinelClientOptions)
+	diff("replicaPoolSize", a.ReplicaPoolSize, b.ReplicaPoolSize)
+	diff("rconn.sentinelTlsInsecureSkipVerify", a.Rconn.SentinelTLSInsecureSkipVerify, b.Rconn.SentinelTLSInsecureSkipVerify)
 	return out
 }
 

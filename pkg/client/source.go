@@ -65,8 +65,12 @@ type snapshot struct {
 	cfg      *Config
 	username *string
 	password *string
-	material *rtls.Material // TLS material when defaults.socket.tls
+	material *rtls.Material // TLS material when the data nodes' socket.tls
 	files    map[string]bool
+
+	// Sentinel mode: the sentinels' credentials and TLS material (sentinelClientOptions.socket.tls).
+	sentinelUsername, sentinelPassword *string
+	sentinelMaterial                   *rtls.Material
 }
 
 // contentError marks an error in the content of a version: it cannot heal until the version
@@ -128,17 +132,32 @@ func decode(s *Snapshot, prev *snapshot, force bool) (*snapshot, error) {
 	}
 	f := cfg.Rconn.SecretFiles.withDefaults()
 	out.username, out.password = str(get(f.Username)), str(get(f.Password))
-	if cfg.Defaults.Socket.TLS {
-		m := &rtls.Material{CA: get(f.CA), Cert: get(f.Cert), Key: get(f.Key)}
-		if (m.Cert == nil) != (m.Key == nil) {
-			return nil, invalid(fmt.Errorf("rconn: TLS client certificate and key go together: found only one of %s and %s", f.Cert, f.Key))
+	if cfg.dataOptions().Socket.TLS {
+		if out.material, err = material(get(f.CA), get(f.Cert), get(f.Key), f.Cert, f.Key); err != nil {
+			return nil, err
 		}
-		if _, err := rtls.Validate(m, time.Now()); err != nil && !errors.Is(err, rtls.ErrCertificateNotYetValid) {
-			return nil, invalid(fmt.Errorf("rconn: TLS material: %w", err))
+	}
+	if cfg.ModeOrDefault() == ModeSentinel {
+		out.sentinelUsername, out.sentinelPassword = str(get(f.SentinelUsername)), str(get(f.SentinelPassword))
+		if cfg.SentinelClientOptions.Socket.TLS {
+			if out.sentinelMaterial, err = material(get(f.SentinelCA), get(f.SentinelCert), get(f.SentinelKey), f.SentinelCert, f.SentinelKey); err != nil {
+				return nil, err
+			}
 		}
-		out.material = m
 	}
 	return out, nil
+}
+
+// material checks TLS material read from the Secret (a contentError when it is unusable).
+func material(ca, cert, key []byte, certName, keyName string) (*rtls.Material, error) {
+	m := &rtls.Material{CA: ca, Cert: cert, Key: key}
+	if (m.Cert == nil) != (m.Key == nil) {
+		return nil, invalid(fmt.Errorf("rconn: TLS client certificate and key go together: found only one of %s and %s", certName, keyName))
+	}
+	if _, err := rtls.Validate(m, time.Now()); err != nil && !errors.Is(err, rtls.ErrCertificateNotYetValid) {
+		return nil, invalid(fmt.Errorf("rconn: TLS material: %w", err))
+	}
+	return m, nil
 }
 
 // paired checks that the Secret is the one config.json was rendered with.
@@ -178,7 +197,7 @@ func secretNames(config []byte) []string {
 	}
 	_ = json.Unmarshal(config, &doc)
 	f := doc.Rconn.SecretFiles.withDefaults()
-	names := []string{f.Username, f.Password, f.CA, f.Cert, f.Key, SecretKeyToken, SecretKeyConfigDigest}
+	names := append(f.names(), SecretKeyToken, SecretKeyConfigDigest)
 	for _, k := range doc.Rconn.SecretKeys {
 		if validFileName(k) && !slices.Contains(names, k) {
 			names = append(names, k)

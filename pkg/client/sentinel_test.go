@@ -1,0 +1,454 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
+	"github.com/rconn-dev/redis-connection-operator/pkg/client"
+)
+
+// A small real Sentinel group for pkg/client: 1 master + 2 replicas (data password) and 3
+// sentinels (their own password), each behind a loopback proxy. The addresses the group
+// announces (the real ports) are refused by the test's base dialer: every connection, to a
+// sentinel or a data node, must go through the node address map to a proxy.
+
+const (
+	sentinelMaster = "mymaster"
+	dataPassword   = "data-pw"
+	sentinelPass   = "sentinel-pw"
+)
+
+type sentinelGroup struct {
+	data      []*redistest.Server
+	sentinels []string // real (announced) sentinel addresses
+}
+
+func startSentinelProcess(t *testing.T, masterPort int) string {
+	t.Helper()
+	dir := t.TempDir()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Join([]string{
+		"port " + strconv.Itoa(port), "bind 127.0.0.1", "protected-mode no", "daemonize no", "dir " + dir,
+		"logfile " + filepath.Join(dir, "sentinel.log"),
+		"requirepass " + sentinelPass, "sentinel sentinel-pass " + sentinelPass,
+		fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2", sentinelMaster, masterPort),
+		"sentinel auth-pass " + sentinelMaster + " " + dataPassword,
+		"sentinel down-after-milliseconds " + sentinelMaster + " 1000",
+		"sentinel failover-timeout " + sentinelMaster + " 5000",
+	}, "\n") + "\n"
+	file := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", file, "--sentinel")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // our own PID only
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+func sentinelAdmin(addr string) *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: addr, Password: sentinelPass})
+}
+
+func startSentinelGroup(t *testing.T) *sentinelGroup {
+	t.Helper()
+	g := &sentinelGroup{}
+	master := redistest.StartServer(t, redistest.ServerOptions{Password: dataPassword})
+	g.data = append(g.data, master)
+	for range 2 {
+		g.data = append(g.data, redistest.StartServer(t, redistest.ServerOptions{Password: dataPassword,
+			Config: []string{fmt.Sprintf("replicaof 127.0.0.1 %d", master.Port)}}))
+	}
+	for range 3 {
+		g.sentinels = append(g.sentinels, startSentinelProcess(t, master.Port))
+	}
+	ctx := testCtx(t)
+	waitFor(t, "sentinels to know 2 replicas and 2 peers", func() error {
+		for _, a := range g.sentinels {
+			sc := sentinelAdmin(a)
+			reps, err := sc.Replicas(ctx, sentinelMaster).Result()
+			peers, err2 := sc.Sentinels(ctx, sentinelMaster).Result()
+			_ = sc.Close()
+			if err != nil || err2 != nil || len(reps) != 2 || len(peers) != 2 {
+				return fmt.Errorf("%s: %d replicas (%w), %d peers (%w)", a, len(reps), err, len(peers), err2)
+			}
+			for _, r := range reps {
+				if !strings.Contains(r["flags"], "slave") || strings.Contains(r["flags"], "down") || r["master-link-status"] != "ok" {
+					return fmt.Errorf("replica %v not ready", r)
+				}
+			}
+		}
+		return nil
+	})
+	return g
+}
+
+func (g *sentinelGroup) masterAddr(ctx context.Context) (string, error) {
+	sc := sentinelAdmin(g.sentinels[0])
+	defer func() { _ = sc.Close() }()
+	a, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(a[0], a[1]), nil
+}
+
+// refusingDial dials loopback only, and never an address the group announces: those are
+// reachable only through the node address map.
+type refusingDial struct {
+	announced map[string]bool
+	refused   atomic.Int64
+	dials     atomic.Int64
+}
+
+func (d *refusingDial) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d.announced[addr] {
+		d.refused.Add(1)
+		return nil, fmt.Errorf("test: %s is an announced address, not reachable", addr)
+	}
+	d.dials.Add(1)
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, addr)
+}
+
+// config maps every announced address to a new proxy (returned too) and renders the pair.
+func (g *sentinelGroup) config(t *testing.T) (*client.Config, map[string][]byte, *refusingDial, []*proxy) {
+	t.Helper()
+	cfg := &client.Config{Name: sentinelMaster, NodeAddressMap: map[string]client.MappedAddress{}, Rconn: client.RconnConfig{Mode: client.ModeSentinel}}
+	d := &refusingDial{announced: map[string]bool{}}
+	var proxies []*proxy
+	for _, s := range g.data {
+		d.announced[s.Addr()] = true
+		p := startProxy(t, s.Addr())
+		proxies = append(proxies, p)
+		cfg.NodeAddressMap[s.Addr()] = mapped(p.Addr())
+	}
+	for _, a := range g.sentinels {
+		d.announced[a] = true
+		p := startProxy(t, a)
+		proxies = append(proxies, p)
+		cfg.NodeAddressMap[a] = mapped(p.Addr())
+		cfg.SentinelRootNodes = append(cfg.SentinelRootNodes, mapped(p.Addr()))
+		cfg.Rconn.Sentinels = append(cfg.Rconn.Sentinels, a)
+	}
+	files := map[string][]byte{client.SecretKeyPassword: []byte(dataPassword), client.SecretKeySentinelPassword: []byte(sentinelPass)}
+	return cfg, files, d, proxies
+}
+
+func TestOpenSentinelFailover(t *testing.T) {
+	g := startSentinelGroup(t)
+	cfg, files, d, _ := g.config(t)
+	files[client.ConfigFileName] = render(t, cfg)
+	m := newMount(t, files)
+	ctx := testCtx(t)
+	c, err := client.OpenOptions{Dial: d.Dial}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "0", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := g.masterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Keep writing through the failover; count failed commands and the longest stall.
+	var (
+		mu         sync.Mutex
+		failed     int
+		written    int
+		stall      time.Duration
+		lastOK     = time.Now()
+		stop       = make(chan struct{})
+		writerDone = make(chan struct{})
+	)
+	go func() {
+		defer close(writerDone)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := c.Set(cctx, "k", strconv.Itoa(i), 0).Err()
+			cancel()
+			now := time.Now()
+			mu.Lock()
+			if err != nil {
+				failed++
+			} else {
+				written++
+				stall = max(stall, now.Sub(lastOK))
+				lastOK = now
+			}
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	sc := sentinelAdmin(g.sentinels[0])
+	defer func() { _ = sc.Close() }()
+	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var now string
+	waitFor(t, "the sentinels to name a new master", func() error {
+		if now, err = g.masterAddr(ctx); err != nil || now == old {
+			return fmt.Errorf("master still %s (%w)", now, err)
+		}
+		return nil
+	})
+	// Writes must reach the new master: its own value of k follows the client's.
+	var newMaster *redistest.Server
+	for _, s := range g.data {
+		if s.Addr() == now {
+			newMaster = s
+		}
+	}
+	admin := newMaster.Client()
+	defer func() { _ = admin.Close() }()
+	waitFor(t, "writes on the new master", func() error {
+		mu.Lock()
+		w := written
+		mu.Unlock()
+		if err := c.Set(ctx, "probe", strconv.Itoa(w), 0).Err(); err != nil {
+			return err
+		}
+		if v, err := admin.Get(ctx, "probe").Result(); err != nil || v != strconv.Itoa(w) {
+			return fmt.Errorf("new master has probe=%q (%w), want %d", v, err, w)
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-writerDone
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("SENTINEL FAILOVER %s -> %s: %d writes ok, %d failed, longest stall %s; %d dials, %d refused announced dials",
+		old, now, written, failed, stall.Round(time.Millisecond), d.dials.Load(), d.refused.Load())
+	if d.refused.Load() != 0 {
+		t.Errorf("%d dials of announced addresses: every connection must go through the map", d.refused.Load())
+	}
+	if written == 0 {
+		t.Error("no write succeeded")
+	}
+}
+
+// The node address map and the sentinels' password change live: every proxy is replaced and
+// the sentinels' password rotated; once the old proxies are gone (their connections cut), the
+// client reconnects to sentinels and master through the new map with the new password.
+func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
+	g := startSentinelGroup(t)
+	cfg, files, d, oldProxies := g.config(t)
+	files[client.ConfigFileName] = render(t, cfg)
+	m := newMount(t, files)
+	ctx := testCtx(t)
+	var rl reloads
+	c, err := client.OpenOptions{Dial: d.Dial, ReloadInterval: 50 * time.Millisecond, OnReload: rl.handle}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// New proxies for every node; sentinelRootNodes (a restart field) stay the old proxies,
+	// which go away: the sentinels are then reached as discovered, through the new map.
+	next, _, _, newProxies := g.config(t)
+	next.SentinelRootNodes = cfg.SentinelRootNodes
+	const rotated = "sentinel-pw-2"
+	for _, a := range g.sentinels {
+		sc := redis.NewClient(&redis.Options{Addr: a, Password: sentinelPass})
+		err := sc.Do(ctx, "ACL", "SETUSER", "default", ">"+rotated).Err() // both passwords valid
+		_ = sc.Close()
+		if err != nil {
+			t.Fatalf("sentinel %s ACL SETUSER: %v", a, err)
+		}
+	}
+	files[client.ConfigFileName] = render(t, next)
+	files[client.SecretKeySentinelPassword] = []byte(rotated)
+	m.update(t, files)
+	waitFor(t, "the reload", func() error {
+		if _, err := rl.last(); rl.ok.Load() == 0 {
+			return fmt.Errorf("not reloaded yet (%w)", err)
+		}
+		return nil
+	})
+	for _, a := range g.sentinels {
+		sc := redis.NewClient(&redis.Options{Addr: a, Password: rotated})
+		err := sc.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">"+rotated).Err() // the old one no longer
+		_ = sc.Close()
+		if err != nil {
+			t.Fatalf("sentinel %s ACL SETUSER: %v", a, err)
+		}
+	}
+	for _, p := range oldProxies {
+		p.Close()
+	}
+	waitFor(t, "writes through the new proxies", func() error { return c.Set(ctx, "k", "w", 0).Err() })
+	// A failover makes the client ask the sentinels again (new password, new map).
+	sc := redis.NewSentinelClient(&redis.Options{Addr: g.sentinels[0], Password: rotated})
+	defer func() { _ = sc.Close() }()
+	old, _ := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new master", func() error {
+		now, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+		if err != nil || (len(old) == 2 && len(now) == 2 && now[1] == old[1]) {
+			return fmt.Errorf("master still %v (%w)", now, err)
+		}
+		return nil
+	})
+	waitFor(t, "writes on the new master", func() error {
+		if err := c.Set(ctx, "k", "x", 0).Err(); err != nil {
+			return err
+		}
+		role, err := c.Do(ctx, "ROLE").Slice()
+		if err != nil || len(role) == 0 || role[0] != "master" {
+			return fmt.Errorf("ROLE %v (%w)", role, err)
+		}
+		return nil
+	})
+	var sentinelConns int64
+	for _, p := range newProxies[len(g.data):] {
+		sentinelConns += p.Accepted.Load()
+	}
+	if sentinelConns == 0 {
+		t.Error("no connection reached a sentinel through the new map")
+	}
+	if d.refused.Load() != 0 {
+		t.Errorf("%d dials of announced addresses", d.refused.Load())
+	}
+	t.Logf("after the reload: %d sentinel connections through the new proxies", sentinelConns)
+}
+
+// The docs/consuming.md node-redis createSentinel snippet, as is, on a hand-written
+// sentinel-mode config.json: node-redis reaches the sentinels and the master only through
+// nodeAddressMap (the master's proxy sees its connections) with both sides' passwords.
+func TestNodeRedisSentinelSnippet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
+	defer cancel()
+	dir, err := npmtest.InstallClients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startSentinelGroup(t)
+	cfg, files, _, proxies := g.config(t)
+	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	secretDir := t.TempDir()
+	for k, v := range files {
+		if err := os.WriteFile(filepath.Join(secretDir, k), v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "### Sentinel: node-redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	script, err := npmtest.WriteScript(dir, work, "sentinel.mjs", snippet+`
+await redis.set('k', 'from-node-redis');
+console.log('node-redis-sentinel', await redis.get('k'));
+await redis.close();
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := npmtest.NoDNSArgs(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "node", append(args, script)...)
+	cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+m.dir, "RCONN_SECRET_DIR="+secretDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "node-redis-sentinel from-node-redis") {
+		t.Fatalf("node %s: %v\n%s", script, err, out)
+	}
+	master, err := g.masterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range g.data {
+		if s.Addr() == master && proxies[i].Accepted.Load() == 0 {
+			t.Errorf("node-redis did not reach the master through nodeAddressMap (its proxy saw no connection):\n%s", out)
+		}
+	}
+}
+
+// The docs/consuming.md ioredis snippet, as is, on a hand-written sentinel-mode config.json:
+// ioredis reaches the master through natMap (its proxy sees the connection).
+func TestIORedisSentinelSnippet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
+	defer cancel()
+	dir, err := npmtest.InstallClients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startSentinelGroup(t)
+	cfg, files, _, proxies := g.config(t)
+	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
+	secretDir := t.TempDir()
+	for k, v := range files {
+		if err := os.WriteFile(filepath.Join(secretDir, k), v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "### Sentinel: ioredis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	script, err := npmtest.WriteScript(dir, work, "sentinel.mjs", snippet+`
+await redis.set('k', 'from-ioredis');
+console.log('ioredis-sentinel', await redis.get('k'));
+redis.disconnect();
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := npmtest.NoDNSArgs(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "node", append(args, script)...)
+	cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+m.dir, "RCONN_SECRET_DIR="+secretDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ioredis-sentinel from-ioredis") {
+		t.Fatalf("node %s: %v\n%s", script, err, out)
+	}
+	master, err := g.masterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range g.data {
+		if s.Addr() == master && proxies[i].Accepted.Load() == 0 {
+			t.Errorf("ioredis did not reach the master through natMap (its proxy saw no connection):\n%s", out)
+		}
+	}
+}
