@@ -279,13 +279,12 @@ func (ru *Runner) waitResolves(ctx context.Context, name, ip string) error {
 // second apart (the group keeps a quorum meanwhile), so they resolve the names again and find
 // this pod's servers at its new IP.
 func (ru *Runner) resetOtherSentinels(ctx context.Context, self string) {
+	// A sentinel that is not up yet (the group still forming) has nothing stale to forget, so
+	// errors are ignored, as the chart's script ignores them.
 	for _, ip := range ru.otherPodIPs(self) {
 		c := ru.opts.Sentinel.sentinelClient(ip)
-		err := c.Reset(ctx, ru.opts.Sentinel.MasterName).Err()
+		_ = c.Reset(ctx, ru.opts.Sentinel.MasterName).Err()
 		_ = c.Close()
-		if err != nil && ctx.Err() == nil {
-			ru.errorf("SENTINEL RESET on %s for %s: %v", ip, self, err)
-		}
 		select {
 		case <-ctx.Done():
 			return
