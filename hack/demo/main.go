@@ -146,15 +146,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 			t.Fatalf("%v", err)
 		}
 	}
-	steps := 11
-	switch sentinelMode() {
-	case "0":
-	case "only":
-		steps = 5 + sentinelSteps
-	default:
-		steps += sentinelSteps
-	}
-	step := newStepper(steps)
+	step := newStepper(stepCount())
 	within := func(d time.Duration) context.Context {
 		c, cancel := context.WithTimeout(ctx, d)
 		t.Cleanup(cancel)

@@ -22,6 +22,19 @@ func sentinelMode() string { return os.Getenv("SENTINEL") }
 // sentinelSteps is how many steps the Sentinel act prints.
 const sentinelSteps = 4
 
+// stepCount is how many steps the demo prints: 11 for the Cluster act and the rest, 5 of them
+// before the Cluster act's first.
+func stepCount() int {
+	switch sentinelMode() {
+	case "0":
+		return 11
+	case "only":
+		return 5 + sentinelSteps
+	default:
+		return 11 + sentinelSteps
+	}
+}
+
 // sentinelAct is the Sentinel act: a Bitnami-style Sentinel StatefulSet, a `mode: Sentinel`
 // RedisConnection (PodDNS map for ports 6379 and 26379), a second example app on its mount,
 // `kubectl delete pod` of the master, then `kubectl rollout restart`.

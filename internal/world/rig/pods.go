@@ -148,7 +148,7 @@ func (ru *Runner) Stop() {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
 	for _, ps := range ru.pods {
-		ps.waitStarted(nil)
+		ps.waitStarted(context.Background()) // the runner's context is over: the start script ends
 		for _, p := range ps.procs() {
 			p.StopWithin(2 * time.Second)
 		}
@@ -233,13 +233,9 @@ func (ps *podServer) procs() []*Process {
 	return out
 }
 
-// waitStarted waits for a Sentinel pod's start script to be over (or ctx, when not nil).
+// waitStarted waits for a Sentinel pod's start script to be over, or for ctx.
 func (ps *podServer) waitStarted(ctx context.Context) {
 	if ps.started == nil {
-		return
-	}
-	if ctx == nil {
-		<-ps.started
 		return
 	}
 	select {

@@ -107,3 +107,70 @@ func podIP(t *testing.T, rs *RedisSentinel, pod string) string {
 	host, _, _ := net.SplitHostPort(addr)
 	return host
 }
+
+// TestRedisSentinelRolloutRestartWithPodIPs: with pod IPs announced (the chart's
+// useHostnames: false), `kubectl rollout restart` gives every pod a new IP; afterwards the
+// group is whole again (the start script's SENTINEL RESET made the sentinels forget the old
+// addresses: no replica or sentinel listed at an IP no pod has) and the data survived.
+func TestRedisSentinelRolloutRestartWithPodIPs(t *testing.T) {
+	r := startRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	rs, err := r.RedisSentinel(ctx, RedisSentinelOptions{Namespace: "ips", Name: "kv", Sentinel: SentinelPods{AnnounceIPs: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]bool{}
+	for _, p := range rs.Runner.ReadyPods() {
+		before[p.Status.PodIP] = true
+	}
+	master, _, err := rs.CurrentMaster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := redis.NewClient(&redis.Options{Addr: rs.Runner.Addr(master)})
+	if err := mc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.Wait(ctx, 2, 5*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_ = mc.Close()
+	if err := rs.RolloutRestart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.WaitRolledOut(ctx, 6*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	now := map[string]bool{}
+	for _, p := range rs.Runner.ReadyPods() {
+		if before[p.Status.PodIP] {
+			t.Fatalf("pod %s kept IP %s across the rollout", p.Name, p.Status.PodIP)
+		}
+		now[p.Status.PodIP] = true
+	}
+	master, _, err = rs.CurrentMaster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rs.Runner.ReadyPods() {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(p.Status.PodIP, "26379")})
+		for _, list := range []func(context.Context, string) *redis.MapStringStringSliceCmd{sc.Replicas, sc.Sentinels} {
+			entries, err := list(ctx, "mymaster").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if !now[e["ip"]] {
+					t.Errorf("sentinel of %s still lists %s (flags %s), an IP no pod has", p.Name, e["ip"], e["flags"])
+				}
+			}
+		}
+		_ = sc.Close()
+	}
+	nc := redis.NewClient(&redis.Options{Addr: rs.Runner.Addr(master)})
+	t.Cleanup(func() { _ = nc.Close() })
+	if v, err := nc.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("after the rollout the master %s has k=%q (%v)", master, v, err)
+	}
+}
