@@ -116,6 +116,11 @@ func (ru *Runner) startSentinelPod(ctx context.Context, pod *corev1.Pod, ps *pod
 			return
 		}
 		if asked {
+			// The reset makes the sentinels read the master's INFO at once: done after this
+			// replica's sync, they find it there (else they learn of it only at their next
+			// INFO, up to 10 s later, and a failover meanwhile would leave it orphaned,
+			// replicating the old master).
+			_ = poll(ctx, time.Minute, pod.Name+" synced", func() (bool, error) { return ru.replicationUp(ctx, ps.ip), nil }, nil)
 			ru.resetOtherSentinels(ctx, pod.Name)
 		}
 	}()
@@ -293,7 +298,7 @@ func (ru *Runner) resetOtherSentinels(ctx context.Context, self string) {
 	}
 }
 
-// sentinelPodHealthy is the chart's readiness probe: both servers answer PING.
+// sentinelPodHealthy is the readiness probe: both servers answer, and a replica is in sync.
 func (ru *Runner) sentinelPodHealthy(ctx context.Context, ps *podServer) bool {
 	select {
 	case <-ps.started:
@@ -305,17 +310,26 @@ func (ru *Runner) sentinelPodHealthy(ctx context.Context, ps *podServer) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	o := ru.opts.ClientOptions(net.JoinHostPort(ps.ip, strconv.Itoa(RedisPort)))
-	o.MaxRetries, o.PoolSize = -1, 1
-	c := redis.NewClient(o)
-	err := c.Ping(ctx).Err()
-	_ = c.Close()
-	if err != nil {
+	if !ru.replicationUp(ctx, ps.ip) {
 		return false
 	}
 	sc := ru.opts.Sentinel.sentinelClient(ps.ip)
 	defer func() { _ = sc.Close() }()
 	return sc.Ping(ctx).Err() == nil
+}
+
+// replicationUp: the pod's redis-server answers and is a master or a replica whose link to its
+// master is up. The readiness probe asks it too, so that a rolling update waits for each
+// replica's sync before it takes the next pod (maybe the master) down.
+func (ru *Runner) replicationUp(ctx context.Context, ip string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	o := ru.opts.ClientOptions(net.JoinHostPort(ip, strconv.Itoa(RedisPort)))
+	o.MaxRetries, o.PoolSize = -1, 1
+	c := redis.NewClient(o)
+	defer func() { _ = c.Close() }()
+	info, err := c.Info(ctx, "replication").Result()
+	return err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up"))
 }
 
 // sentinelHandOver is the chart's redis preStop: when this pod's redis-server is the master,
@@ -477,12 +491,13 @@ func (rs *RedisSentinel) PodName(host string) string {
 	return ""
 }
 
-// CurrentMaster asks the sentinels of the Ready pods for the master, and returns its pod and
+// CurrentMaster asks the sentinels of the running pods (Ready or not: a replica re-syncing
+// after a failover is not Ready, its sentinel is up) for the master, and returns its pod and
 // the announced host:port, when a majority of all sentinels (Pods) agree.
 func (rs *RedisSentinel) CurrentMaster(ctx context.Context) (pod, addr string, err error) {
 	votes := map[string]int{}
-	for _, p := range rs.Runner.ReadyPods() {
-		c := rs.Runner.opts.Sentinel.sentinelClient(p.Status.PodIP)
+	for _, ip := range rs.Runner.otherPodIPs("") {
+		c := rs.Runner.opts.Sentinel.sentinelClient(ip)
 		a, err := c.GetMasterAddrByName(ctx, rs.MasterName).Result()
 		_ = c.Close()
 		if err == nil && len(a) == 2 {
