@@ -180,6 +180,7 @@ func removeNetwork(name string) {
 		_ = ipCmd("link", "del", fmt.Sprintf("rrig%dh", idx))
 	}
 	_ = os.RemoveAll(filepath.Join(netnsEtc, name))
+	_ = os.Remove(netnsEtc) // only when empty: another namespace's files stay
 	_ = os.Remove(filepath.Join(stateDir, name+".pid"))
 }
 
