@@ -271,9 +271,26 @@ func endpointServing(ep discoveryv1.Endpoint) bool {
 // serviceClaims adds one Service's claims to claims: one per address of every endpoint its
 // EndpointSlices list (ready, not ready and terminating alike).
 func (r *RedisConnectionReconciler) serviceClaims(ctx context.Context, svc *corev1.Service, src rconnv1.ServiceAddressSource, m *addressMap, nodes *nodeLookup, claims map[string][]claim) error {
-	sp, ok := servicePort(svc, src.Port)
+	if len(src.Ports) == 0 {
+		return r.servicePortClaims(ctx, svc, src, src.Port, m, nodes, claims)
+	}
+	// fromServices[].ports: every listed port maps each endpoint address (a pod serving Redis
+	// on 6379 and Sentinel on 26379 on one address); a port listed twice claims the same
+	// entries twice with the same target, which resolve as one.
+	for i := range src.Ports {
+		if err := r.servicePortClaims(ctx, svc, src, &src.Ports[i], m, nodes, claims); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// servicePortClaims adds the claims of one Service port (want: by name or number; nil: the
+// port named "redis", else the only one).
+func (r *RedisConnectionReconciler) servicePortClaims(ctx context.Context, svc *corev1.Service, src rconnv1.ServiceAddressSource, want *intstr.IntOrString, m *addressMap, nodes *nodeLookup, claims map[string][]claim) error {
+	sp, ok := servicePort(svc, want)
 	if !ok {
-		m.problem(rconnv1.ReasonServicePortNotFound, "Service %s has no port %s (set fromServices[].port, or name the port \"redis\")", svc.Name, portDesc(src.Port))
+		m.problem(rconnv1.ReasonServicePortNotFound, "Service %s has no port %s (set fromServices[].port or ports, or name the port \"redis\")", svc.Name, portDesc(want))
 		return nil
 	}
 	var slices discoveryv1.EndpointSliceList

@@ -149,6 +149,8 @@ func topologyCondition(s *scope) *cond {
 	case s.probe.err != nil:
 		reason, msg := topologyFailure(s.rc, s.probe.err)
 		return condFalse(typ, reason, msg).blocking()
+	case s.probe.stopo != nil:
+		return sentinelTopologyCondition(s)
 	}
 	t := s.probe.topo
 	clipped := ""
@@ -167,6 +169,9 @@ func topologyCondition(s *scope) *cond {
 }
 
 func nodesHealthyCondition(s *scope) *cond {
+	if s.probe != nil && s.probe.err == nil && s.probe.stopo != nil {
+		return sentinelHealthCondition(s)
+	}
 	if s.topology() == nil {
 		return nil
 	}

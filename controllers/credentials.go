@@ -28,6 +28,8 @@ type credentials struct {
 	tls                        *rtls.Material
 	// expiry is the earliest certificate expiry (zero without certificates).
 	expiry time.Time
+	// sentinel: the sentinels' own credentials (Sentinel mode only; credentials_sentinel.go).
+	sentinel *sentinelCredentials
 }
 
 // credentialError is a CredentialsResolved=False reason with its message.
@@ -61,26 +63,21 @@ func (r *RedisConnectionReconciler) resolveCredentials(ctx context.Context, rc *
 			return nil, err
 		}
 	}
+	if err := r.resolveSentinelCredentials(ctx, rc, c); err != nil {
+		return nil, err
+	}
 	if d == nil {
 		return c, nil
 	}
 	if d.TLS != nil && d.TLS.Enabled && d.TLS.SecretRef != nil {
-		sec, err := r.readSecret(ctx, rc.Namespace, d.TLS.SecretRef.Name)
+		m, expiry, err := r.readTLSMaterial(ctx, rc.Namespace, d.TLS.SecretRef.Name)
 		if err != nil {
 			return nil, err
 		}
-		m := &rtls.Material{CA: sec.Data[corev1.ServiceAccountRootCAKey], Cert: sec.Data[corev1.TLSCertKey], Key: sec.Data[corev1.TLSPrivateKeyKey]}
-		if len(m.CA) == 0 && len(m.Cert) == 0 {
-			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s has neither ca.crt nor tls.crt", sec.Name)
+		c.tls = m
+		if c.expiry.IsZero() || (!expiry.IsZero() && expiry.Before(c.expiry)) {
+			c.expiry = expiry
 		}
-		report, err := rtls.Validate(m, r.now())
-		switch {
-		case rtls.ReasonOf(err) == rtls.ReasonIncompleteKeyPair:
-			return nil, credErr(rconnv1.ReasonSecretKeyMissing, "Secret %s: %v (tls.crt and tls.key go together)", sec.Name, err)
-		case err != nil:
-			return nil, credErr(tlsReason(err), "Secret %s: %v", sec.Name, err)
-		}
-		c.tls, c.expiry = m, report.Expiry
 	}
 	return c, nil
 }

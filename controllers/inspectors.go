@@ -33,6 +33,9 @@ import (
 //
 // With sharing disabled (DisableTopologySharing) every RedisConnection has its own inspector.
 type inspectors struct {
+	// noSubscription: Sentinel inspectors do not subscribe (DisableSentinelSubscription).
+	noSubscription bool
+
 	mu     sync.Mutex
 	byRC   map[types.NamespacedName]string
 	shared map[string]*sharedInspector
@@ -44,6 +47,8 @@ const probeRetryBase = 500 * time.Millisecond
 // sharedInspector is one inspector with its users and last probe result.
 type sharedInspector struct {
 	in *cluster.Inspector
+	// sent replaces in for a Sentinel-mode inspector (inspectors_sentinel.go).
+	sent *sentinelShared
 	// discoverTimeout bounds discovery (all root nodes are asked in parallel); healthTimeout
 	// bounds each node's check.
 	discoverTimeout, healthTimeout time.Duration
@@ -63,7 +68,13 @@ type probeResult struct {
 	took   time.Duration
 	topo   *cluster.Topology
 	health []cluster.NodeHealth
-	err    error
+	// Sentinel mode: stopo and shealth instead of topo and health.
+	stopo   *cluster.SentinelTopology
+	shealth cluster.SentinelHealth
+	err     error
+	// healthPending: a Sentinel result published before its health checks (a new master,
+	// inspectors_sentinel.go); the health conditions keep their value until the full result.
+	healthPending bool
 	// failures counts consecutive failed or degraded probes (0 when this one found every node
 	// healthy).
 	failures int
@@ -106,7 +117,7 @@ func (s *inspectors) releaseLocked(key types.NamespacedName) {
 		e.mu.Unlock()
 		if left == 0 {
 			e.cancel()
-			_ = e.in.Close()
+			e.close()
 			delete(s.shared, sk)
 		}
 	}
@@ -156,13 +167,19 @@ func (s *inspectors) acquire(key types.NamespacedName, o cluster.Options, sk str
 	}
 	e := s.shared[sk]
 	if e == nil {
-		in, err := cluster.NewInspector(o)
+		ctx, cancel := context.WithCancel(context.Background())
+		e = &sharedInspector{ctx: ctx, cancel: cancel, discoverTimeout: discoverTimeout, healthTimeout: healthTimeout,
+			users: map[types.NamespacedName]struct{}{}}
+		var err error
+		if o.Sentinel != nil {
+			e.sent, err = newSentinelShared(e, o, !s.noSubscription)
+		} else {
+			e.in, err = cluster.NewInspector(o)
+		}
 		if err != nil {
+			cancel()
 			return nil, err
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		e = &sharedInspector{in: in, ctx: ctx, cancel: cancel, discoverTimeout: discoverTimeout, healthTimeout: healthTimeout,
-			users: map[types.NamespacedName]struct{}{}}
 		s.shared[sk] = e
 	}
 	// Take the new reference before dropping the old one, so a key that did not change in
@@ -183,6 +200,9 @@ func (e *sharedInspector) observe(maxAge time.Duration, notify func(types.Namesp
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	l := e.last
+	if e.sent != nil {
+		e.sent.notify = notify
+	}
 	if !e.running && e.ctx.Err() == nil && (l == nil || time.Since(l.at) >= l.staleAfter(maxAge)) {
 		e.running = true
 		go e.run(notify)
@@ -190,16 +210,29 @@ func (e *sharedInspector) observe(maxAge time.Duration, notify func(types.Namesp
 	return l
 }
 
+// close closes the inspector's connections (and a Sentinel inspector's subscription).
+func (e *sharedInspector) close() {
+	if e.sent != nil {
+		e.sent.close()
+		return
+	}
+	_ = e.in.Close()
+}
+
 // run is one background probe: discovery, then the health of every node through its mapped
 // address. Both are bounded by the inspector's timeouts and end when it is closed.
 func (e *sharedInspector) run(notify func(types.NamespacedName)) {
 	start := time.Now()
 	res := &probeResult{}
-	dctx, cancel := context.WithTimeout(e.ctx, e.discoverTimeout)
-	res.topo, res.err = e.in.Discover(dctx)
-	cancel()
-	if res.err == nil {
-		res.health = e.in.CheckHealth(e.ctx, res.topo, e.healthTimeout)
+	if e.sent != nil {
+		e.sent.probe(res, notify)
+	} else {
+		dctx, cancel := context.WithTimeout(e.ctx, e.discoverTimeout)
+		res.topo, res.err = e.in.Discover(dctx)
+		cancel()
+		if res.err == nil {
+			res.health = e.in.CheckHealth(e.ctx, res.topo, e.healthTimeout)
+		}
 	}
 	res.at = time.Now()
 	res.took = res.at.Sub(start)
@@ -210,7 +243,7 @@ func (e *sharedInspector) run(notify func(types.NamespacedName)) {
 	probeDuration.WithLabelValues(result).Observe(res.took.Seconds())
 
 	e.mu.Lock()
-	if res.err != nil || degraded(res.health) {
+	if res.err != nil || degraded(res.health) || sentinelDegraded(res) {
 		res.failures = 1
 		if e.last != nil {
 			res.failures = e.last.failures + 1
@@ -218,10 +251,14 @@ func (e *sharedInspector) run(notify func(types.NamespacedName)) {
 	}
 	e.last = res
 	e.running = false
-	users := make([]types.NamespacedName, 0, len(e.users))
-	for k := range e.users {
-		users = append(users, k)
+	if e.sent != nil && e.ctx.Err() == nil {
+		if more, after := e.sent.again(res); more {
+			// A sentinel event arrived during this probe, or a switch is not confirmed yet.
+			e.running = true
+			go e.runAfter(after, notify)
+		}
 	}
+	users := e.usersLocked()
 	closed := e.ctx.Err() != nil
 	e.mu.Unlock()
 	if closed || notify == nil {
@@ -230,4 +267,21 @@ func (e *sharedInspector) run(notify func(types.NamespacedName)) {
 	for _, k := range users {
 		notify(k)
 	}
+}
+
+// runAfter is run after a pause (ended early, with no probe, when the inspector closes).
+func (e *sharedInspector) runAfter(d time.Duration, notify func(types.NamespacedName)) {
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-e.ctx.Done():
+			t.Stop()
+			e.mu.Lock()
+			e.running = false
+			e.mu.Unlock()
+			return
+		}
+	}
+	e.run(notify)
 }

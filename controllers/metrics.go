@@ -54,6 +54,10 @@ var (
 		Help:    "Duration of one background discovery + health probe of a set of Redis connections, by result (ok or failed).",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
 	}, []string{"result"})
+	sentinelEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rconn_sentinel_events_total",
+		Help: "Sentinel events received by the shared inspectors' subscriptions (+switch-master, +sdown, -sdown, +odown, resubscribed); each starts a probe.",
+	}, []string{"kind"})
 	eventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "rconn_events_dropped_total",
 		Help: "Events not recorded because their RedisConnection exceeded its Event rate limit (20 at once, then one per 30s).",
@@ -99,7 +103,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(nodePing, topologyChanges, certExpiry, openInspectors, inspectorReferences, eventsDropped, probeDuration,
-		replyBudgetUsed, replyBudgetRefused)
+		sentinelEvents, replyBudgetUsed, replyBudgetRefused)
 }
 
 // stateDesc describes a gauge stateCollector derives from status.

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
@@ -69,7 +70,11 @@ func (r *RedisConnectionReconciler) reconcileAddressMap(ctx context.Context, s *
 // the background, shared with the other RedisConnections on the same inspector and reused for
 // half a health interval: this never waits on Redis.
 func (r *RedisConnectionReconciler) reconcileTopology(ctx context.Context, s *scope) (ctrl.Result, error) {
-	opts, fingerprint, err := r.clusterOptions(s.rc, s.creds, s.amap)
+	options := r.clusterOptions
+	if s.rc.Spec.Mode == rconnv1.ModeSentinel {
+		options = r.sentinelOptions
+	}
+	opts, fingerprint, err := options(s.rc, s.creds, s.amap)
 	if ce, ok := asCredentialError(err); ok {
 		s.credErr, s.stop = ce, true
 		return ctrl.Result{RequeueAfter: s.interval}, nil
@@ -159,13 +164,21 @@ func (r *RedisConnectionReconciler) applyAll(ctx context.Context, s *scope) erro
 	if !s.resolved() {
 		return errPrerequisites
 	}
-	topo := s.topology()
-	cfg := renderConfig(s.rc, s.amap, topo)
-	cfg.Rconn.NodeIDs = stickyNodeIDs(r.nodeIDs.get(s.key), cfg.Rconn.NodeIDs, topo)
+	var cfg *pkgclient.Config
+	var secretData map[string][]byte
+	if st := s.sentinelTopology(); st != nil {
+		cfg = renderSentinelConfig(s.rc, s.amap, st)
+		secretData = renderSentinelSecretData(s.creds, cfg)
+	} else {
+		topo := s.topology()
+		cfg = renderConfig(s.rc, s.amap, topo)
+		cfg.Rconn.NodeIDs = stickyNodeIDs(r.nodeIDs.get(s.key), cfg.Rconn.NodeIDs, topo)
+		secretData = renderSecretData(s.creds, cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		return &errInvalidConfig{err}
 	}
-	changed, err := r.applyOutputs(ctx, s.rc, cfg, renderSecretData(s.creds, cfg))
+	changed, err := r.applyOutputs(ctx, s.rc, cfg, secretData)
 	if err != nil {
 		return err
 	}

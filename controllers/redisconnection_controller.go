@@ -56,6 +56,11 @@ type RedisConnectionReconciler struct {
 	// variable RCONN_DISABLE_TOPOLOGY_SHARING=true sets it in the manager (an escape hatch, and the
 	// baseline of the scale benchmarks in test/scale).
 	DisableTopologySharing bool
+	// DisableSentinelSubscription leaves Sentinel-mode inspectors without their +switch-master
+	// subscription: a failover is then seen by the periodic probe only. The environment
+	// variable RCONN_DISABLE_SENTINEL_SUBSCRIPTION=true sets it in the manager (an escape hatch,
+	// and the baseline of BenchmarkSentinelFailover in test/scale).
+	DisableSentinelSubscription bool
 
 	// MaxRedisTimeout caps every Redis connect timeout and health timeout a spec asks for
 	// (0: 30s), so no RedisConnection can hold a probe and its sockets for longer.
@@ -194,6 +199,10 @@ func (r *RedisConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if v, err := strconv.ParseBool(os.Getenv("RCONN_DISABLE_TOPOLOGY_SHARING")); err == nil && v {
 		r.DisableTopologySharing = true
 	}
+	if v, err := strconv.ParseBool(os.Getenv("RCONN_DISABLE_SENTINEL_SUBSCRIPTION")); err == nil && v {
+		r.DisableSentinelSubscription = true
+	}
+	r.inspectors.noSubscription = r.DisableSentinelSubscription
 	if err := AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}

@@ -62,6 +62,19 @@ func (s *scope) topology() *cluster.Topology {
 	return s.probe.topo
 }
 
+// sentinelTopology is the latest Sentinel probe's topology when it confirmed a master (nil
+// otherwise: before one succeeded, outside Sentinel mode, and for NoQuorum, MasterNotConfirmed
+// and MasterUnknown, whose outputs keep the last confirmed master).
+func (s *scope) sentinelTopology() *cluster.SentinelTopology {
+	if s.probe == nil || s.probe.err != nil || s.probe.stopo == nil {
+		return nil
+	}
+	if t := s.probe.stopo; t.MasterConfirmed && t.Master != nil {
+		return t
+	}
+	return nil
+}
+
 // health is the latest probe's node health (nil before one succeeded).
 func (s *scope) health() []cluster.NodeHealth {
 	if s.topology() == nil {
@@ -73,6 +86,9 @@ func (s *scope) health() []cluster.NodeHealth {
 // resolved reports whether outputs may be rendered: the address map was built (its problems
 // cost only their own entries) and a full topology is known.
 func (s *scope) resolved() bool {
+	if st := s.sentinelTopology(); st != nil {
+		return s.amap != nil
+	}
 	t := s.topology()
 	return s.amap != nil && t != nil && t.FullCoverage()
 }

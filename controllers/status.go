@@ -145,6 +145,9 @@ func setStatusData(s *scope) {
 	if t := s.topology(); t != nil {
 		setTopologyStatus(s.rc, t, s.health())
 	}
+	if s.probe != nil && s.probe.err == nil && s.probe.stopo != nil {
+		setSentinelStatus(s)
+	}
 }
 
 // clipList joins at most n items and says how many were left out.
@@ -201,6 +204,7 @@ func transitions(old, cur *rconnv1.RedisConnectionStatus) []statusEvent {
 			out = append(out, statusEvent{corev1.EventTypeWarning, c.Reason, c.Message})
 		}
 	}
+	out = append(out, sentinelTransitions(old, cur)...)
 	if old.ObservedGeneration != 0 && mappingKey(old.NodeAddressMap) != mappingKey(cur.NodeAddressMap) {
 		out = append(out, statusEvent{corev1.EventTypeNormal, rconnv1.EventReasonAddressMapChanged, fmt.Sprintf("node address map now has %d entries", len(cur.NodeAddressMap))})
 	}

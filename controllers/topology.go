@@ -179,6 +179,9 @@ func tlsHint(tls bool) string {
 // usesTLS reports whether the controller's connections of rc use TLS: defaults.tls.enabled,
 // or a rediss:// root node URL.
 func usesTLS(rc *rconnv1.RedisConnection) bool {
+	if sentinelUsesTLS(rc) {
+		return true
+	}
 	if d := rc.Spec.Defaults; d != nil && d.TLS != nil && d.TLS.Enabled {
 		return true
 	}
@@ -202,6 +205,9 @@ func certificateLog(err error) []any {
 
 // rootList names the root nodes as the spec gives them.
 func rootList(rc *rconnv1.RedisConnection) string {
+	if rc.Spec.Mode == rconnv1.ModeSentinel {
+		return sentinelRootList(rc)
+	}
 	parts := make([]string, 0, len(rc.Spec.RootNodes))
 	for _, rn := range rc.Spec.RootNodes {
 		if rn.URL != "" {

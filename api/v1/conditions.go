@@ -79,6 +79,14 @@ const (
 	// reads for all RedisConnections together already held its budget
 	// (--max-inflight-reply-bytes); says nothing about the cluster. Retried on the backoff.
 	ReasonManagerBusy = "ManagerBusy"
+	// Reasons of TopologyDiscovered in Sentinel mode (False, the outputs keep the last
+	// confirmed master): ReasonNoQuorum: sentinels answered but no master is named by more than
+	// half of them; ReasonMasterNotConfirmed: a majority named a master that, asked through the
+	// map, is unreachable or does not say ROLE master (a failover in progress); ReasonMasterUnknown:
+	// no sentinel that answered monitors a master by spec.sentinel.masterName.
+	ReasonNoQuorum           = "NoQuorum"
+	ReasonMasterNotConfirmed = "MasterNotConfirmed"
+	ReasonMasterUnknown      = "MasterUnknown"
 
 	// Reasons of NodesHealthy.
 	ReasonAllNodesHealthy  = "AllHealthy"

@@ -8,7 +8,8 @@ const (
 	// EventReasonTopologyChanged (Normal): the set of nodes (id, announced address, role)
 	// differs from the previous discovery.
 	EventReasonTopologyChanged = "TopologyChanged"
-	// EventReasonFailoverDetected (Warning): a shard is now served by a different master.
+	// EventReasonFailoverDetected (Warning): a shard is now served by a different master; in
+	// Sentinel mode, the confirmed master changed (the message names the old and new one).
 	EventReasonFailoverDetected = "FailoverDetected"
 	// EventReasonNodeUnreachable (Warning): a node that was Healthy is Unreachable or Unhealthy.
 	EventReasonNodeUnreachable = "NodeUnreachable"

@@ -666,6 +666,96 @@ type RedisConnectionStatus struct {
 	// binding is the Service Binding "provisioned service" reference.
 	// +optional
 	Binding *BindingStatus `json:"binding,omitempty"`
+
+	// sentinel is what the sentinels said (Sentinel mode only): the master the outputs name,
+	// its replicas and the sentinels, with their mapped addresses.
+	// +optional
+	Sentinel *SentinelStatus `json:"sentinel,omitempty"`
+}
+
+// SentinelStatus is the master, replicas and sentinels of a Sentinel-mode RedisConnection.
+type SentinelStatus struct {
+	// masterName is spec.sentinel.masterName as discovered.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	MasterName string `json:"masterName,omitempty"`
+
+	// master is the last confirmed master: a majority of the sentinels that answered named it
+	// and its ROLE, through the map, said master. The outputs name it. An unconfirmed answer
+	// (NoQuorum, MasterNotConfirmed, MasterUnknown) keeps it.
+	// +optional
+	Master *SentinelDataNodeStatus `json:"master,omitempty"`
+
+	// replicas of the master as the agreeing sentinels list them, by announced address.
+	// +optional
+	// +listType=map
+	// +listMapKey=announced
+	// +kubebuilder:validation:MaxItems=64
+	Replicas []SentinelDataNodeStatus `json:"replicas,omitempty"`
+
+	// sentinels found: the root nodes, then their peers, by announced address.
+	// +optional
+	// +listType=map
+	// +listMapKey=announced
+	// +kubebuilder:validation:MaxItems=64
+	Sentinels []SentinelPeerStatus `json:"sentinels,omitempty"`
+
+	// answered is how many sentinels answered the last discovery.
+	// +optional
+	Answered int32 `json:"answered,omitempty"`
+	// agreeing is how many of them named the master.
+	// +optional
+	Agreeing int32 `json:"agreeing,omitempty"`
+}
+
+// SentinelDataNodeStatus is the master or a replica of a Sentinel-mode RedisConnection.
+type SentinelDataNodeStatus struct {
+	// announced is the address the sentinels name.
+	// +required
+	// +kubebuilder:validation:MaxLength=261
+	Announced string `json:"announced"`
+
+	// mapped is the address dialed after node address mapping (empty: dialed as announced).
+	// +optional
+	// +kubebuilder:validation:MaxLength=261
+	Mapped string `json:"mapped,omitempty"`
+
+	// health is Healthy, Unreachable or Unhealthy.
+	// +optional
+	Health Health `json:"health,omitempty"`
+
+	// masterLinkStatus of a replica as its sentinel reports it ("ok" or "err").
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	MasterLinkStatus string `json:"masterLinkStatus,omitempty"`
+
+	// lagKiB is a replica's replication lag behind the master, in whole KiB (so a replica a
+	// few bytes behind reads 0 and an idle group writes no status); unset when unknown.
+	// +optional
+	LagKiB *int64 `json:"lagKiB,omitempty"`
+}
+
+// SentinelPeerStatus is one sentinel.
+type SentinelPeerStatus struct {
+	// announced is the sentinel's address as configured (a root node) or as its peers list it.
+	// +required
+	// +kubebuilder:validation:MaxLength=261
+	Announced string `json:"announced"`
+
+	// mapped is the address dialed after node address mapping (empty: dialed as announced).
+	// +optional
+	// +kubebuilder:validation:MaxLength=261
+	Mapped string `json:"mapped,omitempty"`
+
+	// health is Healthy, Unreachable or Unhealthy.
+	// +optional
+	Health Health `json:"health,omitempty"`
+
+	// master is the announced address this sentinel names as master (empty: it did not
+	// answer, or knows no master by that name).
+	// +optional
+	// +kubebuilder:validation:MaxLength=261
+	Master string `json:"master,omitempty"`
 }
 
 // RedisConnection keeps applications connected to a Redis Cluster or server whose announced
