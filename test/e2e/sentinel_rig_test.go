@@ -88,12 +88,10 @@ func TestSentinelOnTheRig(t *testing.T) { //nolint:funlen // one ordered story o
 	diag := func() string {
 		return r.Kubectl("get", "pods,endpointslices,rconn", "-n", ns, "-o", "wide") + "\nmanager log:\n" + tailLines(mgr.Log(), 30)
 	}
-	// renderedURL is config.json's url (the confirmed master, reachable) once Ready.
+	// renderedURL is config.json's url (the confirmed master, reachable). Not gated on Ready:
+	// while the deleted master's pod is away a data node is down, and the outputs must name
+	// the new master all the same.
 	renderedURL := func() string {
-		var cur rconnv1.RedisConnection
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur); err != nil || !meta.IsStatusConditionTrue(cur.Status.Conditions, rconnv1.ConditionReady) {
-			return ""
-		}
 		var cm corev1.ConfigMap
 		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: rc.Name}, &cm); err != nil {
 			return ""
@@ -116,6 +114,12 @@ func TestSentinelOnTheRig(t *testing.T) { //nolint:funlen // one ordered story o
 	master, _, err := rs.CurrentMaster(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := pollE2E(ctx, 2*time.Minute, func() bool {
+		var cur rconnv1.RedisConnection
+		return r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur) == nil && meta.IsStatusConditionTrue(cur.Status.Conditions, rconnv1.ConditionReady)
+	}); err != nil {
+		t.Fatalf("never Ready\n%s", diag())
 	}
 	took := waitURL(t, "first reconcile", master, 2*time.Minute)
 	t.Logf("Ready with url %s after %s", renderedURL(), took.Round(100*time.Millisecond))

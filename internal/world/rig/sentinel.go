@@ -308,11 +308,11 @@ func (ru *Runner) sentinelPodHealthy(ctx context.Context, ps *podServer) bool {
 	if ps.proc == nil || ps.sentinel == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
 	if !ru.replicationUp(ctx, ps.ip) {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	sc := ru.opts.Sentinel.sentinelClient(ps.ip)
 	defer func() { _ = sc.Close() }()
 	return sc.Ping(ctx).Err() == nil
@@ -322,7 +322,7 @@ func (ru *Runner) sentinelPodHealthy(ctx context.Context, ps *podServer) bool {
 // master is up. The readiness probe asks it too, so that a rolling update waits for each
 // replica's sync before it takes the next pod (maybe the master) down.
 func (ru *Runner) replicationUp(ctx context.Context, ip string) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	o := ru.opts.ClientOptions(net.JoinHostPort(ip, strconv.Itoa(RedisPort)))
 	o.MaxRetries, o.PoolSize = -1, 1
