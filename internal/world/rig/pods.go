@@ -96,7 +96,7 @@ type podServer struct {
 	// (proc and sentinel are set, or it failed).
 	sentinel *Process
 	started  chan struct{}
-	fails    int // consecutive failed probes (Sentinel mode)
+	fails    int  // consecutive failed probes (Sentinel mode)
 	ready    bool // what the runner last wrote to the pod's Ready condition
 	stopping bool
 }
