@@ -205,7 +205,9 @@ func (ru *Runner) findMaster(ctx context.Context, pod, me string) (master string
 				return ru.firstPodIP(ctx, pod, me)
 			}
 			return ru.podHost(ru.opts.App + "-0"), false, nil
-		case master != me || time.Now().After(deadline):
+		case time.Now().After(deadline):
+			return master, true, nil
+		case master != me && ru.isMaster(ctx, master):
 			return master, true, nil
 		}
 		select {
@@ -214,6 +216,30 @@ func (ru *Runner) findMaster(ctx context.Context, pod, me string) (master string
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// isMaster: host:6379 answers ROLE as a master. The sentinels name the old master until their
+// failover is over; a replica started against it (a deleted master pod's old IP) would wait for
+// it forever, unseen by the sentinels, which learn replicas from the master's INFO.
+func (ru *Runner) isMaster(ctx context.Context, host string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	o := ru.opts.ClientOptions(net.JoinHostPort(host, strconv.Itoa(RedisPort)))
+	o.MaxRetries, o.PoolSize = -1, 1
+	o.Dialer = ru.sentinelDialer(o.Dialer)
+	c := redis.NewClient(o)
+	defer func() { _ = c.Close() }()
+	role, err := c.Do(ctx, "ROLE").Slice()
+	return err == nil && len(role) > 0 && role[0] == "master"
+}
+
+// sentinelDialer resolves announced names through the pods' DNS (hostname mode).
+func (ru *Runner) sentinelDialer(d func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	if d != nil || ru.opts.Sentinel.Resolver == nil {
+		return d
+	}
+	nd := &net.Dialer{Resolver: ru.opts.Sentinel.Resolver, Timeout: time.Second}
+	return nd.DialContext
 }
 
 // firstPodIP is pod 0's IP once it has one (the IP-announcing start script's default master).
