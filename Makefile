@@ -112,7 +112,7 @@ bench: deps envtest rig-assets ## Run every benchmark (pkg/..., bench/ vs go-red
 
 ##@ Demo
 # KEEP=1 leaves the demo running in the background; `make demo-stop` ends it.
-# SENTINEL=0 skips the Sentinel act, SENTINEL=only runs it without the Cluster act.
+# SENTINEL=1 adds the Sentinel act, SENTINEL=only runs it without the Cluster act.
 KEEP ?=
 SENTINEL ?=
 .PHONY: demo

@@ -246,7 +246,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 
 	step.next("the LoadBalancer variant: the same RedisConnection now maps each pod IP to its pod's LoadBalancer Service")
 	s.loadBalancerVariant(ns)
-	if sentinelMode() != "0" {
+	if sentinelMode() == "1" {
 		sentinelAct(s, step, app, ns)
 	}
 	return finish(ctx, t, w, step, start, worldStart, timings, keep, pidFile, mgr.LogPath, appProc.LogFile)
