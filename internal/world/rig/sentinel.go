@@ -224,22 +224,20 @@ func (ru *Runner) findMaster(ctx context.Context, pod, me string) (master string
 func (ru *Runner) isMaster(ctx context.Context, host string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	if net.ParseIP(host) == nil {
+		// Through the pods' DNS only, as waitResolves asks it.
+		addrs, err := ru.opts.Sentinel.Resolver.LookupHost(ctx, host+".")
+		if err != nil || len(addrs) == 0 {
+			return false
+		}
+		host = addrs[0]
+	}
 	o := ru.opts.ClientOptions(net.JoinHostPort(host, strconv.Itoa(RedisPort)))
 	o.MaxRetries, o.PoolSize = -1, 1
-	o.Dialer = ru.sentinelDialer(o.Dialer)
 	c := redis.NewClient(o)
 	defer func() { _ = c.Close() }()
 	role, err := c.Do(ctx, "ROLE").Slice()
 	return err == nil && len(role) > 0 && role[0] == "master"
-}
-
-// sentinelDialer resolves announced names through the pods' DNS (hostname mode).
-func (ru *Runner) sentinelDialer(d func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
-	if d != nil || ru.opts.Sentinel.Resolver == nil {
-		return d
-	}
-	nd := &net.Dialer{Resolver: ru.opts.Sentinel.Resolver, Timeout: time.Second}
-	return nd.DialContext
 }
 
 // firstPodIP is pod 0's IP once it has one (the IP-announcing start script's default master).
