@@ -118,11 +118,13 @@ bench: deps envtest rig-assets ## Run every benchmark (pkg/..., bench/ vs go-red
 
 ##@ Demo
 # KEEP=1 leaves the demo running in the background; `make demo-stop` ends it.
+# SENTINEL=1 adds the Sentinel act, SENTINEL=only runs it without the Cluster act.
 KEEP ?=
+SENTINEL ?=
 .PHONY: demo
 demo: deps envtest rig-assets ## Run rconn end to end on this machine (local control plane, Redis Cluster, manager, example app).
 	@go build -o bin/rconn-demo ./hack/demo
-	@KEEP=$(KEEP) bin/rconn-demo
+	@KEEP=$(KEEP) SENTINEL=$(SENTINEL) bin/rconn-demo
 
 .PHONY: demo-stop
 demo-stop: ## Stop a demo left running with KEEP=1.

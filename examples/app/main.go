@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -88,8 +89,11 @@ func run() int {
 	opened.Store(c)
 	defer func() { _ = c.Close() }()
 	mode := "standalone"
-	if c.Cluster() != nil {
+	switch {
+	case c.Cluster() != nil:
 		mode = "cluster"
+	case c.Config().ModeOrDefault() == client.ModeSentinel:
+		mode = "sentinel"
 	}
 	log.Info("redis opened", "mode", mode, "autoPipeline", c.AutoPipelining(), "nodeAddressMap", mapString(c.Config().NodeAddressMap))
 
@@ -152,6 +156,9 @@ func round(ctx context.Context, c *client.Client, n int) (ok, total int, served 
 // servedBy returns "announced->reachable" for the node that owns key.
 func servedBy(ctx context.Context, c *client.Client, key string) string {
 	cc := c.Cluster()
+	if cc == nil && c.Config().ModeOrDefault() == client.ModeSentinel {
+		return sentinelMaster(ctx, c)
+	}
 	if cc == nil {
 		return "standalone"
 	}
@@ -164,6 +171,21 @@ func servedBy(ctx context.Context, c *client.Client, key string) string {
 		return announced + "->" + reachable
 	}
 	return announced
+}
+
+// sentinelMaster names the master that served the round: the address it announces
+// (replica-announce-ip, which is what the sentinels name it by once it is a master) and where
+// the node address map sends it. "master?" when the server will not say (ACL).
+func sentinelMaster(ctx context.Context, c *client.Client) string {
+	kv, err := c.ConfigGet(ctx, "replica-announce-ip").Result()
+	if err != nil || kv["replica-announce-ip"] == "" {
+		return "master?"
+	}
+	announced := net.JoinHostPort(kv["replica-announce-ip"], "6379")
+	if m, ok := c.Config().NodeAddressMap[announced]; ok {
+		return "master " + announced + "->" + m.String()
+	}
+	return "master " + announced
 }
 
 func mapString(m map[string]client.MappedAddress) string {

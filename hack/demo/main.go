@@ -146,7 +146,7 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 			t.Fatalf("%v", err)
 		}
 	}
-	step := newStepper(11)
+	step := newStepper(stepCount())
 	within := func(d time.Duration) context.Context {
 		c, cancel := context.WithTimeout(ctx, d)
 		t.Cleanup(cancel)
@@ -176,6 +176,10 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 	timed("manager ready", mgrStart)
 
 	showDenial(within(60*time.Second), t, w, step, mgr, dir, ns)
+	if sentinelMode() == "only" {
+		sentinelAct(&session{t: t, ctx: ctx, w: w, within: within, must: must, timed: timed}, step, app, ns)
+		return finish(ctx, t, w, step, start, worldStart, timings, keep, pidFile, mgr.LogPath, "")
+	}
 
 	step.next("applying the sample RedisConnection (PodDNS through the headless Service)")
 	applied := time.Now()
@@ -242,17 +246,31 @@ func run(root, dir string, keep bool, pidFile string) (code int) {
 
 	step.next("the LoadBalancer variant: the same RedisConnection now maps each pod IP to its pod's LoadBalancer Service")
 	s.loadBalancerVariant(ns)
+	if sentinelMode() == "1" {
+		sentinelAct(s, step, app, ns)
+	}
+	return finish(ctx, t, w, step, start, worldStart, timings, keep, pidFile, mgr.LogPath, appProc.LogFile)
+}
 
+// finish prints the summary and, with KEEP=1, how to use the demo left running, until a signal.
+func finish(ctx context.Context, t *runner, w *demo.RigWorld, step *stepper, start, worldStart time.Time, timings []demo.Timing, keep bool, pidFile, mgrLog, appLog string) int {
 	inDemo := time.Since(worldStart)
 	step.next("done in %s (in-demo, from the rig's start: %s)", time.Since(start).Round(100*time.Millisecond), inDemo.Round(100*time.Millisecond))
 	printTimings(timings)
 	if errs := w.Redis.Runner.Errors(); len(errs) > 0 {
 		t.Logf("pod runner reported: %s", strings.Join(errs, "; "))
 	}
+	if w.Sentinel != nil {
+		if errs := w.Sentinel.Runner.Errors(); len(errs) > 0 {
+			t.Logf("Sentinel pod runner reported: %s", strings.Join(errs, "; "))
+		}
+	}
 	if !keep {
 		return 0
 	}
-	must(os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644))
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		t.Fatalf("%v", err)
+	}
 	fmt.Printf(`
 The demo keeps running (pid %d), the rig with it.
   export KUBECONFIG=%s
@@ -262,7 +280,7 @@ The demo keeps running (pid %d), the rig with it.
   tail -f %s        # the example app
 Stop it with: make demo-stop
 ==> ready
-`, os.Getpid(), w.Kubeconfig, w.KubectlPath(), demo.Namespace, w.KubectlPath(), demo.Namespace, demo.RedisName, mgr.LogPath, appProc.LogFile)
+`, os.Getpid(), w.Kubeconfig, w.KubectlPath(), demo.Namespace, w.KubectlPath(), demo.Namespace, demo.RedisName, mgrLog, appLog)
 	<-ctx.Done()
 	return 0
 }

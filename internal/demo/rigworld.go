@@ -36,6 +36,8 @@ type RigWorld struct {
 	DNS  *rig.DNS
 	// Redis is the StatefulSet and its pod runner.
 	Redis *rig.RedisCluster
+	// Sentinel is the Sentinel act's StatefulSet (StartSentinel), nil before.
+	Sentinel *rig.RedisSentinel
 	// Kubeconfig is an admin kubeconfig; ManagerKubeconfig is ManagerUser's (only the
 	// manager's ClusterRole, bound by InstallCRD).
 	Kubeconfig, ManagerKubeconfig string
@@ -46,6 +48,7 @@ type RigWorld struct {
 
 	progress func(format string, args ...any)
 	lbNet    string
+	admin    string // the redis-servers' default user's password
 }
 
 // LoadBalancerIP is the ingress address of pod i's LoadBalancer Service in this world.
@@ -129,6 +132,7 @@ func StartRig(t TB, ctx context.Context, o Options) *RigWorld {
 	})
 
 	admin := randomString()
+	w.admin = admin
 	w.Password = randomString()
 	timed("Redis StatefulSet: 6 pods Ready + redis-cli --cluster create", func() {
 		w.progress("creating statefulset/%s (6 pods) + service/%s-headless in %s; the pod runner serves each Running pod with a redis-server on its pod IP; then the charts' redis-cli --cluster create", RedisName, RedisName, Namespace)

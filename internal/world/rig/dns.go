@@ -44,6 +44,10 @@ type DNSOptions struct {
 	AssetsDir string
 	// ReadyTimeout bounds the wait for the first authoritative answer (default 30s).
 	ReadyTimeout time.Duration
+	// Listen is the IP:port to serve on (default: a free port on 127.0.0.1). The pod network's
+	// resolver is the host end of its veth on port 53 (see PodNetwork.SetResolver): programs
+	// inside the pod network resolve through /etc/resolv.conf, which has no port.
+	Listen string
 }
 
 // DNS is a running CoreDNS process.
@@ -105,7 +109,7 @@ func StartDNS(opts DNSOptions) (*DNS, error) {
 			return d, nil
 		}
 		lastErr = err
-		if !errors.Is(err, errDNSAddrInUse) {
+		if !errors.Is(err, errDNSAddrInUse) || opts.Listen != "" {
 			break
 		}
 	}
@@ -130,23 +134,23 @@ func StartTestDNS(t interface {
 var errDNSAddrInUse = errors.New("address already in use")
 
 func startDNSOnce(bin, kubeconfig string, opts DNSOptions) (*DNS, error) {
-	port, err := freeDNSPort()
+	ip, port, err := dnsListen(opts.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("rig dns: finding a free port: %w", err)
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "rig-dns-")
 	if err != nil {
 		return nil, fmt.Errorf("rig dns: %w", err)
 	}
 	d := &DNS{
-		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		addr:    net.JoinHostPort(ip, strconv.Itoa(port)),
 		domain:  opts.ClusterDomain,
 		dir:     dir,
 		logPath: filepath.Join(dir, "coredns.log"),
 		exited:  make(chan struct{}),
 	}
 	corefile := filepath.Join(dir, "Corefile")
-	if err := os.WriteFile(corefile, []byte(dnsCorefile(opts.ClusterDomain, port, kubeconfig)), 0o600); err != nil {
+	if err := os.WriteFile(corefile, []byte(dnsCorefile(opts.ClusterDomain, ip, port, kubeconfig)), 0o600); err != nil {
 		d.cleanupDir()
 		return nil, fmt.Errorf("rig dns: %w", err)
 	}
@@ -179,11 +183,31 @@ func startDNSOnce(bin, kubeconfig string, opts DNSOptions) (*DNS, error) {
 	return d, nil
 }
 
-// dnsCorefile serves only the cluster domain, on 127.0.0.1:port (UDP and TCP). Pods mode is
+// dnsListen splits DNSOptions.Listen, or picks a free loopback port.
+func dnsListen(listen string) (string, int, error) {
+	if listen == "" {
+		port, err := freeDNSPort()
+		if err != nil {
+			return "", 0, fmt.Errorf("rig dns: finding a free port: %w", err)
+		}
+		return "127.0.0.1", port, nil
+	}
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("rig dns: Listen %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("rig dns: Listen %q: %w", listen, err)
+	}
+	return host, port, nil
+}
+
+// dnsCorefile serves only the cluster domain, on ip:port (UDP and TCP). Pods mode is
 // disabled (no 1-2-3-4.ns.pod names: rconn uses PodDNS hostnames from EndpointSlices).
-func dnsCorefile(domain string, port int, kubeconfig string) string {
+func dnsCorefile(domain, ip string, port int, kubeconfig string) string {
 	return fmt.Sprintf(`%s:%d {
-    bind 127.0.0.1
+    bind %s
     errors
     log
     kubernetes %s {
@@ -192,7 +216,7 @@ func dnsCorefile(domain string, port int, kubeconfig string) string {
         ttl %d
     }
 }
-`, domain, port, domain, kubeconfig, DNSTTL)
+`, domain, port, ip, domain, kubeconfig, DNSTTL)
 }
 
 // freeDNSPort finds a loopback port free for both TCP and UDP.
@@ -247,7 +271,8 @@ func (d *DNS) waitReady(timeout time.Duration) error {
 	}
 }
 
-// Addr is CoreDNS's host:port (127.0.0.1, UDP and TCP): the manager's --dns-server.
+// Addr is CoreDNS's host:port (127.0.0.1 unless DNSOptions.Listen said otherwise; UDP and
+// TCP): the manager's --dns-server.
 func (d *DNS) Addr() string { return d.addr }
 
 // ClusterDomain is the zone CoreDNS serves, without a trailing dot.

@@ -138,6 +138,35 @@ func (n *PodNetwork) Exec(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// netnsEtc is where `ip netns exec` finds a namespace's own /etc files (it bind-mounts
+// netnsEtc/<name>/resolv.conf over /etc/resolv.conf for the command it runs).
+var netnsEtc = "/etc/netns"
+
+// SetResolver makes every program started in the pod network afterwards (Exec) resolve names
+// through the DNS server at ip:53 only: the namespace's own resolv.conf, as a kubelet writes a
+// pod's. Without it a pod's redis-server would ask the machine's resolver. Teardown removes it.
+func (n *PodNetwork) SetResolver(ip string) error {
+	// A query leaving the namespace needs a source address the host can answer: the peer end
+	// gets 198.19.N.2 (the namespace has no address of its own; pod IPs are a local route).
+	src := fmt.Sprintf("198.19.%d.2", n.Index)
+	peer := fmt.Sprintf("rrig%dp", n.Index)
+	for _, s := range [][]string{
+		{"-n", n.Name, "addr", "replace", src + "/32", "dev", peer},
+		{"-n", n.Name, "route", "replace", n.HostAddr.String() + "/32", "dev", peer, "src", src},
+		{"route", "replace", src + "/32", "dev", n.hostIf, "src", n.HostAddr.String()},
+	} {
+		if err := ipCmd(s...); err != nil {
+			return err
+		}
+	}
+	dir := filepath.Join(netnsEtc, n.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	conf := "nameserver " + ip + "\noptions timeout:1 attempts:2\n"
+	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(conf), 0o644)
+}
+
 // Teardown kills what still runs in the namespace and removes it, its veth pair (and with it
 // the route) and its state file. Safe to call more than once.
 func (n *PodNetwork) Teardown() {
@@ -150,6 +179,8 @@ func removeNetwork(name string) {
 	if idx, err := strconv.Atoi(strings.TrimPrefix(name, netnsPrefix)); err == nil {
 		_ = ipCmd("link", "del", fmt.Sprintf("rrig%dh", idx))
 	}
+	_ = os.RemoveAll(filepath.Join(netnsEtc, name))
+	_ = os.Remove(netnsEtc) // only when empty: another namespace's files stay
 	_ = os.Remove(filepath.Join(stateDir, name+".pid"))
 }
 

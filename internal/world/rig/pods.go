@@ -64,8 +64,13 @@ type RunnerOptions struct {
 	CLIArgs []string
 	// PreStopFailover makes each pod's preStop hand its slots over before SIGTERM, as a chart
 	// hook running `redis-cli CLUSTER FAILOVER` on a replica of a terminating master does: the
-	// master becomes a replica first, so no slot waits for failure detection.
+	// master becomes a replica first, so no slot waits for failure detection. In Sentinel mode
+	// it is the Bitnami chart's redis preStop: a master asks its sentinel for SENTINEL FAILOVER
+	// and waits for the switch.
 	PreStopFailover bool
+	// Sentinel makes the pods Bitnami-style Sentinel pods (sentinel.go) instead of Redis
+	// Cluster nodes.
+	Sentinel *SentinelPods
 }
 
 // Runner serves the pods of one StatefulSet.
@@ -84,9 +89,14 @@ type Runner struct {
 }
 
 type podServer struct {
-	uid      string
-	ip       string
-	proc     *Process
+	uid  string
+	ip   string
+	proc *Process
+	// Sentinel mode: the pod's sentinel, and started, closed when the start script is over
+	// (proc and sentinel are set, or it failed).
+	sentinel *Process
+	started  chan struct{}
+	fails    int  // consecutive failed probes (Sentinel mode)
 	ready    bool // what the runner last wrote to the pod's Ready condition
 	stopping bool
 }
@@ -139,8 +149,9 @@ func (ru *Runner) Stop() {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
 	for _, ps := range ru.pods {
-		if ps.proc != nil {
-			ps.proc.StopWithin(2 * time.Second)
+		ps.waitStarted(context.Background()) // the runner's context is over: the start script ends
+		for _, p := range ps.procs() {
+			p.StopWithin(2 * time.Second)
 		}
 	}
 }
@@ -193,18 +204,14 @@ func (ru *Runner) sync(ctx context.Context, pod *corev1.Pod) {
 		}
 	case pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "":
 		if ps != nil && ps.uid != uid {
-			if ps.proc != nil {
-				select {
-				case <-ps.proc.Done():
-				default:
-					return // the old pod's server is still stopping
-				}
+			if !ps.exited() {
+				return // the old pod's servers are still stopping
 			}
 			ps = nil
 		}
 		if ps == nil {
 			ps = &podServer{uid: uid, ip: pod.Status.PodIP}
-			if err := ru.start(pod, ps); err != nil {
+			if err := ru.start(ctx, pod, ps); err != nil {
 				ru.errorf("starting %s: %v", pod.Name, err)
 				return
 			}
@@ -216,11 +223,57 @@ func (ru *Runner) sync(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
+// procs are the pod's running processes (started ones only).
+func (ps *podServer) procs() []*Process {
+	var out []*Process
+	for _, p := range []*Process{ps.proc, ps.sentinel} {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitStarted waits for a Sentinel pod's start script to be over, or for ctx.
+func (ps *podServer) waitStarted(ctx context.Context) {
+	if ps.started == nil {
+		return
+	}
+	select {
+	case <-ps.started:
+	case <-ctx.Done():
+	}
+}
+
+// exited says whether every process of the pod has exited (a start script still running counts
+// as not exited).
+func (ps *podServer) exited() bool {
+	if ps.started != nil {
+		select {
+		case <-ps.started:
+		default:
+			return false
+		}
+	}
+	for _, p := range ps.procs() {
+		select {
+		case <-p.Done():
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // start is the Redis image's entrypoint: the chart's start script, then redis-server.
-func (ru *Runner) start(pod *corev1.Pod, ps *podServer) error {
+func (ru *Runner) start(ctx context.Context, pod *corev1.Pod, ps *podServer) error {
 	dir := filepath.Join(ru.data, pod.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if ru.opts.Sentinel != nil {
+		ru.startSentinelPod(ctx, pod, ps, dir)
+		return nil
 	}
 	if err := rewriteMyIP(filepath.Join(dir, "nodes.conf"), ps.ip); err != nil {
 		return err
@@ -280,7 +333,19 @@ func rewriteMyIP(path, ip string) error {
 // probe is the readiness probe (PING, and cluster_state:ok once the node is part of a
 // cluster, like the charts' probe) and the kubelet's status write.
 func (ru *Runner) probe(ctx context.Context, pod *corev1.Pod, ps *podServer) {
-	want := pod.Annotations[NotReadyAnnotation] != "true" && ru.healthy(ctx, ps)
+	healthy := ru.healthy(ctx, ps)
+	if ru.opts.Sentinel != nil {
+		// A kubelet's failureThreshold (3): on a loaded machine a probe times out now and
+		// then; every flip is a pod and StatefulSet status write, and a flapping pod kept the
+		// StatefulSet controller requeuing ("read version ... is not as new as written") instead
+		// of rolling.
+		if healthy {
+			ps.fails = 0
+		} else if ps.fails++; ps.fails < 3 && podReady(pod) && !ps.exited() {
+			healthy = true
+		}
+	}
+	want := pod.Annotations[NotReadyAnnotation] != "true" && healthy
 	if want == podReady(pod) {
 		ps.ready = want
 		return
@@ -305,6 +370,9 @@ func (ru *Runner) probe(ctx context.Context, pod *corev1.Pod, ps *podServer) {
 }
 
 func (ru *Runner) healthy(ctx context.Context, ps *podServer) bool {
+	if ru.opts.Sentinel != nil {
+		return ru.sentinelPodHealthy(ctx, ps)
+	}
 	select {
 	case <-ps.proc.Done():
 		return false
@@ -363,12 +431,29 @@ func (ru *Runner) terminate(ctx context.Context, pod *corev1.Pod, ps *podServer)
 		case <-time.After(wait):
 		}
 	}
+	ps.waitStarted(ctx)
+	if ctx.Err() != nil {
+		return // the runner stops (Stop ends the processes)
+	}
 	if ru.opts.PreStopFailover {
-		if err := ru.handOver(ctx, pod.Status.PodIP, deadline.Add(-2*time.Second)); err != nil {
+		handOver := ru.handOver
+		if ru.opts.Sentinel != nil {
+			handOver = ru.sentinelHandOver
+		}
+		if err := handOver(ctx, pod.Status.PodIP, deadline.Add(-2*time.Second)); err != nil {
 			ru.errorf("preStop failover of %s: %v", pod.Name, err)
 		}
 	}
-	ps.proc.StopWithin(max(time.Until(deadline), 100*time.Millisecond))
+	// The containers stop together, as a kubelet stops a pod's containers in parallel.
+	var wg sync.WaitGroup
+	for _, p := range ps.procs() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.StopWithin(max(time.Until(deadline), 100*time.Millisecond))
+		}()
+	}
+	wg.Wait()
 	ru.finalize(ctx, pod)
 }
 

@@ -78,26 +78,14 @@ func (r *Rig) RedisCluster(ctx context.Context, o RedisClusterOptions) (*RedisCl
 // RolloutRestart does what `kubectl rollout restart statefulset/<name>` does: a new
 // restartedAt annotation on the pod template.
 func (rc *RedisCluster) RolloutRestart(ctx context.Context) error {
-	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
-	sts := &appsv1.StatefulSet{}
-	sts.Namespace, sts.Name = rc.Namespace, rc.Name
-	return rc.rig.Client.Patch(ctx, sts, client.RawPatch(types.StrategicMergePatchType, []byte(patch)))
+	return rolloutRestart(ctx, rc.rig.Client, rc.Namespace, rc.Name)
 }
 
 // WaitRolledOut waits until the StatefulSet's pods all run the update revision and are Ready,
 // and the cluster is whole again.
 func (rc *RedisCluster) WaitRolledOut(ctx context.Context, timeout time.Duration) error {
 	start := time.Now()
-	err := poll(ctx, timeout, "rollout of statefulset/"+rc.Name, func() (bool, error) {
-		var sts appsv1.StatefulSet
-		if err := rc.rig.Client.Get(ctx, client.ObjectKey{Namespace: rc.Namespace, Name: rc.Name}, &sts); err != nil {
-			return false, err
-		}
-		s := sts.Status
-		return s.ObservedGeneration == sts.Generation && s.UpdateRevision != "" && s.CurrentRevision == s.UpdateRevision &&
-			s.UpdatedReplicas == int32(rc.Pods) && s.ReadyReplicas == int32(rc.Pods), nil
-	}, rc.Runner.diag)
-	if err != nil {
+	if err := waitStatefulSetRolledOut(ctx, rc.rig.Client, rc.Namespace, rc.Name, rc.Pods, timeout, rc.Runner.diag); err != nil {
 		return err
 	}
 	return rc.Runner.WaitClusterOK(ctx, rc.Pods, max(timeout-time.Since(start), 10*time.Second))

@@ -66,6 +66,8 @@ type Rig struct {
 	procs   []*Process
 	stops   []func()
 	stopped bool
+	// podDNSServer is the pods' CoreDNS, started by the first RedisSentinel.
+	podDNSServer *DNS
 }
 
 // AssetsDir is where kube-controller-manager, kube-scheduler, kwok, kwok-stages/ and coredns

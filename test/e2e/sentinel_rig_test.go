@@ -1,0 +1,271 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
+	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/kubetest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/rig"
+	rclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
+)
+
+// TestSentinelOnTheRig is the demo's Sentinel act as a test: a Bitnami-style Sentinel
+// StatefulSet (3 pods, each a redis-server and a sentinel, announcing pod IPs) on the rig, the
+// manager binary with only its ClusterRole, a `mode: Sentinel` RedisConnection whose PodDNS map
+// covers ports 6379 and 26379, and an app (pkg/client Open on the kubelet-style mount of the
+// rendered ConfigMap and Secret) writing every 50 ms. Drills: `kubectl delete pod` of the
+// master (config.json's url must name the new master within a bound, the app keeps writing),
+// then `kubectl rollout restart`. The note gives failed writes and the longest stall.
+func TestSentinelOnTheRig(t *testing.T) { //nolint:funlen // one ordered story on one rig
+	t.Parallel() // its own control plane and addresses
+	if os.Getenv("RCONN_SENTINEL_RIG_DRILLS") == "" {
+		// Not yet green end to end on the 2-core machine (its master deletion passed, the
+		// recreated pod's rejoin and the rollout part have not): opt-in until it is (#24 note).
+		t.Skip("set RCONN_SENTINEL_RIG_DRILLS=1 to run the Sentinel drill on the rig")
+	}
+	if err := rig.Available(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the rig is required in CI: %v", err)
+		}
+		t.Skipf("no rig here: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	r, err := rig.Start(ctx, rig.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	dns, err := rig.StartDNS(rig.DNSOptions{Kubeconfig: r.Kubeconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dns.Stop)
+	const ns, name = "sentinel", "redis"
+	rs, err := r.RedisSentinel(ctx, rig.RedisSentinelOptions{Namespace: ns, Name: name, Sentinel: rig.SentinelPods{AnnounceIPs: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := r.Kubectl("apply", "-f", filepath.Join(root, "config", "rbac", "role.yaml")); !strings.Contains(out, "configured") && !strings.Contains(out, "created") {
+		t.Fatalf("applying the ClusterRole: %s", out)
+	}
+	mgr := managertest.StartBinary(t, managertest.Build(t), managerKubeconfig(t, r), nil, "--dns-server", dns.Addr())
+
+	host := func(pod string) string { return fmt.Sprintf("%s.%s.%s.svc.cluster.local", pod, rs.Service, ns) }
+	rc := &rconnv1.RedisConnection{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+		Spec: rconnv1.RedisConnectionSpec{
+			Mode: rconnv1.ModeSentinel,
+			Sentinel: &rconnv1.SentinelSpec{MasterName: rs.MasterName, RootNodes: []rconnv1.SentinelNode{
+				{Host: host(name + "-0"), Port: rig.SentinelPort}, {Host: host(name + "-1"), Port: rig.SentinelPort}, {Host: host(name + "-2"), Port: rig.SentinelPort},
+			}},
+			NodeAddressMap: &rconnv1.NodeAddressMap{FromServices: []rconnv1.ServiceAddressSource{{
+				Selector:    metav1.LabelSelector{MatchLabels: map[string]string{rig.AppLabel: name}},
+				AddressType: rconnv1.AddressTypePodDNS,
+				Ports:       []intstr.IntOrString{intstr.FromInt32(rig.RedisPort), intstr.FromInt32(rig.SentinelPort)},
+			}}},
+		},
+	}
+	if err := r.Client.Create(ctx, rc); err != nil {
+		t.Fatal(err)
+	}
+	diag := func() string {
+		return r.Kubectl("get", "pods,endpointslices,rconn", "-n", ns, "-o", "wide") + "\nmanager log:\n" + tailLines(mgr.Log(), 30)
+	}
+	// renderedURL is config.json's url (the confirmed master, reachable). Not gated on Ready:
+	// while the deleted master's pod is away a data node is down, and the outputs must name
+	// the new master all the same.
+	renderedURL := func() string {
+		var cm corev1.ConfigMap
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: rc.Name}, &cm); err != nil {
+			return ""
+		}
+		cfg, err := rclient.LoadConfig([]byte(cm.Data["config.json"]))
+		if err != nil {
+			return ""
+		}
+		return cfg.URL
+	}
+	wantURL := func(pod string) string { return "redis://" + net.JoinHostPort(host(pod), "6379") }
+	waitURL := func(t *testing.T, what, pod string, timeout time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		if err := pollE2E(ctx, timeout, func() bool { return renderedURL() == wantURL(pod) }); err != nil {
+			t.Fatalf("%s: config.json url never became %s (last %q)\n%s", what, wantURL(pod), renderedURL(), diag())
+		}
+		return time.Since(start)
+	}
+	master, _, err := rs.CurrentMaster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pollE2E(ctx, 2*time.Minute, func() bool {
+		var cur rconnv1.RedisConnection
+		return r.Client.Get(ctx, client.ObjectKeyFromObject(rc), &cur) == nil && meta.IsStatusConditionTrue(cur.Status.Conditions, rconnv1.ConditionReady)
+	}); err != nil {
+		t.Fatalf("never Ready\n%s", diag())
+	}
+	took := waitURL(t, "first reconcile", master, 2*time.Minute)
+	t.Logf("Ready with url %s after %s", renderedURL(), took.Round(100*time.Millisecond))
+
+	// The app: pkg/client on the kubelet-style mount, names resolved only through CoreDNS.
+	m := demo.StartMount(t, ctx, r.Client, ns, rc.Name, filepath.Join(t.TempDir(), "mount"), demo.MountOptions{SyncPeriod: time.Second})
+	resolver := dns.Resolver()
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Resolver: resolver, Timeout: 2 * time.Second}
+		return d.DialContext(ctx, network, addr)
+	}
+	openCtx, openCancel := context.WithTimeout(ctx, time.Minute)
+	app, err := rclient.OpenOptions{Dial: dial}.Open(openCtx, m.ConfigDir, m.SecretDir)
+	openCancel()
+	if err != nil {
+		t.Fatalf("pkg/client Open on the mount: %v\n%s", err, diag())
+	}
+	t.Cleanup(func() { _ = app.Close() })
+	w := startWriter(ctx, app)
+	t.Cleanup(w.stop)
+	w.waitWrites(t, 10, 30*time.Second)
+
+	t.Run("kubectl delete pod of the master: outputs and the app follow the new master", func(t *testing.T) {
+		old, _, err := rs.CurrentMaster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.reset()
+		if out := r.Kubectl("delete", "pod", "-n", ns, old, "--wait=false"); !strings.Contains(out, "deleted") {
+			t.Fatal(out)
+		}
+		start := time.Now()
+		var next string
+		if err := pollE2E(ctx, 2*time.Minute, func() bool {
+			next, _, err = rs.CurrentMaster(ctx)
+			return err == nil && next != "" && next != old
+		}); err != nil {
+			t.Fatalf("the sentinels never elected a master other than %s\n%s", old, diag())
+		}
+		elected := time.Since(start)
+		// The bound: the controller sees +switch-master at once (or its next probe).
+		waitURL(t, "after the master's deletion", next, 30*time.Second)
+		t.Logf("delete pod %s: sentinels elected %s after %s; config.json url %s -> %s after %s",
+			old, next, elected.Round(100*time.Millisecond), wantURL(old), wantURL(next), time.Since(start).Round(100*time.Millisecond))
+		w.waitWrites(t, 10, time.Minute)
+		if err := rs.WaitHealthy(ctx, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		failed, stall := w.stats()
+		t.Logf("app across the failover: %d failed writes, longest stall %s", failed, stall.Round(10*time.Millisecond))
+	})
+
+	t.Run("kubectl rollout restart: the app keeps writing, the outputs name the master", func(t *testing.T) {
+		w.reset()
+		start := time.Now()
+		if out := r.Kubectl("rollout", "restart", "-n", ns, "statefulset/"+name); !strings.Contains(out, "restarted") {
+			t.Fatal(out)
+		}
+		if err := rs.WaitRolledOut(ctx, 6*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("rollout of %d pods took %s", rs.Pods, time.Since(start).Round(time.Second))
+		now, _, err := rs.CurrentMaster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitURL(t, "after rollout restart", now, time.Minute)
+		w.waitWrites(t, 10, time.Minute)
+		failed, stall := w.stats()
+		t.Logf("app across the rollout: %d failed writes, longest stall %s; master now %s", failed, stall.Round(10*time.Millisecond), now)
+	})
+	if mgr.Exited() {
+		t.Fatalf("manager exited:\n%s", tailLines(mgr.Log(), 40))
+	}
+}
+
+// writer SETs a counter every 50 ms and counts failures and the longest time without a
+// successful write.
+type writer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	ok     atomic.Int64
+
+	mu       sync.Mutex
+	failed   int
+	lastOK   time.Time
+	maxStall time.Duration
+}
+
+func startWriter(ctx context.Context, c *rclient.Client) *writer {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &writer{cancel: cancel, done: make(chan struct{}), lastOK: time.Now()}
+	go func() {
+		defer close(w.done)
+		for i := 0; ctx.Err() == nil; i++ {
+			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+			err := c.Set(wctx, "rconn-e2e", i, 0).Err()
+			wcancel()
+			now := time.Now()
+			w.mu.Lock()
+			if err != nil {
+				w.failed++
+			} else {
+				w.ok.Add(1)
+				w.maxStall = max(w.maxStall, now.Sub(w.lastOK))
+				w.lastOK = now
+			}
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *writer) stop() { w.cancel(); <-w.done }
+
+func (w *writer) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failed, w.maxStall = 0, 0
+}
+
+func (w *writer) stats() (int, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed, max(w.maxStall, time.Since(w.lastOK))
+}
+
+// waitWrites waits for n more successful writes.
+func (w *writer) waitWrites(t *testing.T, n int64, timeout time.Duration) {
+	t.Helper()
+	want := w.ok.Load() + n
+	deadline := time.Now().Add(timeout)
+	for w.ok.Load() < want {
+		if time.Now().After(deadline) {
+			failed, stall := w.stats()
+			t.Fatalf("the app wrote nothing for %s (%d failed writes, stall %s)", timeout, failed, stall)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
