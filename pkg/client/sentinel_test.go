@@ -352,58 +352,28 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 // sentinel-mode config.json: node-redis reaches the sentinels and the master only through
 // nodeAddressMap (the master's proxy sees its connections) with both sides' passwords.
 func TestNodeRedisSentinelSnippet(t *testing.T) {
-	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
-	defer cancel()
-	dir, err := npmtest.InstallClients(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startSentinelGroup(t)
-	cfg, files, _, proxies := g.config(t)
-	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
-	secretDir := t.TempDir()
-	for k, v := range files {
-		if err := os.WriteFile(filepath.Join(secretDir, k), v, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "### Sentinel: node-redis")
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := t.TempDir()
-	script, err := npmtest.WriteScript(dir, work, "sentinel.mjs", snippet+`
+	runSentinelSnippet(t, "node-redis", "nodeAddressMap", "### Sentinel: node-redis", `
 await redis.set('k', 'from-node-redis');
 console.log('node-redis-sentinel', await redis.get('k'));
 await redis.close();
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args, err := npmtest.NoDNSArgs(work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, "node", append(args, script)...)
-	cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+m.dir, "RCONN_SECRET_DIR="+secretDir)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "node-redis-sentinel from-node-redis") {
-		t.Fatalf("node %s: %v\n%s", script, err, out)
-	}
-	master, err := g.masterAddr(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range g.data {
-		if s.Addr() == master && proxies[i].Accepted.Load() == 0 {
-			t.Errorf("node-redis did not reach the master through nodeAddressMap (its proxy saw no connection):\n%s", out)
-		}
-	}
+`, "node-redis-sentinel from-node-redis")
 }
 
 // The docs/consuming.md ioredis snippet, as is, on a hand-written sentinel-mode config.json:
 // ioredis reaches the master through natMap (its proxy sees the connection).
 func TestIORedisSentinelSnippet(t *testing.T) {
+	runSentinelSnippet(t, "ioredis", "natMap", "### Sentinel: ioredis", `
+await redis.set('k', 'from-ioredis');
+console.log('ioredis-sentinel', await redis.get('k'));
+redis.disconnect();
+`, "ioredis-sentinel from-ioredis")
+}
+
+// runSentinelSnippet runs the docs/consuming.md snippet under heading, followed by tail, with
+// node against a real sentinel group (config.json and the Secret mounted), wants want in its
+// output, and checks that the client reached the master through the map (mapName in messages).
+func runSentinelSnippet(t *testing.T, clientName, mapName, heading, tail, want string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
 	defer cancel()
 	dir, err := npmtest.InstallClients(ctx)
@@ -419,16 +389,12 @@ func TestIORedisSentinelSnippet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "### Sentinel: ioredis")
+	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), heading)
 	if err != nil {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	script, err := npmtest.WriteScript(dir, work, "sentinel.mjs", snippet+`
-await redis.set('k', 'from-ioredis');
-console.log('ioredis-sentinel', await redis.get('k'));
-redis.disconnect();
-`)
+	script, err := npmtest.WriteScript(dir, work, "sentinel.mjs", snippet+tail)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +405,7 @@ redis.disconnect();
 	cmd := exec.CommandContext(ctx, "node", append(args, script)...)
 	cmd.Env = append(os.Environ(), "RCONN_CONFIG_DIR="+m.dir, "RCONN_SECRET_DIR="+secretDir)
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ioredis-sentinel from-ioredis") {
+	if err != nil || !strings.Contains(string(out), want) {
 		t.Fatalf("node %s: %v\n%s", script, err, out)
 	}
 	master, err := g.masterAddr(ctx)
@@ -448,7 +414,7 @@ redis.disconnect();
 	}
 	for i, s := range g.data {
 		if s.Addr() == master && proxies[i].Accepted.Load() == 0 {
-			t.Errorf("ioredis did not reach the master through natMap (its proxy saw no connection):\n%s", out)
+			t.Errorf("%s did not reach the master through %s (its proxy saw no connection):\n%s", clientName, mapName, out)
 		}
 	}
 }
