@@ -343,7 +343,7 @@ var _ = Describe("Sentinel mode: real clients fed from the rendered config.json 
 				"%s does not write to the new master %s", a.name, g.Data[nm].Announced)
 		}
 		to := time.Now()
-		GinkgoWriter.Printf("drill %s (%s -> %s, new master confirmed %s after the fault):\n", what,
+		GinkgoWriter.Printf("drill %s (%s -> %s; sentinels agreed and config.json named it %s after the fault):\n", what,
 			g.Data[old].Announced, g.Data[nm].Announced, promoted.Sub(from).Round(time.Millisecond))
 		for _, a := range apps {
 			failed, ok, stall, firstErr := a.log.faultStats(from, to)
