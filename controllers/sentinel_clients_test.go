@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -73,6 +74,17 @@ func (l *writeLog) okAfter(t time.Time) bool {
 		}
 	}
 	return false
+}
+
+// tail describes the last n writes, for failure messages.
+func (l *writeLog) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, e := range l.events[max(0, len(l.events)-n):] {
+		fmt.Fprintf(&b, "%s ok=%v %s\n", e.at.Format("15:04:05.000"), e.ok, e.msg)
+	}
+	return b.String()
 }
 
 // faultStats are an app's failed writes in [from, to] and its longest gap between successful
@@ -337,10 +349,10 @@ var _ = Describe("Sentinel mode: real clients fed from the rendered config.json 
 			// A write that finished after the promotion succeeded, and the app's counter on
 			// the new master moves: its writes land there.
 			Eventually(func() bool { return a.log.okAfter(promoted) }, drillStallBound, 50*time.Millisecond).Should(BeTrue(),
-				"%s: no successful write after %s; stderr:\n%s", a.name, what, a.stderr.String())
+				"%s: no successful write after %s; last writes:\n%s\nstderr:\n%s", a.name, what, a.log.tail(5), a.stderr.String())
 			before := counter(g, nm, a.key)
 			Eventually(func() int { return counter(g, nm, a.key) }, drillStallBound, 50*time.Millisecond).Should(BeNumerically(">", before),
-				"%s does not write to the new master %s", a.name, g.Data[nm].Announced)
+				"%s does not write to the new master %s; last writes:\n%s\nstderr:\n%s", a.name, g.Data[nm].Announced, a.log.tail(5), a.stderr.String())
 		}
 		to := time.Now()
 		GinkgoWriter.Printf("drill %s (%s -> %s; sentinels agreed and config.json named it %s after the fault):\n", what,
