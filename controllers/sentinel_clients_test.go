@@ -235,6 +235,7 @@ func startNodeApp(ctx context.Context, installDir, name, heading, cfgDir, secDir
 			}
 			app.log.add(writeEvent{at: time.UnixMilli(n), ok: verdict == "ok", msg: msg})
 		}
+		_, _ = app.stderr.Write([]byte("(stdout closed: the script ended)\n"))
 	}()
 	DeferCleanup(func() {
 		_ = stdin.Close() // the script exits; the kill below is for one that hangs (our own PID)
