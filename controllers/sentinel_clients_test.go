@@ -258,6 +258,7 @@ func startGoApp(ctx context.Context, cfgDir, secDir string, dial *nettest.Record
 	defer cancel()
 	c, err := pkgclient.OpenOptions{Dial: dial.Dial, ReloadInterval: 200 * time.Millisecond}.Open(octx, cfgDir, secDir)
 	Expect(err).NotTo(HaveOccurred())
+	ctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -273,7 +274,7 @@ func startGoApp(ctx context.Context, cfgDir, secDir string, dial *nettest.Record
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	DeferCleanup(func() { <-done; _ = c.Close() })
+	DeferCleanup(func() { stop(); <-done; _ = c.Close() })
 	return app
 }
 
@@ -321,6 +322,7 @@ var _ = Describe("Sentinel mode: real clients fed from the rendered config.json 
 
 		var stop context.CancelFunc
 		appCtx, stop = context.WithCancel(ctx)
+		DeferCleanup(stop) // runs after the apps' own cleanups: then the mount sync ends too
 		cfgDir, secDir := mountOutputs(appCtx, ns, "drill")
 		dial = nettest.NewRecorder(nil)
 		apps = []*drillApp{
@@ -328,7 +330,6 @@ var _ = Describe("Sentinel mode: real clients fed from the rendered config.json 
 			startNodeApp(appCtx, installDir, "ioredis", "### Sentinel: ioredis", cfgDir, secDir),
 			startGoApp(appCtx, cfgDir, secDir, dial),
 		}
-		DeferCleanup(stop) // registered last, so it runs first: the apps and the mount sync end
 		start := time.Now()
 		for _, a := range apps {
 			Eventually(func() bool { return a.log.okAfter(start.Add(-time.Minute)) }, time.Minute, 50*time.Millisecond).Should(BeTrue(),
