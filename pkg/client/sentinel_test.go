@@ -76,7 +76,7 @@ func (d *refusingDial) Dial(ctx context.Context, network, addr string) (net.Conn
 	host, _, err := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); d.announced[addr] || err != nil || ip == nil || !ip.IsLoopback() {
 		d.refused.Add(1)
-		return nil, fmt.Errorf("test: %s is an announced address, not reachable", addr)
+		return nil, fmt.Errorf("test: %s is announced, really listening or not a loopback IP: reachable only through the map", addr)
 	}
 	d.dials.Add(1)
 	d.mu.Lock()
