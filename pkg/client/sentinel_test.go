@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,10 +21,12 @@ import (
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
-// A small real Sentinel group for pkg/client: 1 master + 2 replicas (data password) and 3
-// sentinels (their own password), each behind a loopback proxy. The addresses the group
-// announces (the real ports) are refused by the test's base dialer: every connection, to a
-// sentinel or a data node, must go through the node address map to a proxy.
+// A real Sentinel group for pkg/client (redistest.StartSentinelGroup, the one every package
+// shares): 1 master + 2 replicas (data password) and 3 sentinels (their own password), all
+// announcing pod names only the group resolves. Every node is put behind a loopback proxy and
+// the node address map sends each announced name:port to its proxy; the test's base dialer
+// refuses the announced names and the real listening addresses alike, so every connection, to
+// a sentinel or a data node, must go through the map to a proxy.
 
 const (
 	sentinelMaster = "mymaster"
@@ -34,123 +35,89 @@ const (
 )
 
 type sentinelGroup struct {
-	data      []*redistest.Server
-	sentinels []string // real (announced) sentinel addresses
-}
-
-func startSentinelProcess(t *testing.T, masterPort int) string {
-	t.Helper()
-	dir := t.TempDir()
-	port, err := redistest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := strings.Join([]string{
-		"port " + strconv.Itoa(port), "bind 127.0.0.1", "protected-mode no", "daemonize no", "dir " + dir,
-		"logfile " + filepath.Join(dir, "sentinel.log"),
-		"requirepass " + sentinelPass, "sentinel sentinel-pass " + sentinelPass,
-		fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2", sentinelMaster, masterPort),
-		"sentinel auth-pass " + sentinelMaster + " " + dataPassword,
-		"sentinel down-after-milliseconds " + sentinelMaster + " 1000",
-		"sentinel failover-timeout " + sentinelMaster + " 5000",
-	}, "\n") + "\n"
-	file := filepath.Join(dir, "sentinel.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-server", file, "--sentinel")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // our own PID only
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-}
-
-func sentinelAdmin(addr string) *redis.SentinelClient {
-	return redis.NewSentinelClient(&redis.Options{Addr: addr, Password: sentinelPass})
+	*redistest.SentinelGroup
 }
 
 func startSentinelGroup(t *testing.T) *sentinelGroup {
 	t.Helper()
-	g := &sentinelGroup{}
-	master := redistest.StartServer(t, redistest.ServerOptions{Password: dataPassword})
-	g.data = append(g.data, master)
-	for range 2 {
-		g.data = append(g.data, redistest.StartServer(t, redistest.ServerOptions{Password: dataPassword,
-			Config: []string{fmt.Sprintf("replicaof 127.0.0.1 %d", master.Port)}}))
-	}
-	for range 3 {
-		g.sentinels = append(g.sentinels, startSentinelProcess(t, master.Port))
-	}
-	ctx := testCtx(t)
-	waitFor(t, "sentinels to know 2 replicas and 2 peers", func() error {
-		for _, a := range g.sentinels {
-			sc := sentinelAdmin(a)
-			reps, err := sc.Replicas(ctx, sentinelMaster).Result()
-			peers, err2 := sc.Sentinels(ctx, sentinelMaster).Result()
-			_ = sc.Close()
-			if err != nil || err2 != nil || len(reps) != 2 || len(peers) != 2 {
-				return fmt.Errorf("%s: %d replicas (%w), %d peers (%w)", a, len(reps), err, len(peers), err2)
-			}
-			for _, r := range reps {
-				if !strings.Contains(r["flags"], "slave") || strings.Contains(r["flags"], "down") || r["master-link-status"] != "ok" {
-					return fmt.Errorf("replica %v not ready", r)
-				}
-			}
-		}
-		return nil
+	return startSentinelGroupWith(t, redistest.SentinelGroupOptions{
+		Data: redistest.ServerOptions{Password: dataPassword}, Sentinel: redistest.ServerOptions{Password: sentinelPass},
 	})
-	return g
 }
 
+func startSentinelGroupWith(t *testing.T, o redistest.SentinelGroupOptions) *sentinelGroup {
+	t.Helper()
+	o.MasterName = sentinelMaster
+	return &sentinelGroup{redistest.StartSentinelGroup(t, o)}
+}
+
+// masterAddr is the master's announced address as sentinel 0 names it.
 func (g *sentinelGroup) masterAddr(ctx context.Context) (string, error) {
-	sc := sentinelAdmin(g.sentinels[0])
-	defer func() { _ = sc.Close() }()
-	a, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
-	if err != nil {
-		return "", err
-	}
-	return net.JoinHostPort(a[0], a[1]), nil
+	return g.MasterBy(ctx, 0)
 }
 
-// refusingDial dials loopback only, and never an address the group announces: those are
-// reachable only through the node address map.
+// sentinelAdmin is a SENTINEL client of sentinel i's real address (the admin's password).
+func (g *sentinelGroup) sentinelAdmin(i int) *redis.SentinelClient {
+	return redis.NewSentinelClient(g.Sentinels[i].Options())
+}
+
+// refusingDial dials loopback IP literals only, and never an address the group announces or
+// really listens on: those are reachable only through the node address map (its proxies). It
+// records what it dialed.
 type refusingDial struct {
 	announced map[string]bool
 	refused   atomic.Int64
 	dials     atomic.Int64
+	mu        sync.Mutex
+	dialed    []string
 }
 
 func (d *refusingDial) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if d.announced[addr] {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); d.announced[addr] || err != nil || ip == nil || !ip.IsLoopback() {
 		d.refused.Add(1)
-		return nil, fmt.Errorf("test: %s is an announced address, not reachable", addr)
+		return nil, fmt.Errorf("test: %s is announced, really listening or not a loopback IP: reachable only through the map", addr)
 	}
 	d.dials.Add(1)
+	d.mu.Lock()
+	d.dialed = append(d.dialed, addr)
+	d.mu.Unlock()
 	var nd net.Dialer
 	return nd.DialContext(ctx, network, addr)
 }
 
-// config maps every announced address to a new proxy (returned too) and renders the pair.
+// dialedOnly fails t when d dialed an address that is not one of proxies'.
+func (d *refusingDial) dialedOnly(t *testing.T, proxies []*proxy) {
+	t.Helper()
+	ok := map[string]bool{}
+	for _, p := range proxies {
+		ok[p.Addr()] = true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range d.dialed {
+		if !ok[a] {
+			t.Errorf("dialed %s, not a proxy of the node address map", a)
+		}
+	}
+}
+
+// config maps every announced address to a new proxy (returned too: data nodes first, then
+// sentinels) and renders the pair. The dialer refuses every announced and every real address.
 func (g *sentinelGroup) config(t *testing.T) (*client.Config, map[string][]byte, *refusingDial, []*proxy) {
 	t.Helper()
 	cfg := &client.Config{Name: sentinelMaster, NodeAddressMap: map[string]client.MappedAddress{}, Rconn: client.RconnConfig{Mode: client.ModeSentinel}}
 	d := &refusingDial{announced: map[string]bool{}}
 	var proxies []*proxy
-	for _, s := range g.data {
-		d.announced[s.Addr()] = true
-		p := startProxy(t, s.Addr())
+	for _, n := range append(append([]*redistest.Node(nil), g.Data...), g.Sentinels...) {
+		d.announced[n.Announced], d.announced[n.Addr()] = true, true
+		p := startProxy(t, n.Addr())
 		proxies = append(proxies, p)
-		cfg.NodeAddressMap[s.Addr()] = mapped(p.Addr())
+		cfg.NodeAddressMap[n.Announced] = mapped(p.Addr())
 	}
-	for _, a := range g.sentinels {
-		d.announced[a] = true
-		p := startProxy(t, a)
-		proxies = append(proxies, p)
-		cfg.NodeAddressMap[a] = mapped(p.Addr())
-		cfg.SentinelRootNodes = append(cfg.SentinelRootNodes, mapped(p.Addr()))
-		cfg.Rconn.Sentinels = append(cfg.Rconn.Sentinels, a)
+	for _, n := range g.Sentinels {
+		cfg.SentinelRootNodes = append(cfg.SentinelRootNodes, cfg.NodeAddressMap[n.Announced])
+		cfg.Rconn.Sentinels = append(cfg.Rconn.Sentinels, n.Announced)
 	}
 	files := map[string][]byte{client.SecretKeyPassword: []byte(dataPassword), client.SecretKeySentinelPassword: []byte(sentinelPass)}
 	return cfg, files, d, proxies
@@ -158,7 +125,7 @@ func (g *sentinelGroup) config(t *testing.T) (*client.Config, map[string][]byte,
 
 func TestOpenSentinelFailover(t *testing.T) {
 	g := startSentinelGroup(t)
-	cfg, files, d, _ := g.config(t)
+	cfg, files, d, proxies := g.config(t)
 	files[client.ConfigFileName] = render(t, cfg)
 	m := newMount(t, files)
 	ctx := testCtx(t)
@@ -210,7 +177,7 @@ func TestOpenSentinelFailover(t *testing.T) {
 		}
 	}()
 	time.Sleep(300 * time.Millisecond)
-	sc := sentinelAdmin(g.sentinels[0])
+	sc := g.sentinelAdmin(0)
 	defer func() { _ = sc.Close() }()
 	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
 		t.Fatal(err)
@@ -223,13 +190,7 @@ func TestOpenSentinelFailover(t *testing.T) {
 		return nil
 	})
 	// Writes must reach the new master: its own value of k follows the client's.
-	var newMaster *redistest.Server
-	for _, s := range g.data {
-		if s.Addr() == now {
-			newMaster = s
-		}
-	}
-	admin := newMaster.Client()
+	admin := g.Data[g.DataIndex(now)].Client()
 	defer func() { _ = admin.Close() }()
 	waitFor(t, "writes on the new master", func() error {
 		mu.Lock()
@@ -256,6 +217,7 @@ func TestOpenSentinelFailover(t *testing.T) {
 	if written == 0 {
 		t.Error("no write succeeded")
 	}
+	d.dialedOnly(t, proxies)
 }
 
 // The node address map and the sentinels' password change live: every proxy is replaced and
@@ -282,7 +244,8 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 	next, _, _, newProxies := g.config(t)
 	next.SentinelRootNodes = cfg.SentinelRootNodes
 	const rotated = "sentinel-pw-2"
-	for _, a := range g.sentinels {
+	for _, n := range g.Sentinels {
+		a := n.Addr()
 		sc := redis.NewClient(&redis.Options{Addr: a, Password: sentinelPass})
 		err := sc.Do(ctx, "ACL", "SETUSER", "default", ">"+rotated).Err() // both passwords valid
 		_ = sc.Close()
@@ -299,7 +262,8 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 		}
 		return nil
 	})
-	for _, a := range g.sentinels {
+	for _, n := range g.Sentinels {
+		a := n.Addr()
 		sc := redis.NewClient(&redis.Options{Addr: a, Password: rotated})
 		err := sc.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">"+rotated).Err() // the old one no longer
 		_ = sc.Close()
@@ -312,7 +276,7 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 	}
 	waitFor(t, "writes through the new proxies", func() error { return c.Set(ctx, "k", "w", 0).Err() })
 	// A failover makes the client ask the sentinels again (new password, new map).
-	sc := redis.NewSentinelClient(&redis.Options{Addr: g.sentinels[0], Password: rotated})
+	sc := redis.NewSentinelClient(&redis.Options{Addr: g.Sentinels[0].Addr(), Password: rotated})
 	defer func() { _ = sc.Close() }()
 	old, _ := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
 	if err := sc.Failover(ctx, sentinelMaster).Err(); err != nil {
@@ -336,7 +300,7 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 		return nil
 	})
 	var sentinelConns int64
-	for _, p := range newProxies[len(g.data):] {
+	for _, p := range newProxies[len(g.Data):] {
 		sentinelConns += p.Accepted.Load()
 	}
 	if sentinelConns == 0 {
@@ -412,22 +376,21 @@ func runSentinelSnippet(t *testing.T, clientName, mapName, heading, tail, want s
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, s := range g.data {
-		if s.Addr() == master && proxies[i].Accepted.Load() == 0 {
+	for i, n := range g.Data {
+		if n.Announced == master && proxies[i].Accepted.Load() == 0 {
 			t.Errorf("%s did not reach the master through %s (its proxy saw no connection):\n%s", clientName, mapName, out)
 		}
 	}
 }
 
 // useReplicas: the failover cluster client (go-redis NewFailoverClusterClient, RouteRandomly)
-// connects through the sentinels, writes, reads, and follows a failover. Unlike the other
-// sentinel tests it cannot show that data connections go through the map: go-redis's cluster
-// client rewrites a loopback node address it did not get from a loopback seed to ":port", so on
-// a loopback test group the data nodes are dialed as ":port" (no map entry). Announced
-// addresses in a real deployment are not loopback.
+// connects through the sentinels, writes, reads, and follows a failover, every connection
+// through the map. (go-redis's cluster client rewrites a loopback node address it did not get
+// from a loopback seed to ":port"; the group announces pod names, as a real deployment does, so
+// that rewrite never applies and the data nodes are dialed through their map entries.)
 func TestOpenSentinelUseReplicas(t *testing.T) {
 	g := startSentinelGroup(t)
-	cfg, files, d, _ := g.config(t)
+	cfg, files, d, proxies := g.config(t)
 	cfg.UseReplicas, cfg.ReplicaPoolSize = true, 1
 	files[client.ConfigFileName] = render(t, cfg)
 	m := newMount(t, files)
@@ -446,7 +409,7 @@ func TestOpenSentinelUseReplicas(t *testing.T) {
 		}
 		return nil
 	})
-	sc := sentinelAdmin(g.sentinels[0])
+	sc := g.sentinelAdmin(0)
 	defer func() { _ = sc.Close() }()
 	old, err := g.masterAddr(ctx)
 	if err != nil {
@@ -464,5 +427,13 @@ func TestOpenSentinelUseReplicas(t *testing.T) {
 	waitFor(t, "writes after the failover", func() error { return c.Set(ctx, "k", "w", 0).Err() })
 	if d.refused.Load() != 0 {
 		t.Errorf("%d dials of announced addresses", d.refused.Load())
+	}
+	d.dialedOnly(t, proxies)
+	var dataConns int64
+	for _, p := range proxies[:len(g.Data)] {
+		dataConns += p.Accepted.Load()
+	}
+	if dataConns == 0 {
+		t.Error("no data connection went through the map")
 	}
 }

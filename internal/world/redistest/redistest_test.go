@@ -270,3 +270,23 @@ func TestSentinelGroupAnnouncesNamesAndFailsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// RestartWithTLS serves the new material on the same port: a client of the old CA is refused,
+// Client (the new CA) is served.
+func TestRestartWithTLS(t *testing.T) {
+	ctx := ctxT(t)
+	old, next := NewTLS(t, TLSOptions{}), NewTLS(t, TLSOptions{})
+	s := StartServer(t, ServerOptions{TLS: old})
+	oldOpts := s.Options()
+	s.RestartWithTLS(t, next)
+	c := s.Client()
+	defer func() { _ = c.Close() }()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING with the new CA: %v", err)
+	}
+	oc := redis.NewClient(oldOpts)
+	defer func() { _ = oc.Close() }()
+	if err := oc.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING with the old CA succeeded: the server still serves the old certificate")
+	}
+}

@@ -235,6 +235,49 @@ func (s *Server) Restart(t TB) {
 	}
 }
 
+// tlsDirectives are the configuration lines RestartWithTLS points at new files.
+var tlsDirectives = []string{"tls-cert-file", "tls-key-file", "tls-client-cert-file", "tls-client-key-file", "tls-ca-cert-file"}
+
+// RestartWithTLS stops s (SIGTERM, so a sentinel flushes its state into its configuration
+// file) and starts it again on the same port serving m's certificates: the tls-* lines of its
+// configuration (as the server left it) now name m's files. Options and Client use m from then
+// on. For certificate rotation on servers that cannot change TLS files live (Sentinel has no
+// CONFIG SET); the server must have been started with TLS.
+func (s *Server) RestartWithTLS(t TB, m *TLS) {
+	t.Helper()
+	if s.opts.TLS == nil || m == nil {
+		t.Fatalf("redistest: RestartWithTLS needs a TLS server and material")
+	}
+	s.Stop()
+	file := filepath.Join(s.Dir, "redis.conf")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	files := map[string]string{
+		"tls-cert-file": m.ServerCertFile, "tls-key-file": m.ServerKeyFile,
+		"tls-client-cert-file": m.ServerCertFile, "tls-client-key-file": m.ServerKeyFile,
+		"tls-ca-cert-file": m.CAFile,
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		for _, d := range tlsDirectives {
+			if strings.HasPrefix(l, d+" ") {
+				lines[i] = d + " " + files[d]
+			}
+		}
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	s.mu.Lock()
+	s.opts.TLS = m
+	s.mu.Unlock()
+	if err := s.start(t); err != nil {
+		t.Fatalf("redistest: restart with new TLS material: %v", err)
+	}
+}
+
 // Running tells whether the process is alive.
 func (s *Server) Running() bool {
 	s.mu.Lock()
@@ -293,8 +336,11 @@ func (s *Server) Options() *redis.Options {
 		// Never let go-redis resolve a name (its maintenance-notification auto mode does).
 		MaintNotificationsConfig: cluster.NoMaintNotifications(),
 	}
-	if s.opts.TLS != nil {
-		o.TLSConfig = s.opts.TLS.ClientConfig("")
+	s.mu.Lock()
+	m := s.opts.TLS // RestartWithTLS may change it
+	s.mu.Unlock()
+	if m != nil {
+		o.TLSConfig = m.ClientConfig("")
 	}
 	return o
 }
