@@ -99,6 +99,9 @@ func StartBinary(t TB, bin, kubeconfigPath string, env []string, extraArgs ...st
 	}, loopbackArgs(bin)...), extraArgs...)
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	// An interrupted test binary (^C, a -timeout panic) runs no Cleanup: the kernel ends the
+	// manager with it instead of leaving it running against a dead API server.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m.cmd.Env = append(withoutEnv(os.Environ(), "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"), "KUBECONFIG="+kubeconfigPath)
 	m.cmd.Env = append(m.cmd.Env, env...)
 	if err := m.cmd.Start(); err != nil {
