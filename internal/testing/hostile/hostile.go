@@ -81,14 +81,14 @@ type Request struct {
 }
 
 // Name is the upper-cased command name, with the subcommand for container commands
-// ("CLUSTER SHARDS", "CLIENT SETINFO", "PING").
+// ("CLUSTER SHARDS", "CLIENT SETINFO", "SENTINEL REPLICAS", "PING").
 func (r Request) Name() string {
 	if len(r.Args) == 0 {
 		return ""
 	}
 	n := strings.ToUpper(r.Args[0])
 	switch n {
-	case "CLUSTER", "CLIENT", "CONFIG", "ACL", "COMMAND":
+	case "CLUSTER", "CLIENT", "CONFIG", "ACL", "COMMAND", "SENTINEL":
 		if len(r.Args) > 1 {
 			n += " " + strings.ToUpper(r.Args[1])
 		}
