@@ -278,4 +278,3 @@ func TestHostileSentinelSubscriptionStreams(t *testing.T) {
 		})
 	}
 }
-
