@@ -278,3 +278,43 @@ func TestHostileSentinelSubscriptionStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestSentinelRepliesHoldNoMoreThanTheBudget: eight sentinel roots answer SENTINEL REPLICAS
+// with 1,000 entries of 64 pairs (128,001 elements: inside SENTINEL REPLICAS' own cap) and
+// hold the last byte back, so every reply is read and allocated at once. The sentinels and data
+// nodes of one SentinelInspector share one account of the reply budget: the inspector holds its
+// share, the other sentinels fail at once with ErrReplyBudgetExhausted (ManagerBusy, as a
+// cluster node would), and the heap stays within the share. Fails without the budget on the
+// sentinel connections (all eight are held).
+func TestSentinelRepliesHoldNoMoreThanTheBudget(t *testing.T) {
+	srvs := make([]*hostile.Server, 8)
+	addrs := make([]string, len(srvs))
+	reply := hostile.SentinelEntries(1000, 64)
+	for i := range srvs {
+		srvs[i] = hostile.MustStart(t, hostile.Config{
+			Handler:      sentinelWith("m.rconn-test.invalid:6379", "SENTINEL REPLICAS", reply),
+			HoldLastByte: holdFor, HoldCommand: "SENTINEL REPLICAS",
+		})
+		addrs[i] = srvs[i].Addr()
+	}
+	budget := cluster.NewReplyBudget(32 << 20) // a share of 8 MiB
+	si := sentinelOn(t, cluster.Options{ReadTimeout: 30 * time.Second, ReplyBudget: budget}, addrs...)
+	var err error
+	grew := heapGrowth(t, func() { _, err = si.Discover(testCtx(t)) },
+		func() bool { return budget.Refused() >= 4 && holding(srvs) > 0 || holding(srvs) == len(srvs) },
+		func() { closeAll(srvs) })
+	const bound = 16 << 20 // the share (8 MiB) and slack
+	t.Logf("heap growth %d MiB, %d reads refused", grew>>20, budget.Refused())
+	if grew > bound {
+		t.Fatalf("the heap grew by %d MiB (bound %d MiB)", grew>>20, bound>>20)
+	}
+	if !errors.Is(err, cluster.ErrReplyBudgetExhausted) {
+		t.Fatalf("Discover = %v, want an ErrReplyBudgetExhausted among the sentinels' errors", err)
+	}
+	if class, _ := cluster.Classify(err); class != cluster.ClassManagerBusy {
+		t.Fatalf("class %s, want ManagerBusy", class)
+	}
+	if used := budget.Used(); used != 0 {
+		t.Fatalf("%d bytes of the budget still charged after every connection closed", used)
+	}
+}
