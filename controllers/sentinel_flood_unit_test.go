@@ -26,14 +26,14 @@ func loopbackOnly(ctx context.Context, network, addr string) (net.Conn, error) {
 }
 
 // floodingSentinel is a sentinel root that names master as the master of "mymaster" and,
-// once subscribed, pushes msg nonstop (every millisecond).
-func floodingSentinel(t *testing.T, master string, msg []byte) *hostile.Server {
+// once subscribed, pushes msg nonstop, every interval.
+func floodingSentinel(t *testing.T, master string, msg []byte, every time.Duration) *hostile.Server {
 	t.Helper()
 	return hostile.MustStart(t, hostile.Config{
 		Handler:       hostile.Subscribing(hostile.Sentinel(master, nil, nil)),
 		Stream:        msg,
 		StreamCommand: "SUBSCRIBE",
-		StreamEvery:   time.Millisecond,
+		StreamEvery:   every,
 	})
 }
 
@@ -69,12 +69,13 @@ func sentinelUnderTest(t *testing.T, root string, drained bool) *sharedInspector
 // costs at most eventProbeBurst probes at once and then one per eventProbeEvery. The bucket
 // starts drained (the flood has already spent the burst). On the code before, every event
 // during a probe asked for another one right after it, and every message re-armed the chase:
-// probes ran back to back for as long as the flood lasted (measured: see the report).
+// probes ran back to back for as long as the flood lasted (measured on a loaded 2-core machine:
+// 97 probes in 6 s, 76 with only the subscription's own message limit; 2 after).
 func TestSentinelEventFloodIsRateLimited(t *testing.T) {
 	master := hostile.MustStart(t, hostile.Config{}) // MinimalRedis: ROLE master
 	host, port, _ := net.SplitHostPort(master.Addr())
 	msg := hostile.Message("+switch-master", "mymaster "+host+" "+port+" new.rconn-test.invalid 6379")
-	root := floodingSentinel(t, master.Addr(), msg)
+	root := floodingSentinel(t, master.Addr(), msg, time.Millisecond)
 	e := sentinelUnderTest(t, root.Addr(), true)
 	const watch = 6 * time.Second
 	time.Sleep(watch)
@@ -128,11 +129,13 @@ func TestSentinelOtherMastersAndGarbageCostNoProbe(t *testing.T) {
 	msg = append(msg, hostile.Message("+sdown", "slave x 127.0.0.1 1 @ othermaster 127.0.0.1 2")...)
 	msg = append(msg, hostile.Message("+odown", "\x00\x01 not an event")...)
 	msg = append(msg, hostile.Message("+unknown-channel", "mymaster "+host+" "+port)...)
-	root := floodingSentinel(t, master.Addr(), msg)
+	// 25 messages a second: under the subscription's own flood limit (pkg/cluster), which
+	// would drop the connection, and each resubscription starts a probe.
+	root := floodingSentinel(t, master.Addr(), msg, 200*time.Millisecond)
 	e := sentinelUnderTest(t, root.Addr(), false)
-	time.Sleep(time.Second)
+	time.Sleep(1500 * time.Millisecond)
 	// The first probe (observe) and the one the subscription's "resubscribed" starts.
-	if probes := e.sent.started.Load(); probes > 2 || root.Streamed() < 10 {
-		t.Fatalf("%d probes under %d messages that are not about mymaster, want at most 2", probes, root.Streamed())
+	if probes := e.sent.started.Load(); probes > 2 || root.Streamed() < 5 {
+		t.Fatalf("%d probes under %d pushes of 5 messages not about mymaster, want at most 2", probes, root.Streamed())
 	}
 }

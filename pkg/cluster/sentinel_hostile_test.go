@@ -318,3 +318,36 @@ func TestSentinelRepliesHoldNoMoreThanTheBudget(t *testing.T) {
 		t.Fatalf("%d bytes of the budget still charged after every connection closed", used)
 	}
 }
+
+// TestSentinelSubscriptionFloodIsCutOff: a sentinel that pushes messages nonstop (about
+// another master: each still costs a parse) is dropped once it sends more than the
+// subscription's message allowance, and tried again after the backoff; one that pushes ten a
+// second keeps its subscription. On the code before, the flood held the subscription, and a
+// core, for as long as it lasted (one connection, never dropped).
+func TestSentinelSubscriptionFloodIsCutOff(t *testing.T) {
+	msg := hostile.Message("+sdown", "master othermaster 127.0.0.1 6379")
+	stream := func(every time.Duration) *hostile.Server {
+		return hostile.MustStart(t, hostile.Config{Handler: hostile.Subscribing(nil), Stream: msg, StreamCommand: "SUBSCRIBE", StreamEvery: every})
+	}
+	flood, steady := stream(0), stream(100*time.Millisecond)
+	var log eventLog
+	for _, srv := range []*hostile.Server{flood, steady} {
+		stop := sentinelOn(t, cluster.Options{}, srv.Addr()).Subscribe(log.add)
+		t.Cleanup(stop)
+	}
+	nettest.WaitFor(t, 20*time.Second, "the flooding sentinel dropped", func() error {
+		if flood.Accepted() < 2 {
+			return errors.New("still on its first connection")
+		}
+		return nil
+	})
+	nettest.WaitFor(t, 20*time.Second, "ten messages from the steady sentinel", func() error {
+		if steady.Streamed() < 10 {
+			return errors.New("fewer than ten yet")
+		}
+		return nil
+	})
+	if steady.Accepted() != 1 {
+		t.Fatalf("the steady sentinel: %d messages on %d connections, want one connection", steady.Streamed(), steady.Accepted())
+	}
+}
