@@ -17,7 +17,8 @@ import (
 // Sentinel mode: a shared inspector holds a cluster.SentinelInspector and one bounded
 // subscription per sentinel root node to the sentinels' +switch-master, +sdown, -sdown and
 // +odown (however many RedisConnections share it; see subscribeRoots). An event is a hint, never the truth (a sentinel may lie): it
-// starts a probe at once (Discover: majority + ROLE through the map), and the probe's end
+// starts a probe at once (Discover: majority + ROLE through the map) while the inspector's
+// event-probe bucket has tokens (a flood waits; see eventProbeBurst), and the probe's end
 // enqueues every RedisConnection on the inspector, as the periodic probe does. The periodic
 // probe stays the fallback for events missed while the subscription reconnects.
 
