@@ -2,8 +2,10 @@ package controllers
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/types"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -13,7 +15,8 @@ import (
 // Sentinel mode: a shared inspector holds a cluster.SentinelInspector and one bounded
 // subscription per sentinel root node to the sentinels' +switch-master, +sdown, -sdown and
 // +odown (however many RedisConnections share it; see subscribeRoots). An event is a hint, never the truth (a sentinel may lie): it
-// starts a probe at once (Discover: majority + ROLE through the map), and the probe's end
+// starts a probe at once (Discover: majority + ROLE through the map) while the inspector's
+// event-probe bucket has tokens (a flood waits; see eventProbeBurst), and the probe's end
 // enqueues every RedisConnection on the inspector, as the periodic probe does. The periodic
 // probe stays the fallback for events missed while the subscription reconnects.
 
@@ -27,6 +30,25 @@ const (
 	chaseEvery = 100 * time.Millisecond
 	chaseFor   = 5 * time.Second
 )
+
+// Event-driven probes (an event's, and the chase's) take a token from a bucket per shared
+// inspector: eventProbeBurst at once, then one per eventProbeEvery. A sentinel is tenant
+// input: one that pushes +switch-master (or +sdown, +odown) nonstop, naming a master that is
+// never confirmed, would otherwise keep its inspector probing back to back (every event during
+// a probe asks for another one, and every +switch-master re-arms the chase), each probe
+// enqueueing every RedisConnection on the inspector. The burst covers a whole chase
+// (chaseFor/chaseEvery = 50 probes) plus the events of a failover (+sdown, +odown and
+// +switch-master from each root), so a real failover after a quiet spell is probed at once
+// and chased at full speed; a flood costs at most eventProbeBurst + 12 probes in its first
+// minute and 12 a minute after that. Periodic probes take no token.
+const (
+	eventProbeBurst = 60
+	eventProbeEvery = 5 * time.Second
+)
+
+func newEventProbeLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Every(eventProbeEvery), eventProbeBurst)
+}
 
 // sentinelShared is the Sentinel part of a sharedInspector. Its fields after unsub are guarded
 // by the sharedInspector's mu.
@@ -44,6 +66,10 @@ type sentinelShared struct {
 	chaseUntil time.Time
 	// confirmed is the last confirmed master's announced address.
 	confirmed string
+	// probes is the event-driven probes' bucket (eventProbeBurst, eventProbeEvery).
+	probes *rate.Limiter
+	// started counts the probes run (every kind), for tests.
+	started atomic.Int64
 }
 
 func newSentinelShared(e *sharedInspector, o cluster.Options, subscribe bool) (*sentinelShared, error) {
@@ -51,7 +77,7 @@ func newSentinelShared(e *sharedInspector, o cluster.Options, subscribe bool) (*
 	if err != nil {
 		return nil, err
 	}
-	s := &sentinelShared{e: e, si: si, unsub: func() {}}
+	s := &sentinelShared{e: e, si: si, unsub: func() {}, probes: newEventProbeLimiter()}
 	if subscribe {
 		s.unsub = s.subscribeRoots(o)
 	}
@@ -102,8 +128,20 @@ func (s *sentinelShared) onEvent(ev cluster.SentinelEvent) {
 	s.pending = true
 	if !e.running && e.ctx.Err() == nil && s.notify != nil {
 		e.running = true
-		go e.run(s.notify)
+		go e.runAfter(s.eventProbeDelay(time.Now(), 0), s.notify)
 	}
+}
+
+// eventProbeDelay takes a token for an event-driven probe wanted after (from now) and
+// returns how long to wait for it: after itself while the bucket has tokens, longer during a
+// flood. The caller holds e.mu; only one probe is ever waiting, so a flood holds one
+// reservation, not one per event.
+func (s *sentinelShared) eventProbeDelay(now time.Time, after time.Duration) time.Duration {
+	d := s.probes.ReserveN(now.Add(after), 1).DelayFrom(now)
+	if d > after {
+		sentinelProbesDelayed.Inc()
+	}
+	return d
 }
 
 // probe is one Sentinel discovery and health check into res. A newly confirmed master is
@@ -111,6 +149,7 @@ func (s *sentinelShared) onEvent(ev cluster.SentinelEvent) {
 // master those wait for its connect timeout, and the outputs must not.
 func (s *sentinelShared) probe(res *probeResult, notify func(types.NamespacedName)) {
 	e := s.e
+	s.started.Add(1)
 	e.mu.Lock()
 	s.pending = false
 	e.mu.Unlock()
@@ -145,19 +184,21 @@ func (s *sentinelShared) probe(res *probeResult, notify func(types.NamespacedNam
 }
 
 // again says whether another probe should follow the one that just ended (res), and after
-// how long; the caller holds e.mu.
+// how long (the event probes' bucket decides how much longer); the caller holds e.mu.
 func (s *sentinelShared) again(res *probeResult) (bool, time.Duration) {
-	if s.pending {
-		return true, 0
+	now := time.Now()
+	if s.chase != "" {
+		if t := res.stopo; (t != nil && t.MasterConfirmed && t.Master != nil && t.Master.Announced == s.chase) || now.After(s.chaseUntil) {
+			s.chase = ""
+		}
 	}
-	if s.chase == "" {
-		return false, 0
+	switch {
+	case s.pending:
+		return true, s.eventProbeDelay(now, 0)
+	case s.chase != "":
+		return true, s.eventProbeDelay(now, chaseEvery)
 	}
-	if t := res.stopo; (t != nil && t.MasterConfirmed && t.Master != nil && t.Master.Announced == s.chase) || time.Now().After(s.chaseUntil) {
-		s.chase = ""
-		return false, 0
-	}
-	return true, chaseEvery
+	return false, 0
 }
 
 // usersLocked lists the inspector's RedisConnections; the caller holds e.mu.

@@ -58,6 +58,10 @@ var (
 		Name: "rconn_sentinel_events_total",
 		Help: "Sentinel events received by the shared inspectors' subscriptions (+switch-master, +sdown, -sdown, +odown, resubscribed); each starts a probe.",
 	}, []string{"kind"})
+	sentinelProbesDelayed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rconn_sentinel_probes_delayed_total",
+		Help: "Sentinel probes asked for by events (or a +switch-master chase) that waited for the per-inspector rate limit (60 at once, then one per 5 s): a sentinel flooding events.",
+	})
 	eventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "rconn_events_dropped_total",
 		Help: "Events not recorded because their RedisConnection exceeded its Event rate limit (20 at once, then one per 30s).",
@@ -103,7 +107,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(nodePing, topologyChanges, certExpiry, openInspectors, inspectorReferences, eventsDropped, probeDuration,
-		sentinelEvents, replyBudgetUsed, replyBudgetRefused)
+		sentinelEvents, sentinelProbesDelayed, replyBudgetUsed, replyBudgetRefused)
 }
 
 // stateDesc describes a gauge stateCollector derives from status.

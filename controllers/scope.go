@@ -95,16 +95,25 @@ func (s *scope) resolved() bool {
 
 // unmappedNodes lists the nodes of the topology whose announced address has no map entry while
 // the map reports problems (nil when the map has none, or no topology is known): the nodes apps
-// cannot reach through the rendered map because of them.
+// cannot reach through the rendered map because of them. In Sentinel mode the nodes are those
+// the group announces (sentinelAnnounced).
 func (s *scope) unmappedNodes() []string {
-	t := s.topology()
-	if s.amap == nil || !s.amap.hasProblems() || t == nil {
+	if s.amap == nil || !s.amap.hasProblems() {
 		return nil
 	}
+	var announced []string
+	if t := s.topology(); t != nil {
+		for _, n := range t.Nodes {
+			announced = append(announced, n.Announced)
+		}
+	}
+	if s.probe != nil && s.probe.err == nil {
+		announced = append(announced, sentinelAnnounced(s.probe.stopo)...)
+	}
 	var out []string
-	for _, n := range t.Nodes {
-		if _, ok := s.amap.entries[n.Announced]; !ok {
-			out = append(out, n.Announced)
+	for _, a := range announced {
+		if _, ok := s.amap.entries[a]; !ok {
+			out = append(out, a)
 		}
 	}
 	return out

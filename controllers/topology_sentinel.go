@@ -49,3 +49,27 @@ func sentinelUsesTLS(rc *rconnv1.RedisConnection) bool {
 	sn := rc.Spec.Sentinel
 	return sn != nil && sn.TLS != nil && sn.TLS.Enabled
 }
+
+// sentinelAnnounced lists the addresses a Sentinel group announces that apps dial through
+// the map: the master the majority names (confirmed or not: an unmapped master is a reason it
+// is not), its replicas, and the peer sentinels that were asked. Root nodes are left out: they
+// are the spec's own addresses (often a Service name apps reach as it is), not announced ones;
+// so are peers only listed, never asked (a liar may list any name). nil for nil.
+func sentinelAnnounced(t *cluster.SentinelTopology) []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	if t.Master != nil {
+		out = append(out, t.Master.Announced)
+	}
+	for _, r := range t.Replicas {
+		out = append(out, r.Announced)
+	}
+	for _, p := range t.Sentinels {
+		if p.Asked && !p.Root {
+			out = append(out, p.Announced)
+		}
+	}
+	return out
+}

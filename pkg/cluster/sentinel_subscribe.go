@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 )
 
 // SentinelEventKind is the Sentinel channel an event came from, or EventResubscribed.
@@ -52,6 +53,20 @@ const (
 	subscribeMaxBackoff = 5 * time.Second
 )
 
+// Messages one subscription reads: subscribeMessageBurst at once, then subscribeMessageRate a
+// second; a sentinel that sends more (any channel, any master) is dropped like one that breaks
+// the caps, and tried again after the backoff. Why: each message costs a parse on the
+// subscription's goroutine even when it is about another master, so a sentinel pushing
+// nonstop would keep a core busy for as long as it likes. Honest sentinels publish on these
+// channels only when instances fail or recover: 256 at once covers an outage of every
+// instance of ~80 masters one sentinel watches; beyond that, dropping costs the events of the
+// next backoff (the resubscription itself starts a discovery). A flood costs at most 256
+// messages per reconnect, reconnects backing off to one per 5 s.
+const (
+	subscribeMessageBurst = 256
+	subscribeMessageRate  = 32
+)
+
 // Subscribe starts one bounded subscription to the sentinels' +switch-master, +sdown, -sdown
 // and +odown channels and calls fn for every event about the master (and EventResubscribed
 // whenever the subscription is (re)established). It holds one connection to one sentinel at
@@ -59,8 +74,9 @@ const (
 // goroutine; fn runs on that goroutine, so it must not block for long (hand the event to a
 // queue; the controller enqueues a reconcile). Every message passes the same Limits, budget
 // and address policy as discovery (cmdSubscribe caps: 8 elements, 4 KiB per string). A
-// connection that fails, or stays silent for the read timeout and does not answer a PING, is
-// dropped and another sentinel is tried after a backoff (100 ms doubling to 5 s). Subscribe is
+// connection that fails, stays silent for the read timeout and does not answer a PING, or
+// sends more than 256 messages at once or 32 a second, is dropped and another sentinel is tried
+// after a backoff (100 ms doubling to 5 s). Subscribe is
 // the fast path only: keep the periodic Discover as the fallback for events missed while
 // reconnecting. stop ends the subscription and waits for the goroutine; it is idempotent.
 func (si *SentinelInspector) Subscribe(fn func(SentinelEvent)) (stop func()) {
@@ -146,6 +162,7 @@ func (s *subscription) listen(ctx context.Context, addr string) (established boo
 	}
 	timeout := s.si.sent.o.inspectorTimeout(s.si.sent.o.ReadTimeout)
 	confirmed, pinged := 0, false
+	flood := rate.NewLimiter(subscribeMessageRate, subscribeMessageBurst)
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, timeout)
 		if err != nil {
@@ -167,6 +184,9 @@ func (s *subscription) listen(ctx context.Context, addr string) (established boo
 				s.fn(SentinelEvent{Kind: EventResubscribed, Sentinel: addr})
 			}
 		case *redis.Message:
+			if !flood.Allow() {
+				return established
+			}
 			if ev, ok := parseSentinelEvent(m.Channel, m.Payload, s.si.name); ok {
 				ev.Sentinel = addr
 				s.fn(ev)

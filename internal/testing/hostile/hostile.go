@@ -30,7 +30,9 @@
 // Silent, Slow, Garbage, CloseOnAccept, MinimalRedis, Nested and the byte constants) are
 // used by other packages' tests; extend, do not change them. Answer, EmptyNodeShards,
 // RoleReplicas, Config.HoldLastByte/HoldCommand and Server.Holding were added for replies that stay inside
-// every per-reply cap and overlap in time.
+// every per-reply cap and overlap in time; Config.Stream/StreamCommand/StreamEvery,
+// Server.Streamed, Subscribing, SubscribeConfirm and Message for subscriptions that never stop
+// pushing (a sentinel flooding +switch-master).
 package hostile
 
 import (
@@ -79,14 +81,14 @@ type Request struct {
 }
 
 // Name is the upper-cased command name, with the subcommand for container commands
-// ("CLUSTER SHARDS", "CLIENT SETINFO", "PING").
+// ("CLUSTER SHARDS", "CLIENT SETINFO", "SENTINEL REPLICAS", "PING").
 func (r Request) Name() string {
 	if len(r.Args) == 0 {
 		return ""
 	}
 	n := strings.ToUpper(r.Args[0])
 	switch n {
-	case "CLUSTER", "CLIENT", "CONFIG", "ACL", "COMMAND":
+	case "CLUSTER", "CLIENT", "CONFIG", "ACL", "COMMAND", "SENTINEL":
 		if len(r.Args) > 1 {
 			n += " " + strings.ToUpper(r.Args[1])
 		}
@@ -121,6 +123,15 @@ type Config struct {
 	// HoldCommand is the command (as Request.Name spells it) whose answers HoldLastByte holds
 	// ("": every answer).
 	HoldCommand string
+	// Stream, when set, is written again and again after the answer to StreamCommand (as
+	// Request.Name spells it; "": every command), StreamEvery apart (0: as fast as the client
+	// reads), until the connection or the server is closed: a subscription that never stops
+	// pushing messages. The connection reads no further requests meanwhile.
+	Stream []byte
+	// StreamCommand is the command whose answer starts the Stream ("SUBSCRIBE").
+	StreamCommand string
+	// StreamEvery is the pause between two writes of Stream.
+	StreamEvery time.Duration
 }
 
 // Server is a running hostile server.
@@ -137,6 +148,7 @@ type Server struct {
 	accepted atomic.Int64
 	commands atomic.Int64
 	holding  atomic.Int64
+	streamed atomic.Int64
 }
 
 // TB is internal/tb's: the one interface every local-world helper takes.
@@ -204,6 +216,9 @@ func (s *Server) Accepted() int { return int(s.accepted.Load()) }
 
 // Commands counts the requests parsed so far.
 func (s *Server) Commands() int { return int(s.commands.Load()) }
+
+// Streamed counts the writes of Config.Stream so far (on every connection together).
+func (s *Server) Streamed() int { return int(s.streamed.Load()) }
 
 // Holding counts the answers whose last byte is being held back right now (HoldLastByte).
 func (s *Server) Holding() int { return int(s.holding.Load()) }
@@ -292,11 +307,41 @@ func (s *Server) serve(c net.Conn) {
 				return
 			}
 		}
-		hold := s.cfg.HoldLastByte > 0 && (s.cfg.HoldCommand == "" || s.cfg.HoldCommand == (Request{Args: args}).Name())
+		name := (Request{Args: args}).Name()
+		hold := s.cfg.HoldLastByte > 0 && (s.cfg.HoldCommand == "" || s.cfg.HoldCommand == name)
 		if !s.write(c, out, hold) {
 			return
 		}
 		if s.cfg.CloseAfterReply {
+			return
+		}
+		if len(s.cfg.Stream) > 0 && (s.cfg.StreamCommand == "" || s.cfg.StreamCommand == name) {
+			s.stream(c)
+			return
+		}
+	}
+}
+
+// stream writes Config.Stream until the connection or the server closes.
+func (s *Server) stream(c net.Conn) {
+	for {
+		if _, err := c.Write(s.cfg.Stream); err != nil {
+			return
+		}
+		s.streamed.Add(1)
+		if s.cfg.StreamEvery <= 0 {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			continue
+		}
+		t := time.NewTimer(s.cfg.StreamEvery)
+		select {
+		case <-t.C:
+		case <-s.done:
+			t.Stop()
 			return
 		}
 	}
@@ -515,4 +560,33 @@ func Sentinel(master string, replicas, sentinels []byte) Handler {
 func SentinelEntries(n, pairs int) []byte {
 	entry := "*" + strconv.Itoa(2*pairs) + "\r\n" + strings.Repeat("$1\r\nk\r\n$1\r\nv\r\n", pairs)
 	return []byte("*" + strconv.Itoa(n) + "\r\n" + strings.Repeat(entry, n))
+}
+
+// Subscribing wraps h (nil: MinimalRedis) to answer SUBSCRIBE as Redis does: one
+// confirmation per channel ("subscribe", the channel, the count so far). With Config.Stream
+// and StreamCommand "SUBSCRIBE", the server then pushes messages forever.
+func Subscribing(h Handler) Handler {
+	if h == nil {
+		h = MinimalRedis
+	}
+	return func(r Request) []byte {
+		if !strings.EqualFold(r.Args[0], "SUBSCRIBE") {
+			return h(r)
+		}
+		return SubscribeConfirm(r.Args[1:]...)
+	}
+}
+
+// SubscribeConfirm is what Redis answers to SUBSCRIBE channels... (RESP2).
+func SubscribeConfirm(channels ...string) []byte {
+	var b strings.Builder
+	for i, ch := range channels {
+		b.WriteString("*3\r\n$9\r\nsubscribe\r\n" + bulkS(ch) + ":" + strconv.Itoa(i+1) + "\r\n")
+	}
+	return []byte(b.String())
+}
+
+// Message is a pub/sub message push (RESP2): ["message", channel, payload].
+func Message(channel, payload string) []byte {
+	return []byte("*3\r\n$7\r\nmessage\r\n" + bulkS(channel) + bulkS(payload))
 }

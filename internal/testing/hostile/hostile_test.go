@@ -158,3 +158,26 @@ func TestNested(t *testing.T) {
 		t.Fatalf("Nested(2) = %q", got)
 	}
 }
+
+// TestStreamPushesUntilClosed: after the SUBSCRIBE confirmations, a Stream server pushes its
+// message again and again on the same connection, and Close ends it.
+func TestStreamPushesUntilClosed(t *testing.T) {
+	msg := hostile.Message("+switch-master", "mymaster a 1 b 2")
+	s := hostile.MustStart(t, hostile.Config{Handler: hostile.Subscribing(nil), Stream: msg, StreamCommand: "SUBSCRIBE"})
+	c := dial(t, s)
+	if _, err := io.WriteString(c, "*3\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n$3\r\nch2\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := string(hostile.SubscribeConfirm("ch", "ch2")) + strings.Repeat(string(msg), 100)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("got %q", got)
+	}
+	s.Close()
+	if s.Streamed() < 100 {
+		t.Fatalf("Streamed %d, want at least 100", s.Streamed())
+	}
+}
