@@ -17,6 +17,7 @@ import (
 // client asks the cluster which node announces the address and dials that ID's address.
 // Without the node ID map the same client cannot reach it (the announced name is unreachable).
 func TestRenamedNodeIsFoundByNodeID(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	for _, withIDs := range []bool{true, false} {
 		t.Run(map[bool]string{true: "node ID map", false: "address map only"}[withIDs], func(t *testing.T) {
 			ctx := testCtx(t)
@@ -82,6 +83,7 @@ func TestRenamedNodeIsFoundByNodeID(t *testing.T) {
 
 // A node ID entry that points nowhere names the node ID in the error, and bad IDs are refused.
 func TestNodeIDMapErrorsAndValidation(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	if err := cluster.ValidateNodeIDMap(cluster.NodeIDMap{"not-an-id": {Host: "a", Port: 1}}); err == nil {
 		t.Fatal("a non-hex node ID was accepted")
 	}
