@@ -96,7 +96,6 @@ func holding(srvs []*hostile.Server) int {
 // of the command each reply answers, and the heap stays small. On the code before, the
 // CLUSTER SHARDS probe grew the live heap by about 900 MiB and the health check by about 700 MiB.
 func TestRepliesInsideTheGenericCapsAreRefused(t *testing.T) {
-	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	const bound = 64 << 20
 	t.Run("CLUSTER SHARDS from 8 roots", func(t *testing.T) {
 		srvs := heldServers(t, 8, "CLUSTER SHARDS", hostile.EmptyNodeShards(15, 65536))
@@ -146,7 +145,6 @@ func TestRepliesInsideTheGenericCapsAreRefused(t *testing.T) {
 // the connections close. Without a budget (the code before, or ReplyBudget nil) all 8 are held:
 // about 60 MiB of live heap (measured on the code before).
 func TestReplyBudgetBoundsWhatRepliesHoldTogether(t *testing.T) {
-	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srvs := heldServers(t, 8, "CLUSTER SHARDS", hostile.EmptyNodeShards(2, 32768))
 	addrs := make([]string, len(srvs))
 	for i, s := range srvs {
