@@ -28,8 +28,8 @@ GO_TEST_TIMEOUT ?= 25m
 # How many test binaries make test runs at once (go test -p; its default is the core count):
 # one more than the cores, since the packages mostly wait (redis failovers, control planes
 # starting, polls): pkg/cluster used 49 s of CPU in 268 s, pkg/proxy 77 s in 285 s. No
-# -parallel: Ginkgo fails its suites (api/v1, controllers) when it is set, so t.Parallel tests
-# run GOMAXPROCS at a time (pkg/proxy took 95 s so, 58 s with -parallel 4).
+# -parallel: Ginkgo fails its suites (api/v1, controllers) when it is set; pkg/cluster,
+# pkg/proxy and pkg/client raise it in their TestMain instead (tb.WideParallel).
 GO_TEST_P ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 
 .PHONY: all
