@@ -25,6 +25,7 @@ import (
 // spec.output names, so the controller (which does not take over objects it does not control)
 // leaves the edit in place, as a frozen controller would (issue 23, items 2 and 3).
 func TestCheckRefusesASteeredConfig(t *testing.T) {
+	t.Parallel() // its own namespace and servers (the control plane is shared, started once): overlaps the other tests' waits
 	controlPlane(t)
 	const password = "check-s3cret"
 	srv := redistest.StartServer(t, redistest.ServerOptions{Password: password})

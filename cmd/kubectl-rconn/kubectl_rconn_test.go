@@ -30,6 +30,7 @@ import (
 // announce names nobody can resolve (mapped statically to where they listen), then stops a
 // replica: check must name it, and status must show the NodesHealthy advice.
 func TestStatusConfigCheck(t *testing.T) {
+	t.Parallel() // its own namespace and servers (the control plane is shared, started once): overlaps the other tests' waits
 	controlPlane(t)
 	const password = "s3cret-pw"
 	c := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Announce: redistest.AnnounceHostname, Server: redistest.ServerOptions{Password: password}})

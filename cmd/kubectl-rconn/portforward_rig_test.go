@@ -42,6 +42,7 @@ func podNetDial(ctx context.Context, network, addr string) (net.Conn, error) {
 // a node is its port-forward (its base dial refuses everything but the local forwards), and
 // redis-cli -c and go-redis on the seed port must SET/GET on every shard.
 func TestPortForwardOnTheRig(t *testing.T) {
+	t.Parallel() // its own rig and controller: overlaps the other tests' waits
 	tb.Integration(t, "the rig")
 	if err := rig.Available(); err != nil {
 		if os.Getenv("CI") != "" {

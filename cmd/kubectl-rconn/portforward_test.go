@@ -31,6 +31,7 @@ import (
 // resolves, and a config.json whose root node is an unreachable Service name. Every shard
 // must answer SET/GET through the seed, and every node only through its forward.
 func TestProxyOverForwards(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	c := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	secret := map[string][]byte{}
 	raw, err := client.BindSecret(&client.Config{RootNodes: []client.RootNodeConfig{{URL: "redis://redis.shop.svc.cluster.invalid:6379"}}}, secret, "t1")
@@ -140,6 +141,7 @@ func (f *forwarder) password(t *testing.T) string {
 // password, or with app's real password, gets nothing; another local user (uid 65534, root
 // only) can neither read the password file (0600 in a 0700 directory) nor run a command.
 func TestPortForwardSession(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	c := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname,
 		Server: redistest.ServerOptions{Password: "admin-pw", Users: []redistest.User{{Name: "app", Password: "app-pw"}}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

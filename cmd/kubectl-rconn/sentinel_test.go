@@ -22,6 +22,7 @@ import (
 // config --for prints Sentinel snippets (createSentinel, ioredis sentinels+natMap, the proxy's
 // sentinel listener for redis-py, Jedis and Lettuce).
 func TestSentinelStatusConfigCheck(t *testing.T) {
+	t.Parallel() // its own namespace and servers (the control plane is shared, started once): overlaps the other tests' waits
 	controlPlane(t)
 	const password, sentPassword = "data-s3cret", "sentinel-s3cret"
 	g := redistest.StartSentinelGroup(t, redistest.SentinelGroupOptions{Data: redistest.ServerOptions{Password: password}, Sentinel: redistest.ServerOptions{Password: sentPassword}})

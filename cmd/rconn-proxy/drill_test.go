@@ -149,8 +149,11 @@ func (d *drillClient) result(kill, end time.Time) result {
 // cluster that announces reachable addresses (its master killed at the same moment), for
 // comparison; the table (failed writes, longest stall) goes to docs/consuming.md.
 func TestFailoverDrill(t *testing.T) {
-	bin := build(t)
+	// Before t.Parallel, so that no go-redis client of either test reads the logger meanwhile
+	// (TestBinary, which runs after this file's tests, had it quiet already).
 	redis.SetLogger(quiet{}) // the direct go-redis client logs every dial to the dead master
+	t.Parallel()             // its own clusters and proxy: overlaps TestBinary
+	bin := build(t)
 	for _, dep := range [][]string{{"/usr/bin/python3", "-c", "import redis"}, {"ruby", "-e", "require 'redis'"}, {"php", "-r", "exit(class_exists('RedisCluster') ? 0 : 1);"}, {"redis-cli", "--version"}, {"stdbuf", "--version"}} {
 		if out, err := exec.Command(dep[0], dep[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v (hack/install-deps.sh installs it)\n%s", dep, err, out)

@@ -39,6 +39,7 @@ func build(t *testing.T) string {
 // mount of config.json for a cluster announcing unreachable names, redis-cli -c through its
 // seed listener serves every shard.
 func TestBinary(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps TestFailoverDrill
 	bin := build(t)
 
 	out, err := exec.Command(bin, "--help").CombinedOutput()

@@ -61,6 +61,7 @@ func isWrongType(err error) bool {
 // from one master to another with the live-resharding protocol, so that batches carry
 // commands that come back ASK and MOVED and are redirected one by one by go-redis.
 func TestAutoPipelineRepliesReachTheirCallers(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc, c, wc, _ := batchedCluster(t)
 	masters := rc.Masters()
@@ -130,6 +131,7 @@ func TestAutoPipelineRepliesReachTheirCallers(t *testing.T) {
 
 // The same on a standalone server: every reply reaches its caller (no redirects there).
 func TestAutoPipelineRepliesReachTheirCallersStandalone(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	wc := &writeCounter{base: (&recorder{}).Dial}
@@ -172,6 +174,7 @@ func TestAutoPipelineRepliesReachTheirCallersStandalone(t *testing.T) {
 // something is pushed. If the batching took a blocking command as an ordinary one, everything
 // issued on its node after it would wait behind it (until the push that never comes).
 func TestAutoPipelineBlockingCommandsRunApart(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc, c, wc, _ := batchedCluster(t)
 	list, stream := slotKey("blocked-list", 11), slotKey("blocked-stream", 11) // the same node as below

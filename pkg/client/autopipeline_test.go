@@ -104,6 +104,7 @@ func hammer(ctx context.Context, c redis.Cmdable, n, iters int, key func(g, i in
 // concurrent correctness across all slots, real pipelining, per-command errors, a slot
 // migrated mid-run, and only mapped addresses dialed.
 func TestAutoPipelineClusterFromConfig(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	cfg, dialed := mappedConfig(rc)
@@ -262,6 +263,7 @@ func TestAutoPipelineClusterFromConfig(t *testing.T) {
 
 // autoPipeline through TLS and the map, from Options (cluster) and Options (standalone).
 func TestAutoPipelineTLS(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	certs := redistest.NewTLS(t, redistest.TLSOptions{})
 	material := &rtls.Material{CA: certs.CA.CertPEM, Cert: certs.Client.CertPEM, Key: certs.Client.KeyPEM}
 	defaults := client.Options{Socket: client.Socket{TLS: true}, TLS: material}
@@ -343,6 +345,7 @@ func TestAutoPipelineOffByDefault(t *testing.T) {
 // Batching outlives a server crash: commands fail while the server is down, and the
 // same client batches again once it is back.
 func TestAutoPipelineSurvivesRestart(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	c, err := client.NewClient(ctx, client.Options{URL: "redis://" + srv.Addr(), Dial: (&recorder{}).Dial, AutoPipeline: true, MonitorInterval: 50 * time.Millisecond})
@@ -413,6 +416,7 @@ func requireBatched(t *testing.T, wc *writeCounter, before, cmds int64) {
 // Each caller's commands run in the order it issued them, on its own keys and on a key that
 // every caller shares, while they ride batches with everyone else's.
 func TestAutoPipelineOrderPerCaller(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	_, c, wc, _ := batchedCluster(t)
 	const callers, n = 64, 100
@@ -478,6 +482,7 @@ func TestAutoPipelineOrderPerCaller(t *testing.T) {
 
 // In one batch every command gets its own reply: a value, redis.Nil, WRONGTYPE, or ERR.
 func TestAutoPipelineRepliesPerCommand(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	_, c, wc, _ := batchedCluster(t)
 	list, text := slotKey("list", 3), slotKey("text", 5)
@@ -543,6 +548,7 @@ func TestAutoPipelineRepliesPerCommand(t *testing.T) {
 // WATCH/MULTI/EXEC (Watch) runs on its own connection while other callers' commands batch:
 // optimistic locking still works, so concurrent increments through Watch lose nothing.
 func TestAutoPipelineWatchUnderLoad(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	_, c, wc, _ := batchedCluster(t)
 	counter := slotKey("counter", 7)
@@ -625,6 +631,7 @@ func TestAutoPipelineWatchUnderLoad(t *testing.T) {
 // Connections killed by the servers mid-batch: no caller ever gets another caller's reply, the
 // client reconnects by itself, and batching goes on.
 func TestAutoPipelineReconnect(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc, c, wc, _ := batchedCluster(t)
 	key := func(g, i int) string { return slotKey(fmt.Sprintf("rc%d", g), g*1000+i) }
@@ -680,6 +687,7 @@ func TestAutoPipelineReconnect(t *testing.T) {
 // A new node address map mid-load: commands keep their replies, connections move to the new
 // targets, and batches then go only there.
 func TestAutoPipelineMapChange(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc, c, wc, rec := batchedCluster(t)
 	key := func(g, i int) string { return slotKey(fmt.Sprintf("mc%d", g), g*1000+i) }

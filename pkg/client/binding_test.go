@@ -62,6 +62,7 @@ func steer(t *testing.T, raw []byte, to string) map[string][]byte {
 // The client refuses the edit (an EventError wrapping ErrConfigNotBound), keeps working on the
 // map it had, and the listener is never dialed: no HELLO/AUTH with the password reaches it.
 func TestReloadRefusesASteeredConfig(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	rc, raw, secret, dialed := boundCluster(t)
 	sink := hostile.StartSink(t)
 	cm, sec := newMount(t, map[string][]byte{client.ConfigFileName: raw}), newMount(t, secret)
@@ -121,6 +122,7 @@ func TestReloadRefusesASteeredConfig(t *testing.T) {
 // Open refuses a tampered pair at once, naming the problem (no wait, no hang), and so does it a
 // Secret without the digest: this API was never released without it, so none means "not ours".
 func TestOpenRefusesAnUnboundConfig(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	_, raw, secret, _ := boundCluster(t)
 	sink := hostile.StartSink(t)
 	noDigest := maps.Clone(secret)
@@ -161,6 +163,7 @@ func TestOpenRefusesAnUnboundConfig(t *testing.T) {
 // A re-rendered pair (new map, new token, new digest) is applied once both halves arrived,
 // in either order; the half that came first waits.
 func TestReloadAppliesARerenderedPairInEitherOrder(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	rc, raw, secret, _ := boundCluster(t)
 	cm, sec := newMount(t, map[string][]byte{client.ConfigFileName: raw}), newMount(t, secret)
 	var rl reloads

@@ -115,6 +115,7 @@ func forModes(t *testing.T, f func(t *testing.T, clusterMode bool)) {
 // CloseGraceful (node-redis close/quit): commands already sent get their replies, new ones fail
 // with ErrClosed at once, and "end" follows.
 func TestCloseGracefulLetsInFlightCommandsFinish(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	forModes(t, func(t *testing.T, clusterMode bool) {
 		r := newCloseRig(t, clusterMode)
 		done := make(chan error, 1)
@@ -154,6 +155,7 @@ func TestCloseGracefulLetsInFlightCommandsFinish(t *testing.T) {
 
 // Close (node-redis destroy/disconnect): commands in flight fail fast, nothing runs after it.
 func TestCloseFailsInFlightCommandsFast(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	forModes(t, func(t *testing.T, clusterMode bool) {
 		r := newCloseRig(t, clusterMode)
 		start := time.Now()

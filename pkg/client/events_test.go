@@ -37,6 +37,7 @@ func waitEvent(t *testing.T, ev *events, typ client.EventType) {
 }
 
 func TestEventsReconnectAfterRestart(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	var ev events
 	c := newStandalone(t, srv, client.FixedDelay(50*time.Millisecond), &ev)
@@ -86,6 +87,7 @@ func TestEventsReconnectAfterRestart(t *testing.T) {
 }
 
 func TestEventsNoReconnectEnds(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	var ev events
 	c := newStandalone(t, srv, client.NoReconnect, &ev)
@@ -109,6 +111,7 @@ func TestEventsNoReconnectEnds(t *testing.T) {
 }
 
 func TestEventsStoppingStrategyEndsWithItsError(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	var ev events
 	giveUp := errors.New("gave up after 3 attempts")

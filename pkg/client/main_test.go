@@ -3,8 +3,12 @@ package client_test
 import (
 	"testing"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 )
 
 // TestMain fails the package if any test attempted a DNS query.
-func TestMain(m *testing.M) { nettest.RunWithoutDNS(m) }
+func TestMain(m *testing.M) {
+	tb.WideParallel() // the t.Parallel tests each own their servers and mostly wait
+	nettest.RunWithoutDNS(m)
+}

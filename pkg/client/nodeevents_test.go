@@ -26,6 +26,7 @@ func nodeTypes(ev *events, announced string) []client.EventType {
 // One node of a real cluster restarts: its events (and only its) say so, naming it by
 // announced address, mapped address and node ID; the client's own handlers see none of them.
 func TestNodeEventsRestartOneNode(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	m, err := cluster.StaticMap(rc.AddressMap())

@@ -14,6 +14,7 @@ import (
 // A node that comes back under an announced address the mounted map does not have yet is
 // reached through rconn.nodeIds; an update that adds nodeIds applies live.
 func TestOpenNodeIDsFollowARenamedNode(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	cfg, _ := mappedConfig(rc)
@@ -86,6 +87,7 @@ func TestConfigNodeIDsValidated(t *testing.T) {
 // and the old entry's reachable address (per pod) reaches the same node. An entry of the new
 // map for that address wins.
 func TestOpenDroppedMapEntryStaysAFallback(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	cfg, _ := mappedConfig(rc)

@@ -51,6 +51,7 @@ await redis.close();
 // config.json's scripts and functions, rendered, used as is by the docs/consuming.md node-redis
 // snippet (node-redis npmtest.NodeRedis on a real cluster, DNS refused) and by Open.
 func TestNodeRedisScriptsAndFunctions(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	tb.Integration(t, "node and npm packages")
 	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
 	defer cancel()

@@ -29,6 +29,7 @@ await redis.close();
 // defaults.socket.path and a root node nothing listens on: node-redis (npmtest.NodeRedis) dials
 // the socket, with the url's database.
 func TestNodeRedisSnippetUnixSocket(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	tb.Integration(t, "node and npm packages")
 	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Minute)
 	defer cancel()

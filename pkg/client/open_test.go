@@ -53,6 +53,7 @@ func setGetAcrossSlots(t *testing.T, c *client.Client, tag string) error {
 // (a) announced hostnames that never resolve, map in config.json; (b) a swapped map is followed
 // without restart.
 func TestOpenClusterMapAndLiveMapSwap(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	cfg, dialed := mappedConfig(rc)
 	m := newMount(t, map[string][]byte{client.ConfigFileName: render(t, cfg)})
@@ -157,6 +158,7 @@ func TestOpenPasswordRotation(t *testing.T) {
 
 // (d) new CA and client certificate through the Secret files.
 func TestOpenTLSRotation(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	certs1 := redistest.NewTLS(t, redistest.TLSOptions{})
 	srv := redistest.StartServer(t, redistest.ServerOptions{TLS: certs1})
 	cfg := &client.Config{
@@ -214,6 +216,7 @@ func TestOpenTLSRotation(t *testing.T) {
 
 // (e) a broken update keeps the old config running; the fix is applied.
 func TestOpenBrokenUpdateKeepsLastGood(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	announced := "app-redis.rconn-test.invalid:6379"
 	cfg := &client.Config{

@@ -158,6 +158,7 @@ func TestReloadUsernameRemoved(t *testing.T) {
 // Dropping mutual TLS (the client certificate and key) is a legal update: new handshakes send
 // no certificate.
 func TestReloadClientCertRemoved(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	certs := redistest.NewTLS(t, redistest.TLSOptions{})
 	srv := redistest.StartServer(t, redistest.ServerOptions{TLS: certs})
 	admin := srv.Client()
@@ -266,6 +267,7 @@ func TestOpenRefusesTwoConfigDirs(t *testing.T) {
 // keys) is waited for SecretWait, then what is there is applied and reported; later updates
 // with the same mismatch do not wait again. config.json itself is bound to that Secret.
 func TestReloadSecretWaitIsBounded(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	announced := "app-redis.rconn-test.invalid:6379"
 	cfg := &client.Config{
@@ -318,6 +320,7 @@ func TestReloadSecretWaitIsBounded(t *testing.T) {
 // it is rejected (ErrConfigNotBound) and the last good pair keeps running; the matching Secret
 // arriving later applies it.
 func TestReloadUnboundConfigIsNotAppliedAfterTheWait(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	announced := "app-redis.rconn-test.invalid:6379"
 	cfg := &client.Config{
@@ -371,6 +374,7 @@ func TestReloadUnboundConfigIsNotAppliedAfterTheWait(t *testing.T) {
 // A config.json over the bound is rejected without being parsed, and the last good one keeps
 // running.
 func TestReloadRejectsOversizedConfig(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	raw := render(t, plainStandalone(srv.Addr()))
 	m := newMount(t, map[string][]byte{client.ConfigFileName: raw})
@@ -453,6 +457,7 @@ func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context
 // config.json and the Secret are applied as a pair: a config.json rendered for a newer Secret
 // (its rconn.secretToken) waits for that Secret, then both apply together.
 func TestReloadWaitsForTheMatchingSecret(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	srv := redistest.StartServer(t, redistest.ServerOptions{})
 	announced := "app-redis.rconn-test.invalid:6379"
 	cfg := &client.Config{

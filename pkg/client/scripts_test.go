@@ -51,6 +51,7 @@ var shardKeys3 = []string{cluster.KeyForSlot(100), cluster.KeyForSlot(8000), clu
 // Scripts by name on a real cluster: EVALSHA routed by the first key to each shard, the EVAL
 // fallback after SCRIPT FLUSH on every master, the read-only variant, an unknown name.
 func TestRunScriptsCluster(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	c, admin := scriptCluster(t)
 	ctx := testCtx(t)
 	run := func(round int) {
@@ -84,6 +85,7 @@ func TestRunScriptsCluster(t *testing.T) {
 // Function libraries: loaded on every master at connect, FCALL/FCALL_RO routed by the first
 // key, and loaded again after FUNCTION FLUSH (as after a node restarted without persistence).
 func TestFunctionsCluster(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	c, admin := scriptCluster(t)
 	ctx := testCtx(t)
 	if err := admin.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {

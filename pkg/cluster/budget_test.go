@@ -180,6 +180,7 @@ func TestReplyBudgetBoundsWhatRepliesHoldTogether(t *testing.T) {
 //
 // On the code before there was no budget to share: the hostile replies were all held.
 func TestHonestTopologyGetsThroughWhileTheBudgetIsHeld(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	budget := cluster.NewReplyBudget(8 << 20)
 	big := hostile.Slow(t, 0, shardsHandler(1000))
 	small := hostile.Slow(t, 0, nil)

@@ -50,6 +50,7 @@ func useAllSlotRanges(t *testing.T, ctx context.Context, c *cluster.Client, topo
 }
 
 func TestUnreachableHostnamesNeedAMap(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Announce: redistest.AnnounceHostname})
 	m := rc.AddressMap()
@@ -108,6 +109,7 @@ func TestUnreachableHostnamesNeedAMap(t *testing.T) {
 }
 
 func TestMovedAndAskFollowTheMap(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	for _, tc := range []struct {
 		name     string
 		announce redistest.Announce
@@ -193,6 +195,7 @@ func TestMovedAndAskFollowTheMap(t *testing.T) {
 }
 
 func TestMaxCommandRedirectionsHonoured(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
 	masters := rc.Masters()
@@ -222,6 +225,7 @@ func TestMaxCommandRedirectionsHonoured(t *testing.T) {
 }
 
 func TestTLSCertificatesForNamesWhileNodesAnnounceIPs(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	certs := redistest.NewTLS(t, redistest.TLSOptions{DNSNames: []string{"*.redis.rconn.test"}})
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Server: redistest.ServerOptions{TLS: certs}})
@@ -287,6 +291,7 @@ func TestTLSCertificatesForNamesWhileNodesAnnounceIPs(t *testing.T) {
 const MinimalACL = "-@all +ping +role +info +cluster|shards +cluster|slots +cluster|info +cluster|myid"
 
 func TestMinimalACLForDiscoveryAndHealth(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Announce: redistest.AnnounceHostname,
 		Server: redistest.ServerOptions{Users: []redistest.User{
@@ -333,6 +338,7 @@ func TestMinimalACLForDiscoveryAndHealth(t *testing.T) {
 }
 
 func TestDeadNodes(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Announce: redistest.AnnounceHostname, NodeTimeout: 5 * time.Second})
 	dead, err := redistest.FreePort()
@@ -394,6 +400,7 @@ func TestDeadNodes(t *testing.T) {
 }
 
 func TestStandaloneDiscovery(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	s := redistest.StartServer(t, redistest.ServerOptions{})
 	in, err := cluster.NewInspector(cluster.Options{Standalone: true, RootNodes: []cluster.RootNode{{URL: "redis://" + s.Addr() + "/2"}}, Dial: newRecorder(nil).Dial})
@@ -427,6 +434,7 @@ func TestStandaloneDiscovery(t *testing.T) {
 }
 
 func TestRoutingOptions(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Announce: redistest.AnnounceHostname})
 	m := rc.AddressMap()
@@ -585,6 +593,7 @@ func TestBadInputIsAnErrorNotAPanic(t *testing.T) {
 // as soon as the new map arrives: SetNodeAddressMap refreshes the slot map instead of leaving
 // go-redis on the old, now unmapped, address until its own periodic refresh (10s).
 func TestRenamedNodeIsFollowedWhenTheMapChanges(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	m := rc.AddressMap()

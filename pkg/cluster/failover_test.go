@@ -16,6 +16,7 @@ import (
 // backoff) until its replica has taken over. go-redis alone keeps sending the retries to the
 // dead master until its periodic state reload, and the commands fail.
 func TestMasterStopUnderLoadFailsNoCommand(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1})
 	c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 2, "redis"), Dial: cluster.IPOnlyDial})

@@ -56,6 +56,7 @@ func startBlackhole(t *testing.T) *blackhole {
 // HealthConcurrency at once (so the whole takes about ceil(hung/concurrency) timeouts, not 100),
 // the bound holds, every hung node is reported, and live nodes are healthy.
 func TestHealthOfManyNodesRunsInParallel(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ctx := testCtx(t)
 	rc := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3, Announce: redistest.AnnounceHostname})
 	bh := startBlackhole(t)

@@ -78,6 +78,7 @@ func TestHostileRepliesAreBounded(t *testing.T) {
 // bytes; and until issue 23 (item 5) a certificate that failed verification read "the TLS
 // server certificate failed verification", telling every TLS listener from a closed port.
 func TestNonRedisServersLookTheSame(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +169,7 @@ func serverCert(t *testing.T, ca *certs.CA, ips []net.IP) tls.Certificate {
 // delay discovery from a root that answers: they are asked in parallel. On the code before,
 // roots were asked one after the other and the silent first root used up the context.
 func TestSilentRootCostsNothing(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	silent := hostile.Silent(t)
 	slow := hostile.Slow(t, time.Minute, nil)
 	good := hostile.Slow(t, 0, nil)
@@ -186,6 +188,7 @@ func TestSilentRootCostsNothing(t *testing.T) {
 // TestDeadlinesBoundDiscovery: ctx bounds the whole, and MaxTimeout caps an hour-long
 // ReadTimeout (Discover returns long before ctx would end it).
 func TestDeadlinesBoundDiscovery(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	silent := hostile.Silent(t)
 	t.Run("ctx", func(t *testing.T) {
 		in := hostileInspector(t, cluster.Options{ReadTimeout: time.Hour}, silent.Addr())

@@ -17,6 +17,7 @@ import (
 // client asks the cluster which node announces the address and dials that ID's address.
 // Without the node ID map the same client cannot reach it (the announced name is unreachable).
 func TestRenamedNodeIsFoundByNodeID(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	for _, withIDs := range []bool{true, false} {
 		t.Run(map[bool]string{true: "node ID map", false: "address map only"}[withIDs], func(t *testing.T) {
 			ctx := testCtx(t)
@@ -82,6 +83,7 @@ func TestRenamedNodeIsFoundByNodeID(t *testing.T) {
 
 // A node ID entry that points nowhere names the node ID in the error, and bad IDs are refused.
 func TestNodeIDMapErrorsAndValidation(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	if err := cluster.ValidateNodeIDMap(cluster.NodeIDMap{"not-an-id": {Host: "a", Port: 1}}); err == nil {
 		t.Fatal("a non-hex node ID was accepted")
 	}
@@ -100,7 +102,9 @@ func TestNodeIDMapErrorsAndValidation(t *testing.T) {
 	}
 	dead := nettestFreePort(t)
 	ids := cluster.NodeIDMap{rc.Nodes[1].ID: {Host: "127.0.0.1", Port: dead}}
-	c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), NodeAddressMap: sm, NodeIDMap: ids, Dial: newRecorder(nil).Dial})
+	// No retries: each SET reports its one dial at once. With the default 16 retries a SET to
+	// the dead port spends ~15-30 s of backoff before it returns the same DialError.
+	c, err := cluster.NewClient(cluster.Options{RootNodes: rootURLs(rc, 1, "redis"), NodeAddressMap: sm, NodeIDMap: ids, Dial: newRecorder(nil).Dial, MaxCommandRedirections: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +119,12 @@ func TestNodeIDMapErrorsAndValidation(t *testing.T) {
 	}
 	c.ReloadState(ctx)
 	var de *cluster.DialError
-	for try := 0; try < 40; try++ {
+	// Until go-redis's state reload hands out the new name (bounded: 30 s).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		err = c.Set(ctx, cluster.KeyForSlot(8000), "v", 0).Err()
 		if errors.As(err, &de) && de.Announced == renamed && de.NodeID != "" {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	if de == nil || de.NodeID != rc.Nodes[1].ID || de.Dialed != "127.0.0.1:"+strconv.Itoa(dead) {
 		t.Fatalf("error = %v, want a DialError naming node %s mapped to port %d", err, rc.Nodes[1].ID, dead)

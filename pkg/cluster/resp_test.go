@@ -50,6 +50,7 @@ func feedSplit(l Limits, p []byte, n int) error {
 }
 
 func TestValidatorAcceptsRealReplies(t *testing.T) {
+	t.Parallel() // its own servers and client: overlaps the other tests' waits
 	valid := map[string]string{
 		"shards":          string(shardsReply(3, 2)),
 		"simple":          "+OK\r\n-ERR unknown command 'HELLO'\r\n:-42\r\n:0\r\n",

@@ -24,6 +24,7 @@ import (
 // Watcher refuses the edit (ErrConfigNotBound), the proxy keeps reaching the nodes it had, and
 // the listener never sees a connection, let alone the password.
 func TestProxyRefusesASteeredConfig(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	const password = "proxy-s3cret-pw"
 	e := startEnv(t, envOptions{password: password})
 	sink := hostile.StartSink(t)

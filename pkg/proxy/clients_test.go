@@ -41,6 +41,7 @@ var redirected = regexp.MustCompile(`(?:MOVED|ASK) \d+ (\S+)`)
 // TestRedisCLIThroughProxy drives Debian's redis-cli -c (no address map possible) through the
 // proxy against a cluster announcing unreachable names, plaintext and TLS.
 func TestRedisCLIThroughProxy(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		t.Fatal("redis-cli is not on PATH: run make deps (Debian redis-tools)")
 	}
@@ -220,6 +221,7 @@ func python3(t *testing.T) string {
 // TestRedisPyClusterThroughProxy runs redis-py's RedisCluster (Debian python3-redis 4.3.4,
 // which has no address_remap) through the proxy.
 func TestRedisPyClusterThroughProxy(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	py := python3(t)
 	for _, tc := range []struct {
 		name string

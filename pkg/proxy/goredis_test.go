@@ -21,6 +21,7 @@ func shardKeys() []string {
 }
 
 func TestGoRedisClusterThroughProxy(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	for _, tc := range []struct {
 		name string
 		o    envOptions

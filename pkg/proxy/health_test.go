@@ -41,6 +41,7 @@ func (l *logLines) count(substr string) int {
 // them; the port stays the node's and accepts again when the node is back. The failure is
 // logged once per change of state, not once per attempt.
 func TestDownNodeListenerRefuses(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	logs := &logLines{}
 	e := startEnv(t, envOptions{proxy: func(_ *env, o *proxy.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -101,6 +102,7 @@ func TestDownNodeListenerRefuses(t *testing.T) {
 // listener, so that clients with a stale slot map follow it; when the old master is back
 // (now a replica), the listener forwards to it again.
 func TestMovedAfterFailover(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	e := startEnv(t, envOptions{replicas: 1, nodeTimeout: time.Second})
 	m := e.rc.Masters()[0]
 	var rep *redistest.Node

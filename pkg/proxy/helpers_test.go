@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/rconn-dev/redis-connection-operator/internal/tb"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/kubeletmount"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
@@ -24,7 +25,10 @@ import (
 )
 
 // TestMain fails the package if any test attempted a DNS query.
-func TestMain(m *testing.M) { nettest.RunWithoutDNS(m) }
+func TestMain(m *testing.M) {
+	tb.WideParallel() // the t.Parallel tests each own their servers and mostly wait
+	nettest.RunWithoutDNS(m)
+}
 
 // env is a cluster announcing unreachable names and a proxy in front of it, configured from a
 // mounted config.json exactly as the controller renders it.

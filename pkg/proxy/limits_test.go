@@ -77,6 +77,7 @@ func acceptCounter(t *testing.T) (string, *atomic.Int32) {
 // fresh topology read does not confirm it): the reply keeps the address, nothing dials it,
 // and forged redirects take no node port.
 func TestForgedRedirectGetsNoListener(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	e := startEnv(t, envOptions{seedPort: freeSeed(t, 8), proxy: func(_ *env, o *proxy.Options) { o.NodePorts = 4 }})
 	target, reached := acceptCounter(t)
 	before := len(e.p.Nodes())
@@ -144,6 +145,7 @@ func freeSeed(t *testing.T, n int) int {
 // ip:port denied, as the API server's is), the proxy never dials that address, neither for its
 // topology reads nor for a client's connection to that node's listener; the other nodes work.
 func TestAddressPolicyAppliesToEveryDial(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	e := startEnv(t, envOptions{proxy: func(e *env, o *proxy.Options) {
 		ap := netip.MustParseAddrPort(e.rc.AddressMap()[e.rc.Nodes[1].Announced])
 		o.AddressPolicy = cluster.NewAddressPolicy(cluster.AddressPolicyOptions{AllowLoopback: true, DenyAddrPorts: []netip.AddrPort{ap}})
@@ -188,6 +190,7 @@ func statOf(info, key string) int {
 // connection gets Redis's own "max number of clients reached" and is closed; closing one
 // makes room again.
 func TestConnectionCaps(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	e := startEnv(t, envOptions{proxy: func(_ *env, o *proxy.Options) { o.MaxConns, o.MaxConnsPerNode = 3, 2 }})
 	node := e.listenerOf(t, e.rc.Nodes[0])
 	var open []*rawConn
@@ -226,6 +229,7 @@ func TestConnectionCaps(t *testing.T) {
 // TestIdleTimeout: a client connection without a byte either way for IdleTimeout is closed;
 // one that keeps talking is not.
 func TestIdleTimeout(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	e := startEnv(t, envOptions{proxy: func(_ *env, o *proxy.Options) { o.IdleTimeout = 400 * time.Millisecond }})
 	idle := dialLine(t, e.listenerOf(t, e.rc.Nodes[0]))
 	busy := dialLine(t, e.listenerOf(t, e.rc.Nodes[0]))
@@ -249,6 +253,7 @@ func TestIdleTimeout(t *testing.T) {
 // TestTopologyBufferIsBounded: topology replies held by all connections together are bounded
 // by MaxTopologyBuffer; a reply beyond it closes its connection, and nothing else.
 func TestTopologyBufferIsBounded(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	e := startEnv(t, envOptions{proxy: func(_ *env, o *proxy.Options) { o.MaxTopologyBuffer = 64 }})
 	c := dialLine(t, e.p.SeedAddr())
 	if got, err := c.do("CLUSTER", "NODES"); err == nil {

@@ -104,6 +104,7 @@ func ioReadFull(r *bufio.Reader, b []byte) (int, error) {
 // replies, whatever came before them on the connection: CLIENT REPLY SKIP/OFF, RESP3 pushes,
 // RESP2 pub/sub ended by RESET, MULTI, and values that look like topology.
 func TestReplyMatching(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	e := startEnv(t, envOptions{})
 	node := e.listenerOf(t, e.rc.Masters()[0])
 	key := shardKeys()[0] // served by master 0

@@ -41,12 +41,14 @@ func nodeClients(t *testing.T) string {
 // TestIORedisClusterThroughProxy runs ioredis's Cluster without natMap (npmtest.IORedis)
 // through the proxy, plaintext and TLS: testdata/ioredis-cluster.cjs.
 func TestIORedisClusterThroughProxy(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	testNodeClientThroughProxy(t, "ioredis-cluster.cjs")
 }
 
 // TestNodeRedisClusterThroughProxy runs node-redis's createCluster without nodeAddressMap
 // (npmtest.NodeRedis) through the proxy, plaintext and TLS: testdata/node-redis-cluster.mjs.
 func TestNodeRedisClusterThroughProxy(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	testNodeClientThroughProxy(t, "node-redis-cluster.mjs")
 }
 
@@ -178,6 +180,7 @@ process.exit(0);
 // startEnv renders the way the controller does (client.Render), against the cluster announcing
 // unreachable names, plaintext and TLS.
 func TestIORedisNatMapFromConfigJSON(t *testing.T) {
+	t.Parallel() // its own cluster and proxy: overlaps the other tests' waits
 	dir := nodeClients(t)
 	snippet, err := npmtest.DocsSnippet(filepath.Join("..", ".."), "## Node.js: ioredis")
 	if err != nil {

@@ -113,6 +113,7 @@ func (e *sentEnv) sentinel() *redis.SentinelClient {
 // TestSentinelProxyAnswers: what the proxy's sentinel listener says names only the proxy's
 // listeners, each of which reaches the node it stands for; only mapped addresses are dialed.
 func TestSentinelProxyAnswers(t *testing.T) {
+	t.Parallel() // its own sentinel group and proxy: overlaps the other tests' waits
 	e := startSentEnv(t, nil)
 	c := ctx(t)
 	sc := e.sentinel()
@@ -214,6 +215,7 @@ func roleAt(t *testing.T, addr string) string {
 // naming a server of its own that does say ROLE master, and replicas of its own) cannot make
 // the proxy listen for, answer with, or dial what it names: the honest majority decides.
 func TestSentinelProxyHostileSentinel(t *testing.T) {
+	t.Parallel() // its own sentinel group and proxy: overlaps the other tests' waits
 	evil := redistest.StartServer(t, redistest.ServerOptions{})
 	evilReplica := redistest.StartServer(t, redistest.ServerOptions{})
 	replicas := "*1\r\n*4\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n$4\r\nport\r\n$" + strconv.Itoa(len(strconv.Itoa(evilReplica.Port))) + "\r\n" + strconv.Itoa(evilReplica.Port) + "\r\n"
@@ -360,6 +362,7 @@ func (e *sentEnv) failoverTwice(t *testing.T, keys ...string) {
 // listener) and redis-cli (through the master-port listener) keep writing through SENTINEL
 // FAILOVER and a killed master.
 func TestSentinelProxyRedisPyAndCLIFailover(t *testing.T) {
+	t.Parallel() // its own sentinel group and proxy: overlaps the other tests' waits
 	e := startSentEnv(t, nil)
 	dir := t.TempDir()
 	stopFile := filepath.Join(dir, "stop")
@@ -399,6 +402,7 @@ func TestSentinelProxyRedisPyAndCLIFailover(t *testing.T) {
 // sentinel listener keeps writing through SENTINEL FAILOVER and a killed master, and a
 // subscriber to +switch-master hears of both, naming the proxy's listeners.
 func TestSentinelProxyGoRedisFailover(t *testing.T) {
+	t.Parallel() // its own sentinel group and proxy: overlaps the other tests' waits
 	e := startSentEnv(t, nil)
 	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: e.g.MasterName(), SentinelAddrs: []string{e.p.SeedAddr()},
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1})

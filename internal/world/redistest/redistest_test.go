@@ -20,6 +20,7 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func TestStandaloneWithACLUserAndPassword(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	s := StartServer(t, ServerOptions{
 		Password: "admin-pw",
@@ -52,6 +53,7 @@ func TestStandaloneWithACLUserAndPassword(t *testing.T) {
 }
 
 func TestKillAndRestart(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	s := StartServer(t, ServerOptions{})
 	c := s.Client()
@@ -74,6 +76,7 @@ func TestKillAndRestart(t *testing.T) {
 }
 
 func TestTLSMutualAuth(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	m := NewTLS(t, TLSOptions{})
 	s := StartServer(t, ServerOptions{TLS: m})
@@ -145,6 +148,7 @@ func useEverySlotRange(t *testing.T, ctx context.Context, c *Cluster) {
 }
 
 func TestClusterWithReplicas(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	c := StartCluster(t, ClusterOptions{Masters: 3, ReplicasPerMaster: 1})
 	if len(c.Nodes) != 6 {
@@ -175,6 +179,7 @@ func TestClusterWithReplicas(t *testing.T) {
 }
 
 func TestClusterAnnouncingUnreachableHostnames(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	c := StartCluster(t, ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Announce: AnnounceHostname})
 	cl := c.Nodes[0].Client()
@@ -209,6 +214,7 @@ func TestClusterAnnouncingUnreachableHostnames(t *testing.T) {
 }
 
 func TestMastersOnlyClusterAnnouncingTranslatedPorts(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	c := StartCluster(t, ClusterOptions{Masters: 3, Announce: AnnounceTranslatedPort})
 	for _, n := range c.Nodes {
@@ -224,6 +230,7 @@ func TestMastersOnlyClusterAnnouncingTranslatedPorts(t *testing.T) {
 }
 
 func TestTLSClusterWithACL(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	m := NewTLS(t, TLSOptions{})
 	c := StartCluster(t, ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Server: ServerOptions{
@@ -241,6 +248,7 @@ func TestTLSClusterWithACL(t *testing.T) {
 }
 
 func TestSentinelGroupAnnouncesNamesAndFailsOver(t *testing.T) {
+	t.Parallel() // its own servers: overlaps the other tests' waits
 	ctx := ctxT(t)
 	g := StartSentinelGroup(t, SentinelGroupOptions{})
 	// Announced names are pod names nobody outside resolves.
