@@ -124,6 +124,7 @@ func (g *sentinelGroup) config(t *testing.T) (*client.Config, map[string][]byte,
 }
 
 func TestOpenSentinelFailover(t *testing.T) {
+	t.Parallel()
 	g := startSentinelGroup(t)
 	cfg, files, d, proxies := g.config(t)
 	files[client.ConfigFileName] = render(t, cfg)
@@ -224,6 +225,7 @@ func TestOpenSentinelFailover(t *testing.T) {
 // the sentinels' password rotated; once the old proxies are gone (their connections cut), the
 // client reconnects to sentinels and master through the new map with the new password.
 func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
+	t.Parallel()
 	g := startSentinelGroup(t)
 	cfg, files, d, oldProxies := g.config(t)
 	files[client.ConfigFileName] = render(t, cfg)
@@ -316,6 +318,7 @@ func TestOpenSentinelLiveMapAndSentinelPassword(t *testing.T) {
 // sentinel-mode config.json: node-redis reaches the sentinels and the master only through
 // nodeAddressMap (the master's proxy sees its connections) with both sides' passwords.
 func TestNodeRedisSentinelSnippet(t *testing.T) {
+	t.Parallel()
 	runSentinelSnippet(t, "node-redis", "nodeAddressMap", "### Sentinel: node-redis", `
 await redis.set('k', 'from-node-redis');
 console.log('node-redis-sentinel', await redis.get('k'));
@@ -326,6 +329,7 @@ await redis.close();
 // The docs/consuming.md ioredis snippet, as is, on a hand-written sentinel-mode config.json:
 // ioredis reaches the master through natMap (its proxy sees the connection).
 func TestIORedisSentinelSnippet(t *testing.T) {
+	t.Parallel()
 	runSentinelSnippet(t, "ioredis", "natMap", "### Sentinel: ioredis", `
 await redis.set('k', 'from-ioredis');
 console.log('ioredis-sentinel', await redis.get('k'));
@@ -389,6 +393,7 @@ func runSentinelSnippet(t *testing.T, clientName, mapName, heading, tail, want s
 // from a loopback seed to ":port"; the group announces pod names, as a real deployment does, so
 // that rewrite never applies and the data nodes are dialed through their map entries.)
 func TestOpenSentinelUseReplicas(t *testing.T) {
+	t.Parallel()
 	g := startSentinelGroup(t)
 	cfg, files, d, proxies := g.config(t)
 	cfg.UseReplicas, cfg.ReplicaPoolSize = true, 1

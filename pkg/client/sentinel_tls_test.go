@@ -24,6 +24,7 @@ import (
 // (what every client did before reload covered the sentinels' material) cannot. A config with
 // sentinel TLS off never opens: the sentinels refuse plaintext.
 func TestOpenSentinelTLSAndACLLiveRotation(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	dataTLS := redistest.NewTLS(t, redistest.TLSOptions{})
 	sentTLS := redistest.NewTLS(t, redistest.TLSOptions{})

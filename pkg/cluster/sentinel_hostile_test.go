@@ -125,6 +125,7 @@ func TestHostileSentinelRepliesClassifiedLikeClusterNodes(t *testing.T) {
 // another inspector discovers while the reply is still being held. Fails when sentinels are
 // asked one after the other, or without read deadlines.
 func TestSlowLorisSentinelBlocksNobody(t *testing.T) {
+	t.Parallel()
 	master := hostile.Slow(t, 0, nil) // ROLE master
 	for _, cmd := range sentinelCommands {
 		t.Run(cmd, func(t *testing.T) {
@@ -176,6 +177,7 @@ func TestSlowLorisSentinelBlocksNobody(t *testing.T) {
 // dialed there. Fails without the address policy on the sentinel inspector's dialers (the
 // record shows the dials; the "API server" confirms itself as master).
 func TestSentinelAddressSteeringIsDenied(t *testing.T) {
+	t.Parallel()
 	apiServer := hostile.Slow(t, 0, nil)
 	master := hostile.Slow(t, 0, nil)
 	apAddr := netip.MustParseAddrPort(apiServer.Addr())
@@ -244,6 +246,7 @@ func TestSentinelAddressSteeringIsDenied(t *testing.T) {
 // without LimitConn on the subscription's connection (go-redis allocates what the header
 // declares, or parses the garbage as a reply).
 func TestHostileSentinelSubscriptionStreams(t *testing.T) {
+	t.Parallel()
 	confirm := hostile.SubscribeConfirm("+switch-master", "+sdown", "-sdown", "+odown")
 	for name, push := range map[string]string{
 		"billion-element array": hostile.HugeArray,
@@ -325,6 +328,7 @@ func TestSentinelRepliesHoldNoMoreThanTheBudget(t *testing.T) {
 // second keeps its subscription. On the code before, the flood held the subscription, and a
 // core, for as long as it lasted (one connection, never dropped).
 func TestSentinelSubscriptionFloodIsCutOff(t *testing.T) {
+	t.Parallel()
 	msg := hostile.Message("+sdown", "master othermaster 127.0.0.1 6379")
 	stream := func(every time.Duration) *hostile.Server {
 		return hostile.MustStart(t, hostile.Config{Handler: hostile.Subscribing(nil), Stream: msg, StreamCommand: "SUBSCRIBE", StreamEvery: every})

@@ -60,6 +60,7 @@ func newSentinelInspector(t *testing.T, o cluster.Options) *cluster.SentinelInsp
 
 // TestSentinel runs the checks that leave the group as it is on one real group.
 func TestSentinel(t *testing.T) {
+	t.Parallel()
 	w := startSentinelWorld(t, redistest.SentinelGroupOptions{})
 	t.Run("DiscoverThroughMap", func(t *testing.T) { testSentinelDiscoverThroughMap(t, w) })
 	t.Run("MinorityLiarDoesNotMoveMaster", func(t *testing.T) { testSentinelMinorityLiar(t, w) })
@@ -243,6 +244,7 @@ func (l *eventLog) find(kind cluster.SentinelEventKind, match func(cluster.Senti
 }
 
 func TestSentinelFollowsFailoverAndKilledMaster(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	w := startSentinelWorld(t, redistest.SentinelGroupOptions{})
 	si := newSentinelInspector(t, w.options(w.g.SentinelAddrs()...))
@@ -298,6 +300,7 @@ func TestSentinelFollowsFailoverAndKilledMaster(t *testing.T) {
 }
 
 func TestSentinelACLAndTLS(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	tlsm := redistest.NewTLS(t, redistest.TLSOptions{})
 	w := startSentinelWorld(t, redistest.SentinelGroupOptions{
@@ -380,6 +383,7 @@ func TestSentinelOptionsValidation(t *testing.T) {
 // message beyond cmdSubscribe's caps (a 100 KB payload: under the generic 1 MiB bulk cap) is
 // cut off, the event is never delivered, and the subscription reconnects.
 func TestSentinelSubscriptionMessageBeyondCapsDropped(t *testing.T) {
+	t.Parallel()
 	payload := "mymaster old.rconn-test.invalid 6379 new.rconn-test.invalid 6379" + strings.Repeat(" ", 100<<10)
 	var confirm strings.Builder
 	for i, ch := range []string{"+switch-master", "+sdown", "-sdown", "+odown"} {
@@ -423,6 +427,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // (NoQuorum, nothing trusted, nothing dialed but the sentinels); sentinels that know no master
 // by the name are MasterUnknown.
 func TestSentinelNoQuorumAndMasterUnknown(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	discover := func(masters ...string) *cluster.SentinelTopology {
 		t.Helper()
