@@ -34,7 +34,8 @@ import (
 // heap and goroutines one health interval later, the connections the sentinels serve
 // (connected_clients summed over the 3 sentinels, the benchmark's own INFO connection
 // excluded), and for one SENTINEL FAILOVER: majority announcement -> every RedisConnection's
-// config.json names the new master (ms-all-rendered).
+// config.json names the new master (ms-all-rendered), and api-writes: the manager's non-GET
+// API requests over 3 health intervals of an idle group (0 expected).
 func BenchmarkSentinelScale(b *testing.B) {
 	for _, shared := range []bool{true, false} {
 		name := "unshared"
@@ -83,6 +84,12 @@ func (f *fixture) sentinelScaleRun(b *testing.B, run, bin string, shared bool) {
 		b.Fatalf("%v (manager log tail: %s)", err, tail(m.Log(), 3000))
 	}
 	time.Sleep(interval + interval/10 + time.Second)
+	// Steady state: an idle group must cost the API server nothing (as in Cluster mode).
+	s1 := f.snapshot(b, m)
+	time.Sleep(3*interval + interval/10)
+	s2 := f.snapshot(b, m)
+	b.ReportMetric(s2.managerWrites-s1.managerWrites, "api-writes")
+	b.Logf("API writes by the manager over 3 idle intervals: %.0f (%v -> %v)", s2.managerWrites-s1.managerWrites, s1.writesByVerb, s2.writesByVerb)
 	peak, err := m.PeakRSS()
 	must(b, err)
 	rss, err := m.RSS()
