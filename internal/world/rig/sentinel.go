@@ -115,6 +115,8 @@ func (ru *Runner) startSentinelPod(ctx context.Context, pod *corev1.Pod, ps *pod
 	pod = pod.DeepCopy()
 	go func() {
 		defer close(ps.started)
+		begun := time.Now()
+		defer func() { ru.notef("start script of %s (%s) over after %s", pod.Name, ps.ip, time.Since(begun).Round(10*time.Millisecond)) }()
 		asked, err := ru.sentinelPodMain(ctx, pod, ps, dir)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -338,13 +340,15 @@ func (ru *Runner) resetSentinel(ctx context.Context, ip string) {
 	if err != nil {
 		return
 	}
+	begun := time.Now()
 	if c.Reset(ctx, name).Err() != nil {
 		return
 	}
-	_ = poll(ctx, 10*time.Second, "peers known again", func() (bool, error) {
+	err = poll(ctx, 10*time.Second, "peers known again", func() (bool, error) {
 		now, err := c.Sentinels(ctx, name).Result()
 		return err == nil && len(now) >= len(peers), nil
 	}, nil)
+	ru.notef("SENTINEL RESET of %s: %d peers known again after %s (%v)", ip, len(peers), time.Since(begun).Round(10*time.Millisecond), err)
 }
 
 // sentinelPodHealthy is the readiness probe: both servers answer, and a replica is in sync.
