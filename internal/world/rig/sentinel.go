@@ -116,7 +116,9 @@ func (ru *Runner) startSentinelPod(ctx context.Context, pod *corev1.Pod, ps *pod
 	go func() {
 		defer close(ps.started)
 		begun := time.Now()
-		defer func() { ru.notef("start script of %s (%s) over after %s", pod.Name, ps.ip, time.Since(begun).Round(10*time.Millisecond)) }()
+		defer func() {
+			ru.notef("start script of %s (%s) over after %s", pod.Name, ps.ip, time.Since(begun).Round(10*time.Millisecond))
+		}()
 		asked, err := ru.sentinelPodMain(ctx, pod, ps, dir)
 		if err != nil {
 			if ctx.Err() == nil {
