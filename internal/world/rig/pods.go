@@ -228,6 +228,9 @@ func (ru *Runner) sync(ctx context.Context, pod *corev1.Pod) {
 			ps = nil
 		}
 		if ps == nil {
+			if ru.opts.Sentinel != nil {
+				ru.notef("%s Running as %s %s after its creation", pod.Name, pod.Status.PodIP, time.Since(pod.CreationTimestamp.Time).Round(10*time.Millisecond))
+			}
 			ps = &podServer{uid: uid, ip: pod.Status.PodIP}
 			if err := ru.start(ctx, pod, ps); err != nil {
 				ru.errorf("starting %s: %v", pod.Name, err)
@@ -466,7 +469,19 @@ func (ru *Runner) terminate(ctx context.Context, pod *corev1.Pod, ps *podServer)
 		}()
 	}
 	wg.Wait()
+	if ru.opts.Sentinel != nil {
+		ru.notef("%s stopped %s after its deletion", pod.Name, time.Since(pod.DeletionTimestamp.Add(-graceOf(pod))).Round(10*time.Millisecond))
+	}
 	ru.finalize(ctx, pod)
+}
+
+// graceOf is the pod's deletion grace period (the time from `kubectl delete` to its
+// deletionTimestamp).
+func graceOf(pod *corev1.Pod) time.Duration {
+	if pod.DeletionGracePeriodSeconds == nil {
+		return 0
+	}
+	return time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
 }
 
 // preStop runs the pod's preStop hooks: the chart's Sentinel handover (always, as the chart

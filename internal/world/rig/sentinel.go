@@ -429,7 +429,7 @@ func (ru *Runner) sentinelPreStop(ctx context.Context, pod *corev1.Pod, deadline
 		return err == nil && len(role) > 0 && role[0] == "master"
 	}
 	var lastErr error
-	asked := time.Time{}
+	asked, refused := time.Time{}, 0
 	for ctx.Err() == nil {
 		mine, err := namesMe()
 		if err == nil && !mine && !isMaster() {
@@ -438,7 +438,9 @@ func (ru *Runner) sentinelPreStop(ctx context.Context, pod *corev1.Pod, deadline
 		if mine && time.Since(asked) >= time.Second {
 			asked = time.Now()
 			if lastErr = sc.Failover(ctx, name).Err(); lastErr == nil {
-				ru.notef("preStop of %s: SENTINEL FAILOVER %s", pod.Name, name)
+				ru.notef("preStop of %s: SENTINEL FAILOVER %s (refused %d times before)", pod.Name, name, refused)
+			} else {
+				refused++
 			}
 		}
 		select {
