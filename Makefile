@@ -124,11 +124,11 @@ bench: deps envtest rig-assets ## Run every benchmark (pkg/..., bench/ vs go-red
 
 ##@ Demo
 # KEEP=1 leaves the demo running in the background; `make demo-stop` ends it.
-# SENTINEL=1 adds the Sentinel act, SENTINEL=only runs it without the Cluster act.
+# The Sentinel act runs after the Cluster act; SENTINEL=0 skips it, SENTINEL=only runs it alone.
 KEEP ?=
 SENTINEL ?=
 .PHONY: demo
-demo: deps envtest rig-assets ## Run rconn end to end on this machine (local control plane, Redis Cluster, manager, example app).
+demo: deps envtest rig-assets ## Run rconn end to end on this machine (local control plane, Redis Cluster and Sentinel StatefulSets, manager, example apps). SENTINEL=0|only
 	@go build -o bin/rconn-demo ./hack/demo
 	@KEEP=$(KEEP) SENTINEL=$(SENTINEL) bin/rconn-demo
 

@@ -10,15 +10,22 @@ import (
 	"time"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/rig"
 	rclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
 
 const sampleSentinel = "config/samples/rconn_v1_redisconnection_demo_sentinel.yaml"
 
-// sentinelMode is $SENTINEL: "1" runs the Sentinel act after the Cluster act, "only" runs it
-// without the Cluster act, anything else skips it (opt-in until its rollout part has run end to
-// end on the rig: see the sentrig branch report).
-func sentinelMode() string { return os.Getenv("SENTINEL") }
+// sentinelMode is $SENTINEL: "only" runs the Sentinel act without the Cluster act, "0" skips
+// it, anything else (unset too) runs it after the Cluster act.
+func sentinelMode() string {
+	switch m := os.Getenv("SENTINEL"); m {
+	case "only", "0":
+		return m
+	default:
+		return "1"
+	}
+}
 
 // sentinelSteps is how many steps the Sentinel act prints.
 const sentinelSteps = 4
@@ -27,12 +34,12 @@ const sentinelSteps = 4
 // before the Cluster act's first.
 func stepCount() int {
 	switch sentinelMode() {
-	case "1":
-		return 11 + sentinelSteps
 	case "only":
 		return 5 + sentinelSteps
-	default:
+	case "0":
 		return 11
+	default:
+		return 11 + sentinelSteps
 	}
 }
 
@@ -81,6 +88,7 @@ func sentinelAct(s *session, step *stepper, app string, ns []string) {
 
 	step.next("kubectl delete pod %s (the master), then kubectl rollout restart statefulset/%s", master, demo.SentinelName)
 	mark := len(proc.Lines())
+	hooks := len(w.Sentinel.Runner.Notes())
 	oldURL := url()
 	deleted := time.Now()
 	show(ctx, t, w, append(ns, "delete", "pod", master, "--wait=false")...)
@@ -95,6 +103,7 @@ func sentinelAct(s *session, step *stepper, app string, ns []string) {
 	})
 	s.must(err)
 	echo.Store(false)
+	showHooks(t, w.Sentinel, &hooks)
 	t.Logf("the app (pid %d, never restarted) followed the failover; rounds with an error: %d", proc.Pid(), failedRounds(proc.Lines()[mark:]))
 	s.timed("Sentinel: delete the master pod -> app on the new master", deleted)
 
@@ -111,9 +120,23 @@ func sentinelAct(s *session, step *stepper, app string, ns []string) {
 		return good(l) && strings.Contains(l, nowIP+"->")
 	})
 	s.must(err)
+	showHooks(t, w.Sentinel, &hooks)
 	t.Logf("after the rollout the master is %s (%s); config.json url %s; the app kept writing, rounds with an error: %d",
 		now, nowAddr, url(), failedRounds(proc.Lines()[mark:]))
 	s.timed("Sentinel: rollout restart of 3 pods", rolling)
+}
+
+// showHooks prints the pod runner's preStop notes since *seen: the chart's preStop asks the
+// master's sentinel for SENTINEL FAILOVER before the pod stops, so apps see a planned
+// failover, not the sentinels' failure detection.
+func showHooks(t *runner, rs *rig.RedisSentinel, seen *int) {
+	notes := rs.Runner.Notes()
+	for _, n := range notes[min(*seen, len(notes)):] {
+		if strings.Contains(n, "preStop") {
+			t.Logf("pod lifecycle: %s", n)
+		}
+	}
+	*seen = len(notes)
 }
 
 // waitNewMaster waits until a majority of the sentinels names a master other than old.

@@ -40,8 +40,7 @@ func (w *RigWorld) StartSentinel(ctx context.Context) error {
 				"masterauth " + admin,
 				fmt.Sprintf("user %s on >%s ~* &* +@all", AppUser, w.Password),
 			},
-			ClientOptions:   func(addr string) *redis.Options { return &redis.Options{Addr: addr, Password: admin} },
-			PreStopFailover: false,
+			ClientOptions: func(addr string) *redis.Options { return &redis.Options{Addr: addr, Password: admin} },
 		},
 	})
 	if err != nil {

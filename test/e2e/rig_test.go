@@ -35,40 +35,16 @@ import (
 // a readiness probe, flip publishNotReadyAddresses, and `kubectl rollout restart`.
 func TestOnTheRig(t *testing.T) { //nolint:gocyclo,funlen // ordered drills on one rig, counted with their t.Run bodies; to split with #15 item 8
 	t.Parallel() // its own control plane, processes and addresses: overlaps the other e2e tests' waits
-	if err := rig.Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the rig is required in CI: %v", err)
-		}
-		t.Skipf("no rig here: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	r, err := rig.Start(ctx, rig.Options{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Stop)
-	dns, err := rig.StartDNS(rig.DNSOptions{Kubeconfig: r.Kubeconfig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dns.Stop)
+	w := startRigWorld(ctx, t)
+	r := w.rig
 	const ns, name = "redis", "redis"
 	rs, err := r.RedisCluster(ctx, rig.RedisClusterOptions{Namespace: ns, Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// The manager, as a user that has only the generated ClusterRole.
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out := r.Kubectl("apply", "-f", filepath.Join(root, "config", "rbac", "role.yaml")); !strings.Contains(out, "configured") && !strings.Contains(out, "created") {
-		t.Fatalf("applying the ClusterRole: %s", out)
-	}
-	kc := managerKubeconfig(t, r)
-	mgr := managertest.StartBinary(t, managertest.Build(t), kc, nil, "--dns-server", dns.Addr())
+	mgr := w.startManager(t)
 
 	host := func(pod string) string {
 		return fmt.Sprintf("%s.%s.%s.svc.cluster.local:6379", pod, rs.Service, ns)
@@ -260,6 +236,50 @@ func TestOnTheRig(t *testing.T) { //nolint:gocyclo,funlen // ordered drills on o
 }
 
 // managerKubeconfig adds a user bound to the generated ClusterRole only.
+// rigWorld is what the rig drills share: the rig (its control plane and pod network) and the
+// CoreDNS that serves PodDNS names to the manager and the test's apps.
+type rigWorld struct {
+	rig *rig.Rig
+	dns *rig.DNS
+}
+
+// startRigWorld starts the rig and its CoreDNS for t (stopped at its end). Without a rig (no
+// root), the test is skipped, except in CI.
+func startRigWorld(ctx context.Context, t *testing.T) *rigWorld {
+	t.Helper()
+	if err := rig.Available(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the rig is required in CI: %v", err)
+		}
+		t.Skipf("no rig here: %v", err)
+	}
+	r, err := rig.Start(ctx, rig.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	dns, err := rig.StartDNS(rig.DNSOptions{Kubeconfig: r.Kubeconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dns.Stop)
+	return &rigWorld{rig: r, dns: dns}
+}
+
+// startManager runs the manager binary as a user that has only the generated ClusterRole,
+// resolving names through the world's CoreDNS.
+func (w *rigWorld) startManager(t *testing.T) *managertest.Manager {
+	t.Helper()
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := w.rig.Kubectl("apply", "-f", filepath.Join(root, "config", "rbac", "role.yaml")); !strings.Contains(out, "configured") && !strings.Contains(out, "created") {
+		t.Fatalf("applying the ClusterRole: %s", out)
+	}
+	return managertest.StartBinary(t, managertest.Build(t), managerKubeconfig(t, w.rig), nil, "--dns-server", w.dns.Addr())
+}
+
 func managerKubeconfig(t *testing.T, r *rig.Rig) string {
 	t.Helper()
 	out := r.Kubectl("create", "clusterrolebinding", "rconn-manager", "--clusterrole=manager-role", "--user=rconn-manager")

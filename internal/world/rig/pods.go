@@ -62,11 +62,11 @@ type RunnerOptions struct {
 	ClientOptions func(addr string) *redis.Options
 	// CLIArgs go to redis-cli before --cluster (TLS, auth).
 	CLIArgs []string
-	// PreStopFailover makes each pod's preStop hand its slots over before SIGTERM, as a chart
-	// hook running `redis-cli CLUSTER FAILOVER` on a replica of a terminating master does: the
-	// master becomes a replica first, so no slot waits for failure detection. In Sentinel mode
-	// it is the Bitnami chart's redis preStop: a master asks its sentinel for SENTINEL FAILOVER
-	// and waits for the switch.
+	// PreStopFailover makes each Redis Cluster pod's preStop hand its slots over before
+	// SIGTERM, as a chart hook running `redis-cli CLUSTER FAILOVER` on a replica of a
+	// terminating master does: the master becomes a replica first, so no slot waits for failure
+	// detection. Sentinel pods ignore it: they always run the Bitnami chart's preStops
+	// (SentinelPods.NoPreStop turns them off).
 	PreStopFailover bool
 	// Sentinel makes the pods Bitnami-style Sentinel pods (sentinel.go) instead of Redis
 	// Cluster nodes.
@@ -85,6 +85,7 @@ type Runner struct {
 	mu    sync.Mutex
 	pods  map[string]*podServer // by pod name
 	errs  []string
+	notes []string
 	store cache.Store
 }
 
@@ -171,6 +172,23 @@ func (ru *Runner) errorf(format string, args ...any) {
 	}
 }
 
+// Notes are what the pod runner's lifecycle hooks did (a preStop's failover and how long it
+// took), oldest first: a test prints them next to what its app saw.
+func (ru *Runner) Notes() []string {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return append([]string(nil), ru.notes...)
+}
+
+// notef records a note (at most 100: the first ones tell the story).
+func (ru *Runner) notef(format string, args ...any) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	if len(ru.notes) < 100 {
+		ru.notes = append(ru.notes, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+	}
+}
+
 // loop reconciles every pod on each change, and every 500 ms for readiness.
 func (ru *Runner) loop(ctx context.Context) {
 	defer close(ru.done)
@@ -210,6 +228,9 @@ func (ru *Runner) sync(ctx context.Context, pod *corev1.Pod) {
 			ps = nil
 		}
 		if ps == nil {
+			if ru.opts.Sentinel != nil {
+				ru.notef("%s Running as %s %s after its creation", pod.Name, pod.Status.PodIP, time.Since(pod.CreationTimestamp.Time).Round(10*time.Millisecond))
+			}
 			ps = &podServer{uid: uid, ip: pod.Status.PodIP}
 			if err := ru.start(ctx, pod, ps); err != nil {
 				ru.errorf("starting %s: %v", pod.Name, err)
@@ -435,14 +456,8 @@ func (ru *Runner) terminate(ctx context.Context, pod *corev1.Pod, ps *podServer)
 	if ctx.Err() != nil {
 		return // the runner stops (Stop ends the processes)
 	}
-	if ru.opts.PreStopFailover {
-		handOver := ru.handOver
-		if ru.opts.Sentinel != nil {
-			handOver = ru.sentinelHandOver
-		}
-		if err := handOver(ctx, pod.Status.PodIP, deadline.Add(-2*time.Second)); err != nil {
-			ru.errorf("preStop failover of %s: %v", pod.Name, err)
-		}
+	if err := ru.preStop(ctx, pod, deadline); err != nil {
+		ru.errorf("preStop of %s: %v", pod.Name, err)
 	}
 	// The containers stop together, as a kubelet stops a pod's containers in parallel.
 	var wg sync.WaitGroup
@@ -454,7 +469,35 @@ func (ru *Runner) terminate(ctx context.Context, pod *corev1.Pod, ps *podServer)
 		}()
 	}
 	wg.Wait()
+	if ru.opts.Sentinel != nil {
+		ru.notef("%s stopped %s after its deletion", pod.Name, time.Since(pod.DeletionTimestamp.Add(-graceOf(pod))).Round(10*time.Millisecond))
+	}
 	ru.finalize(ctx, pod)
+}
+
+// graceOf is the pod's deletion grace period (the time from `kubectl delete` to its
+// deletionTimestamp).
+func graceOf(pod *corev1.Pod) time.Duration {
+	if pod.DeletionGracePeriodSeconds == nil {
+		return 0
+	}
+	return time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+}
+
+// preStop runs the pod's preStop hooks: the chart's Sentinel handover (always, as the chart
+// has it, unless SentinelPods.NoPreStop), or the Cluster handover of PreStopFailover.
+func (ru *Runner) preStop(ctx context.Context, pod *corev1.Pod, deadline time.Time) error {
+	switch {
+	case ru.opts.Sentinel != nil && !ru.opts.Sentinel.NoPreStop:
+		// The chart's hooks wait the grace period minus 10 s at most.
+		start := time.Now()
+		err := ru.sentinelPreStop(ctx, pod, deadline.Add(-10*time.Second))
+		ru.notef("preStop of %s done in %s (err %v)", pod.Name, time.Since(start).Round(10*time.Millisecond), err)
+		return err
+	case ru.opts.Sentinel == nil && ru.opts.PreStopFailover:
+		return ru.handOver(ctx, pod.Status.PodIP, deadline.Add(-2*time.Second))
+	}
+	return nil
 }
 
 // handOver is the preStop hook of PreStopFailover: when the pod's server is a master with a

@@ -61,7 +61,14 @@ type SentinelPods struct {
 	SentinelConfig []string
 	// SentinelClientOptions reach a pod's sentinel (nil: plain TCP, no auth).
 	SentinelClientOptions func(addr string) *redis.Options
+	// NoPreStop leaves out the chart's preStop hooks (sentinelPreStop): a deleted master pod
+	// just gets SIGTERM, and the sentinels find out by themselves (a crashed master).
+	NoPreStop bool
 }
+
+// sentinelGracePeriod is the Sentinel pods' terminationGracePeriodSeconds (the chart's
+// sentinel.terminationGracePeriodSeconds default).
+const sentinelGracePeriod = 30
 
 func (s *SentinelPods) defaults() {
 	if s.MasterName == "" {
@@ -108,6 +115,10 @@ func (ru *Runner) startSentinelPod(ctx context.Context, pod *corev1.Pod, ps *pod
 	pod = pod.DeepCopy()
 	go func() {
 		defer close(ps.started)
+		begun := time.Now()
+		defer func() {
+			ru.notef("start script of %s (%s) over after %s", pod.Name, ps.ip, time.Since(begun).Round(10*time.Millisecond))
+		}()
 		asked, err := ru.sentinelPodMain(ctx, pod, ps, dir)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -304,22 +315,42 @@ func (ru *Runner) waitResolves(ctx context.Context, name, ip string) error {
 	}, nil)
 }
 
-// resetOtherSentinels sends SENTINEL RESET to the other pods' sentinels one at a time, a
-// second apart (the group keeps a quorum meanwhile), so they resolve the names again and find
-// this pod's servers at its new IP.
+// resetOtherSentinels sends SENTINEL RESET to the other pods' sentinels one at a time, so they
+// resolve the names again and find this pod's servers at its new IP. A reset sentinel forgets
+// its peers and replicas and learns them again from hello messages (every 2 s) and the
+// master's INFO: the next one is reset only once it knows as many peers as before (at most
+// 10 s), and none while a failover is under way (a reset aborts it), so that the group keeps a
+// quorum that can elect and fail over throughout, and the pod becomes Ready (the rollout goes on
+// to the next pod, maybe the master) only once the group's view is whole again.
 func (ru *Runner) resetOtherSentinels(ctx context.Context, self string) {
 	// A sentinel that is not up yet (the group still forming) has nothing stale to forget, so
 	// errors are ignored, as the chart's script ignores them.
 	for _, ip := range ru.otherPodIPs(self) {
-		c := ru.opts.Sentinel.sentinelClient(ip)
-		_ = c.Reset(ctx, ru.opts.Sentinel.MasterName).Err()
-		_ = c.Close()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
+		ru.resetSentinel(ctx, ip)
 	}
+}
+
+func (ru *Runner) resetSentinel(ctx context.Context, ip string) {
+	name := ru.opts.Sentinel.MasterName
+	c := ru.opts.Sentinel.sentinelClient(ip)
+	defer func() { _ = c.Close() }()
+	_ = poll(ctx, 10*time.Second, "no failover under way", func() (bool, error) {
+		m, err := c.Master(ctx, name).Result()
+		return err != nil || !strings.Contains(m["flags"], "failover"), nil
+	}, nil)
+	peers, err := c.Sentinels(ctx, name).Result()
+	if err != nil {
+		return
+	}
+	begun := time.Now()
+	if c.Reset(ctx, name).Err() != nil {
+		return
+	}
+	err = poll(ctx, 10*time.Second, "peers known again", func() (bool, error) {
+		now, err := c.Sentinels(ctx, name).Result()
+		return err == nil && len(now) >= len(peers), nil
+	}, nil)
+	ru.notef("SENTINEL RESET of %s: %d peers known again after %s (%v)", ip, len(peers), time.Since(begun).Round(10*time.Millisecond), err)
 }
 
 // sentinelPodHealthy is the readiness probe: both servers answer, and a replica is in sync.
@@ -356,35 +387,69 @@ func (ru *Runner) replicationUp(ctx context.Context, ip string) bool {
 	return err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up"))
 }
 
-// sentinelHandOver is the chart's redis preStop: when this pod's redis-server is the master,
-// SENTINEL FAILOVER on its sentinel, then wait (until deadline) for the sentinel to name
-// another master.
-func (ru *Runner) sentinelHandOver(ctx context.Context, podIP string, deadline time.Time) error {
-	if podIP == "" {
+// sentinelPreStop is what the chart's two preStop hooks do together, bounded by deadline (the
+// chart gives them the grace period minus 10 s):
+//
+//   - the sentinel container's: when this pod's sentinel names this pod as the master, SENTINEL
+//     FAILOVER, then wait until it names another one. A planned failover needs no election:
+//     without it the remaining sentinels notice the loss only after down-after, and two of them
+//     asking for votes at once split the vote and wait twice the failover timeout before the
+//     next attempt (seen on the rig: 24 s from `kubectl delete pod` to a new master);
+//   - the redis container's: wait while this pod's redis-server is still the master, so that it
+//     stops only once the sentinels made it a replica (clients that still write to it get
+//     READONLY and ask the sentinels again instead of writing into a server about to vanish).
+//
+// SENTINEL FAILOVER is asked again while it is refused (NOGOODSLAVE right after a replica's
+// restart, before the sentinel has seen it in sync; INPROG): the chart asks once and waits,
+// which leaves such a pod to a SIGTERM and the election above.
+func (ru *Runner) sentinelPreStop(ctx context.Context, pod *corev1.Pod, deadline time.Time) error {
+	ip := pod.Status.PodIP
+	if ip == "" {
 		return nil
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	mc := redis.NewClient(ru.opts.ClientOptions(net.JoinHostPort(podIP, strconv.Itoa(RedisPort))))
-	defer func() { _ = mc.Close() }()
-	role, err := mc.Do(ctx, "ROLE").Slice()
-	if err != nil || len(role) == 0 || role[0] != "master" {
-		return err
-	}
-	sc := ru.opts.Sentinel.sentinelClient(podIP)
+	me := ru.announce(pod.Name, ip)
+	name := ru.opts.Sentinel.MasterName
+	sc := ru.opts.Sentinel.sentinelClient(ip)
 	defer func() { _ = sc.Close() }()
-	before, err := sc.GetMasterAddrByName(ctx, ru.opts.Sentinel.MasterName).Result()
-	if err != nil {
-		return err
+	mo := ru.opts.ClientOptions(net.JoinHostPort(ip, strconv.Itoa(RedisPort)))
+	mo.MaxRetries, mo.PoolSize = -1, 1
+	mc := redis.NewClient(mo)
+	defer func() { _ = mc.Close() }()
+	namesMe := func() (bool, error) {
+		a, err := sc.GetMasterAddrByName(ctx, name).Result()
+		if err != nil || len(a) != 2 {
+			return false, err
+		}
+		return a[0] == me, nil
 	}
-	if err := sc.Failover(ctx, ru.opts.Sentinel.MasterName).Err(); err != nil {
-		return err
+	isMaster := func() bool {
+		role, err := mc.Do(ctx, "ROLE").Slice()
+		return err == nil && len(role) > 0 && role[0] == "master"
 	}
+	var lastErr error
+	asked, refused := time.Time{}, 0
 	for ctx.Err() == nil {
-		if now, err := sc.GetMasterAddrByName(ctx, ru.opts.Sentinel.MasterName).Result(); err == nil && len(now) == 2 && now[0] != before[0] {
+		mine, err := namesMe()
+		if err == nil && !mine && !isMaster() {
 			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		if mine && time.Since(asked) >= time.Second {
+			asked = time.Now()
+			if lastErr = sc.Failover(ctx, name).Err(); lastErr == nil {
+				ru.notef("preStop of %s: SENTINEL FAILOVER %s (refused %d times before)", pod.Name, name, refused)
+			} else {
+				refused++
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if lastErr != nil {
+		return fmt.Errorf("SENTINEL FAILOVER: %w", lastErr)
 	}
 	return ctx.Err()
 }
@@ -497,7 +562,8 @@ func SentinelStatefulSet(ns, name, service string, replicas int32) *appsv1.State
 		{Name: "redis", Image: "redis:7.0", Ports: []corev1.ContainerPort{{Name: "redis", ContainerPort: RedisPort}}},
 		{Name: "sentinel", Image: "redis:7.0", Ports: []corev1.ContainerPort{{Name: "redis-sentinel", ContainerPort: SentinelPort}}},
 	}
-	sts.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)
+	// The chart's default: its preStops wait up to 10 s less than this for the failover.
+	sts.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](sentinelGracePeriod)
 	return sts
 }
 
