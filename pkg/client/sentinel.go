@@ -29,7 +29,7 @@ import (
 // sentinelSpec is what a sentinel-mode config resolves to beyond spec.
 type sentinelSpec struct {
 	master     string
-	addrs      []string // reachable sentinel addresses, dialed first
+	addrs      []string // sentinelRootNodes as configured (reachable): go-redis's SentinelAddrs
 	known      []string // announced sentinel addresses (rconn.sentinels)
 	username   string
 	password   string
@@ -80,8 +80,12 @@ func (s *snapshot) sentinelSpec() (*spec, error) {
 		username: o.Sentinel.Defaults.Username, password: o.Sentinel.Defaults.Password,
 		serverName: o.Sentinel.Defaults.TLSServerName,
 	}
-	for _, n := range o.Sentinel.RootNodes {
-		sn.addrs = append(sn.addrs, n.Address.String())
+	// go-redis gets the roots as configured (reachable, stable names), not o.Sentinel.RootNodes:
+	// those are renamed to their announced aliases for the inspector's majority count, and an
+	// announced address the map no longer has (after a rollout) is unreachable, so a client
+	// holding only those loses every sentinel.
+	for _, n := range cfg.SentinelRootNodes {
+		sn.addrs = append(sn.addrs, n.String())
 	}
 	sp.sentinel = sn
 	return sp, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rconn-dev/redis-connection-operator/internal/testing/npmtest"
+	"github.com/rconn-dev/redis-connection-operator/internal/world/nettest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
 	"github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
@@ -440,5 +441,81 @@ func TestOpenSentinelUseReplicas(t *testing.T) {
 	}
 	if dataConns == 0 {
 		t.Error("no data connection went through the map")
+	}
+}
+
+// Issue #24: after a rollout the sentinels' old announced addresses are gone from the map. The
+// client must still reach the sentinels by sentinelRootNodes as configured (reachable, stable
+// names), not only by the announced aliases the inspector names them by. The sentinels'
+// proxies (the roots) restart on their addresses, cutting every sentinel connection, as a
+// rolled pod behind a stable LoadBalancer does; then a failover: the client must find the new
+// master through the roots.
+func TestOpenSentinelRootsAfterRollout(t *testing.T) {
+	t.Parallel()
+	g := startSentinelGroup(t)
+	cfg, files, d, proxies := g.config(t)
+	files[client.ConfigFileName] = render(t, cfg)
+	m := newMount(t, files)
+	ctx := testCtx(t)
+	var rl reloads
+	c, err := client.OpenOptions{Dial: d.Dial, ReloadInterval: 50 * time.Millisecond, OnReload: rl.handle}.Open(ctx, m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The map keeps the data nodes and loses every sentinel's announced address.
+	next := *cfg
+	next.NodeAddressMap = map[string]client.MappedAddress{}
+	for _, n := range g.Data {
+		next.NodeAddressMap[n.Announced] = cfg.NodeAddressMap[n.Announced]
+	}
+	next.Rconn.Sentinels = nil
+	files[client.ConfigFileName] = render(t, &next)
+	m.update(t, files)
+	waitFor(t, "the reload", func() error {
+		if _, err := rl.last(); rl.ok.Load() == 0 {
+			return fmt.Errorf("not reloaded yet (%w)", err)
+		}
+		return nil
+	})
+	for i, n := range g.Sentinels {
+		p := proxies[len(g.Data)+i]
+		addr := p.Addr()
+		p.Close()
+		proxies[len(g.Data)+i] = nettest.StartProxyAt(t, addr, n.Addr())
+	}
+
+	old, err := g.Failover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := g.WaitNewMaster(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := g.Data[now].Client()
+	defer func() { _ = admin.Close() }()
+	start := time.Now()
+	nettest.WaitFor(t, 20*time.Second, "writes on the new master", func() error {
+		if err := c.Set(ctx, "probe", "after-rollout", 0).Err(); err != nil {
+			return err
+		}
+		if v, err := admin.Get(ctx, "probe").Result(); err != nil || v != "after-rollout" {
+			return fmt.Errorf("new master has probe=%q (%w)", v, err)
+		}
+		return nil
+	})
+	var sentinelConns int64
+	for _, p := range proxies[len(g.Data):] {
+		sentinelConns += p.Accepted.Load()
+	}
+	t.Logf("failover %d -> %d after the rollout: writing to the new master %s after the new master was known; %d sentinel connections through the roots, %d refused dials",
+		old, now, time.Since(start).Round(time.Millisecond), sentinelConns, d.refused.Load())
+	if sentinelConns == 0 {
+		t.Error("no sentinel connection through the sentinelRootNodes after the rollout")
 	}
 }
