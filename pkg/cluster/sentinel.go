@@ -516,7 +516,7 @@ func (si *SentinelInspector) decide(ctx context.Context, t *SentinelTopology, or
 	for _, addr := range order {
 		a := answers[addr]
 		if a.err == nil && a.master == best && a.repErr == nil {
-			t.Replicas = si.replicas(a.replicas, t.MasterConfirmed, m.ReplicationOffset)
+			t.Replicas = si.replicas(ctx, a.replicas, t.MasterConfirmed, m.ReplicationOffset)
 			break
 		}
 	}
@@ -540,8 +540,13 @@ func (si *SentinelInspector) confirm(ctx context.Context, addr string) (int64, e
 	return off, nil
 }
 
-// replicas converts a SENTINEL REPLICAS answer.
-func (si *SentinelInspector) replicas(reps []map[string]string, haveOffset bool, masterOffset int64) []*SentinelNode {
+// replicas converts a SENTINEL REPLICAS answer. A replica's lag is the master's offset (just
+// read by confirm) minus the offset the replica itself reports (ROLE, through the map, asked
+// in parallel right after): the offset in the sentinels' answer is refreshed only every 10 s
+// while the master's moves with every hello and replication PING, so a lag from it swings by
+// KiBs on an idle group (and every status write with it). Lag stays -1 when the replica does
+// not answer.
+func (si *SentinelInspector) replicas(ctx context.Context, reps []map[string]string, haveOffset bool, masterOffset int64) []*SentinelNode {
 	var out []*SentinelNode
 	for _, r := range reps {
 		addr, err := announcedAddr(r["ip"], r["port"])
@@ -552,17 +557,42 @@ func (si *SentinelInspector) replicas(reps []map[string]string, haveOffset bool,
 		n.Mapped, _ = si.data.dialer.Resolve(addr)
 		if off, err := strconv.ParseInt(r["slave-repl-offset"], 10, 64); err == nil {
 			n.ReplicationOffset = off
-			if haveOffset {
-				n.Lag = max(masterOffset-off, 0)
-			}
 		}
 		if ms, err := strconv.ParseInt(r["master-link-down-time"], 10, 64); err == nil && ms > 0 {
 			n.MasterLinkDownTime = time.Duration(ms) * time.Millisecond
 		}
 		out = append(out, n)
 	}
+	if haveOffset {
+		var wg sync.WaitGroup
+		for _, n := range out {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if off, ok := si.replicaOffset(ctx, n.Announced); ok {
+					n.Lag = max(masterOffset-off, 0)
+				}
+			}()
+		}
+		wg.Wait()
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Announced < out[j].Announced })
 	return out
+}
+
+// replicaOffset asks the replica at addr (through the map) for ROLE and returns the offset it
+// reports as a replica.
+func (si *SentinelInspector) replicaOffset(ctx context.Context, addr string) (int64, bool) {
+	c, err := si.data.client(addr)
+	if err != nil {
+		return 0, false
+	}
+	role, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil || len(role) < 5 || parseRole(fmt.Sprint(role[0])) != RoleReplica {
+		return 0, false
+	}
+	off, ok := role[4].(int64)
+	return off, ok && off >= 0
 }
 
 // SentinelHealth is CheckHealth's result: Data follows master then replicas, Sentinels

@@ -109,19 +109,29 @@ func (f *fixture) sentinelScaleRun(b *testing.B, run, bin string, shared bool) {
 	b.Logf("%d RedisConnections (shared=%v) Ready %s after the manager started; peak RSS %.1f MiB, RSS %.1f MiB, heap in use %.1f MiB, %.0f goroutines, the sentinels serve %d more connections",
 		n, shared, ready.Round(time.Millisecond), float64(peak)/(1<<20), float64(rss)/(1<<20), heap, goroutines, clients)
 
-	// One failover: how long until every RedisConnection's outputs name the new master.
-	w, err := f.cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{})
-	must(b, err)
-	defer w.Stop()
+	// One failover: how long until every RedisConnection's outputs name the new master. The
+	// watch is restarted when it ends (envtest's watch cache can refuse a new watch with "Too
+	// large resource version" for a few seconds); a restart re-lists, which only makes a
+	// figure later, never earlier.
 	urls := newURLTracker(n)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	go func() {
-		for a := range watchNamed(b, w) {
-			if cm, ok := a.obj.(*corev1.ConfigMap); ok {
-				var cfg pkgclient.Config
-				if json.Unmarshal([]byte(cm.Data[pkgclient.ConfigFileName]), &cfg) == nil {
-					urls.set(cm.Name, cfg.URL, a.at)
+		for wctx.Err() == nil {
+			w, err := f.cs.CoreV1().ConfigMaps(ns).Watch(wctx, metav1.ListOptions{})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for a := range watchNamed(b, w) {
+				if cm, ok := a.obj.(*corev1.ConfigMap); ok {
+					var cfg pkgclient.Config
+					if json.Unmarshal([]byte(cm.Data[pkgclient.ConfigFileName]), &cfg) == nil {
+						urls.set(cm.Name, cfg.URL, a.at)
+					}
 				}
 			}
+			w.Stop()
 		}
 	}()
 	sw := subscribeSwitches(ctx, g)
@@ -136,12 +146,22 @@ func (f *fixture) sentinelScaleRun(b *testing.B, run, bin string, shared bool) {
 	all, ok := urls.waitAll("redis://"+g.Data[nm].Addr(), 2*time.Minute)
 	ann := sw.stop()
 	if !ok || len(ann) < 2 {
-		b.Fatalf("failover: every output moved %v, %d sentinels announced (manager log %s)", ok, len(ann), m.LogPath)
+		if d := os.Getenv("RCONN_SENTINEL_DUMP_LOG"); d != "" {
+			_ = os.WriteFile(d, []byte(m.Log()), 0o600)
+		}
+		b.Fatalf("failover to %s: every output moved %v (%d did), %d sentinels announced (manager log tail: %s)",
+			g.Data[nm].Addr(), ok, urls.count("redis://"+g.Data[nm].Addr()), len(ann), tail(m.Log(), 3000))
 	}
 	b.ReportMetric(float64(all.Sub(ann[1]))/float64(time.Millisecond), "ms-all-rendered")
 	if m.Exited() {
 		b.Fatalf("the manager exited (log %s)", m.LogPath)
 	}
+}
+
+func (t *urlTracker) count(url string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.seen[url])
 }
 
 // sentinelClients sums connected_clients over the group's sentinels.
