@@ -6,8 +6,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/internal/demo"
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/writeloop"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/rig"
 	rclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 )
@@ -115,16 +114,16 @@ func TestSentinelOnTheRig(t *testing.T) { //nolint:funlen // one ordered story o
 		t.Fatalf("pkg/client Open on the mount: %v\n%s", err, diag())
 	}
 	t.Cleanup(func() { _ = app.Close() })
-	w := startWriter(ctx, app)
-	t.Cleanup(w.stop)
-	w.waitWrites(t, 10, 30*time.Second)
+	w := writeloop.Start(ctx, func(ctx context.Context, i int) error { return app.Set(ctx, "rconn-e2e", i, 0).Err() })
+	t.Cleanup(w.Stop)
+	w.WaitWrites(t, 10, 30*time.Second)
 
 	t.Run("kubectl delete pod of the master: outputs and the app follow the new master", func(t *testing.T) {
 		old, _, err := rs.CurrentMaster(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.reset()
+		w.Reset()
 		if out := r.Kubectl("delete", "pod", "-n", ns, old, "--wait=false"); !strings.Contains(out, "deleted") {
 			t.Fatal(out)
 		}
@@ -141,11 +140,11 @@ func TestSentinelOnTheRig(t *testing.T) { //nolint:funlen // one ordered story o
 		waitURL(t, "after the master's deletion", next, 30*time.Second)
 		t.Logf("delete pod %s: sentinels elected %s after %s; config.json url %s -> %s after %s",
 			old, next, elected.Round(100*time.Millisecond), wantURL(old), wantURL(next), time.Since(start).Round(100*time.Millisecond))
-		w.waitWrites(t, 10, time.Minute)
+		w.WaitWrites(t, 10, time.Minute)
 		if err := rs.WaitHealthy(ctx, 3*time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		failed, stall := w.stats()
+		failed, stall := w.Stats()
 		t.Logf("app across the failover: %d failed writes, longest stall %s", failed, stall.Round(10*time.Millisecond))
 		logNotes(t)
 		if stall > maxSentinelStall {
@@ -154,7 +153,7 @@ func TestSentinelOnTheRig(t *testing.T) { //nolint:funlen // one ordered story o
 	})
 
 	t.Run("kubectl rollout restart: the app keeps writing, the outputs name the master", func(t *testing.T) {
-		w.reset()
+		w.Reset()
 		start := time.Now()
 		if out := r.Kubectl("rollout", "restart", "-n", ns, "statefulset/"+name); !strings.Contains(out, "restarted") {
 			t.Fatal(out)
@@ -168,8 +167,8 @@ func TestSentinelOnTheRig(t *testing.T) { //nolint:funlen // one ordered story o
 			t.Fatal(err)
 		}
 		waitURL(t, "after rollout restart", now, time.Minute)
-		w.waitWrites(t, 10, time.Minute)
-		failed, stall := w.stats()
+		w.WaitWrites(t, 10, time.Minute)
+		failed, stall := w.Stats()
 		t.Logf("app across the rollout: %d failed writes, longest stall %s; master now %s", failed, stall.Round(10*time.Millisecond), now)
 		logNotes(t)
 		if stall > maxSentinelStall {
@@ -198,74 +197,5 @@ func noteLogger(rs *rig.RedisSentinel) func(t *testing.T) {
 			t.Logf("rig: %s", n)
 		}
 		seen = len(notes)
-	}
-}
-
-// writer SETs a counter every 50 ms and counts failures and the longest time without a
-// successful write.
-type writer struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	ok     atomic.Int64
-
-	mu       sync.Mutex
-	failed   int
-	lastOK   time.Time
-	maxStall time.Duration
-}
-
-func startWriter(ctx context.Context, c *rclient.Client) *writer {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &writer{cancel: cancel, done: make(chan struct{}), lastOK: time.Now()}
-	go func() {
-		defer close(w.done)
-		for i := 0; ctx.Err() == nil; i++ {
-			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
-			err := c.Set(wctx, "rconn-e2e", i, 0).Err()
-			wcancel()
-			now := time.Now()
-			w.mu.Lock()
-			if err != nil {
-				w.failed++
-			} else {
-				w.ok.Add(1)
-				w.maxStall = max(w.maxStall, now.Sub(w.lastOK))
-				w.lastOK = now
-			}
-			w.mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	return w
-}
-
-func (w *writer) stop() { w.cancel(); <-w.done }
-
-func (w *writer) reset() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.failed, w.maxStall = 0, 0
-}
-
-func (w *writer) stats() (int, time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.failed, max(w.maxStall, time.Since(w.lastOK))
-}
-
-// waitWrites waits for n more successful writes.
-func (w *writer) waitWrites(t *testing.T, n int64, timeout time.Duration) {
-	t.Helper()
-	want := w.ok.Load() + n
-	deadline := time.Now().Add(timeout)
-	for w.ok.Load() < want {
-		if time.Now().After(deadline) {
-			failed, stall := w.stats()
-			t.Fatalf("the app wrote nothing for %s (%d failed writes, stall %s)", timeout, failed, stall)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

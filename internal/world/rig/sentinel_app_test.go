@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rconn-dev/redis-connection-operator/internal/testing/writeloop"
 )
 
 // podApp is an app inside the cluster as the Bitnami chart's notes tell it to connect: a
@@ -19,15 +19,8 @@ import (
 // counts failed writes and the longest time without a successful one: what a failover or a
 // rollout costs an app when nothing but the StatefulSet's own lifecycle is at work.
 type podApp struct {
-	c      *redis.Client
-	cancel context.CancelFunc
-	done   chan struct{}
-	ok     atomic.Int64
-
-	mu       sync.Mutex
-	failed   int
-	lastOK   time.Time
-	maxStall time.Duration
+	*writeloop.Loop
+	c *redis.Client
 }
 
 func startPodApp(t *testing.T, rs *RedisSentinel) *podApp {
@@ -56,59 +49,13 @@ func startPodApp(t *testing.T, rs *RedisSentinel) *podApp {
 		sentinels = append(sentinels, net.JoinHostPort(rs.Runner.podHost(fmt.Sprintf("%s-%d", rs.Name, i)), strconv.Itoa(SentinelPort)))
 	}
 	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: rs.MasterName, SentinelAddrs: sentinels, Dialer: dial})
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &podApp{c: c, cancel: cancel, done: make(chan struct{}), lastOK: time.Now()}
-	go a.run(ctx)
+	a := &podApp{c: c}
+	a.Loop = writeloop.Start(context.Background(), func(ctx context.Context, i int) error { return c.Set(ctx, "rig-app", i, 0).Err() })
 	t.Cleanup(a.stop)
 	return a
 }
 
-func (a *podApp) run(ctx context.Context) {
-	defer close(a.done)
-	for i := 0; ctx.Err() == nil; i++ {
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := a.c.Set(wctx, "rig-app", i, 0).Err()
-		cancel()
-		now := time.Now()
-		a.mu.Lock()
-		if err != nil {
-			a.failed++
-		} else {
-			a.ok.Add(1)
-			a.maxStall = max(a.maxStall, now.Sub(a.lastOK))
-			a.lastOK = now
-		}
-		a.mu.Unlock()
-		select {
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 func (a *podApp) stop() {
-	a.cancel()
-	<-a.done
+	a.Stop()
 	_ = a.c.Close()
-}
-
-// stats are the failed writes and the longest stall so far (a stall still going on counts).
-func (a *podApp) stats() (int, time.Duration) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.failed, max(a.maxStall, time.Since(a.lastOK))
-}
-
-// waitWrites waits for n more successful writes.
-func (a *podApp) waitWrites(t *testing.T, n int64, timeout time.Duration) {
-	t.Helper()
-	want := a.ok.Load() + n
-	deadline := time.Now().Add(timeout)
-	for a.ok.Load() < want {
-		if time.Now().After(deadline) {
-			failed, stall := a.stats()
-			t.Fatalf("the app wrote nothing for %s (%d failed writes, stall %s)", timeout, failed, stall)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -140,7 +140,7 @@ func TestRedisSentinelRolloutRestartWithPodIPs(t *testing.T) {
 	}
 	_ = mc.Close()
 	app := startPodApp(t, rs)
-	app.waitWrites(t, 10, 30*time.Second)
+	app.WaitWrites(t, 10, 30*time.Second)
 	start := time.Now()
 	if err := rs.RolloutRestart(ctx); err != nil {
 		t.Fatal(err)
@@ -148,8 +148,8 @@ func TestRedisSentinelRolloutRestartWithPodIPs(t *testing.T) {
 	if err := rs.WaitRolledOut(ctx, 6*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	app.waitWrites(t, 10, time.Minute)
-	failed, stall := app.stats()
+	app.WaitWrites(t, 10, time.Minute)
+	failed, stall := app.Stats()
 	t.Logf("rollout of %d pods took %s; the app: %d failed writes, longest stall %s", rs.Pods, time.Since(start).Round(time.Second), failed, stall.Round(10*time.Millisecond))
 	for _, n := range rs.Runner.Notes() {
 		t.Logf("runner: %s", n)
