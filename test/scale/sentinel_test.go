@@ -2,7 +2,6 @@ package scale_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
@@ -12,14 +11,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rconnv1 "github.com/rconn-dev/redis-connection-operator/api/v1"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/managertest"
 	"github.com/rconn-dev/redis-connection-operator/internal/world/redistest"
-	pkgclient "github.com/rconn-dev/redis-connection-operator/pkg/client"
 	"github.com/rconn-dev/redis-connection-operator/pkg/cluster"
 )
 
@@ -66,12 +62,7 @@ func (f *fixture) sentinelRun(b *testing.B, run, bin string, env []string) {
 	interval := envDuration("RCONN_SCALE_INTERVAL", 5*time.Second)
 	g := redistest.StartSentinelGroup(b, redistest.SentinelGroupOptions{})
 	ns := run
-	must(b, f.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	b.Cleanup(func() {
-		_ = f.k8s.DeleteAllOf(ctx, &rconnv1.RedisConnection{}, client.InNamespace(ns))
-		_ = f.k8s.DeleteAllOf(ctx, &corev1.ConfigMap{}, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "rconn"})
-		_ = f.k8s.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "rconn"})
-	})
+	f.sentinelNamespace(b, ns)
 	m := managertest.StartBinary(b, bin, f.kubecfg, env, strings.Fields(os.Getenv("RCONN_SCALE_MANAGER_ARGS"))...)
 	if os.Getenv("RCONN_SENTINEL_DUMP_LOG") != "" {
 		defer func() {
@@ -83,21 +74,9 @@ func (f *fixture) sentinelRun(b *testing.B, run, bin string, env []string) {
 	for i := 0; i < n; i++ {
 		must(b, f.k8s.Create(ctx, sentinelBenchConnection(ns, fmt.Sprintf("s-%03d", i), g, interval)))
 	}
-	w, err := f.cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{})
-	must(b, err)
-	defer w.Stop()
-	cms := watchNamed(b, w)
-	urls := newURLTracker(n)
-	go func() {
-		for a := range cms {
-			if cm, ok := a.obj.(*corev1.ConfigMap); ok {
-				var cfg pkgclient.Config
-				if json.Unmarshal([]byte(cm.Data[pkgclient.ConfigFileName]), &cfg) == nil {
-					urls.set(cm.Name, cfg.URL, a.at)
-				}
-			}
-		}
-	}()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	urls := f.watchURLs(wctx, b, ns, n)
 	if _, ok := urls.waitAll("redis://"+g.Data[0].Addr(), 2*time.Minute); !ok {
 		b.Fatalf("not every RedisConnection rendered the first master within 2 minutes (manager log %s)", m.LogPath)
 	}

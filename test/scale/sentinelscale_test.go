@@ -59,12 +59,7 @@ func (f *fixture) sentinelScaleRun(b *testing.B, run, bin string, shared bool) {
 	interval := envDuration("RCONN_SCALE_INTERVAL", 10*time.Second)
 	g := redistest.StartSentinelGroup(b, redistest.SentinelGroupOptions{})
 	ns := run
-	must(b, f.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	b.Cleanup(func() {
-		_ = f.k8s.DeleteAllOf(ctx, &rconnv1.RedisConnection{}, client.InNamespace(ns))
-		_ = f.k8s.DeleteAllOf(ctx, &corev1.ConfigMap{}, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "rconn"})
-		_ = f.k8s.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "rconn"})
-	})
+	f.sentinelNamespace(b, ns)
 	baseClients := sentinelClients(ctx, b, g)
 	start := time.Now()
 	m := managertest.StartBinary(b, bin, f.kubecfg, nil, strings.Fields(os.Getenv("RCONN_SCALE_MANAGER_ARGS"))...)
@@ -109,31 +104,10 @@ func (f *fixture) sentinelScaleRun(b *testing.B, run, bin string, shared bool) {
 	b.Logf("%d RedisConnections (shared=%v) Ready %s after the manager started; peak RSS %.1f MiB, RSS %.1f MiB, heap in use %.1f MiB, %.0f goroutines, the sentinels serve %d more connections",
 		n, shared, ready.Round(time.Millisecond), float64(peak)/(1<<20), float64(rss)/(1<<20), heap, goroutines, clients)
 
-	// One failover: how long until every RedisConnection's outputs name the new master. The
-	// watch is restarted when it ends (envtest's watch cache can refuse a new watch with "Too
-	// large resource version" for a few seconds); a restart re-lists, which only makes a
-	// figure later, never earlier.
-	urls := newURLTracker(n)
+	// One failover: how long until every RedisConnection's outputs name the new master.
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go func() {
-		for wctx.Err() == nil {
-			w, err := f.cs.CoreV1().ConfigMaps(ns).Watch(wctx, metav1.ListOptions{})
-			if err != nil {
-				time.Sleep(100 * time.Millisecond)
-				continue
-			}
-			for a := range watchNamed(b, w) {
-				if cm, ok := a.obj.(*corev1.ConfigMap); ok {
-					var cfg pkgclient.Config
-					if json.Unmarshal([]byte(cm.Data[pkgclient.ConfigFileName]), &cfg) == nil {
-						urls.set(cm.Name, cfg.URL, a.at)
-					}
-				}
-			}
-			w.Stop()
-		}
-	}()
+	urls := f.watchURLs(wctx, b, ns, n)
 	sw := subscribeSwitches(ctx, g)
 	old, err := g.Failover(ctx)
 	if err != nil {
@@ -162,6 +136,44 @@ func (t *urlTracker) count(url string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.seen[url])
+}
+
+// sentinelNamespace creates ns and deletes what the run made in it when the benchmark ends.
+func (f *fixture) sentinelNamespace(b *testing.B, ns string) {
+	ctx := context.Background()
+	must(b, f.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	b.Cleanup(func() {
+		_ = f.k8s.DeleteAllOf(ctx, &rconnv1.RedisConnection{}, client.InNamespace(ns))
+		_ = f.k8s.DeleteAllOf(ctx, &corev1.ConfigMap{}, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "rconn"})
+		_ = f.k8s.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "rconn"})
+	})
+}
+
+// watchURLs tracks, until ctx ends, when each ConfigMap in ns first named each config.json
+// url. The watch is restarted when it ends (envtest's watch cache can refuse a new watch with
+// "Too large resource version" for a few seconds); a restart re-lists, which only makes a
+// figure later, never earlier.
+func (f *fixture) watchURLs(ctx context.Context, b *testing.B, ns string, n int) *urlTracker {
+	urls := newURLTracker(n)
+	go func() {
+		for ctx.Err() == nil {
+			w, err := f.cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for a := range watchNamed(b, w) {
+				if cm, ok := a.obj.(*corev1.ConfigMap); ok {
+					var cfg pkgclient.Config
+					if json.Unmarshal([]byte(cm.Data[pkgclient.ConfigFileName]), &cfg) == nil {
+						urls.set(cm.Name, cfg.URL, a.at)
+					}
+				}
+			}
+			w.Stop()
+		}
+	}()
+	return urls
 }
 
 // sentinelClients sums connected_clients over the group's sentinels.
