@@ -525,13 +525,9 @@ func (si *SentinelInspector) decide(ctx context.Context, t *SentinelTopology, or
 // confirm asks the node at addr (through the map) for ROLE and returns its offset when it
 // says master.
 func (si *SentinelInspector) confirm(ctx context.Context, addr string) (int64, error) {
-	c, err := si.data.client(addr)
+	role, err := si.role(ctx, addr)
 	if err != nil {
 		return 0, err
-	}
-	role, err := c.Do(ctx, "ROLE").Slice()
-	if err != nil {
-		return 0, fmt.Errorf("ROLE: %w", err)
 	}
 	if len(role) < 2 || role[0] != "master" {
 		return 0, ErrNotMaster
@@ -580,14 +576,23 @@ func (si *SentinelInspector) replicas(ctx context.Context, reps []map[string]str
 	return out
 }
 
+// role asks the data node at addr (through the map) for ROLE.
+func (si *SentinelInspector) role(ctx context.Context, addr string) ([]any, error) {
+	c, err := si.data.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	role, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return nil, fmt.Errorf("ROLE: %w", err)
+	}
+	return role, nil
+}
+
 // replicaOffset asks the replica at addr (through the map) for ROLE and returns the offset it
 // reports as a replica.
 func (si *SentinelInspector) replicaOffset(ctx context.Context, addr string) (int64, bool) {
-	c, err := si.data.client(addr)
-	if err != nil {
-		return 0, false
-	}
-	role, err := c.Do(ctx, "ROLE").Slice()
+	role, err := si.role(ctx, addr)
 	if err != nil || len(role) < 5 || parseRole(fmt.Sprint(role[0])) != RoleReplica {
 		return 0, false
 	}
