@@ -105,3 +105,36 @@ func TestHealthOfManyNodesRunsInParallel(t *testing.T) {
 		t.Fatalf("%d hung checks were open at once; want the bound %d (parallel, and bounded)", bh.maxOpen, concurrency)
 	}
 }
+
+// TestHealthSeesANodeBackAtOnce: a node that was down and is back answers the very next health
+// check. go-redis's pool, after PoolSize failed dials, fails every Get with its last dial error
+// until a background redial (once a second) succeeds: a check in that window reported a node
+// that was serving again as unreachable, and with probes driven by Sentinel events (-sdown is
+// sent as soon as the node answers) the status stayed so until the next event.
+func TestHealthSeesANodeBackAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	srv := redistest.StartServer(t, redistest.ServerOptions{})
+	in, err := cluster.NewInspector(cluster.Options{RootNodes: []cluster.RootNode{{URL: "redis://" + srv.Addr()}}, Standalone: true, Dial: newRecorder(nil).Dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = in.Close() }()
+	topo := &cluster.Topology{Standalone: true, Nodes: []*cluster.Node{{Announced: srv.Addr()}}}
+	check := func() cluster.NodeHealth { return in.CheckHealth(ctx, topo, time.Second)[0] }
+	for round := range 3 {
+		if h := check(); !h.Healthy() {
+			t.Fatalf("round %d: a running node is not healthy: %v", round, h.Err)
+		}
+		srv.Kill()
+		for range 3 {
+			if h := check(); h.Reachable {
+				t.Fatalf("round %d: a killed node is reachable", round)
+			}
+		}
+		srv.Restart(t)
+		if h := check(); !h.Healthy() {
+			t.Fatalf("round %d: the node is back, but the first check after its restart says: %v", round, h.Err)
+		}
+	}
+}

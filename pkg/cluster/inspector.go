@@ -156,17 +156,23 @@ func (in *Inspector) client(addr string) (*redis.Client, error) {
 		}
 	}
 	limits := &in.o.limits
+	var c *redis.Client
 	opts := &redis.Options{
 		Addr: addr,
 		// Every byte a node sends passes the RESP limits (and the reply budget) before
 		// go-redis's reader sees it.
-		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := in.dialer.DialContext(ctx, network, addr)
+		Dialer: func(ctx context.Context, network, dialed string) (net.Conn, error) {
+			conn, err := in.dialer.DialContext(ctx, network, dialed)
 			if err != nil {
+				in.forget(addr, c)
 				return nil, err
 			}
-			return limitConn(c, limits, in.budget), nil
+			return limitConn(conn, limits, in.budget), nil
 		},
+		// One dial per use: a dead node costs one refused (or timed out) dial, not five
+		// with 100 ms between them; callers have their own cadence (health checks, discovery
+		// candidates, reconciles).
+		DialerRetries:         1,
 		Username:              user,
 		Password:              pass,
 		DB:                    in.o.Defaults.DB,
@@ -194,9 +200,26 @@ func (in *Inspector) client(addr string) (*redis.Client, error) {
 	if in.o.Defaults.CredentialsProvider != nil {
 		opts.CredentialsProvider = in.o.Defaults.CredentialsProvider
 	}
-	c := redis.NewClient(opts)
+	c = redis.NewClient(opts)
 	in.clients[addr] = c
 	return c, nil
+}
+
+// forget drops c, addr's client, after a dial through it failed, so the next use of addr
+// builds a fresh one. go-redis's pool, once PoolSize dials have failed, fails every use with
+// the last dial error until a background redial (once a second) succeeds: a node that was
+// back would still be reported unreachable by the next health check, and with checks driven
+// by Sentinel events (-sdown comes as soon as it answers) status stayed so until the next
+// event (TestHealthSeesANodeBackAtOnce). Closing happens apart from the dial that failed,
+// which runs inside c's pool.
+func (in *Inspector) forget(addr string, c *redis.Client) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if c == nil || in.clients[addr] != c {
+		return
+	}
+	delete(in.clients, addr)
+	go func() { _ = c.Close() }()
 }
 
 // prune closes pools of addresses that are neither root nor known nodes.
