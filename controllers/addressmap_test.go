@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -102,9 +103,18 @@ type recorder struct {
 	seen []string
 }
 
+// recorders numbers the loopback IPs recorders listen on.
+var recorders atomic.Int64
+
+// startRecorder listens on a loopback IP of its own (127.6.0.0/16): every connection it
+// accepts was made for the address the test handed out, not by a health check still dialing
+// a stopped server's port that this listener happened to get (a suite full of stopped
+// servers, the likely cause of a CI failure of "cannot redirect an address in use").
 func startRecorder() *recorder {
 	r := &recorder{}
-	r.Server = hostile.MustStart(GinkgoT(), hostile.Config{Handler: func(req hostile.Request) []byte {
+	n := recorders.Add(1)
+	listen := fmt.Sprintf("127.6.%d.%d:0", n/250%250, n%250+1)
+	r.Server = hostile.MustStart(GinkgoT(), hostile.Config{Listen: listen, Handler: func(req hostile.Request) []byte {
 		r.mu.Lock()
 		r.seen = append(r.seen, strings.Join(req.Args, " "))
 		r.mu.Unlock()
@@ -117,6 +127,11 @@ func (r *recorder) commands() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return strings.Join(r.seen, "\n")
+}
+
+func (r *recorder) host() string {
+	h, _, _ := net.SplitHostPort(r.Addr())
+	return h
 }
 
 func (r *recorder) port() int32 {
@@ -223,7 +238,7 @@ var _ = Describe("a Service/EndpointSlice writer in the namespace", Ordered, fun
 	It("cannot redirect an address in use with a conflicting Service, and its target never sees the controller's AUTH", func() {
 		hostileNode := startRecorder()
 		node := rc.Nodes[0]
-		svc := lbService(evil, ns, "evil-0", hostileNode.port(), "127.0.0.1")
+		svc := lbService(evil, ns, "evil-0", hostileNode.port(), hostileNode.host())
 		claimSlice(evil, ns, svc.Name, node.Announced)
 		eventuallyCondition(ns, name, rconnv1.ConditionAddressMapResolved, metav1.ConditionFalse, rconnv1.ReasonLoadBalancerPending)
 		Eventually(func() string { return condition(ns, name, rconnv1.ConditionAddressMapResolved).Message }, 30*time.Second, 100*time.Millisecond).
@@ -241,7 +256,7 @@ var _ = Describe("a Service/EndpointSlice writer in the namespace", Ordered, fun
 	It("cannot take the address of a node whose own load balancer is pending: the entry is left out, never guessed, and its target never sees the controller's AUTH", func() {
 		hostileNode := startRecorder()
 		node := rc.Nodes[2]
-		svc := lbService(evil, ns, "evil-2", hostileNode.port(), "127.0.0.1")
+		svc := lbService(evil, ns, "evil-2", hostileNode.port(), hostileNode.host())
 		claimSlice(evil, ns, svc.Name, node.Announced)
 		// The node's own Service loses its load balancer (re-provisioned; or a scale-out whose
 		// new per-pod load balancer is not there yet).

@@ -102,6 +102,10 @@ type Handler func(Request) []byte
 // Config says how a server behaves. The zero Config answers every command with
 // "-ERR unknown command".
 type Config struct {
+	// Listen is the address to listen on ("": 127.0.0.1:0). A loopback IP no other test
+	// uses keeps dials meant for somebody else (a port of a stopped server, reused for this
+	// one) from reaching the server, so what it counts is what the test sent it.
+	Listen string
 	// Greeting is written right after accept, before anything is read (an SSH banner).
 	Greeting []byte
 	// CloseOnAccept closes every connection right after accept (after Greeting, if any).
@@ -154,9 +158,13 @@ type Server struct {
 // TB is internal/tb's: the one interface every local-world helper takes.
 type TB = tb.TB
 
-// Start listens on 127.0.0.1:0 and serves cfg until Close.
+// Start listens on cfg.Listen (127.0.0.1:0) and serves cfg until Close.
 func Start(cfg Config) (*Server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}
