@@ -21,9 +21,11 @@ var build struct {
 	err  error
 }
 
-// Build compiles the repository's main package (CGO_ENABLED=0) into a temporary directory, once
-// per test process, and returns the binary's path. The directory is removed by RemoveBuild (call
-// it from TestMain after m.Run if you want it gone; it lives under os.TempDir otherwise).
+// Build compiles the repository's main package (CGO_ENABLED=0 -trimpath: the flags of make
+// build, make release and the demo, so all of them share one set of compiled packages) into a
+// temporary directory, once per test process, and returns the binary's path. The directory is
+// removed by RemoveBuild (call it from TestMain after m.Run if you want it gone; it lives under
+// os.TempDir otherwise).
 func Build(t TB) string {
 	tb.Integration(t, "a go build of the manager")
 	t.Helper()
@@ -40,7 +42,7 @@ func Build(t TB) string {
 		}
 		build.dir = dir
 		out := filepath.Join(dir, "manager")
-		cmd := exec.Command(goTool(), "build", "-o", out, ".")
+		cmd := exec.Command(goTool(), "build", "-trimpath", "-o", out, ".")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -105,7 +107,7 @@ func BuildRevision(t TB, rev string) string {
 		t.Fatalf("managertest: tar: %v", err)
 	}
 	out := filepath.Join(dir, "manager")
-	cmd := exec.Command(goTool(), "build", "-o", out, ".")
+	cmd := exec.Command(goTool(), "build", "-trimpath", "-o", out, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
