@@ -157,8 +157,8 @@ func (rc *RedisCluster) podAddr(ctx context.Context, pod string) (string, error)
 func (rc *RedisCluster) podName(i int) string { return fmt.Sprintf("%s-%d", rc.Name, i) }
 
 // AddShard scales the StatefulSet out by two pods and makes them a new shard the way an
-// operator does by hand: redis-cli --cluster add-node (a master, then its replica) and a
-// reshard of slots slots from the existing masters to the new one. It returns the new master's
+// operator does by hand: redis-cli --cluster add-node (the master, then the replica, which
+// then gets CLUSTER REPLICATE) and a reshard of slots slots from the existing masters to the new one. It returns the new master's
 // pod name.
 func (rc *RedisCluster) AddShard(ctx context.Context, slots int) (string, error) {
 	n := rc.Pods
@@ -197,7 +197,19 @@ func (rc *RedisCluster) AddShard(ctx context.Context, slots int) (string, error)
 	}, rc.Runner.diag); err != nil {
 		return "", err
 	}
-	if _, err := rc.CLI(ctx, "--cluster", "add-node", ra, seed, "--cluster-slave", "--cluster-master-id", id); err != nil {
+	// The replica joins empty, then replicates once it knows the new master itself:
+	// redis-cli's add-node --cluster-slave sends CLUSTER REPLICATE as soon as the cluster agrees,
+	// which can be before gossip has told the new node about the master ("ERR Unknown node",
+	// seen in make test).
+	if _, err := rc.CLI(ctx, "--cluster", "add-node", ra, seed); err != nil {
+		return "", err
+	}
+	rcl := redis.NewClient(rc.Runner.opts.ClientOptions(ra))
+	defer func() { _ = rcl.Close() }()
+	if err := poll(ctx, time.Minute, replica+" replicating "+master, func() (bool, error) {
+		err := rcl.ClusterReplicate(ctx, id).Err()
+		return err == nil, err
+	}, rc.Runner.diag); err != nil {
 		return "", err
 	}
 	rc.Pods = n + 2
