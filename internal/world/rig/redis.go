@@ -158,8 +158,8 @@ func (rc *RedisCluster) podName(i int) string { return fmt.Sprintf("%s-%d", rc.N
 
 // AddShard scales the StatefulSet out by two pods and makes them a new shard the way an
 // operator does by hand: redis-cli --cluster add-node (the master, then the replica, which
-// then gets CLUSTER REPLICATE) and a reshard of slots slots from the existing masters to the new one. It returns the new master's
-// pod name.
+// then gets CLUSTER REPLICATE) and a reshard of slots slots from the existing masters to the
+// new one. It returns the new master's pod name.
 func (rc *RedisCluster) AddShard(ctx context.Context, slots int) (string, error) {
 	n := rc.Pods
 	if err := rc.Scale(ctx, n+2); err != nil {
